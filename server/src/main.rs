@@ -1,1 +1,37 @@
-fn main(){}
+//! `balsa`: Loki's API on Raft-replicated partitions.
+
+use std::process::ExitCode;
+
+use balsa::config::{normalize_args, Config, Flags};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let flags = match Flags::try_parse_from(normalize_args(std::env::args())) {
+        Ok(f) => f,
+        Err(e) => e.exit(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&flags.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let cfg = match Config::load(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("balsa: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("balsa: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(balsa::modules::run(cfg))?;
+    Ok(())
+}

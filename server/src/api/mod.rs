@@ -1,0 +1,120 @@
+//! Loki's HTTP API: push, log queries, labels, series, status and metrics.
+//!
+//! - [`push`]: `POST /loki/api/v1/push` (and the legacy `/api/prom/push`);
+//! - [`query`]: `query_range`, `query`, `labels`, `label/<name>/values`,
+//!   `series`, with Loki's response JSON;
+//! - [`params`]: Loki's parameter parsing; [`error`]: its error answers.
+
+mod error;
+mod params;
+mod push;
+mod query;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::distributor::Distributor;
+use crate::ingester::Ingester;
+use crate::metrics::Metrics;
+use crate::querier::Querier;
+pub use error::ApiError;
+
+/// What every handler can reach.
+pub struct Api {
+    pub auth_enabled: bool,
+    pub max_recv_msg_size: usize,
+    pub max_decompressed_size: usize,
+    pub max_entries_limit_per_query: usize,
+    pub max_query_series: usize,
+    pub distributor: Arc<Distributor>,
+    pub querier: Arc<Querier>,
+    pub ingester: Arc<Ingester>,
+    pub metrics: Arc<Metrics>,
+}
+
+type AppState = Arc<Api>;
+
+impl Api {
+    /// The tenant of a request, or Loki's 401/400.
+    fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let h = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
+        Ok(crate::tenant::resolve(self.auth_enabled, h)?)
+    }
+}
+
+/// The router of the HTTP server.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/loki/api/v1/push", post(push::push))
+        .route("/api/prom/push", post(push::push))
+        .route("/loki/api/v1/query_range", get(query::query_range).post(query::query_range))
+        .route("/loki/api/v1/query", get(query::instant_query).post(query::instant_query))
+        .route("/loki/api/v1/labels", get(query::labels).post(query::labels))
+        .route("/loki/api/v1/label", get(query::labels).post(query::labels))
+        .route("/loki/api/v1/label/{name}/values", get(query::label_values).post(query::label_values))
+        .route("/loki/api/v1/series", get(query::series).post(query::series))
+        .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
+        .with_state(api)
+}
+
+/// Times every request into `loki_request_duration_seconds` and opens its
+/// tracing span.
+async fn observe(State(api): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().to_string();
+    let span = tracing::info_span!("http", %method, %route);
+    let started = Instant::now();
+    let resp = tracing::Instrument::instrument(next.run(req), span).await;
+    api.metrics
+        .request_duration
+        .with_label_values(&[&route, &method, resp.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn ready(State(api): State<AppState>) -> Response {
+    let waiting = api.ingester.leaderless();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Ingester not ready: partitions without a leader yet: {waiting:?}\n"),
+        )
+        .into_response()
+    }
+}
+
+async fn metrics(State(api): State<AppState>) -> Response {
+    let body = api.metrics.render(Some(&api.ingester));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// Loki's (Prometheus') build information. `version` is the Loki API level
+/// Balsa implements, with Balsa's own version as semver build metadata, so
+/// that clients that check Loki's version keep working.
+async fn buildinfo() -> Response {
+    let body = serde_json::json!({
+        "version": concat!("3.5.0+balsa.", env!("CARGO_PKG_VERSION")),
+        "revision": option_env!("BALSA_REVISION").unwrap_or("unknown"),
+        "branch": "main",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    });
+    axum::Json(body).into_response()
+}

@@ -1,0 +1,133 @@
+//! Query parameters as Loki reads them (`pkg/loghttp/params.go`): from the
+//! URL, and for POST also from a form body.
+
+use std::collections::HashMap;
+
+use balsa_storage::Direction;
+
+use super::error::ApiError;
+use crate::config::parse_duration;
+use crate::time::parse_rfc3339;
+
+/// Default `limit` of log queries.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Default look-back when `start` is not given.
+pub const DEFAULT_SINCE_NS: i64 = 3600 * 1_000_000_000;
+
+/// Parameters of one request; repeated keys keep every value.
+#[derive(Debug, Default)]
+pub struct Params(HashMap<String, Vec<String>>);
+
+impl Params {
+    /// Reads `a=1&b=2` pairs from the URL query and an optional form body.
+    pub fn parse(query: Option<&str>, form_body: Option<&[u8]>) -> Self {
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
+        let sources = query.map(str::as_bytes).into_iter().chain(form_body);
+        for src in sources {
+            for (k, v) in form_urlencoded::parse(src) {
+                map.entry(k.into_owned()).or_default().push(v.into_owned());
+            }
+        }
+        Self(map)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    pub fn all(&self, key: &str) -> &[String] {
+        self.0.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// `limit`: a positive integer, default 100.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None | Some("") => Ok(DEFAULT_LIMIT),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n > 0 => Ok(n as usize),
+                Ok(_) => Err(ApiError::bad_request("limit must be a positive value")),
+                Err(e) => Err(ApiError::bad_request(format!("strconv.Atoi: parsing \"{v}\": {e}"))),
+            },
+        }
+    }
+
+    /// `direction`: `forward` or `backward` (any case), default backward.
+    pub fn direction(&self) -> Result<Direction, ApiError> {
+        match self.get("direction").map(str::to_ascii_uppercase).as_deref() {
+            None | Some("") | Some("BACKWARD") => Ok(Direction::Backward),
+            Some("FORWARD") => Ok(Direction::Forward),
+            Some(_) => Err(ApiError::bad_request(format!("invalid direction '{}'", self.get("direction").unwrap_or("")))),
+        }
+    }
+
+    /// `[start, end)` from `start`, `end` and `since` (Loki's
+    /// `determineBounds`): end defaults to now, start to min(end, now) − since
+    /// (default 1h).
+    pub fn bounds(&self, now: i64) -> Result<(i64, i64), ApiError> {
+        let since = match self.get("since") {
+            None | Some("") => DEFAULT_SINCE_NS,
+            Some(v) => parse_duration(v)
+                .map(|d| d.as_nanos() as i64)
+                .map_err(|e| ApiError::bad_request(format!("could not parse 'since' parameter: {e}")))?,
+        };
+        let end = match self.get("end") {
+            None | Some("") => now,
+            Some(v) => parse_timestamp(v).map_err(|e| ApiError::bad_request(format!("could not parse 'end' parameter: {e}")))?,
+        };
+        let start = match self.get("start") {
+            None | Some("") => end.min(now).saturating_sub(since),
+            Some(v) => {
+                parse_timestamp(v).map_err(|e| ApiError::bad_request(format!("could not parse 'start' parameter: {e}")))?
+            }
+        };
+        Ok((start, end))
+    }
+}
+
+/// Loki's `parseTimestamp`: with a dot, float seconds (fraction rounded to
+/// ms); an integer of at most 10 digits, seconds; a longer one, nanoseconds;
+/// otherwise RFC3339Nano.
+pub fn parse_timestamp(v: &str) -> Result<i64, String> {
+    if v.contains('.') {
+        if let Ok(f) = v.parse::<f64>() {
+            if f.is_finite() {
+                let secs = f.trunc();
+                let ms = ((f - secs) * 1000.0).round();
+                return Ok((secs as i64).saturating_mul(1_000_000_000).saturating_add(ms as i64 * 1_000_000));
+            }
+        }
+    }
+    match v.parse::<i64>() {
+        Ok(n) if v.len() <= 10 => Ok(n.saturating_mul(1_000_000_000)),
+        Ok(n) => Ok(n),
+        Err(e) => parse_rfc3339(v).ok_or_else(|| format!("strconv.ParseInt: parsing \"{v}\": {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_every_loki_format() {
+        assert_eq!(parse_timestamp("1570818238").unwrap(), 1_570_818_238_000_000_000);
+        assert_eq!(parse_timestamp("1570818238000000001").unwrap(), 1_570_818_238_000_000_001);
+        assert_eq!(parse_timestamp("1570818238.5").unwrap(), 1_570_818_238_500_000_000);
+        assert_eq!(parse_timestamp("2019-10-11T18:23:58.5Z").unwrap(), 1_570_818_238_500_000_000);
+        assert!(parse_timestamp("yesterday").unwrap_err().contains("invalid digit"));
+    }
+
+    #[test]
+    fn bounds_limit_direction() {
+        let now = 10_000 * 1_000_000_000;
+        let p = Params::parse(Some("since=10m&limit=5&direction=FORWARD"), None);
+        assert_eq!(p.bounds(now).unwrap(), (now - 600 * 1_000_000_000, now));
+        assert_eq!(p.limit().unwrap(), 5);
+        assert_eq!(p.direction().unwrap(), Direction::Forward);
+        let p = Params::parse(Some("limit=0&direction=up&match[]=a&match[]=b"), Some(b"end=5"));
+        assert_eq!(p.limit().unwrap_err().body, "limit must be a positive value");
+        assert_eq!(p.direction().unwrap_err().body, "invalid direction 'up'");
+        assert_eq!(p.all("match[]").len(), 2);
+        assert_eq!(p.bounds(now).unwrap(), (5 * 1_000_000_000 - DEFAULT_SINCE_NS, 5 * 1_000_000_000));
+    }
+}

@@ -1,0 +1,257 @@
+//! Query endpoints, answering with Loki's JSON.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::params::Params;
+use super::{ApiError, AppState};
+use crate::labels::LabelSet;
+use crate::logql::{self, parse_selector};
+use crate::querier::{LogRequest, ScanStats, StreamResult};
+use crate::time::now_ns;
+
+const INSTANT_LOG_QUERY: &str =
+    "log queries are not supported as an instant query type, please change your query to a range query type";
+
+fn params(method: &Method, query: Option<String>, body: &Bytes) -> Params {
+    let form = (*method == Method::POST && !body.is_empty()).then_some(body.as_ref());
+    Params::parse(query.as_deref(), form)
+}
+
+fn wants_categorized_labels(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("x-loki-response-encoding-flags")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|f| f.trim() == "categorize-labels"))
+}
+
+/// `GET|POST /loki/api/v1/query_range`
+pub async fn query_range(
+    State(api): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = api.tenant(&headers)?;
+    let p = params(&method, q, &body);
+    let query = p.get("query").unwrap_or("");
+    let parsed = logql::parse_query(query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (start, end) = p.bounds(now_ns())?;
+    if end < start {
+        return Err(ApiError::bad_request("end timestamp must not be before or equal to start time"));
+    }
+    let limit = p.limit()?;
+    if limit > api.max_entries_limit_per_query {
+        return Err(ApiError::bad_request(format!(
+            "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {})",
+            api.max_entries_limit_per_query
+        )));
+    }
+    let req = LogRequest { query: parsed, start, end, limit, direction: p.direction()? };
+    let (streams, stats) = api.querier.select_logs(&tenant, &req).await?;
+    Ok(axum::Json(streams_response(streams, stats, wants_categorized_labels(&headers))).into_response())
+}
+
+/// `GET|POST /loki/api/v1/query`: instant queries are metric queries; a log
+/// query gets Loki's error.
+pub async fn instant_query(
+    State(api): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api.tenant(&headers)?;
+    let p = params(&method, q, &body);
+    logql::parse_query(p.get("query").unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Err(ApiError::bad_request(INSTANT_LOG_QUERY))
+}
+
+/// Loki's answer to a log query. Without `categorize-labels`, structured
+/// metadata is folded into the stream labels (entries with different
+/// metadata become different streams), as Loki does.
+fn streams_response(streams: Vec<StreamResult>, stats: ScanStats, categorize: bool) -> Value {
+    let mut result = Vec::new();
+    if categorize {
+        for s in streams {
+            let values: Vec<Value> = s
+                .entries
+                .iter()
+                .map(|e| {
+                    let mut extra = serde_json::Map::new();
+                    if !e.metadata.is_empty() {
+                        let md: serde_json::Map<String, Value> =
+                            e.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+                        extra.insert("structuredMetadata".into(), Value::Object(md));
+                    }
+                    json!([e.ts.to_string(), e.line, extra])
+                })
+                .collect();
+            result.push(json!({"stream": s.labels.to_json(), "values": values}));
+        }
+    } else {
+        let mut grouped: BTreeMap<LabelSet, Vec<Value>> = BTreeMap::new();
+        for s in streams {
+            for e in &s.entries {
+                let labels = if e.metadata.is_empty() {
+                    s.labels.clone()
+                } else {
+                    let mut pairs: Vec<(String, String)> = s.labels.iter().cloned().collect();
+                    pairs.retain(|(n, _)| !e.metadata.iter().any(|(m, _)| m == n));
+                    pairs.extend(e.metadata.iter().cloned());
+                    LabelSet::from_pairs(pairs)
+                };
+                grouped.entry(labels).or_default().push(json!([e.ts.to_string(), e.line]));
+            }
+        }
+        for (labels, values) in grouped {
+            result.push(json!({"stream": labels.to_json(), "values": values}));
+        }
+    }
+    let mut data = serde_json::Map::new();
+    data.insert("resultType".into(), json!("streams"));
+    if categorize {
+        data.insert("encodingFlags".into(), json!(["categorize-labels"]));
+    }
+    data.insert("result".into(), Value::Array(result));
+    data.insert("stats".into(), stats_json(&stats));
+    json!({"status": "success", "data": data})
+}
+
+/// Loki's `stats` object, every field present.
+fn stats_json(s: &ScanStats) -> Value {
+    let per_sec = |n: u64| if s.exec_seconds > 0.0 { (n as f64 / s.exec_seconds) as u64 } else { 0 };
+    let chunk = json!({"headChunkBytes": s.bytes_scanned, "headChunkLines": s.lines_scanned, "decompressedBytes": 0,
+        "decompressedLines": 0, "compressedBytes": 0, "totalDuplicates": 0, "postFilterLines": s.lines_matched,
+        "headChunkStructuredMetadataBytes": 0, "decompressedStructuredMetadataBytes": 0});
+    let dataobj = json!({"prePredicateDecompressedRows": 0, "prePredicateDecompressedBytes": 0,
+        "prePredicateDecompressedStructuredMetadataBytes": 0, "postPredicateRows": 0, "postPredicateDecompressedBytes": 0,
+        "postPredicateStructuredMetadataBytes": 0, "postFilterRows": 0, "pagesScanned": 0, "pagesDownloaded": 0,
+        "pagesDownloadedBytes": 0, "pageBatches": 0, "totalRowsAvailable": 0, "totalPageDownloadTime": 0});
+    let store = |chunk: Value| {
+        json!({"totalChunksRef": 0, "totalChunksDownloaded": 0, "chunksDownloadTime": 0,
+            "queryReferencedStructuredMetadata": false, "queryUsedV2Engine": false, "chunk": chunk,
+            "chunkRefsFetchTime": 0, "congestionControlLatency": 0, "pipelineWrapperFilteredLines": 0,
+            "dataobj": dataobj.clone()})
+    };
+    let empty_chunk = json!({"headChunkBytes": 0, "headChunkLines": 0, "decompressedBytes": 0, "decompressedLines": 0,
+        "compressedBytes": 0, "totalDuplicates": 0, "postFilterLines": 0, "headChunkStructuredMetadataBytes": 0,
+        "decompressedStructuredMetadataBytes": 0});
+    let cache = json!({"entriesFound": 0, "entriesRequested": 0, "entriesStored": 0, "bytesReceived": 0,
+        "bytesSent": 0, "requests": 0, "downloadTime": 0, "queryLengthServed": 0});
+    json!({
+        "summary": {"bytesProcessedPerSecond": per_sec(s.bytes_scanned), "linesProcessedPerSecond": per_sec(s.lines_scanned),
+            "totalBytesProcessed": s.bytes_scanned, "totalLinesProcessed": s.lines_scanned, "execTime": s.exec_seconds,
+            "queueTime": 0, "subqueries": 0, "totalEntriesReturned": s.lines_matched, "splits": 0, "shards": 0,
+            "totalPostFilterLines": s.lines_matched, "totalStructuredMetadataBytesProcessed": 0},
+        "querier": {"store": store(empty_chunk), "querierExecTime": s.exec_seconds},
+        "ingester": {"totalReached": 1, "totalChunksMatched": s.streams, "totalBatches": 1, "totalLinesSent": s.lines_matched,
+            "store": store(chunk)},
+        "cache": {"chunk": cache, "index": cache, "result": cache, "statsResult": cache, "volumeResult": cache,
+            "seriesResult": cache, "labelResult": cache, "instantMetricResult": cache},
+        "index": {"totalChunks": 0, "postFilterChunks": 0, "shardsDuration": 0, "usedBloomFilters": false,
+            "totalStreams": s.streams, "chunkRefsLookupTime": 0, "bloomFilterTime": 0}
+    })
+}
+
+/// `{"status":"success","data":[...]}`, `data` omitted when empty (Loki's
+/// `omitempty`).
+fn label_response(values: Vec<String>) -> Response {
+    if values.is_empty() {
+        axum::Json(json!({"status": "success"})).into_response()
+    } else {
+        axum::Json(json!({"status": "success", "data": values})).into_response()
+    }
+}
+
+/// `GET|POST /loki/api/v1/labels`
+pub async fn labels(
+    State(api): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = api.tenant(&headers)?;
+    let (start, end) = params(&method, q, &body).bounds(now_ns())?;
+    Ok(label_response(api.querier.label_names(&tenant, start, end).await?))
+}
+
+/// `GET|POST /loki/api/v1/label/<name>/values`, with an optional `query`
+/// selector.
+pub async fn label_values(
+    State(api): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = api.tenant(&headers)?;
+    let p = params(&method, q, &body);
+    let (start, end) = p.bounds(now_ns())?;
+    let selector = match p.get("query").filter(|s| !s.trim().is_empty()) {
+        Some(s) => Some(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?),
+        None => None,
+    };
+    Ok(label_response(api.querier.label_values(&tenant, &name, selector, start, end).await?))
+}
+
+/// `GET|POST /loki/api/v1/series` with `match[]` (or `match`) selectors.
+pub async fn series(
+    State(api): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = api.tenant(&headers)?;
+    let p = params(&method, q, &body);
+    let (start, end) = p.bounds(now_ns())?;
+    let mut selectors = Vec::new();
+    for s in p.all("match[]").iter().chain(p.all("match")) {
+        if s.chars().filter(|c| !c.is_whitespace()).collect::<String>() == "{}" {
+            continue;
+        }
+        selectors.push(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?);
+    }
+    let found = api.querier.series(&tenant, &selectors, start, end).await?;
+    if found.len() > api.max_query_series {
+        return Err(ApiError::bad_request(format!(
+            "the query hit the max number of series limit (limit: {} series)",
+            api.max_query_series
+        )));
+    }
+    let data: Vec<Value> = found.iter().map(LabelSet::to_json).collect();
+    Ok(axum::Json(json!({"status": "success", "data": data})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use balsa_storage::Entry;
+
+    #[test]
+    fn metadata_folds_into_labels_unless_categorized() {
+        let mut e = Entry::new(2, "b");
+        e.metadata.push(("trace_id".into(), "t1".into()));
+        let s = StreamResult { labels: LabelSet::parse(r#"{app="x"}"#).unwrap(), entries: vec![Entry::new(1, "a"), e] };
+        let plain = streams_response(vec![s.clone()], ScanStats::default(), false);
+        let result = plain["data"]["result"].as_array().unwrap();
+        assert_eq!(result.len(), 2);
+        assert_eq!(result[1]["stream"], json!({"app": "x", "trace_id": "t1"}));
+        assert_eq!(result[1]["values"], json!([["2", "b"]]));
+        let cat = streams_response(vec![s], ScanStats::default(), true);
+        assert_eq!(cat["data"]["encodingFlags"], json!(["categorize-labels"]));
+        assert_eq!(cat["data"]["result"][0]["values"][1], json!(["2", "b", {"structuredMetadata": {"trace_id": "t1"}}]));
+        assert_eq!(cat["data"]["result"][0]["values"][0], json!(["1", "a", {}]));
+        assert!(cat["data"]["stats"]["summary"]["execTime"].is_number());
+    }
+}

@@ -1,0 +1,393 @@
+//! Configuration: a YAML file with Loki's section names where the concept is
+//! the same, overridden by command-line flags, then validated.
+//!
+//! ```yaml
+//! target: all
+//! auth_enabled: false
+//! server: { http_listen_address: 0.0.0.0, http_listen_port: 3100, grpc_listen_port: 9095 }
+//! common: { path_prefix: ./data }
+//! ring: { partitions: 8 }
+//! ingester: { max_chunk_age: 2h }
+//! distributor: { max_recv_msg_size: 100MB }
+//! limits_config: { max_line_size: 256KB, reject_old_samples_max_age: 168h }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::limits::Limits;
+
+/// Why the configuration cannot be used. Every variant names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Yaml { path: String, message: String },
+    #[error("invalid value for {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// Command-line flags. Loki's single-dash spelling (`-config.file=x`) is
+/// accepted too.
+#[derive(Debug, Parser, Default)]
+#[command(name = "balsa", version, about = "Loki-compatible log storage that does not lose acknowledged lines")]
+pub struct Flags {
+    /// YAML configuration file.
+    #[arg(long = "config.file")]
+    pub config_file: Option<PathBuf>,
+    /// Roles to run; `all` runs every role in this process.
+    #[arg(long = "target")]
+    pub target: Option<String>,
+    /// HTTP listen address (default 0.0.0.0:3100).
+    #[arg(long = "http.addr")]
+    pub http_addr: Option<SocketAddr>,
+    /// gRPC listen address (default 0.0.0.0:9095).
+    #[arg(long = "grpc.addr")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Directory for all local data (default ./data).
+    #[arg(long = "data.dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Require X-Scope-OrgID on every request (default false: tenant `fake`).
+    #[arg(long = "auth.enabled")]
+    pub auth_enabled: Option<bool>,
+    /// Number of ring partitions, each one Raft group (default 8).
+    #[arg(long = "ring.partitions")]
+    pub ring_partitions: Option<u32>,
+    /// Log filter, e.g. `info` or `balsa=debug` (default info; RUST_LOG wins).
+    #[arg(long = "log.level", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Roles a process can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    All,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub target: Target,
+    pub auth_enabled: bool,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub partitions: u32,
+    /// Raft node id of this process.
+    pub node_id: u64,
+    /// Largest accepted push body, compressed (Loki: 100 MiB).
+    pub max_recv_msg_size: usize,
+    /// Largest accepted push body after decompression.
+    pub max_decompressed_size: usize,
+    /// Entries older than the stream's newest minus half this are rejected
+    /// (`too_far_behind`); Loki's default is 2h, so the window is 1h.
+    pub max_chunk_age: Duration,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawConfig {
+    target: Option<String>,
+    auth_enabled: Option<bool>,
+    server: RawServer,
+    common: RawCommon,
+    ring: RawRing,
+    distributor: RawDistributor,
+    ingester: RawIngester,
+    limits_config: Option<Limits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawServer {
+    http_listen_address: Option<String>,
+    http_listen_port: Option<u16>,
+    grpc_listen_address: Option<String>,
+    grpc_listen_port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawCommon {
+    path_prefix: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawRing {
+    partitions: Option<u32>,
+    node_id: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawDistributor {
+    max_recv_msg_size: Option<ByteSize>,
+    max_decompressed_size: Option<ByteSize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawIngester {
+    max_chunk_age: Option<Dur>,
+}
+
+/// Rewrites Loki-style `-name.x=v` flags to `--name.x=v`.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let b = a.as_bytes();
+            if i > 0 && b.len() > 2 && b[0] == b'-' && b[1] != b'-' && a.split('=').next().is_some_and(|n| n.contains('.')) {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+impl Config {
+    /// Reads the file named by the flags (if any), applies the flags on top
+    /// and validates the result.
+    pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
+        let raw = match &flags.config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                parse_yaml(&text).map_err(|message| ConfigError::Yaml { path: path.display().to_string(), message })?
+            }
+            None => RawConfig::default(),
+        };
+        Self::validate(raw, flags)
+    }
+
+    fn validate(raw: RawConfig, flags: &Flags) -> Result<Self, ConfigError> {
+        let target = match flags.target.as_deref().or(raw.target.as_deref()).unwrap_or("all") {
+            "all" => Target::All,
+            t @ ("distributor" | "ingester" | "querier" | "query-frontend" | "compactor") => {
+                return Err(ConfigError::Invalid {
+                    key: "target",
+                    problem: format!(
+                        "'{t}' alone is not available yet: this version runs every role in one process (use 'all')"
+                    ),
+                })
+            }
+            t => {
+                return Err(ConfigError::Invalid {
+                    key: "target",
+                    problem: format!(
+                        "unknown target '{t}'; expected one of all, distributor, ingester, querier, query-frontend, compactor"
+                    ),
+                })
+            }
+        };
+        let http_addr = match flags.http_addr {
+            Some(a) => a,
+            None => addr("server.http_listen_address", raw.server.http_listen_address, raw.server.http_listen_port.unwrap_or(3100))?,
+        };
+        let grpc_addr = match flags.grpc_addr {
+            Some(a) => a,
+            None => addr("server.grpc_listen_address", raw.server.grpc_listen_address, raw.server.grpc_listen_port.unwrap_or(9095))?,
+        };
+        let partitions = flags.ring_partitions.or(raw.ring.partitions).unwrap_or(8);
+        if !(1..=4096).contains(&partitions) {
+            return Err(ConfigError::Invalid {
+                key: "ring.partitions",
+                problem: format!("{partitions} is out of range; use 1 to 4096"),
+            });
+        }
+        let node_id = raw.ring.node_id.unwrap_or(1);
+        if node_id == 0 {
+            return Err(ConfigError::Invalid { key: "ring.node_id", problem: "must be at least 1".into() });
+        }
+        let max_recv_msg_size = raw.distributor.max_recv_msg_size.map_or(100 << 20, |b| b.0);
+        if max_recv_msg_size == 0 {
+            return Err(ConfigError::Invalid { key: "distributor.max_recv_msg_size", problem: "must be positive".into() });
+        }
+        let max_decompressed_size = raw.distributor.max_decompressed_size.map_or(5000 << 20, |b| b.0);
+        let max_chunk_age = raw.ingester.max_chunk_age.map_or(Duration::from_secs(2 * 3600), |d| d.0);
+        if max_chunk_age.is_zero() {
+            return Err(ConfigError::Invalid { key: "ingester.max_chunk_age", problem: "must be positive".into() });
+        }
+        let limits = raw.limits_config.unwrap_or_default();
+        limits.validate().map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
+        Ok(Self {
+            target,
+            auth_enabled: flags.auth_enabled.or(raw.auth_enabled).unwrap_or(false),
+            http_addr,
+            grpc_addr,
+            data_dir: flags.data_dir.clone().or(raw.common.path_prefix).unwrap_or_else(|| PathBuf::from("./data")),
+            partitions,
+            node_id,
+            max_recv_msg_size: usize::try_from(max_recv_msg_size).unwrap_or(usize::MAX),
+            max_decompressed_size: usize::try_from(max_decompressed_size).unwrap_or(usize::MAX),
+            max_chunk_age,
+            limits,
+        })
+    }
+}
+
+fn parse_yaml(text: &str) -> Result<RawConfig, String> {
+    if text.trim().is_empty() {
+        return Ok(RawConfig::default());
+    }
+    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+}
+
+fn addr(key: &'static str, host: Option<String>, port: u16) -> Result<SocketAddr, ConfigError> {
+    let host = host.unwrap_or_else(|| "0.0.0.0".into());
+    let text = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    text.parse().map_err(|e| ConfigError::Invalid { key, problem: format!("'{host}' is not an IP address: {e}") })
+}
+
+/// A size in bytes, written as a number or with a base-2 unit like Loki's
+/// flagext.ByteSize: `256KB` = 262144, `100MB`, `1GiB`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (n, unit) = t.split_at(split);
+        let n: u64 = n.parse().map_err(|_| format!("'{s}' is not a size (e.g. 256KB, 100MB)"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            "t" | "tb" | "tib" => 1 << 40,
+            _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use B, KB, MB, GB, TB)")),
+        };
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("'{s}' is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written like Loki's (Prometheus') durations: `30m`, `168h`,
+/// `7d`, `1h30m`; a bare number means seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+/// Parses `1h30m`, `7d`, `2w`, `500ms`, `1.5s` (Prometheus and Go forms).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 30m, 168h, 7d)"))?;
+        let unit_secs = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            "w" => 7.0 * 86_400.0,
+            "y" => 365.0 * 86_400.0,
+            _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use ms, s, m, h, d, w, y)")),
+        };
+        total += Duration::try_from_secs_f64(n * unit_secs).map_err(|e| format!("'{s}': {e}"))?;
+        rest = tail;
+    }
+    Ok(total)
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
+            Raw::S(s) => parse_duration(&s).map(Dur).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_yaml(text: &str) -> Result<Config, ConfigError> {
+        let raw = parse_yaml(text).map_err(|message| ConfigError::Yaml { path: "t.yaml".into(), message })?;
+        Config::validate(raw, &Flags::default())
+    }
+
+    #[test]
+    fn defaults_are_lokis() {
+        let c = load_yaml("").unwrap();
+        assert_eq!(c.http_addr.port(), 3100);
+        assert_eq!(c.grpc_addr.port(), 9095);
+        assert_eq!(c.limits.max_line_size.0, 256 * 1024);
+        assert_eq!(c.limits.max_label_names_per_series, 15);
+        assert_eq!(c.limits.reject_old_samples_max_age.0, Duration::from_secs(7 * 86_400));
+        assert!(!c.auth_enabled);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load_yaml("limits_config:\n  max_line_sise: 5\n").unwrap_err().to_string();
+        assert!(e.contains("max_line_sise"), "{e}");
+        let e = load_yaml("limits_config:\n  max_line_size: 5XB\n").unwrap_err().to_string();
+        assert!(e.contains("unknown unit"), "{e}");
+        let e = load_yaml("ring:\n  partitions: 0\n").unwrap_err().to_string();
+        assert!(e.contains("ring.partitions"), "{e}");
+        let e = load_yaml("target: ingestr\n").unwrap_err().to_string();
+        assert!(e.contains("unknown target 'ingestr'"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_loki_spelling_works() {
+        let args = normalize_args(["balsa", "-config.file=x.yaml", "--http.addr", "127.0.0.1:1"].map(String::from));
+        assert_eq!(args[1], "--config.file=x.yaml");
+        let flags = Flags::try_parse_from(&args).unwrap();
+        let raw = parse_yaml("server:\n  http_listen_port: 4000\n").unwrap();
+        assert_eq!(Config::validate(raw, &flags).unwrap().http_addr.port(), 1);
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!("64kb".parse::<ByteSize>().unwrap().0, 65536);
+    }
+}

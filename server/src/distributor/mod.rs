@@ -1,0 +1,191 @@
+//! The distributor: validates a push, groups its entries by partition and
+//! proposes one batch per partition, answering only once every partition of
+//! the request has committed.
+//!
+//! PERFORMANCE-CRITICAL PATH: every push goes through [`Distributor::push`].
+//!
+//! Phases of a push: decode ([`decode`]) → merge stream objects with the same
+//! labels → validate labels and entries (Loki's rules) → route each stream to
+//! its partition ([`crate::ring`]) → propose every partition's batch
+//! concurrently, retrying a leader change with the same request id → combine
+//! the outcomes into Loki's answer.
+
+pub mod decode;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use balsa_storage::Entry;
+
+use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch};
+use crate::ingester::{Ingester, IngesterError};
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::ring::Ring;
+use crate::validation::{self, grouped, MISSING_STREAMS};
+pub use decode::{decode_body, BodyLimits, DecodeError, DecodedStream};
+
+/// How long a push keeps retrying a partition that has no leader.
+const RETRY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why a push was not (entirely) accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// 422: the request held no stream at all.
+    #[error("{MISSING_STREAMS}")]
+    NoStreams,
+    /// 400: some or all entries were refused; the valid ones are stored.
+    #[error("{0}")]
+    Rejected(String),
+    /// 503: a partition could not commit; nothing is acknowledged for it.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Counts of a fully accepted push.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushSummary {
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+/// Routes pushes to partitions.
+pub struct Distributor {
+    ring: Ring,
+    ingester: Arc<Ingester>,
+    limits: Limits,
+    too_far_behind_window: i64,
+    metrics: Arc<Metrics>,
+    client_id: u64,
+    next_seq: AtomicU64,
+}
+
+impl Distributor {
+    pub fn new(
+        ring: Ring,
+        ingester: Arc<Ingester>,
+        limits: Limits,
+        max_chunk_age: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            ring,
+            ingester,
+            limits,
+            too_far_behind_window: (max_chunk_age / 2).as_nanos() as i64,
+            metrics,
+            client_id: rand::random(),
+            next_seq: AtomicU64::new(1),
+        }
+    }
+
+    /// Validates and stores `streams` for `tenant`. `Ok` means every entry
+    /// is committed (or was a duplicate of a stored one).
+    #[tracing::instrument(level = "info", skip_all, fields(tenant = tenant, streams = streams.len()))]
+    pub async fn push(&self, tenant: &str, streams: Vec<DecodedStream>) -> Result<PushSummary, PushError> {
+        if streams.is_empty() {
+            return Err(PushError::NoStreams);
+        }
+        let now = crate::time::now_ns();
+        let mut errors: Vec<String> = Vec::new();
+        let mut by_partition: HashMap<u32, Vec<StreamBatch>> = HashMap::new();
+        for (mut labels, entries) in merge_same_labels(streams) {
+            labels.discover_service_name(&self.limits.discover_service_name);
+            let lines = entries.len() as u64;
+            let bytes: u64 = entries.iter().map(|e| e.size() as u64).sum();
+            self.metrics.lines_received.with_label_values(&[tenant]).inc_by(lines);
+            self.metrics.bytes_received.with_label_values(&[tenant]).inc_by(bytes);
+            if let Err(r) = validation::validate_labels(&self.limits, &labels) {
+                self.discard(tenant, r.reason, lines, bytes);
+                errors.push(r.message);
+                continue;
+            }
+            let mut valid = Vec::with_capacity(entries.len());
+            for mut e in entries {
+                match validation::validate_entry(&self.limits, now, &labels, &mut e) {
+                    Ok(()) => valid.push(e),
+                    Err(r) => {
+                        self.discard(tenant, r.reason, 1, e.size() as u64);
+                        errors.push(r.message);
+                    }
+                }
+            }
+            if !valid.is_empty() {
+                let p = self.ring.partition_for(tenant, &labels);
+                by_partition.entry(p).or_default().push(StreamBatch { tenant: tenant.to_string(), labels, entries: valid });
+            }
+        }
+        let request_id = RequestId { client: self.client_id, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
+        let proposals = by_partition.into_iter().map(|(p, streams)| {
+            let batch = PushBatch { request_id, now: 0, too_far_behind_window: self.too_far_behind_window, streams };
+            self.propose(p, batch)
+        });
+        let outcomes = futures::future::join_all(proposals).await;
+        let mut summary = PushSummary::default();
+        let mut ingester_errors = Vec::new();
+        for o in outcomes {
+            let o = o?;
+            summary.accepted += o.accepted;
+            summary.duplicates += o.duplicates;
+            if o.duplicates > 0 {
+                self.metrics.duplicate_lines.with_label_values(&[tenant]).inc_by(o.duplicates);
+            }
+            for r in o.rejected {
+                self.discard(tenant, "too_far_behind", r.ignored as u64, r.ignored_bytes);
+                ingester_errors.push(r.message());
+            }
+        }
+        if !ingester_errors.is_empty() {
+            return Err(PushError::Rejected(ingester_errors.join("\n")));
+        }
+        if !errors.is_empty() {
+            return Err(PushError::Rejected(grouped(&errors)));
+        }
+        Ok(summary)
+    }
+
+    fn discard(&self, tenant: &str, reason: &str, lines: u64, bytes: u64) {
+        self.metrics.discarded_samples.with_label_values(&[reason, tenant]).inc_by(lines);
+        self.metrics.discarded_bytes.with_label_values(&[reason, tenant]).inc_by(bytes);
+    }
+
+    /// Proposes to a partition; while it has no leader (an election), retries
+    /// with the same request id, which the state machine applies only once.
+    async fn propose(&self, p: u32, batch: PushBatch) -> Result<PushOutcome, PushError> {
+        let deadline = Instant::now() + RETRY_DEADLINE;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.ingester.push(p, batch.clone()).await {
+                Ok(o) => return Ok(o),
+                Err(IngesterError::NotLeader { .. }) if Instant::now() + backoff < deadline => {
+                    self.metrics.push_retries.inc();
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(PushError::Unavailable(e.to_string())),
+            }
+        }
+    }
+}
+
+/// Joins stream objects with equal labels (clients may split one stream
+/// over several objects of a push), keeping first-seen order.
+fn merge_same_labels(streams: Vec<DecodedStream>) -> Vec<(crate::labels::LabelSet, Vec<Entry>)> {
+    let mut out: Vec<(crate::labels::LabelSet, Vec<Entry>)> = Vec::new();
+    let mut index: HashMap<crate::labels::LabelSet, usize> = HashMap::new();
+    for s in streams {
+        if s.entries.is_empty() {
+            continue;
+        }
+        match index.get(&s.labels) {
+            Some(&i) => out[i].1.extend(s.entries),
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push((s.labels, s.entries));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,43 @@
+//! The gRPC server: Loki's `logproto.Pusher/Push`, so gRPC clients of Loki
+//! can push to Balsa, through the same distributor as HTTP pushes.
+
+use std::sync::Arc;
+
+use balsa_proto::logproto::pusher_server::{Pusher, PusherServer};
+use balsa_proto::logproto::{PushRequest, PushResponse};
+use tonic::{Request, Response, Status};
+
+use crate::distributor::{decode::from_proto, DecodeError, Distributor, PushError};
+use crate::tenant;
+
+/// `logproto.Pusher` backed by the distributor.
+pub struct PushService {
+    pub auth_enabled: bool,
+    pub distributor: Arc<Distributor>,
+}
+
+impl PushService {
+    pub fn into_server(self) -> PusherServer<Self> {
+        PusherServer::new(self).max_decoding_message_size(100 << 20)
+    }
+}
+
+#[tonic::async_trait]
+impl Pusher for PushService {
+    async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        let org = request.metadata().get("x-scope-orgid").and_then(|v| v.to_str().ok());
+        let tenant = tenant::resolve(self.auth_enabled, org).map_err(|e| match e {
+            tenant::TenantError::NoOrgId => Status::unauthenticated(e.to_string()),
+            e => Status::invalid_argument(e.to_string()),
+        })?;
+        let streams = from_proto(request.into_inner()).map_err(|e| match e {
+            DecodeError::TooLarge(m) => Status::resource_exhausted(m),
+            DecodeError::Bad(m) => Status::invalid_argument(m),
+        })?;
+        match self.distributor.push(&tenant, streams).await {
+            Ok(_) => Ok(Response::new(PushResponse {})),
+            Err(e @ (PushError::NoStreams | PushError::Rejected(_))) => Err(Status::invalid_argument(e.to_string())),
+            Err(e @ PushError::Unavailable(_)) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+}

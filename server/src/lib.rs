@@ -1,0 +1,36 @@
+//! Balsa's server: the `balsa` binary's components and their wiring.
+//!
+//! What this crate owns — one module per component, as in Loki's `pkg/`:
+//! - [`distributor`]: validates pushes and routes them to partitions;
+//! - [`ingester`]: the partitions' Raft groups and their state machines;
+//! - [`querier`]: reads partitions for log, label and series queries;
+//! - [`logql`]: the query language; [`labels`]: label sets;
+//! - [`api`]: Loki's HTTP API; [`grpc`]: Loki's gRPC push;
+//! - [`config`], [`limits`], [`validation`], [`tenant`], [`ring`],
+//!   [`metrics`], [`time`];
+//! - [`modules`]: the composition root that wires a role (`--target`).
+//!
+//! What it does not own: byte formats ([`balsa_storage`]), the Raft log and
+//! transport ([`balsa_raft`]), wire types ([`balsa_proto`]).
+//!
+//! ```
+//! use balsa::logql::parse_query;
+//! let q = parse_query(r#"{app="api"} |= "error""#).unwrap();
+//! assert!(q.line_matches("an error"));
+//! ```
+
+pub mod api;
+pub mod config;
+pub mod distributor;
+pub mod grpc;
+pub mod ingester;
+pub mod labels;
+pub mod limits;
+pub mod logql;
+pub mod metrics;
+pub mod modules;
+pub mod querier;
+pub mod ring;
+pub mod tenant;
+pub mod time;
+pub mod validation;

@@ -1,0 +1,98 @@
+//! Per-tenant limits (`limits_config`), with Loki's names and defaults.
+//!
+//! Today one set applies to every tenant; per-tenant overrides come with the
+//! runtime configuration.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{ByteSize, Dur};
+
+/// `limits_config`. Every default is Loki's (pkg/validation/limits.go).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Labels a stream may have, `service_name` not counted. Default 15.
+    pub max_label_names_per_series: usize,
+    /// Bytes of a label name. Default 1024.
+    pub max_label_name_length: usize,
+    /// Bytes of a label value. Default 2048.
+    pub max_label_value_length: usize,
+    /// Bytes of a line; 0 = unlimited. Default 256KB.
+    pub max_line_size: ByteSize,
+    /// Cut over-long lines to `max_line_size` instead of rejecting them.
+    pub max_line_size_truncate: bool,
+    /// Reject entries older than `reject_old_samples_max_age`. Default true.
+    pub reject_old_samples: bool,
+    /// Default 168h (7 days).
+    pub reject_old_samples_max_age: Dur,
+    /// How far in the future an entry may be. Default 10m.
+    pub creation_grace_period: Dur,
+    /// Whether entries may carry structured metadata. Default true.
+    pub allow_structured_metadata: bool,
+    /// Bytes of one entry's structured metadata. Default 64KB.
+    pub max_structured_metadata_size: ByteSize,
+    /// Structured-metadata labels per entry. Default 128.
+    pub max_structured_metadata_entries_count: usize,
+    /// Largest `limit` a log query may ask for. Default 5000.
+    pub max_entries_limit_per_query: usize,
+    /// Most series a `/series` answer or a query may return. Default 500.
+    pub max_query_series: usize,
+    /// Labels to take `service_name` from, in order; empty turns it off.
+    pub discover_service_name: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_label_names_per_series: 15,
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            max_line_size: ByteSize(256 << 10),
+            max_line_size_truncate: false,
+            reject_old_samples: true,
+            reject_old_samples_max_age: Dur(Duration::from_secs(7 * 24 * 3600)),
+            creation_grace_period: Dur(Duration::from_secs(600)),
+            allow_structured_metadata: true,
+            max_structured_metadata_size: ByteSize(64 << 10),
+            max_structured_metadata_entries_count: 128,
+            max_entries_limit_per_query: 5000,
+            max_query_series: 500,
+            discover_service_name: [
+                "service",
+                "app",
+                "application",
+                "app_name",
+                "name",
+                "app_kubernetes_io_name",
+                "container",
+                "container_name",
+                "k8s_container_name",
+                "component",
+                "workload",
+                "job",
+                "k8s_job_name",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
+}
+
+impl Limits {
+    /// Checks values that would make every request fail.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.max_label_names_per_series == 0 {
+            return Err(("limits_config.max_label_names_per_series", "must be at least 1".into()));
+        }
+        if self.max_entries_limit_per_query == 0 {
+            return Err(("limits_config.max_entries_limit_per_query", "must be at least 1".into()));
+        }
+        if self.max_line_size_truncate && self.max_line_size.0 == 0 {
+            return Err(("limits_config.max_line_size_truncate", "needs a max_line_size above 0".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! Tenants: who a request belongs to, from `X-Scope-OrgID`, checked with
+//! Loki's (dskit's) rules.
+
+/// The tenant of every request when `auth_enabled` is false.
+pub const DEFAULT_TENANT: &str = "fake";
+
+/// Longest tenant id.
+pub const MAX_TENANT_ID_LENGTH: usize = 150;
+
+/// Why a request has no usable tenant.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TenantError {
+    #[error("no org id")]
+    NoOrgId,
+    #[error("tenant ID '{id}' contains unsupported character '{c}'")]
+    UnsupportedCharacter { id: String, c: char },
+    #[error("tenant ID is too long: max {MAX_TENANT_ID_LENGTH} characters")]
+    TooLong,
+    #[error("tenant ID is '.' or '..'")]
+    Dots,
+}
+
+/// The tenant of a request given its `X-Scope-OrgID` header.
+pub fn resolve(auth_enabled: bool, header: Option<&str>) -> Result<String, TenantError> {
+    if !auth_enabled {
+        return Ok(DEFAULT_TENANT.to_string());
+    }
+    let id = header.map(str::trim).filter(|s| !s.is_empty()).ok_or(TenantError::NoOrgId)?;
+    validate(id)?;
+    Ok(id.to_string())
+}
+
+/// dskit's `ValidTenantID`: `a-z A-Z 0-9 ! - _ . * ' ( )`, at most 150
+/// characters, and not `.` or `..`.
+pub fn validate(id: &str) -> Result<(), TenantError> {
+    if let Some(c) = id.chars().find(|&c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(c))) {
+        return Err(TenantError::UnsupportedCharacter { id: id.to_string(), c });
+    }
+    if id.len() > MAX_TENANT_ID_LENGTH {
+        return Err(TenantError::TooLong);
+    }
+    if id == "." || id == ".." {
+        return Err(TenantError::Dots);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lokis_rules() {
+        assert_eq!(resolve(false, None).unwrap(), "fake");
+        assert_eq!(resolve(true, None), Err(TenantError::NoOrgId));
+        assert_eq!(resolve(true, Some("team-a_1.(x)")).unwrap(), "team-a_1.(x)");
+        assert_eq!(resolve(true, Some("../etc")).unwrap_err().to_string(), "tenant ID '../etc' contains unsupported character '/'");
+        assert_eq!(resolve(true, Some("..")), Err(TenantError::Dots));
+        assert_eq!(resolve(true, Some(&"a".repeat(151))), Err(TenantError::TooLong));
+        assert!(resolve(true, Some(&"a".repeat(150))).is_ok());
+    }
+}
