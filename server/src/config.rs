@@ -58,8 +58,8 @@ pub struct Flags {
     /// Number of ring partitions, each one Raft group (default 8).
     #[arg(long = "ring.partitions")]
     pub ring_partitions: Option<u32>,
-    /// Log filter, e.g. `info` or `balsa=debug` (default info; RUST_LOG wins).
-    #[arg(long = "log.level", default_value = "info")]
+    /// Log filter, e.g. `info` or `balsa=debug` (RUST_LOG wins).
+    #[arg(long = "log.level", default_value = "info,openraft=warn")]
     pub log_level: String,
 }
 
@@ -87,6 +87,9 @@ pub struct Config {
     /// Entries older than the stream's newest minus half this are rejected
     /// (`too_far_behind`); Loki's default is 2h, so the window is 1h.
     pub max_chunk_age: Duration,
+    /// A partition snapshots its state after this many log entries, and the
+    /// log below the snapshot is purged (`raft.snapshot_logs_since_last`).
+    pub snapshot_logs_since_last: u64,
     pub limits: Limits,
 }
 
@@ -100,7 +103,14 @@ struct RawConfig {
     ring: RawRing,
     distributor: RawDistributor,
     ingester: RawIngester,
+    raft: RawRaft,
     limits_config: Option<Limits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawRaft {
+    snapshot_logs_since_last: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +226,10 @@ impl Config {
         if max_chunk_age.is_zero() {
             return Err(ConfigError::Invalid { key: "ingester.max_chunk_age", problem: "must be positive".into() });
         }
+        let snapshot_logs_since_last = raw.raft.snapshot_logs_since_last.unwrap_or(2000);
+        if snapshot_logs_since_last == 0 {
+            return Err(ConfigError::Invalid { key: "raft.snapshot_logs_since_last", problem: "must be at least 1".into() });
+        }
         let limits = raw.limits_config.unwrap_or_default();
         limits.validate().map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
         Ok(Self {
@@ -229,6 +243,7 @@ impl Config {
             max_recv_msg_size: usize::try_from(max_recv_msg_size).unwrap_or(usize::MAX),
             max_decompressed_size: usize::try_from(max_decompressed_size).unwrap_or(usize::MAX),
             max_chunk_age,
+            snapshot_logs_since_last,
             limits,
         })
     }
@@ -238,7 +253,16 @@ fn parse_yaml(text: &str) -> Result<RawConfig, String> {
     if text.trim().is_empty() {
         return Ok(RawConfig::default());
     }
-    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path.is_empty() || path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
 }
 
 fn addr(key: &'static str, host: Option<String>, port: u16) -> Result<SocketAddr, ConfigError> {

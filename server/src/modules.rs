@@ -50,6 +50,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
             data_dir: cfg.data_dir.clone(),
             partitions: cfg.partitions,
             advertise_addr: cfg.grpc_addr.to_string(),
+            snapshot_logs_since_last: cfg.snapshot_logs_since_last,
         })
         .await?,
     );

@@ -45,6 +45,8 @@ pub struct IngesterConfig {
     pub partitions: u32,
     /// Address peers use to reach this node's gRPC server.
     pub advertise_addr: String,
+    /// Log entries between snapshots.
+    pub snapshot_logs_since_last: u64,
 }
 
 struct Partition {
@@ -59,14 +61,14 @@ pub struct Ingester {
     log_db: LogDb,
 }
 
-fn raft_config(partition: u32) -> Result<Arc<openraft::Config>, IngesterError> {
+fn raft_config(partition: u32, snapshot_logs_since_last: u64) -> Result<Arc<openraft::Config>, IngesterError> {
     let cfg = openraft::Config {
         cluster_name: format!("balsa-partition-{partition}"),
         heartbeat_interval: 100,
         election_timeout_min: 300,
         election_timeout_max: 600,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(2000),
-        max_in_snapshot_log_to_keep: 200,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs_since_last),
+        max_in_snapshot_log_to_keep: (snapshot_logs_since_last / 10).min(200),
         purge_batch_size: 256,
         ..Default::default()
     };
@@ -109,7 +111,7 @@ impl Ingester {
         let mut partitions = Vec::with_capacity(cfg.partitions as usize);
         for p in 0..cfg.partitions {
             let (sm, shared) = PartitionMachine::open(&snap_dir, p).map_err(|e| open_err(&snap_dir, e.to_string()))?;
-            let raft = Raft::new(cfg.node_id, raft_config(p)?, NoPeers, log_db.group(u64::from(p)), sm)
+            let raft = Raft::new(cfg.node_id, raft_config(p, cfg.snapshot_logs_since_last)?, NoPeers, log_db.group(u64::from(p)), sm)
                 .await
                 .map_err(|e| open_err(&raft_dir, format!("partition {p}: {e}")))?;
             let initialized = raft.is_initialized().await.map_err(|e| open_err(&raft_dir, e.to_string()))?;

@@ -1,0 +1,219 @@
+//! Loki's HTTP API end to end against the real binary: push in every format
+//! clients use, read back with Loki's response shapes, tenants, errors.
+
+mod common;
+
+use std::io::Write;
+
+use common::{now_ns, run_to_exit, Balsa};
+use prost013::Message;
+use serde_json::{json, Value};
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn snappy(b: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(b).unwrap()
+}
+
+/// Protobuf field `tag` of wire type 2 (length-delimited) holding `bytes`.
+fn field(tag: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost013::encoding::encode_varint(u64::from(tag << 3 | 2), &mut out);
+    prost013::encoding::encode_varint(bytes.len() as u64, &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// A push whose entry carries structured metadata (EntryAdapter field 3 of
+/// Loki's push.proto), encoded by hand around the `loki-api` types, which
+/// predate that field.
+fn push_with_metadata(labels: &str, t: i64, line: &str, md: (&str, &str)) -> Vec<u8> {
+    use loki_api::logproto::{EntryAdapter, LabelPair};
+    let mut entry = EntryAdapter { timestamp: Some(ts(t)), line: line.into() }.encode_to_vec();
+    entry.extend(field(3, &LabelPair { name: md.0.into(), value: md.1.into() }.encode_to_vec()));
+    let mut stream = field(1, labels.as_bytes());
+    stream.extend(field(2, &entry));
+    field(1, &stream)
+}
+
+fn ts(ns: i64) -> loki_api::prost_types::Timestamp {
+    loki_api::prost_types::Timestamp { seconds: ns.div_euclid(1_000_000_000), nanos: ns.rem_euclid(1_000_000_000) as i32 }
+}
+
+/// A protobuf push encoded by the `loki-api` crate (as `tracing-loki` does).
+fn loki_api_push(labels: &str, entries: &[(i64, &str)]) -> Vec<u8> {
+    use loki_api::logproto::{EntryAdapter, PushRequest, StreamAdapter};
+    PushRequest {
+        streams: vec![StreamAdapter {
+            labels: labels.into(),
+            entries: entries.iter().map(|(t, l)| EntryAdapter { timestamp: Some(ts(*t)), line: l.to_string() }).collect(),
+            hash: 0,
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().map(String::as_str).collect()
+}
+
+#[test]
+fn every_client_format_reads_back_with_lokis_response_shapes() {
+    let b = Balsa::start(&[]);
+    let t0 = now_ns() - 60_000_000_000;
+    // JSON: one stream split over two objects, unknown keys, metadata.
+    let body = json!({"streams": [
+        {"stream": {"app": "shop", "env": "prod"}, "values": [[(t0).to_string(), "GET /cart 200"]], "unknown": 1},
+        {"stream": {"env": "prod", "app": "shop"}, "values": [[(t0 + 1).to_string(), "GET /pay 500 error", {"trace_id": "abc"}]]}
+    ], "extra": true});
+    assert_eq!(b.push_json(None, &body), (204, String::new()));
+    // gzip-compressed JSON.
+    let body = json!({"streams": [{"stream": {"app": "shop", "env": "prod"}, "values": [[(t0 + 2).to_string(), "gzip line"]]}]});
+    let (s, txt) = b.post(
+        "/loki/api/v1/push",
+        &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+        &gzip(body.to_string().as_bytes()),
+    );
+    assert_eq!(s, 204, "{txt}");
+    // protobuf + raw snappy, with and without Content-Encoding: snappy.
+    let pb = snappy(&loki_api_push(r#"{app="billing"}"#, &[(t0 + 3, "pb line one"), (t0 + 4, "pb line two error")]));
+    assert_eq!(b.post("/loki/api/v1/push", &[("Content-Type", "application/x-protobuf")], &pb).0, 204);
+    let pb = snappy(&loki_api_push(r#"{app="billing"}"#, &[(t0 + 5, "pb line three")]));
+    let h = [("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy")];
+    assert_eq!(b.post("/loki/api/v1/push", &h, &pb).0, 204);
+    // protobuf with structured metadata.
+    let md = push_with_metadata(r#"{app="billing"}"#, t0 + 6, "pb with metadata", ("user", "u1"));
+    assert_eq!(b.post("/loki/api/v1/push", &h, &snappy(&md)).0, 204);
+
+    // query_range: Loki's full shape.
+    let start = (t0 - 1).to_string();
+    let v = b.get_json(
+        "/loki/api/v1/query_range",
+        &[("query", r#"{app="shop"}"#), ("start", &start), ("direction", "forward")],
+        &[],
+    );
+    assert_eq!(keys(&v), ["status", "data"]);
+    assert_eq!(v["status"], "success");
+    assert_eq!(keys(&v["data"]), ["resultType", "result", "stats"]);
+    assert_eq!(v["data"]["resultType"], "streams");
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 2, "metadata splits the stream without categorize-labels: {result:?}");
+    assert_eq!(result[0]["stream"], json!({"app": "shop", "env": "prod", "service_name": "shop"}));
+    assert_eq!(result[0]["values"], json!([[t0.to_string(), "GET /cart 200"], [(t0 + 2).to_string(), "gzip line"]]));
+    assert_eq!(result[1]["stream"], json!({"app": "shop", "env": "prod", "service_name": "shop", "trace_id": "abc"}));
+    let stats = &v["data"]["stats"];
+    assert_eq!(keys(stats), ["summary", "querier", "ingester", "cache", "index"]);
+    for k in ["bytesProcessedPerSecond", "linesProcessedPerSecond", "totalBytesProcessed", "totalLinesProcessed", "execTime", "queueTime", "subqueries", "totalEntriesReturned"] {
+        assert!(stats["summary"][k].is_number(), "summary.{k}");
+    }
+    assert_eq!(stats["summary"]["totalEntriesReturned"], 3);
+    assert_eq!(keys(&stats["cache"]).len(), 8);
+
+    // categorize-labels: metadata per entry, one stream.
+    let v = b.get_json(
+        "/loki/api/v1/query_range",
+        &[("query", r#"{app="billing"} |= "metadata""#), ("start", &start)],
+        &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
+    );
+    assert_eq!(v["data"]["encodingFlags"], json!(["categorize-labels"]));
+    assert_eq!(
+        v["data"]["result"][0]["values"],
+        json!([[(t0 + 6).to_string(), "pb with metadata", {"structuredMetadata": {"user": "u1"}}]])
+    );
+
+    // Line filters, chained; limit and direction.
+    let lines = b.query_lines(None, r#"{app=~"shop|billing"} |= "error" != "GET""#, 1, 100);
+    assert_eq!(lines, vec![(t0 + 4, "pb line two error".to_string())]);
+    let lines = b.query_lines(None, r#"{app="billing"} |~ "line (one|three)""#, 1, 100);
+    assert_eq!(lines.len(), 2);
+    let v = b.get_json("/loki/api/v1/query_range", &[("query", r#"{app="billing"}"#), ("start", &start), ("limit", "2")], &[]);
+    let mut got: Vec<String> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(t0 + 5).to_string(), (t0 + 6).to_string()], "limit 2, backward: the newest two");
+    // start/end in seconds, float seconds and RFC3339 select the same window.
+    let secs = ((t0 + 4) / 1_000_000_000 + 1).to_string();
+    let rfc = "2000-01-01T00:00:00Z";
+    let v = b.get_json("/loki/api/v1/query_range", &[("query", r#"{app="billing"}"#), ("start", rfc), ("end", &secs)], &[]);
+    let n = v["data"]["result"][0]["values"].as_array().map_or(0, |a| a.len());
+    assert!((2..=4).contains(&n), "entries before the end second: {n}");
+    let v = b.get_json("/loki/api/v1/query_range", &[("query", r#"{app="billing"}"#), ("since", "10s")], &[]);
+    assert_eq!(v["data"]["result"], json!([]), "since=10s excludes entries from a minute ago");
+
+    // labels, label values, series.
+    let v = b.get_json("/loki/api/v1/labels", &[("start", &start)], &[]);
+    assert_eq!(v, json!({"status": "success", "data": ["app", "env", "service_name"]}));
+    let v = b.get_json("/loki/api/v1/label/app/values", &[("start", &start)], &[]);
+    assert_eq!(v, json!({"status": "success", "data": ["billing", "shop"]}));
+    let v = b.get_json("/loki/api/v1/label/nope/values", &[("start", &start)], &[]);
+    assert_eq!(v, json!({"status": "success"}), "Loki omits empty data");
+    let v = b.get_json("/loki/api/v1/series", &[("match[]", r#"{app="shop"}"#), ("start", &start)], &[]);
+    assert_eq!(v, json!({"status": "success", "data": [{"app": "shop", "env": "prod", "service_name": "shop"}]}));
+}
+
+#[test]
+fn query_errors_are_lokis() {
+    let b = Balsa::start(&[]);
+    let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app="x""#)], &[]);
+    assert_eq!((s, body.as_str()), (400, "parse error at line 1, col 9: syntax error: unexpected $end, expecting , or }"));
+    let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app=~".*"}"#)], &[]);
+    assert_eq!(s, 400);
+    assert!(body.starts_with("parse error : queries require at least one regexp or equality matcher"), "{body}");
+    let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app="x"}"#), ("limit", "5001")], &[]);
+    assert_eq!((s, body.as_str()), (400, "max entries limit per query exceeded, limit > max_entries_limit_per_query (5001 > 5000)"));
+    let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app="x"}"#), ("direction", "sideways")], &[]);
+    assert_eq!((s, body.as_str()), (400, "invalid direction 'sideways'"));
+    let (s, body) = b.get("/loki/api/v1/query", &[("query", r#"{app="x"}"#)], &[]);
+    assert_eq!(s, 400);
+    assert!(body.starts_with("log queries are not supported as an instant query type"), "{body}");
+    let v = b.get_json("/loki/api/v1/status/buildinfo", &[], &[]);
+    assert_eq!(keys(&v), ["version", "revision", "branch", "buildUser", "buildDate", "goVersion"]);
+}
+
+#[test]
+fn tenants_are_isolated_and_need_an_org_id() {
+    let b = Balsa::start(&["--auth.enabled=true"]);
+    let t = now_ns() - 1_000_000_000;
+    let push = |tenant: &str, line: &str| {
+        b.push_json(Some(tenant), &json!({"streams": [{"stream": {"job": "same"}, "values": [[t.to_string(), line]]}]}))
+    };
+    let (s, body) = b.push_json(None, &json!({"streams": []}));
+    assert_eq!(s, 401);
+    assert!(body.starts_with("no org id\n") && body.contains("X-Scope-OrgID"), "{body}");
+    assert_eq!(b.get("/loki/api/v1/labels", &[], &[]).0, 401);
+    assert_eq!(push("team-a", "line of a").0, 204);
+    assert_eq!(push("team-b", "line of b").0, 204);
+    assert_eq!(b.query_lines(Some("team-a"), r#"{job="same"}"#, 1, 100), vec![(t, "line of a".to_string())]);
+    assert_eq!(b.query_lines(Some("team-b"), r#"{job="same"}"#, 1, 100), vec![(t, "line of b".to_string())]);
+    assert_eq!(b.query_lines(Some("team-c"), r#"{job="same"}"#, 1, 100), vec![]);
+    let v = b.get_json("/loki/api/v1/series", &[("match[]", r#"{job="same"}"#)], &[("X-Scope-OrgID", "team-c")]);
+    assert_eq!(v["data"], json!([]));
+    let v = b.get_json("/loki/api/v1/labels", &[], &[("X-Scope-OrgID", "team-c")]);
+    assert_eq!(v, json!({"status": "success"}));
+    let (s, body) = push("../etc", "x");
+    assert_eq!((s, body.as_str()), (400, "tenant ID '../etc' contains unsupported character '/'\n"));
+}
+
+#[test]
+fn invalid_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.yaml");
+    std::fs::write(&cfg, "limits_config:\n  max_line_size: lots\n").unwrap();
+    let (code, err) = run_to_exit(&["-config.file", cfg.to_str().unwrap()], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("max_line_size") && err.contains("'lots'"), "{err}");
+    let (code, err) = run_to_exit(&["--ring.partitions=0"], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("ring.partitions"), "{err}");
+    let (code, err) = run_to_exit(&["--no-such-flag"], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("--no-such-flag"), "{err}");
+}

@@ -1,0 +1,193 @@
+//! Test harness: runs the real `balsa` binary on 127.0.0.1 with its own data
+//! directory and ports, and talks to it over HTTP.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_balsa");
+
+/// A running (or stopped) balsa process and its data directory.
+pub struct Balsa {
+    pub dir: tempfile::TempDir,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+impl Balsa {
+    /// Starts balsa with default settings plus `args`, and waits for /ready.
+    pub fn start(args: &[&str]) -> Self {
+        let mut b = Balsa {
+            dir: tempfile::tempdir().expect("temp dir"),
+            http_port: free_port(),
+            grpc_port: free_port(),
+            child: None,
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the process again on the same data directory and ports.
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join(format!("balsa-{}.log", Instant::now().elapsed().as_nanos())))
+            .expect("log file");
+        let child = Command::new(BIN)
+            .arg(format!("--http.addr=127.0.0.1:{}", self.http_port))
+            .arg(format!("--grpc.addr=127.0.0.1:{}", self.grpc_port))
+            .arg(format!("--data.dir={}", self.data_dir().display()))
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn balsa");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Polls /ready until 200; panics with the process state after 30 s.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = ureq::get(&self.url("/ready")).timeout(Duration::from_secs(2)).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("balsa exited before becoming ready: {status}");
+            }
+            assert!(Instant::now() < deadline, "balsa not ready after 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("reap");
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// POSTs a body with headers; returns (status, body).
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+        let mut req = ureq::post(&self.url(path)).timeout(Duration::from_secs(30));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        into_pair(req.send_bytes(body))
+    }
+
+    /// GETs `path` with query pairs; returns (status, body).
+    pub fn get(&self, path: &str, query: &[(&str, &str)], headers: &[(&str, &str)]) -> (u16, String) {
+        let mut req = ureq::get(&self.url(path)).timeout(Duration::from_secs(30));
+        for (k, v) in query {
+            req = req.query(k, v);
+        }
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        into_pair(req.call())
+    }
+
+    /// GET that must answer 200 with JSON.
+    pub fn get_json(&self, path: &str, query: &[(&str, &str)], headers: &[(&str, &str)]) -> serde_json::Value {
+        let (status, body) = self.get(path, query, headers);
+        assert_eq!(status, 200, "GET {path} {query:?}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// Pushes JSON for `tenant` (None: no header).
+    pub fn push_json(&self, tenant: Option<&str>, body: &serde_json::Value) -> (u16, String) {
+        let mut h = vec![("Content-Type", "application/json")];
+        if let Some(t) = tenant {
+            h.push(("X-Scope-OrgID", t));
+        }
+        self.post("/loki/api/v1/push", &h, body.to_string().as_bytes())
+    }
+
+    /// Every (ts, line) a log query returns over the last `hours`, forward.
+    pub fn query_lines(&self, tenant: Option<&str>, query: &str, hours: i64, limit: usize) -> Vec<(i64, String)> {
+        let start = (now_ns() - hours * 3_600_000_000_000).to_string();
+        let end = (now_ns() + 600_000_000_000).to_string();
+        let limit = limit.to_string();
+        let mut h = Vec::new();
+        if let Some(t) = tenant {
+            h.push(("X-Scope-OrgID", t));
+        }
+        let v = self.get_json(
+            "/loki/api/v1/query_range",
+            &[("query", query), ("start", &start), ("end", &end), ("limit", &limit), ("direction", "forward")],
+            &h,
+        );
+        let mut out = Vec::new();
+        for s in v["data"]["result"].as_array().expect("result array") {
+            for e in s["values"].as_array().expect("values") {
+                let ts: i64 = e[0].as_str().expect("ts string").parse().expect("ts int");
+                out.push((ts, e[1].as_str().expect("line").to_string()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The process's log so far.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".log") {
+                    let _ = std::fs::File::open(e.path()).and_then(|mut f| f.read_to_string(&mut all));
+                }
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Balsa {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn into_pair(r: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+    match r {
+        Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+        Err(e) => (0, format!("transport error: {e}")),
+    }
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_nanos() as i64
+}
+
+/// Runs the binary with `args` and returns (exit code, stderr).
+pub fn run_to_exit(args: &[&str], cwd: &Path) -> (i32, String) {
+    let out = Command::new(BIN).args(args).current_dir(cwd).output().expect("run balsa");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
