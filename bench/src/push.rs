@@ -1,1 +1,196 @@
-fn main(){}
+//! Single-node push throughput and latency, against the disk's own limit.
+//!
+//! Starts the release `balsa` on a fresh data directory, then:
+//! 1. anchor: measures the data directory's disk — sequential write+fsync
+//!    throughput and the latency of a small write + fdatasync;
+//! 2. load: W concurrent writers push batches of N lines of ~L bytes (JSON)
+//!    for D seconds, each push waiting for its 204;
+//! 3. prints lines/s, MB/s of raw lines, p50/p99 push latency, and the ratios
+//!    to the anchor. Nothing is asserted: the numbers go to
+//!    docs/performance.md.
+//!
+//! `cargo run --release -p balsa-bench --bin push-bench -- --help`
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// The balsa binary (default: next to this one).
+    #[arg(long)]
+    balsa: Option<PathBuf>,
+    /// Parent directory of the data directory (its disk is measured).
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    /// Lines per push.
+    #[arg(long, default_value_t = 1000)]
+    lines: usize,
+    /// Bytes per line (about).
+    #[arg(long, default_value_t = 200)]
+    line_bytes: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// MiB written for the disk's sequential anchor.
+    #[arg(long, default_value_t = 256)]
+    anchor_mib: usize,
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Sequential write of `mib` MiB with one fsync at the end: MB/s.
+fn disk_sequential(dir: &Path, mib: usize) -> Result<f64> {
+    let path = dir.join("anchor-seq");
+    let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
+    let block = vec![0x5au8; 1 << 20];
+    let t = Instant::now();
+    for _ in 0..mib {
+        f.write_all(&block)?;
+    }
+    f.sync_all()?;
+    let secs = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(mib as f64 * 1.048_576 / secs)
+}
+
+/// Latency of appending 4 KiB and fdatasync, `n` times: sorted ms.
+fn disk_fsync_latency(dir: &Path, n: usize) -> Result<Vec<f64>> {
+    let path = dir.join("anchor-fsync");
+    let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
+    let block = vec![0xa5u8; 4096];
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f.write_all(&block)?;
+        f.sync_data()?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    std::fs::remove_file(&path)?;
+    lat.sort_by(f64::total_cmp);
+    Ok(lat)
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_balsa(bin: &Path, data: &Path) -> Result<(Server, String)> {
+    let (http, grpc) = (free_port()?, free_port()?);
+    let child = Command::new(bin)
+        .arg(format!("--http.addr=127.0.0.1:{http}"))
+        .arg(format!("--grpc.addr=127.0.0.1:{grpc}"))
+        .arg(format!("--data.dir={}", data.display()))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let server = Server(child);
+    let base = format!("http://127.0.0.1:{http}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("{base}/ready")).call().map(|r| r.status()).unwrap_or(0) != 200 {
+        if Instant::now() > deadline {
+            bail!("balsa did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((server, base))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = match &args.balsa {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("balsa"),
+    };
+    let tmp = tempfile::Builder::new().prefix("balsa-bench-").tempdir_in(&args.dir)?;
+
+    let seq_mbs = disk_sequential(tmp.path(), args.anchor_mib)?;
+    let fsync = disk_fsync_latency(tmp.path(), 500)?;
+    println!("anchor  disk sequential write+fsync: {seq_mbs:.1} MB/s");
+    println!("anchor  4 KiB write+fdatasync: p50 {:.3} ms, p99 {:.3} ms", pct(&fsync, 0.5), pct(&fsync, 0.99));
+
+    let (_server, base) = start_balsa(&bin, &tmp.path().join("data"))?;
+    let url = format!("{base}/loki/api/v1/push");
+    let pad = "x".repeat(args.line_bytes.saturating_sub(40));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let bytes = Arc::new(Mutex::new(0u64));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(args.seconds);
+    let threads: Vec<_> = (0..args.writers)
+        .map(|w| {
+            let (url, pad, latencies, bytes) = (url.clone(), pad.clone(), latencies.clone(), bytes.clone());
+            let lines = args.lines;
+            std::thread::spawn(move || -> Result<()> {
+                let mut seq = 0u64;
+                while Instant::now() < until {
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
+                    let mut raw = 0u64;
+                    let values: Vec<serde_json::Value> = (0..lines)
+                        .map(|i| {
+                            let line = format!("level=info writer={w} seq={seq} i={i} msg=\"{pad}\"");
+                            raw += line.len() as u64;
+                            serde_json::json!([(now + i as i64).to_string(), line])
+                        })
+                        .collect();
+                    let body = serde_json::json!({"streams": [
+                        {"stream": {"job": "bench", "writer": w.to_string()}, "values": values}
+                    ]})
+                    .to_string();
+                    let t = Instant::now();
+                    let r = ureq::post(&url).set("Content-Type", "application/json").send_string(&body);
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    match r {
+                        Ok(resp) if resp.status() == 204 => {}
+                        Ok(resp) => bail!("push answered {}", resp.status()),
+                        Err(e) => bail!("push failed: {e}"),
+                    }
+                    latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(ms);
+                    *bytes.lock().map_err(|_| anyhow::anyhow!("poisoned"))? += raw;
+                    seq += 1;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    lat.sort_by(f64::total_cmp);
+    let pushes = lat.len();
+    let lines_s = (pushes * args.lines) as f64 / secs;
+    let mbs = *bytes.lock().map_err(|_| anyhow::anyhow!("poisoned"))? as f64 / 1e6 / secs;
+    println!(
+        "balsa   {} writers x {} lines of ~{} B: {pushes} pushes in {secs:.1} s",
+        args.writers, args.lines, args.line_bytes
+    );
+    println!("balsa   {lines_s:.0} lines/s, {mbs:.1} MB/s of raw lines");
+    println!("balsa   push latency: p50 {:.1} ms, p99 {:.1} ms", pct(&lat, 0.5), pct(&lat, 0.99));
+    println!("ratio   balsa MB/s / disk sequential MB/s: {:.3}", mbs / seq_mbs);
+    println!("ratio   balsa push p50 / fdatasync p50: {:.1}", pct(&lat, 0.5) / pct(&fsync, 0.5));
+    Ok(())
+}
