@@ -17,6 +17,13 @@ impl LabelSet {
         Self(pairs)
     }
 
+    /// Sorts by name, keeping empty values: labels produced by a query
+    /// pipeline (an extracted empty value is a label, as in Loki).
+    pub fn from_pairs_keep_empty(mut pairs: Vec<(String, String)>) -> Self {
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        Self(pairs)
+    }
+
     /// Parses the Prometheus text form clients send: `{a="b", c="d"}`.
     pub fn parse(s: &str) -> Result<Self, logql::ParseError> {
         Ok(Self::from_pairs(logql::parse_labels(s)?))

@@ -14,9 +14,9 @@
 //! transport ([`balsa_raft`]), wire types ([`balsa_proto`]).
 //!
 //! ```
-//! use balsa::logql::parse_query;
-//! let q = parse_query(r#"{app="api"} |= "error""#).unwrap();
-//! assert!(q.line_matches("an error"));
+//! use balsa::logql::{parse_expr, Expr};
+//! let q = parse_expr(r#"sum by (level) (rate({app="api"} |= "error" [5m]))"#).unwrap();
+//! assert!(matches!(q, Expr::Vector(_)));
 //! ```
 
 pub mod api;

@@ -12,12 +12,13 @@ use balsa_storage::{Direction, Entry};
 
 use crate::ingester::{Ingester, IngesterError};
 use crate::labels::LabelSet;
-use crate::logql::{LogQuery, Matcher};
+use crate::logql::eval::{self, EvalError, Fetched, Selection, Steps, Value};
+use crate::logql::{pipeline, Expr, LogExpr, Matcher, Stage};
 
 /// A log query over `[start, end)`.
 #[derive(Clone, Debug)]
 pub struct LogRequest {
-    pub query: LogQuery,
+    pub query: LogExpr,
     pub start: i64,
     pub end: i64,
     pub limit: usize,
@@ -46,6 +47,9 @@ pub struct ScanStats {
 pub enum QueryError {
     #[error("{0}")]
     Ingester(#[from] IngesterError),
+    /// A query that cannot be evaluated (400).
+    #[error("{0}")]
+    Eval(#[from] EvalError),
 }
 
 /// Reads partitions.
@@ -71,21 +75,37 @@ impl Querier {
                 .read(p, |state| {
                     let mut s = ScanStats::default();
                     let mut out = Vec::new();
+                    let fast = req.query.only_line_filters();
                     for stream in state.select(tenant, &req.query.matchers) {
-                        let mut entries = Vec::new();
+                        // Streams after the pipeline: labels may change per entry.
+                        let mut produced: Vec<StreamResult> = Vec::new();
+                        let mut kept = 0usize;
                         for e in stream.head.range(req.start, req.end, req.direction) {
                             s.lines_scanned += 1;
                             s.bytes_scanned += e.size() as u64;
-                            if req.query.line_matches(&e.line) {
-                                entries.push(e.clone());
-                                if entries.len() >= req.limit {
-                                    break;
+                            if fast {
+                                if !line_filters_pass(&req.query.stages, &e.line) {
+                                    continue;
+                                }
+                                match produced.first_mut() {
+                                    Some(r) => r.entries.push(e.clone()),
+                                    None => produced.push(StreamResult { labels: stream.labels.clone(), entries: vec![e.clone()] }),
+                                }
+                            } else {
+                                let Some(p) = pipeline::process(&req.query.stages, &stream.labels, e) else { continue };
+                                let labels = p.label_set();
+                                let entry = balsa_storage::Entry { ts: e.ts, line: p.line, metadata: Vec::new() };
+                                match produced.iter_mut().find(|r| r.labels == labels) {
+                                    Some(r) => r.entries.push(entry),
+                                    None => produced.push(StreamResult { labels, entries: vec![entry] }),
                                 }
                             }
+                            kept += 1;
+                            if kept >= req.limit {
+                                break;
+                            }
                         }
-                        if !entries.is_empty() {
-                            out.push(StreamResult { labels: stream.labels.clone(), entries });
-                        }
+                        out.extend(produced);
                     }
                     (out, s)
                 })
@@ -94,7 +114,7 @@ impl Querier {
             stats.bytes_scanned += s.bytes_scanned;
             found.extend(part);
         }
-        let mut result = keep_first(found, req.limit, req.direction);
+        let mut result = keep_first(merge_same_labels(found, req.direction), req.limit, req.direction);
         result.sort_by(|a, b| a.labels.cmp(&b.labels));
         stats.streams = result.len() as u64;
         stats.lines_matched = result.iter().map(|s| s.entries.len() as u64).sum();
@@ -163,6 +183,62 @@ impl Querier {
             .collect();
         Ok(values.into_iter().collect())
     }
+
+    /// Streams and entries of every partition matching `sel` (ascending).
+    async fn fetch(&self, tenant: &str, sel: &Selection) -> Result<Fetched, QueryError> {
+        let mut out = Vec::new();
+        for p in 0..self.ingester.partition_count() {
+            let part = self
+                .ingester
+                .read(p, |state| {
+                    state
+                        .select(tenant, &sel.matchers)
+                        .map(|s| (s.labels.clone(), s.head.range(sel.from, sel.through, Direction::Forward).cloned().collect::<Vec<_>>()))
+                        .filter(|(_, e)| !e.is_empty())
+                        .collect::<Vec<_>>()
+                })
+                .await?;
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a metric query at `steps`.
+    #[tracing::instrument(level = "info", skip_all, fields(tenant = tenant, steps = steps.len()))]
+    pub async fn eval_metric(&self, tenant: &str, expr: &Expr, steps: Steps, max_series: usize) -> Result<Value, QueryError> {
+        let mut data = Vec::new();
+        for sel in eval::selections(expr, steps) {
+            data.push(self.fetch(tenant, &sel).await?);
+        }
+        Ok(eval::evaluate(expr, steps, &mut data.into_iter(), max_series)?)
+    }
+}
+
+/// Whether a line passes every line filter of a filter-only pipeline.
+fn line_filters_pass(stages: &[Stage], line: &str) -> bool {
+    stages.iter().all(|s| match s {
+        Stage::LineFilter(f) => f.matches(line),
+        _ => true,
+    })
+}
+
+/// Joins results with equal labels (the same labels can come out of the
+/// pipeline of several streams), keeping each one's entries in order.
+fn merge_same_labels(found: Vec<StreamResult>, direction: Direction) -> Vec<StreamResult> {
+    let mut out: Vec<StreamResult> = Vec::new();
+    for r in found {
+        match out.iter_mut().find(|o| o.labels == r.labels) {
+            Some(o) => {
+                o.entries.extend(r.entries);
+                match direction {
+                    Direction::Forward => o.entries.sort_by_key(|e| e.ts),
+                    Direction::Backward => o.entries.sort_by_key(|e| std::cmp::Reverse(e.ts)),
+                }
+            }
+            None => out.push(r),
+        }
+    }
+    out
 }
 
 /// Keeps the `limit` entries that come first in `direction` across all

@@ -217,3 +217,54 @@ fn invalid_config_exits_2_naming_the_key() {
     assert_eq!(code, 2);
     assert!(err.contains("--no-such-flag"), "{err}");
 }
+
+#[test]
+fn metric_queries_answer_with_prometheus_shapes() {
+    let b = Balsa::start(&[]);
+    // Grafana's health check.
+    let v = b.get_json("/loki/api/v1/query", &[("query", "vector(1)+vector(1)"), ("time", "1700000000")], &[]);
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(v["data"]["result"], json!([{"metric": {}, "value": [1700000000, "2"]}]));
+    let v = b.get_json("/loki/api/v1/query", &[("query", "1 + 2 * 3"), ("time", "1700000000")], &[]);
+    assert_eq!(v["data"]["resultType"], "scalar");
+    assert_eq!(v["data"]["result"], json!([1700000000, "7"]));
+
+    let t0 = (now_ns() / 1_000_000_000 - 120) * 1_000_000_000;
+    let values: Vec<Value> = (0..6)
+        .map(|i| json!([(t0 + i * 10_000_000_000).to_string(), format!("level={} took={}ms", if i % 2 == 0 { "info" } else { "error" }, i * 100)]))
+        .collect();
+    assert_eq!(b.push_json(None, &json!({"streams": [{"stream": {"app": "m"}, "values": values}]})).0, 204);
+    let end = ((t0 / 1_000_000_000) + 60).to_string();
+    let start = (t0 / 1_000_000_000).to_string();
+    let v = b.get_json(
+        "/loki/api/v1/query_range",
+        &[("query", r#"sum by (level) (count_over_time({app="m"} | logfmt [1m]))"#), ("start", &start), ("end", &end), ("step", "30")],
+        &[],
+    );
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 2);
+    assert_eq!(result[0]["metric"], json!({"level": "error"}));
+    // Windows (t-60s, t]: at start+60s all six entries (t0..t0+50s) are in.
+    let last = result[0]["values"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last, json!([t0 / 1_000_000_000 + 60, "3"]));
+    let v = b.get_json(
+        "/loki/api/v1/query",
+        &[("query", r#"max_over_time({app="m"} | logfmt | unwrap duration(took) [5m])"#), ("time", &end)],
+        &[],
+    );
+    assert_eq!(v["data"]["result"][0]["value"][1], "0.5");
+    // A log query with a parser: streams carry the extracted labels.
+    let v = b.get_json(
+        "/loki/api/v1/query_range",
+        &[("query", r#"{app="m"} | logfmt | level="error" | line_format "{{.took}}""#), ("start", &start), ("end", &end)],
+        &[],
+    );
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 3, "one stream per label set after the pipeline");
+    assert_eq!(v["data"]["result"][0]["stream"], json!({"app": "m", "level": "error", "service_name": "m", "took": "100ms"}));
+    assert_eq!(v["data"]["result"][0]["values"][0][1], "100ms");
+    // A pipeline error fails a metric query with Loki's hint.
+    let (s, body) = b.get("/loki/api/v1/query", &[("query", r#"count_over_time({app="m"} | logfmt | level > 1 [5m])"#), ("time", &end)], &[]);
+    assert_eq!(s, 400);
+    assert!(body.contains("LabelFilterErr") && body.contains("__error__"), "{body}");
+}

@@ -84,6 +84,41 @@ impl Params {
     }
 }
 
+impl Params {
+    /// `time` of an instant query, default now.
+    pub fn time(&self, now: i64) -> Result<i64, ApiError> {
+        match self.get("time") {
+            None | Some("") => Ok(now),
+            Some(v) => parse_timestamp(v).map_err(|e| ApiError::bad_request(format!("could not parse 'time' parameter: {e}"))),
+        }
+    }
+
+    /// `step` of a range query in ns: float seconds or a duration; default
+    /// max(floor((end − start) / 250 s), 1 s). At most 11,000 points.
+    pub fn step(&self, start: i64, end: i64) -> Result<i64, ApiError> {
+        let step = match self.get("step") {
+            None | Some("") => ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000,
+            Some(v) => match v.parse::<f64>() {
+                Ok(f) => (f * 1e9).round() as i64,
+                Err(_) => parse_duration(v)
+                    .map(|d| d.as_nanos() as i64)
+                    .map_err(|_| ApiError::bad_request(format!("cannot parse \"{v}\" to a valid duration")))?,
+            },
+        };
+        if step <= 0 {
+            return Err(ApiError::bad_request(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            ));
+        }
+        if (end - start) / step > 11_000 {
+            return Err(ApiError::bad_request(
+                "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter",
+            ));
+        }
+        Ok(step)
+    }
+}
+
 /// Loki's `parseTimestamp`: with a dot, float seconds (fraction rounded to
 /// ms); an integer of at most 10 digits, seconds; a longer one, nanoseconds;
 /// otherwise RFC3339Nano.

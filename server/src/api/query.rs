@@ -11,8 +11,9 @@ use serde_json::{json, Value};
 use super::params::Params;
 use super::{ApiError, AppState};
 use crate::labels::LabelSet;
-use crate::logql::{self, parse_selector};
-use crate::querier::{LogRequest, ScanStats, StreamResult};
+use crate::logql::eval::{Steps, Value as Metric};
+use crate::logql::{self, parse_selector, Expr};
+use crate::querier::{LogRequest, QueryError, ScanStats, StreamResult};
 use crate::time::now_ns;
 
 const INSTANT_LOG_QUERY: &str =
@@ -42,11 +43,22 @@ pub async fn query_range(
     let tenant = api.tenant(&headers)?;
     let p = params(&method, q, &body);
     let query = p.get("query").unwrap_or("");
-    let parsed = logql::parse_query(query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let parsed = logql::parse_expr(query).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (start, end) = p.bounds(now_ns())?;
     if end < start {
         return Err(ApiError::bad_request("end timestamp must not be before or equal to start time"));
     }
+    let log = match parsed {
+        Expr::Log(l) => l,
+        metric => {
+            let step = p.step(start, end)?;
+            let steps = Steps { start, end, step };
+            let started = std::time::Instant::now();
+            let value = api.querier.eval_metric(&tenant, &metric, steps, api.max_query_series).await.map_err(query_error)?;
+            let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
+            return Ok(axum::Json(metric_response(value, steps, false, stats)).into_response());
+        }
+    };
     let limit = p.limit()?;
     if limit > api.max_entries_limit_per_query {
         return Err(ApiError::bad_request(format!(
@@ -54,9 +66,79 @@ pub async fn query_range(
             api.max_entries_limit_per_query
         )));
     }
-    let req = LogRequest { query: parsed, start, end, limit, direction: p.direction()? };
+    let req = LogRequest { query: log, start, end, limit, direction: p.direction()? };
     let (streams, stats) = api.querier.select_logs(&tenant, &req).await?;
     Ok(axum::Json(streams_response(streams, stats, wants_categorized_labels(&headers))).into_response())
+}
+
+/// Evaluation errors are the client's (400); the rest are ours (503).
+fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::Eval(e) => ApiError::bad_request(e.to_string()),
+        e => e.into(),
+    }
+}
+
+/// Prometheus' number format: shortest decimal, `NaN`, `+Inf`, `-Inf`.
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A timestamp in seconds as a JSON number (integral when whole).
+fn ts_json(ns: i64) -> Value {
+    if ns % 1_000_000_000 == 0 {
+        json!(ns / 1_000_000_000)
+    } else {
+        json!(ns as f64 / 1e9)
+    }
+}
+
+/// Loki's (Prometheus') answer to a metric query: a matrix for ranges, a
+/// vector or scalar for instants.
+fn metric_response(value: Metric, steps: Steps, instant: bool, stats: ScanStats) -> Value {
+    let (result_type, result) = match value {
+        Metric::Scalar(v) => {
+            if instant {
+                ("scalar", json!([ts_json(steps.start), format_value(v.first().copied().unwrap_or(f64::NAN))]))
+            } else {
+                let values: Vec<Value> = v.iter().enumerate().map(|(i, x)| json!([ts_json(steps.at(i)), format_value(*x)])).collect();
+                ("matrix", json!([{"metric": {}, "values": values}]))
+            }
+        }
+        Metric::Vector(series) => {
+            if instant {
+                let out: Vec<Value> = series
+                    .iter()
+                    .filter_map(|s| {
+                        let v = s.points.first().copied().flatten()?;
+                        Some(json!({"metric": s.labels.to_json(), "value": [ts_json(steps.start), format_value(v)]}))
+                    })
+                    .collect();
+                ("vector", Value::Array(out))
+            } else {
+                let out: Vec<Value> = series
+                    .iter()
+                    .map(|s| {
+                        let values: Vec<Value> = s
+                            .points
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, p)| p.map(|v| json!([ts_json(steps.at(i)), format_value(v)])))
+                            .collect();
+                        json!({"metric": s.labels.to_json(), "values": values})
+                    })
+                    .collect();
+                ("matrix", Value::Array(out))
+            }
+        }
+    };
+    json!({"status": "success", "data": {"resultType": result_type, "result": result, "stats": stats_json(&stats)}})
 }
 
 /// `GET|POST /loki/api/v1/query`: instant queries are metric queries; a log
@@ -68,10 +150,18 @@ pub async fn instant_query(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    api.tenant(&headers)?;
+    let tenant = api.tenant(&headers)?;
     let p = params(&method, q, &body);
-    logql::parse_query(p.get("query").unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Err(ApiError::bad_request(INSTANT_LOG_QUERY))
+    let expr = logql::parse_expr(p.get("query").unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if matches!(expr, Expr::Log(_)) {
+        return Err(ApiError::bad_request(INSTANT_LOG_QUERY));
+    }
+    let t = p.time(now_ns())?;
+    let steps = Steps::instant(t);
+    let started = std::time::Instant::now();
+    let value = api.querier.eval_metric(&tenant, &expr, steps, api.max_query_series).await.map_err(query_error)?;
+    let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
+    Ok(axum::Json(metric_response(value, steps, true, stats)).into_response())
 }
 
 /// Loki's answer to a log query. Without `categorize-labels`, structured

@@ -1,7 +1,73 @@
-//! What a parsed LogQL log query is.
+//! What a parsed LogQL query is: log queries (selector + pipeline) and
+//! metric queries (range and vector aggregations, binary operations,
+//! literals).
+
+use std::fmt;
 
 use memchr::memmem;
 use regex::Regex;
+
+use super::parsers::{JsonExpressions, PatternParser, RegexpParser};
+
+/// The pattern of a `|>` / `!>` line filter: literals in order with `<_>`
+/// (or any `<name>`) wildcards between them. A leading literal must start
+/// the line and a trailing one must end it.
+#[derive(Clone, Debug)]
+pub struct LinePattern {
+    literals: Vec<String>,
+    anchored_start: bool,
+    anchored_end: bool,
+}
+
+impl LinePattern {
+    pub fn new(pattern: &str) -> Result<Self, String> {
+        let re = Regex::new(r"<[A-Za-z_][A-Za-z0-9_]*>").map_err(|e| e.to_string())?;
+        let mut literals = Vec::new();
+        let mut last = 0;
+        for m in re.find_iter(pattern) {
+            if m.as_str() != "<_>" {
+                return Err(format!("named captures are not allowed in a line filter pattern: {}", m.as_str()));
+            }
+            literals.push(pattern[last..m.start()].to_string());
+            last = m.end();
+        }
+        literals.push(pattern[last..].to_string());
+        if literals.len() == 1 {
+            // No wildcard: the pattern is the whole line.
+            return Ok(Self { literals, anchored_start: true, anchored_end: true });
+        }
+        let anchored_start = !literals[0].is_empty();
+        let anchored_end = !literals[literals.len() - 1].is_empty();
+        literals.retain(|l| !l.is_empty());
+        Ok(Self { literals, anchored_start, anchored_end })
+    }
+
+    pub fn matches(&self, line: &str) -> bool {
+        if self.literals.len() == 1 && self.anchored_start && self.anchored_end {
+            return line == self.literals[0];
+        }
+        let mut rest = line;
+        let n = self.literals.len();
+        for (i, lit) in self.literals.iter().enumerate() {
+            if i == 0 && self.anchored_start {
+                match rest.strip_prefix(lit.as_str()) {
+                    Some(r) => rest = r,
+                    None => return false,
+                }
+                continue;
+            }
+            if i == n - 1 && self.anchored_end {
+                return rest.ends_with(lit.as_str());
+            }
+            match rest.find(lit.as_str()) {
+                Some(p) => rest = &rest[p + lit.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+use super::template::Template;
 
 /// How a label matcher compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,7 +78,7 @@ pub enum MatchOp {
     Nre,
 }
 
-/// `name op "value"` in a stream selector.
+/// `name op "value"` in a stream selector or a string label filter.
 #[derive(Clone, Debug)]
 pub struct Matcher {
     pub name: String,
@@ -62,50 +128,366 @@ pub enum LineFilterOp {
     Match,
     /// `!~`: does not match the regex.
     NotMatch,
+    /// `|>`: matches the pattern.
+    Pattern,
+    /// `!>`: does not match the pattern.
+    NotPattern,
 }
 
-/// One `|= "text"`-style stage.
-#[derive(Clone, Debug)]
-pub struct LineFilter {
-    pub op: LineFilterOp,
-    pub pattern: String,
-    finder: memmem::Finder<'static>,
-    re: Option<Regex>,
-}
-
-impl LineFilter {
-    /// Builds a filter; the regex of `|~`/`!~` is unanchored.
-    pub fn new(op: LineFilterOp, pattern: String) -> Result<Self, regex::Error> {
-        let re = match op {
-            LineFilterOp::Match | LineFilterOp::NotMatch => Some(Regex::new(&pattern)?),
-            _ => None,
-        };
-        let finder = memmem::Finder::new(pattern.as_bytes()).into_owned();
-        Ok(Self { op, pattern, finder, re })
+impl LineFilterOp {
+    pub fn negated(self) -> bool {
+        matches!(self, Self::NotContains | Self::NotMatch | Self::NotPattern)
     }
+}
 
-    /// Whether `line` passes this filter.
-    pub fn matches(&self, line: &str) -> bool {
-        match (self.op, &self.re) {
-            (LineFilterOp::Contains, _) => self.finder.find(line.as_bytes()).is_some(),
-            (LineFilterOp::NotContains, _) => self.finder.find(line.as_bytes()).is_none(),
-            (LineFilterOp::Match, Some(re)) => re.is_match(line),
-            (LineFilterOp::NotMatch, Some(re)) => !re.is_match(line),
-            (_, None) => false,
+/// One alternative of a line filter.
+#[derive(Clone, Debug)]
+pub enum LineTest {
+    Text(memmem::Finder<'static>),
+    Regex(Regex),
+    Pattern(LinePattern),
+    Ip(super::ip::IpMatcher),
+}
+
+impl LineTest {
+    fn test(&self, line: &str) -> bool {
+        match self {
+            LineTest::Text(f) => f.find(line.as_bytes()).is_some(),
+            LineTest::Regex(re) => re.is_match(line),
+            LineTest::Pattern(p) => p.matches(line),
+            LineTest::Ip(m) => m.line_contains(line),
         }
     }
 }
 
-/// A log query: which streams, then which lines.
+/// `|= "a" or "b"`: passes a line when any alternative matches (for the
+/// negated operators: when none does).
 #[derive(Clone, Debug)]
-pub struct LogQuery {
-    pub matchers: Vec<Matcher>,
-    pub filters: Vec<LineFilter>,
+pub struct LineFilter {
+    pub op: LineFilterOp,
+    pub alternatives: Vec<LineTest>,
 }
 
-impl LogQuery {
-    /// Whether a line passes every filter of the chain.
-    pub fn line_matches(&self, line: &str) -> bool {
-        self.filters.iter().all(|f| f.matches(line))
+impl LineFilter {
+    /// Whether `line` passes this filter.
+    pub fn matches(&self, line: &str) -> bool {
+        let any = self.alternatives.iter().any(|t| t.test(line));
+        any != self.op.negated()
+    }
+}
+
+/// Comparison of a numeric label filter or a binary operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl CmpOp {
+    pub fn apply(self, a: f64, b: f64) -> bool {
+        match self {
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+        }
+    }
+}
+
+/// How the label value of a numeric filter is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumKind {
+    Number,
+    Duration,
+    Bytes,
+}
+
+/// `| a="x" and b > 5 or ...`
+#[derive(Clone, Debug)]
+pub enum LabelFilter {
+    And(Box<LabelFilter>, Box<LabelFilter>),
+    Or(Box<LabelFilter>, Box<LabelFilter>),
+    Str(Matcher),
+    Num { name: String, op: CmpOp, value: f64, kind: NumKind },
+    Ip { name: String, negate: bool, matcher: super::ip::IpMatcher },
+}
+
+/// `| label_format dst="template"` or `dst=src`.
+#[derive(Clone, Debug)]
+pub enum LabelFmt {
+    Template(String, Template),
+    Rename(String, String),
+}
+
+/// A label named in `drop`/`keep`, optionally only when it matches.
+#[derive(Clone, Debug)]
+pub enum LabelSelect {
+    Name(String),
+    Matching(Matcher),
+}
+
+/// How `unwrap` turns a label value into a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnwrapConv {
+    Float,
+    Bytes,
+    Duration,
+}
+
+/// `| unwrap [bytes|duration|duration_seconds](label)` and the label
+/// filters that follow it.
+#[derive(Clone, Debug)]
+pub struct Unwrap {
+    pub label: String,
+    pub conv: UnwrapConv,
+    pub post_filters: Vec<LabelFilter>,
+}
+
+/// One stage of a log pipeline.
+#[derive(Clone, Debug)]
+pub enum Stage {
+    LineFilter(LineFilter),
+    Json(Option<JsonExpressions>),
+    Logfmt { strict: bool, keep_empty: bool, exprs: Vec<(String, String)> },
+    Regexp(RegexpParser),
+    Pattern(PatternParser),
+    Unpack,
+    LabelFilter(LabelFilter),
+    LineFormat(Template),
+    LabelFormat(Vec<LabelFmt>),
+    Decolorize,
+    Drop(Vec<LabelSelect>),
+    Keep(Vec<LabelSelect>),
+}
+
+/// A stream selector and its pipeline.
+#[derive(Clone, Debug)]
+pub struct LogExpr {
+    pub matchers: Vec<Matcher>,
+    pub stages: Vec<Stage>,
+}
+
+impl LogExpr {
+    /// Whether every stage is a line filter (no labels change).
+    pub fn only_line_filters(&self) -> bool {
+        self.stages.iter().all(|s| matches!(s, Stage::LineFilter(_)))
+    }
+}
+
+/// Range aggregation functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeOp {
+    Rate,
+    RateCounter,
+    CountOverTime,
+    BytesRate,
+    BytesOverTime,
+    AbsentOverTime,
+    SumOverTime,
+    AvgOverTime,
+    MinOverTime,
+    MaxOverTime,
+    StdvarOverTime,
+    StddevOverTime,
+    QuantileOverTime,
+    FirstOverTime,
+    LastOverTime,
+}
+
+impl RangeOp {
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "rate" => Self::Rate,
+            "rate_counter" => Self::RateCounter,
+            "count_over_time" => Self::CountOverTime,
+            "bytes_rate" => Self::BytesRate,
+            "bytes_over_time" => Self::BytesOverTime,
+            "absent_over_time" => Self::AbsentOverTime,
+            "sum_over_time" => Self::SumOverTime,
+            "avg_over_time" => Self::AvgOverTime,
+            "min_over_time" => Self::MinOverTime,
+            "max_over_time" => Self::MaxOverTime,
+            "stdvar_over_time" => Self::StdvarOverTime,
+            "stddev_over_time" => Self::StddevOverTime,
+            "quantile_over_time" => Self::QuantileOverTime,
+            "first_over_time" => Self::FirstOverTime,
+            "last_over_time" => Self::LastOverTime,
+            _ => return None,
+        })
+    }
+
+    /// Functions that need `unwrap`.
+    pub fn needs_unwrap(self) -> bool {
+        !matches!(self, Self::Rate | Self::CountOverTime | Self::BytesRate | Self::BytesOverTime | Self::AbsentOverTime)
+    }
+}
+
+/// `by (a, b)` or `without (a, b)`.
+#[derive(Clone, Debug, Default)]
+pub struct Grouping {
+    pub without: bool,
+    pub labels: Vec<String>,
+}
+
+/// `op(log_expr [range] offset d)` with optional parameter and grouping.
+#[derive(Clone, Debug)]
+pub struct RangeAgg {
+    pub op: RangeOp,
+    pub param: Option<f64>,
+    pub log: LogExpr,
+    pub unwrap: Option<Unwrap>,
+    pub range: i64,
+    pub offset: i64,
+    pub grouping: Option<Grouping>,
+}
+
+/// Vector aggregation operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VecOp {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+    Stddev,
+    Stdvar,
+    Topk,
+    Bottomk,
+    Sort,
+    SortDesc,
+    ApproxTopk,
+}
+
+impl VecOp {
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "sum" => Self::Sum,
+            "avg" => Self::Avg,
+            "min" => Self::Min,
+            "max" => Self::Max,
+            "count" => Self::Count,
+            "stddev" => Self::Stddev,
+            "stdvar" => Self::Stdvar,
+            "topk" => Self::Topk,
+            "bottomk" => Self::Bottomk,
+            "sort" => Self::Sort,
+            "sort_desc" => Self::SortDesc,
+            "approx_topk" => Self::ApproxTopk,
+            _ => return None,
+        })
+    }
+
+    pub fn takes_param(self) -> bool {
+        matches!(self, Self::Topk | Self::Bottomk | Self::ApproxTopk)
+    }
+}
+
+/// `op [by|without (...)] ([param,] expr)`.
+#[derive(Clone, Debug)]
+pub struct VectorAgg {
+    pub op: VecOp,
+    pub param: Option<f64>,
+    pub inner: Box<Expr>,
+    pub grouping: Option<Grouping>,
+}
+
+/// Binary operators, lowest precedence first in [`BinOp::precedence`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Or,
+    And,
+    Unless,
+    Cmp(CmpOp),
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+}
+
+impl BinOp {
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And | BinOp::Unless => 2,
+            BinOp::Cmp(_) => 3,
+            BinOp::Add | BinOp::Sub => 4,
+            BinOp::Mul | BinOp::Div | BinOp::Mod => 5,
+            BinOp::Pow => 6,
+        }
+    }
+
+    pub fn is_set(self) -> bool {
+        matches!(self, BinOp::Or | BinOp::And | BinOp::Unless)
+    }
+}
+
+/// Which side of a many-to-one match has the many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupSide {
+    Left,
+    Right,
+}
+
+/// `on(...)`/`ignoring(...)` and `group_left/right(...)`.
+#[derive(Clone, Debug, Default)]
+pub struct VectorMatching {
+    pub on: bool,
+    pub labels: Vec<String>,
+    pub group: Option<(GroupSide, Vec<String>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BinaryExpr {
+    pub op: BinOp,
+    pub lhs: Expr,
+    pub rhs: Expr,
+    pub return_bool: bool,
+    pub matching: VectorMatching,
+}
+
+/// `label_replace(v, "dst", "replacement", "src", "regex")`.
+#[derive(Clone, Debug)]
+pub struct LabelReplace {
+    pub inner: Expr,
+    pub dst: String,
+    pub replacement: String,
+    pub src: String,
+    pub re: Regex,
+}
+
+/// A LogQL expression.
+#[derive(Clone, Debug)]
+pub enum Expr {
+    Log(LogExpr),
+    Range(RangeAgg),
+    Vector(VectorAgg),
+    Binary(Box<BinaryExpr>),
+    Literal(f64),
+    VectorLit(f64),
+    LabelReplace(Box<LabelReplace>),
+}
+
+impl Expr {
+    /// Whether the expression yields a scalar (literals and their arithmetic).
+    pub fn is_scalar(&self) -> bool {
+        match self {
+            Expr::Literal(_) => true,
+            Expr::Binary(b) => b.lhs.is_scalar() && b.rhs.is_scalar(),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for RangeOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
     }
 }

@@ -151,6 +151,17 @@ pub fn lex(src: &str) -> Result<Vec<Spanned>, ParseError> {
                 out.push(Spanned { tok: Tok::Other(chars[start..i].iter().collect()), line: tl, col: tc });
                 continue;
             }
+            '-' if chars.get(i + 1) == Some(&'-') && chars.get(i + 2).is_some_and(|c| c.is_ascii_alphabetic()) => {
+                // A parser flag such as `--strict` or `--keep-empty`.
+                let start = i;
+                i += 2;
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '-' || chars[i] == '_') {
+                    i += 1;
+                }
+                col += i - start;
+                out.push(Spanned { tok: Tok::Other(chars[start..i].iter().collect()), line: tl, col: tc });
+                continue;
+            }
             '+' | '-' | '*' | '/' | '%' | '^' | '>' | '<' | '!' | '@' => Tok::Other(c.to_string()),
             other => {
                 return Err(ParseError::at(tl, tc, format!("syntax error: unexpected character: '{other}'")));

@@ -1,17 +1,29 @@
-//! LogQL: the query language of Loki, parsed into an AST and evaluated
-//! against log entries.
-//!
-//! Today this covers log queries — a stream selector with `=`, `!=`, `=~`,
-//! `!~` matchers followed by any chain of line filters (`|=`, `!=`, `|~`,
-//! `!~`). Parse errors carry the line and column, like Loki's.
+//! LogQL, Loki's query language: parsed into an AST, run as a pipeline over
+//! log entries, and evaluated as metric queries over a grid of steps.
 //!
 //! ```text
-//! lexer (tokens with positions) → parser → ast::LogQuery → LineFilter::matches
+//! lexer (tokens with positions) → parser → ast::Expr
+//!   log query:    ast::LogExpr → pipeline::process per entry
+//!   metric query: eval::selections → (caller fetches) → eval::evaluate
 //! ```
+//! - [`parsers`]: json, logfmt, regexp, pattern, unpack;
+//! - [`template`]: Go templates for `line_format` / `label_format`;
+//! - [`ip`]: `ip("…")` filters; [`units`]: durations and sizes in filters.
+//!
+//! Parse errors carry the line and column, like Loki's.
 
 mod ast;
+pub mod eval;
+pub mod ip;
 mod lexer;
 mod parser;
+pub mod parsers;
+pub mod pipeline;
+pub mod template;
+pub mod units;
 
-pub use ast::{LineFilter, LineFilterOp, LogQuery, MatchOp, Matcher};
-pub use parser::{parse_labels, parse_query, parse_selector, ParseError};
+pub use ast::{
+    BinOp, CmpOp, Expr, Grouping, LabelFilter, LineFilter, LineFilterOp, LogExpr, MatchOp, Matcher, RangeAgg, RangeOp,
+    Stage, VecOp,
+};
+pub use parser::{parse_expr, parse_labels, parse_selector, ParseError};

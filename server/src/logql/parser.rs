@@ -1,7 +1,12 @@
-//! Recursive-descent parser for LogQL log queries.
+//! Recursive-descent parser for LogQL: log queries with pipelines, and
+//! metric queries (precedence climbing for binary operators).
 
-use super::ast::{LineFilter, LineFilterOp, LogQuery, MatchOp, Matcher};
+use super::ast::*;
+use super::ip::IpMatcher;
 use super::lexer::{lex, Spanned, Tok};
+use super::parsers::{JsonExpressions, PatternParser, RegexpParser};
+use super::template::Template;
+use crate::config::parse_duration;
 
 /// A LogQL syntax or semantic error, displayed exactly as Loki displays it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,14 +38,24 @@ impl ParseError {
 const EMPTY_COMPATIBLE: &str = "queries require at least one regexp or equality matcher that does not have an \
 empty-compatible value. For instance, app=~\".*\" does not meet this requirement, but app=~\".+\" will";
 
+type PResult<T> = Result<T, ParseError>;
+
 struct Parser {
     toks: Vec<Spanned>,
     pos: usize,
     end: (usize, usize),
 }
 
+fn expecting_suffix(expecting: &str) -> String {
+    if expecting.is_empty() {
+        String::new()
+    } else {
+        format!(", expecting {expecting}")
+    }
+}
+
 impl Parser {
-    fn new(src: &str) -> Result<Self, ParseError> {
+    fn new(src: &str) -> PResult<Self> {
         let toks = lex(src)?;
         let last_line = src.lines().count().max(1);
         let last_col = src.lines().last().map(|l| l.chars().count()).unwrap_or(0) + 1;
@@ -51,10 +66,31 @@ impl Parser {
         self.toks.get(self.pos).map(|s| &s.tok)
     }
 
-    fn next(&mut self) -> Option<Spanned> {
-        let t = self.toks.get(self.pos).cloned();
-        self.pos += 1;
-        t
+    fn peek_at(&self, n: usize) -> Option<&Tok> {
+        self.toks.get(self.pos + n).map(|s| &s.tok)
+    }
+
+    fn peek_ident(&self) -> Option<&str> {
+        match self.peek() {
+            Some(Tok::Ident(s)) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    fn peek_other(&self) -> Option<&str> {
+        match self.peek() {
+            Some(Tok::Other(s)) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    fn here(&self) -> (usize, usize) {
+        self.toks.get(self.pos).map_or(self.end, |s| (s.line, s.col))
+    }
+
+    fn err_here(&self, msg: String) -> ParseError {
+        let (l, c) = self.here();
+        ParseError::at(l, c, msg)
     }
 
     fn unexpected(&self, expecting: &str) -> ParseError {
@@ -72,31 +108,91 @@ impl Parser {
         }
     }
 
-    fn expect(&mut self, want: Tok, name: &str) -> Result<(), ParseError> {
-        if self.peek() == Some(&want) {
+    fn eat(&mut self, want: &Tok) -> bool {
+        if self.peek() == Some(want) {
             self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_ident(&mut self, word: &str) -> bool {
+        if self.peek_ident() == Some(word) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, want: Tok, name: &str) -> PResult<()> {
+        if self.eat(&want) {
             Ok(())
         } else {
             Err(self.unexpected(name))
         }
     }
 
+    fn ident(&mut self) -> PResult<String> {
+        match self.peek() {
+            Some(Tok::Ident(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                Ok(s)
+            }
+            _ => Err(self.unexpected("IDENTIFIER")),
+        }
+    }
+
+    fn string(&mut self) -> PResult<String> {
+        match self.peek() {
+            Some(Tok::Str(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                Ok(s)
+            }
+            _ => Err(self.unexpected("STRING")),
+        }
+    }
+
+    fn number(&mut self) -> PResult<f64> {
+        let neg = self.peek_other() == Some("-");
+        if neg {
+            self.pos += 1;
+        }
+        match self.peek_other().map(str::to_string) {
+            Some(w) => {
+                let v = parse_number(&w).ok_or_else(|| self.unexpected("NUMBER"))?;
+                self.pos += 1;
+                Ok(if neg { -v } else { v })
+            }
+            None => Err(self.unexpected("NUMBER")),
+        }
+    }
+
+    fn duration(&mut self) -> PResult<i64> {
+        match self.peek_other().map(str::to_string) {
+            Some(w) => {
+                let d = parse_duration(&w).map_err(|e| self.err_here(format!("invalid duration {w}: {e}")))?;
+                self.pos += 1;
+                Ok(d.as_nanos() as i64)
+            }
+            None => Err(self.unexpected("DURATION")),
+        }
+    }
+
+    // ---- stream selectors and pipelines ----
+
     /// `{ name op "value", ... }`
-    fn selector(&mut self) -> Result<Vec<Matcher>, ParseError> {
+    fn selector(&mut self) -> PResult<Vec<Matcher>> {
         self.expect(Tok::LBrace, "{")?;
         let mut out = Vec::new();
-        if self.peek() == Some(&Tok::RBrace) {
-            self.pos += 1;
+        if self.eat(&Tok::RBrace) {
             return Ok(out);
         }
         loop {
-            let name = match self.next() {
-                Some(Spanned { tok: Tok::Ident(n), .. }) => n,
-                _ => {
-                    self.pos -= 1;
-                    return Err(self.unexpected("IDENTIFIER"));
-                }
-            };
+            let name = self.ident()?;
             let op = match self.peek() {
                 Some(Tok::Eq) => MatchOp::Eq,
                 Some(Tok::Neq) => MatchOp::Neq,
@@ -105,79 +201,693 @@ impl Parser {
                 _ => return Err(self.unexpected("=, !=, =~ or !~")),
             };
             self.pos += 1;
-            let at = self.toks.get(self.pos).map(|s| (s.line, s.col));
-            let value = match self.next() {
-                Some(Spanned { tok: Tok::Str(v), .. }) => v,
-                _ => {
-                    self.pos -= 1;
-                    return Err(self.unexpected("STRING"));
-                }
-            };
-            let m = Matcher::new(name, op, value).map_err(|e| {
-                let (l, c) = at.unwrap_or((0, 0));
-                ParseError::at(l, c, format!("invalid regex in label matcher: {e}"))
-            })?;
+            let at = self.here();
+            let value = self.string()?;
+            let m = Matcher::new(name, op, value)
+                .map_err(|e| ParseError::at(at.0, at.1, format!("invalid regex in label matcher: {e}")))?;
             out.push(m);
-            match self.next().map(|s| s.tok) {
-                Some(Tok::Comma) => continue,
-                Some(Tok::RBrace) => return Ok(out),
+            match self.peek() {
+                Some(Tok::Comma) => self.pos += 1,
+                Some(Tok::RBrace) => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                _ => return Err(self.unexpected(", or }")),
+            }
+        }
+    }
+
+    fn line_test(&mut self, op: LineFilterOp) -> PResult<LineTest> {
+        let at = self.here();
+        if self.peek_ident() == Some("ip") && self.peek_at(1) == Some(&Tok::LParen) {
+            if !matches!(op, LineFilterOp::Contains | LineFilterOp::NotContains) {
+                return Err(ParseError::at(at.0, at.1, "ip: invalid operation: ip() only works with |= and !=".into()));
+            }
+            self.pos += 2;
+            let p = self.string()?;
+            self.expect(Tok::RParen, ")")?;
+            let m = IpMatcher::new(&p).map_err(|e| ParseError::at(at.0, at.1, e))?;
+            return Ok(LineTest::Ip(m));
+        }
+        let s = self.string()?;
+        Ok(match op {
+            LineFilterOp::Contains | LineFilterOp::NotContains => {
+                LineTest::Text(memchr::memmem::Finder::new(s.as_bytes()).into_owned())
+            }
+            LineFilterOp::Match | LineFilterOp::NotMatch => LineTest::Regex(
+                regex::Regex::new(&s).map_err(|e| ParseError::at(at.0, at.1, format!("error parsing regexp: {e}")))?,
+            ),
+            LineFilterOp::Pattern | LineFilterOp::NotPattern => {
+                LineTest::Pattern(LinePattern::new(&s).map_err(|e| ParseError::at(at.0, at.1, e))?)
+            }
+        })
+    }
+
+    fn line_filter_op(&self) -> Option<LineFilterOp> {
+        match self.peek() {
+            Some(Tok::PipeExact) => Some(LineFilterOp::Contains),
+            Some(Tok::Neq) => Some(LineFilterOp::NotContains),
+            Some(Tok::PipeMatch) => Some(LineFilterOp::Match),
+            Some(Tok::Nre) => Some(LineFilterOp::NotMatch),
+            Some(Tok::Other(s)) if s == "|>" => Some(LineFilterOp::Pattern),
+            Some(Tok::Other(s)) if s == "!>" => Some(LineFilterOp::NotPattern),
+            _ => None,
+        }
+    }
+
+    /// Stages after a selector, until something that is not a stage.
+    /// Returns the stages and, if met, an `unwrap`.
+    fn pipeline(&mut self, allow_unwrap: bool) -> PResult<(Vec<Stage>, Option<Unwrap>)> {
+        let mut stages = Vec::new();
+        loop {
+            if let Some(op) = self.line_filter_op() {
+                self.pos += 1;
+                let mut alternatives = vec![self.line_test(op)?];
+                while self.peek_ident() == Some("or")
+                    && (matches!(self.peek_at(1), Some(Tok::Str(_)))
+                        || (matches!(self.peek_at(1), Some(Tok::Ident(s)) if s == "ip")))
+                {
+                    self.pos += 1;
+                    alternatives.push(self.line_test(op)?);
+                }
+                stages.push(Stage::LineFilter(LineFilter { op, alternatives }));
+                continue;
+            }
+            if self.peek() != Some(&Tok::Pipe) {
+                return Ok((stages, None));
+            }
+            self.pos += 1;
+            let at = self.here();
+            let werr = |msg: String| ParseError::at(at.0, at.1, msg);
+            match self.peek_ident() {
+                Some("json") if !self.is_label_filter_start() => {
+                    self.pos += 1;
+                    let exprs = self.extraction_list()?;
+                    if exprs.is_empty() {
+                        stages.push(Stage::Json(None));
+                    } else {
+                        stages.push(Stage::Json(Some(JsonExpressions::new(&exprs).map_err(werr)?)));
+                    }
+                }
+                Some("logfmt") if !self.is_label_filter_start() => {
+                    self.pos += 1;
+                    let (mut strict, mut keep_empty) = (false, false);
+                    while let Some(flag) = self.peek_other() {
+                        match flag {
+                            "--strict" => strict = true,
+                            "--keep-empty" => keep_empty = true,
+                            _ => break,
+                        }
+                        self.pos += 1;
+                    }
+                    let exprs = self.extraction_list()?;
+                    stages.push(Stage::Logfmt { strict, keep_empty, exprs });
+                }
+                Some("regexp") if !self.is_label_filter_start() => {
+                    self.pos += 1;
+                    let s = self.string()?;
+                    stages.push(Stage::Regexp(RegexpParser::new(&s).map_err(werr)?));
+                }
+                Some("pattern") if !self.is_label_filter_start() => {
+                    self.pos += 1;
+                    let s = self.string()?;
+                    stages.push(Stage::Pattern(PatternParser::new(&s).map_err(werr)?));
+                }
+                Some("unpack") if !self.is_label_filter_start() => {
+                    self.pos += 1;
+                    stages.push(Stage::Unpack);
+                }
+                Some("decolorize") if !self.is_label_filter_start() => {
+                    self.pos += 1;
+                    stages.push(Stage::Decolorize);
+                }
+                Some("line_format") if !self.is_label_filter_start() => {
+                    self.pos += 1;
+                    let s = self.string()?;
+                    stages.push(Stage::LineFormat(Template::parse(&s).map_err(|e| werr(e.to_string()))?));
+                }
+                Some("label_format") if !self.is_label_filter_start() => {
+                    self.pos += 1;
+                    let mut fmts = Vec::new();
+                    loop {
+                        let dst = self.ident()?;
+                        self.expect(Tok::Eq, "=")?;
+                        match self.peek().cloned() {
+                            Some(Tok::Str(s)) => {
+                                self.pos += 1;
+                                fmts.push(LabelFmt::Template(dst, Template::parse(&s).map_err(|e| werr(e.to_string()))?));
+                            }
+                            Some(Tok::Ident(src)) => {
+                                self.pos += 1;
+                                fmts.push(LabelFmt::Rename(dst, src));
+                            }
+                            _ => return Err(self.unexpected("STRING or IDENTIFIER")),
+                        }
+                        if !self.eat(&Tok::Comma) {
+                            break;
+                        }
+                    }
+                    stages.push(Stage::LabelFormat(fmts));
+                }
+                Some(kw @ ("drop" | "keep")) if !self.is_label_filter_start() => {
+                    let drop = kw == "drop";
+                    self.pos += 1;
+                    let mut sel = Vec::new();
+                    loop {
+                        let name = self.ident()?;
+                        let op = match self.peek() {
+                            Some(Tok::Eq) => Some(MatchOp::Eq),
+                            Some(Tok::Neq) => Some(MatchOp::Neq),
+                            Some(Tok::Re) => Some(MatchOp::Re),
+                            Some(Tok::Nre) => Some(MatchOp::Nre),
+                            _ => None,
+                        };
+                        match op {
+                            Some(op) => {
+                                self.pos += 1;
+                                let v = self.string()?;
+                                sel.push(LabelSelect::Matching(
+                                    Matcher::new(name, op, v).map_err(|e| werr(format!("invalid regex: {e}")))?,
+                                ));
+                            }
+                            None => sel.push(LabelSelect::Name(name)),
+                        }
+                        if !self.eat(&Tok::Comma) {
+                            break;
+                        }
+                    }
+                    stages.push(if drop { Stage::Drop(sel) } else { Stage::Keep(sel) });
+                }
+                Some("unwrap") if !self.is_label_filter_start() => {
+                    if !allow_unwrap {
+                        return Err(werr("syntax error: unexpected unwrap: only a metric query's range may unwrap".into()));
+                    }
+                    self.pos += 1;
+                    let (label, conv) = match (self.peek_ident(), self.peek_at(1)) {
+                        (Some(f @ ("bytes" | "duration" | "duration_seconds")), Some(Tok::LParen)) => {
+                            let conv = if f == "bytes" { UnwrapConv::Bytes } else { UnwrapConv::Duration };
+                            self.pos += 2;
+                            let l = self.ident()?;
+                            self.expect(Tok::RParen, ")")?;
+                            (l, conv)
+                        }
+                        _ => (self.ident()?, UnwrapConv::Float),
+                    };
+                    let mut post_filters = Vec::new();
+                    while self.peek() == Some(&Tok::Pipe) {
+                        self.pos += 1;
+                        if !self.is_label_filter_start() {
+                            return Err(self.unexpected("a label filter after unwrap"));
+                        }
+                        post_filters.push(self.label_filter_or()?);
+                    }
+                    return Ok((stages, Some(Unwrap { label, conv, post_filters })));
+                }
                 _ => {
-                    self.pos -= 1;
-                    return Err(self.unexpected(", or }"));
+                    if !self.is_label_filter_start() {
+                        return Err(self.unexpected("IDENTIFIER"));
+                    }
+                    stages.push(Stage::LabelFilter(self.label_filter_or()?));
                 }
             }
         }
     }
 
-    /// Any number of `|= "x"`, `!= "x"`, `|~ "x"`, `!~ "x"`.
-    fn line_filters(&mut self) -> Result<Vec<LineFilter>, ParseError> {
-        let mut out = Vec::new();
-        loop {
-            let op = match self.peek() {
-                Some(Tok::PipeExact) => LineFilterOp::Contains,
-                Some(Tok::Neq) => LineFilterOp::NotContains,
-                Some(Tok::PipeMatch) => LineFilterOp::Match,
-                Some(Tok::Nre) => LineFilterOp::NotMatch,
-                Some(Tok::Pipe) => {
-                    let s = &self.toks[self.pos];
-                    return Err(ParseError::at(
-                        s.line,
-                        s.col,
-                        "parsers, label filters and formatting stages are not supported yet; only line filters \
-                         (|=, !=, |~, !~) may follow the selector"
-                            .into(),
-                    ));
-                }
-                None => return Ok(out),
-                Some(_) => return Err(self.unexpected("|=, !=, |~ or !~")),
-            };
-            self.pos += 1;
-            let at = self.toks.get(self.pos).map(|s| (s.line, s.col));
-            let pattern = match self.next() {
-                Some(Spanned { tok: Tok::Str(v), .. }) => v,
-                _ => {
-                    self.pos -= 1;
-                    return Err(self.unexpected("STRING"));
-                }
-            };
-            let f = LineFilter::new(op, pattern).map_err(|e| {
-                let (l, c) = at.unwrap_or((0, 0));
-                ParseError::at(l, c, format!("invalid regex in line filter: {e}"))
-            })?;
-            out.push(f);
+    /// Whether the tokens ahead start a label filter: `name op` or `(`.
+    fn is_label_filter_start(&self) -> bool {
+        match (self.peek(), self.peek_at(1)) {
+            (Some(Tok::LParen), _) => true,
+            (Some(Tok::Ident(_)), Some(Tok::Eq | Tok::Neq | Tok::Re | Tok::Nre)) => true,
+            (Some(Tok::Ident(_)), Some(Tok::Other(o))) => matches!(o.as_str(), "==" | ">" | ">=" | "<" | "<="),
+            _ => false,
         }
     }
-}
 
-fn expecting_suffix(expecting: &str) -> String {
-    if expecting.is_empty() {
-        String::new()
-    } else {
-        format!(", expecting {expecting}")
+    /// `a, b="path"` after json/logfmt.
+    fn extraction_list(&mut self) -> PResult<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        while let Some(Tok::Ident(name)) = self.peek().cloned() {
+            self.pos += 1;
+            if self.eat(&Tok::Eq) {
+                let path = self.string()?;
+                out.push((name, path));
+            } else {
+                out.push((name.clone(), name));
+            }
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn label_filter_or(&mut self) -> PResult<LabelFilter> {
+        let mut left = self.label_filter_and()?;
+        while self.peek_ident() == Some("or") && self.next_is_label_filter(1) {
+            self.pos += 1;
+            let right = self.label_filter_and()?;
+            left = LabelFilter::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn next_is_label_filter(&self, skip: usize) -> bool {
+        match (self.peek_at(skip), self.peek_at(skip + 1)) {
+            (Some(Tok::LParen), _) => true,
+            (Some(Tok::Ident(_)), Some(Tok::Eq | Tok::Neq | Tok::Re | Tok::Nre)) => true,
+            (Some(Tok::Ident(_)), Some(Tok::Other(o))) => matches!(o.as_str(), "==" | ">" | ">=" | "<" | "<="),
+            _ => false,
+        }
+    }
+
+    fn label_filter_and(&mut self) -> PResult<LabelFilter> {
+        let mut left = self.label_filter_atom()?;
+        loop {
+            let joined = match self.peek() {
+                Some(Tok::Ident(s)) if s == "and" && self.next_is_label_filter(1) => Some(1),
+                Some(Tok::Comma) if self.next_is_label_filter(1) => Some(1),
+                // `a="x" b="y"`: a space also means and.
+                Some(Tok::Ident(s)) if s != "or" && self.next_is_label_filter(0) => Some(0),
+                _ => None,
+            };
+            let Some(skip) = joined else { return Ok(left) };
+            self.pos += skip;
+            let right = self.label_filter_atom()?;
+            left = LabelFilter::And(Box::new(left), Box::new(right));
+        }
+    }
+
+    fn label_filter_atom(&mut self) -> PResult<LabelFilter> {
+        if self.eat(&Tok::LParen) {
+            let f = self.label_filter_or()?;
+            self.expect(Tok::RParen, ")")?;
+            return Ok(f);
+        }
+        let name = self.ident()?;
+        let at = self.here();
+        let op_tok = self.peek().cloned();
+        self.pos += 1;
+        let str_op = match &op_tok {
+            Some(Tok::Eq) => Some(MatchOp::Eq),
+            Some(Tok::Neq) => Some(MatchOp::Neq),
+            Some(Tok::Re) => Some(MatchOp::Re),
+            Some(Tok::Nre) => Some(MatchOp::Nre),
+            _ => None,
+        };
+        let cmp = match &op_tok {
+            Some(Tok::Eq) => Some(CmpOp::Eq),
+            Some(Tok::Neq) => Some(CmpOp::Ne),
+            Some(Tok::Other(o)) => match o.as_str() {
+                "==" => Some(CmpOp::Eq),
+                ">" => Some(CmpOp::Gt),
+                ">=" => Some(CmpOp::Ge),
+                "<" => Some(CmpOp::Lt),
+                "<=" => Some(CmpOp::Le),
+                _ => None,
+            },
+            _ => None,
+        };
+        match self.peek().cloned() {
+            Some(Tok::Str(v)) => {
+                let op = match str_op {
+                    Some(op) => op,
+                    None => {
+                        return Err(ParseError::at(
+                            at.0,
+                            at.1,
+                            "syntax error: unexpected STRING, a string label filter takes =, !=, =~ or !~".into(),
+                        ))
+                    }
+                };
+                self.pos += 1;
+                let m = Matcher::new(name, op, v).map_err(|e| ParseError::at(at.0, at.1, format!("invalid regex: {e}")))?;
+                Ok(LabelFilter::Str(m))
+            }
+            Some(Tok::Ident(f)) if f == "ip" => {
+                let negate = match (&op_tok, str_op) {
+                    (Some(Tok::Eq), _) => false,
+                    (Some(Tok::Neq), _) => true,
+                    _ => return Err(self.err_here("syntax error: unexpected ip".into())),
+                };
+                self.pos += 1;
+                self.expect(Tok::LParen, "(")?;
+                let p = self.string()?;
+                self.expect(Tok::RParen, ")")?;
+                let matcher = IpMatcher::new(&p).map_err(|e| ParseError::at(at.0, at.1, e))?;
+                Ok(LabelFilter::Ip { name, negate, matcher })
+            }
+            Some(Tok::Other(w)) => {
+                let op = cmp.ok_or_else(|| self.unexpected("a comparison"))?;
+                self.pos += 1;
+                let (value, kind) = parse_filter_literal(&w).map_err(|e| ParseError::at(at.0, at.1, e))?;
+                Ok(LabelFilter::Num { name, op, value, kind })
+            }
+            _ => Err(self.unexpected("STRING or NUMBER")),
+        }
+    }
+
+    /// A log expression: selector then pipeline (no unwrap).
+    fn log_expr(&mut self) -> PResult<LogExpr> {
+        let matchers = self.selector()?;
+        require_selective(&matchers)?;
+        let (stages, _) = self.pipeline(false)?;
+        Ok(LogExpr { matchers, stages })
+    }
+
+    // ---- metric expressions ----
+
+    fn expr(&mut self, min_prec: u8) -> PResult<Expr> {
+        let mut lhs = self.unary()?;
+        loop {
+            let Some(op) = self.peek_binop() else { return Ok(lhs) };
+            let prec = op.precedence();
+            if prec < min_prec {
+                return Ok(lhs);
+            }
+            self.pos += 1;
+            let return_bool = self.eat_ident("bool");
+            if return_bool && !matches!(op, BinOp::Cmp(_)) {
+                return Err(self.err_here("bool modifier can only be used on comparison operators".into()));
+            }
+            let mut matching = VectorMatching::default();
+            if let Some(kw @ ("on" | "ignoring")) = self.peek_ident() {
+                matching.on = kw == "on";
+                self.pos += 1;
+                matching.labels = self.label_list()?;
+                if let Some(kw @ ("group_left" | "group_right")) = self.peek_ident() {
+                    let side = if kw == "group_left" { GroupSide::Left } else { GroupSide::Right };
+                    self.pos += 1;
+                    let labels = if self.peek() == Some(&Tok::LParen) { self.label_list()? } else { Vec::new() };
+                    matching.group = Some((side, labels));
+                }
+            }
+            // `^` is right-associative; everything else left.
+            let next_min = if op == BinOp::Pow { prec } else { prec + 1 };
+            let rhs = self.expr(next_min)?;
+            if matches!(lhs, Expr::Log(_)) || matches!(rhs, Expr::Log(_)) {
+                return Err(ParseError::whole("binary operations on log queries are not supported; use a metric query"));
+            }
+            if op.is_set() && (lhs.is_scalar() || rhs.is_scalar()) {
+                return Err(ParseError::whole(format!(
+                    "set operator {op:?} not allowed in binary scalar expression"
+                )));
+            }
+            lhs = Expr::Binary(Box::new(BinaryExpr { op, lhs, rhs, return_bool, matching }));
+        }
+    }
+
+    fn peek_binop(&self) -> Option<BinOp> {
+        Some(match self.peek()? {
+            Tok::Ident(s) if s == "or" => BinOp::Or,
+            Tok::Ident(s) if s == "and" => BinOp::And,
+            Tok::Ident(s) if s == "unless" => BinOp::Unless,
+            Tok::Neq => BinOp::Cmp(CmpOp::Ne),
+            Tok::Other(s) => match s.as_str() {
+                "==" => BinOp::Cmp(CmpOp::Eq),
+                ">" => BinOp::Cmp(CmpOp::Gt),
+                ">=" => BinOp::Cmp(CmpOp::Ge),
+                "<" => BinOp::Cmp(CmpOp::Lt),
+                "<=" => BinOp::Cmp(CmpOp::Le),
+                "+" => BinOp::Add,
+                "-" => BinOp::Sub,
+                "*" => BinOp::Mul,
+                "/" => BinOp::Div,
+                "%" => BinOp::Mod,
+                "^" => BinOp::Pow,
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+
+    fn unary(&mut self) -> PResult<Expr> {
+        match self.peek_other() {
+            Some("-") => {
+                self.pos += 1;
+                let e = self.unary()?;
+                Ok(match e {
+                    Expr::Literal(v) => Expr::Literal(-v),
+                    e => Expr::Binary(Box::new(BinaryExpr {
+                        op: BinOp::Mul,
+                        lhs: Expr::Literal(-1.0),
+                        rhs: e,
+                        return_bool: false,
+                        matching: VectorMatching::default(),
+                    })),
+                })
+            }
+            Some("+") => {
+                self.pos += 1;
+                self.unary()
+            }
+            _ => self.primary(),
+        }
+    }
+
+    fn primary(&mut self) -> PResult<Expr> {
+        match self.peek().cloned() {
+            Some(Tok::LParen) => {
+                self.pos += 1;
+                let e = self.expr(0)?;
+                self.expect(Tok::RParen, ")")?;
+                Ok(e)
+            }
+            Some(Tok::LBrace) => Ok(Expr::Log(self.log_expr()?)),
+            Some(Tok::Other(w)) => match parse_number(&w) {
+                Some(v) => {
+                    self.pos += 1;
+                    Ok(Expr::Literal(v))
+                }
+                None => Err(self.unexpected("")),
+            },
+            Some(Tok::Ident(name)) => {
+                if let Some(op) = RangeOp::from_name(&name) {
+                    self.pos += 1;
+                    return self.range_agg(op);
+                }
+                if let Some(op) = VecOp::from_name(&name) {
+                    self.pos += 1;
+                    return self.vector_agg(op);
+                }
+                match name.as_str() {
+                    "vector" => {
+                        self.pos += 1;
+                        self.expect(Tok::LParen, "(")?;
+                        let v = self.number()?;
+                        self.expect(Tok::RParen, ")")?;
+                        Ok(Expr::VectorLit(v))
+                    }
+                    "label_replace" => {
+                        self.pos += 1;
+                        self.expect(Tok::LParen, "(")?;
+                        let inner = self.expr(0)?;
+                        let mut args = Vec::new();
+                        for _ in 0..4 {
+                            self.expect(Tok::Comma, ",")?;
+                            args.push(self.string()?);
+                        }
+                        self.expect(Tok::RParen, ")")?;
+                        let re = regex::Regex::new(&format!("^(?s:{})$", args[3]))
+                            .map_err(|e| ParseError::whole(format!("invalid regular expression in label_replace(): {e}")))?;
+                        Ok(Expr::LabelReplace(Box::new(LabelReplace {
+                            inner,
+                            dst: args[0].clone(),
+                            replacement: args[1].clone(),
+                            src: args[2].clone(),
+                            re,
+                        })))
+                    }
+                    _ => Err(self.unexpected("")),
+                }
+            }
+            _ => Err(self.unexpected("")),
+        }
+    }
+
+    fn label_list(&mut self) -> PResult<Vec<String>> {
+        self.expect(Tok::LParen, "(")?;
+        let mut out = Vec::new();
+        if self.eat(&Tok::RParen) {
+            return Ok(out);
+        }
+        loop {
+            out.push(self.ident()?);
+            if self.eat(&Tok::Comma) {
+                continue;
+            }
+            self.expect(Tok::RParen, ", or )")?;
+            return Ok(out);
+        }
+    }
+
+    fn grouping(&mut self) -> PResult<Option<Grouping>> {
+        match self.peek_ident() {
+            Some(kw @ ("by" | "without")) => {
+                let without = kw == "without";
+                self.pos += 1;
+                Ok(Some(Grouping { without, labels: self.label_list()? }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn range_agg(&mut self, op: RangeOp) -> PResult<Expr> {
+        self.expect(Tok::LParen, "(")?;
+        let param = if op == RangeOp::QuantileOverTime {
+            if self.peek_other() == Some("-") {
+                return Err(self.unexpected("NUMBER"));
+            }
+            let p = self.number()?;
+            self.expect(Tok::Comma, ",")?;
+            Some(p)
+        } else {
+            None
+        };
+        // `(selector | pipeline)[range]` or `selector [range] pipeline` or
+        // `selector pipeline [range]`.
+        let (matchers, mut stages, mut unwrap, range) = if self.eat(&Tok::LParen) {
+            let matchers = self.selector()?;
+            let (stages, unwrap) = self.pipeline(true)?;
+            self.expect(Tok::RParen, ")")?;
+            let range = self.range()?;
+            (matchers, stages, unwrap, range)
+        } else {
+            let matchers = self.selector()?;
+            if self.peek() == Some(&Tok::LBracket) {
+                let range = self.range()?;
+                let (stages, unwrap) = self.pipeline(true)?;
+                (matchers, stages, unwrap, range)
+            } else {
+                let (stages, unwrap) = self.pipeline(true)?;
+                let range = self.range()?;
+                (matchers, stages, unwrap, range)
+            }
+        };
+        require_selective(&matchers)?;
+        let offset = if self.eat_ident("offset") { self.duration()? } else { 0 };
+        self.expect(Tok::RParen, ")")?;
+        let grouping = self.grouping()?;
+        if op.needs_unwrap() && unwrap.is_none() {
+            return Err(ParseError::whole(format!("invalid aggregation {} without unwrap", op_name(op))));
+        }
+        if !op.needs_unwrap() && !matches!(op, RangeOp::Rate | RangeOp::AbsentOverTime) && unwrap.is_some() {
+            return Err(ParseError::whole(format!("invalid aggregation {} with unwrap", op_name(op))));
+        }
+        let groupable = matches!(
+            op,
+            RangeOp::AvgOverTime
+                | RangeOp::MinOverTime
+                | RangeOp::MaxOverTime
+                | RangeOp::StdvarOverTime
+                | RangeOp::StddevOverTime
+                | RangeOp::QuantileOverTime
+                | RangeOp::FirstOverTime
+                | RangeOp::LastOverTime
+        );
+        if grouping.is_some() && !groupable {
+            return Err(ParseError::whole(format!("grouping not allowed for {} aggregation", op_name(op))));
+        }
+        stages.shrink_to_fit();
+        unwrap.as_mut().map(|u| u.post_filters.shrink_to_fit());
+        Ok(Expr::Range(RangeAgg { op, param, log: LogExpr { matchers, stages }, unwrap, range, offset, grouping }))
+    }
+
+    fn range(&mut self) -> PResult<i64> {
+        self.expect(Tok::LBracket, "[")?;
+        let d = self.duration()?;
+        if self.peek() != Some(&Tok::RBracket) {
+            return Err(self.err_here("missing closing ']' in duration".into()));
+        }
+        self.pos += 1;
+        Ok(d)
+    }
+
+    fn vector_agg(&mut self, op: VecOp) -> PResult<Expr> {
+        let mut grouping = self.grouping()?;
+        self.expect(Tok::LParen, "(")?;
+        let param = if op.takes_param() {
+            let name = format!("{op:?}").to_lowercase();
+            if !matches!(self.peek(), Some(Tok::Other(w)) if parse_number(w).is_some()) {
+                return Err(ParseError::whole(format!("syntax error: parameter required for {name}")));
+            }
+            let p = self.number()?;
+            if p.fract() != 0.0 {
+                return Err(ParseError::whole(format!("invalid parameter {name}({p}, ...): it must be an integer")));
+            }
+            self.expect(Tok::Comma, ",")?;
+            Some(p)
+        } else {
+            None
+        };
+        let inner = self.expr(0)?;
+        if matches!(inner, Expr::Log(_)) {
+            return Err(ParseError::whole(format!("{op:?} needs a metric query, not a log query").to_lowercase()));
+        }
+        self.expect(Tok::RParen, ")")?;
+        if grouping.is_none() {
+            grouping = self.grouping()?;
+        }
+        if matches!(op, VecOp::Sort | VecOp::SortDesc) && grouping.is_some() {
+            return Err(ParseError::whole("sort and sort_desc do not take a grouping"));
+        }
+        Ok(Expr::Vector(VectorAgg { op, param, inner: Box::new(inner), grouping }))
     }
 }
 
-fn require_selective(matchers: &[Matcher]) -> Result<(), ParseError> {
+fn op_name(op: RangeOp) -> &'static str {
+    match op {
+        RangeOp::Rate => "rate",
+        RangeOp::RateCounter => "rate_counter",
+        RangeOp::CountOverTime => "count_over_time",
+        RangeOp::BytesRate => "bytes_rate",
+        RangeOp::BytesOverTime => "bytes_over_time",
+        RangeOp::AbsentOverTime => "absent_over_time",
+        RangeOp::SumOverTime => "sum_over_time",
+        RangeOp::AvgOverTime => "avg_over_time",
+        RangeOp::MinOverTime => "min_over_time",
+        RangeOp::MaxOverTime => "max_over_time",
+        RangeOp::StdvarOverTime => "stdvar_over_time",
+        RangeOp::StddevOverTime => "stddev_over_time",
+        RangeOp::QuantileOverTime => "quantile_over_time",
+        RangeOp::FirstOverTime => "first_over_time",
+        RangeOp::LastOverTime => "last_over_time",
+    }
+}
+
+/// A plain number (decimal, `NaN`, `Inf` are not words the lexer makes).
+fn parse_number(w: &str) -> Option<f64> {
+    if w.bytes().all(|c| c.is_ascii_digit() || c == b'.' || c == b'e' || c == b'E') && w.bytes().next()?.is_ascii_digit() {
+        w.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// The literal of a numeric label filter: a number, a duration (`1.5s`,
+/// `90m`, `1d`) compared in seconds, or a size (`1MB`, `3KiB`; the `B` is
+/// upper-case) in bytes.
+fn parse_filter_literal(w: &str) -> Result<(f64, NumKind), String> {
+    if let Some(v) = parse_number(w) {
+        return Ok((v, NumKind::Number));
+    }
+    let lower = w.to_ascii_lowercase();
+    if lower.starts_with("0x") || lower.starts_with("0o") || lower.starts_with("0b") {
+        return Err(format!("unable to parse literal as a float: {w}"));
+    }
+    let unit_at = w.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(w.len());
+    let unit = &w[unit_at..];
+    const BYTE_UNITS: [&str; 14] =
+        ["B", "kB", "KB", "KiB", "MB", "MiB", "GB", "GiB", "TB", "TiB", "PB", "PiB", "EB", "EiB"];
+    if BYTE_UNITS.contains(&unit) {
+        return super::units::parse_bytes(w).map(|b| (b, NumKind::Bytes));
+    }
+    match parse_duration(w) {
+        Ok(d) if unit_at > 0 => Ok((d.as_secs_f64(), NumKind::Duration)),
+        _ => Err(format!("syntax error: unexpected {w}")),
+    }
+}
+
+fn require_selective(matchers: &[Matcher]) -> PResult<()> {
     if matchers.iter().any(|m| !m.matches_empty()) {
         Ok(())
     } else {
@@ -185,26 +895,21 @@ fn require_selective(matchers: &[Matcher]) -> Result<(), ParseError> {
     }
 }
 
-/// Parses a log query: a selector and a chain of line filters.
-pub fn parse_query(src: &str) -> Result<LogQuery, ParseError> {
+/// Parses any LogQL expression: a log query or a metric query.
+pub fn parse_expr(src: &str) -> PResult<Expr> {
     let mut p = Parser::new(src)?;
-    match p.peek() {
-        Some(Tok::LBrace) => {}
-        Some(Tok::Ident(_)) | Some(Tok::Other(_)) | Some(Tok::LParen) => {
-            return Err(ParseError::whole(
-                "metric queries (range and vector aggregations, binary operations, literals) are not supported yet",
-            ))
-        }
-        _ => return Err(p.unexpected("{")),
+    if p.peek().is_none() {
+        return Err(p.unexpected(""));
     }
-    let matchers = p.selector()?;
-    require_selective(&matchers)?;
-    let filters = p.line_filters()?;
-    Ok(LogQuery { matchers, filters })
+    let e = p.expr(0)?;
+    if p.peek().is_some() {
+        return Err(p.unexpected(""));
+    }
+    Ok(e)
 }
 
 /// Parses a bare stream selector, as in `/series?match[]=`.
-pub fn parse_selector(src: &str) -> Result<Vec<Matcher>, ParseError> {
+pub fn parse_selector(src: &str) -> PResult<Vec<Matcher>> {
     let mut p = Parser::new(src)?;
     let m = p.selector()?;
     if p.peek().is_some() {
@@ -216,7 +921,7 @@ pub fn parse_selector(src: &str) -> Result<Vec<Matcher>, ParseError> {
 
 /// Parses a stream's label set as pushed by clients (`{a="b", c="d"}`):
 /// only `=` matchers, in the order given.
-pub fn parse_labels(src: &str) -> Result<Vec<(String, String)>, ParseError> {
+pub fn parse_labels(src: &str) -> PResult<Vec<(String, String)>> {
     let mut p = Parser::new(src)?;
     let m = p.selector()?;
     if p.peek().is_some() {
@@ -234,28 +939,33 @@ pub fn parse_labels(src: &str) -> Result<Vec<(String, String)>, ParseError> {
 mod tests {
     use super::*;
 
+    fn log(src: &str) -> LogExpr {
+        match parse_expr(src).unwrap() {
+            Expr::Log(l) => l,
+            e => panic!("not a log query: {e:?}"),
+        }
+    }
+
     #[test]
     fn parses_selector_and_filter_chain() {
-        let q = parse_query(r#"{app="api", env=~"prod|stage"} |= "error" != `timeout` |~ "code=5\\d\\d""#).unwrap();
+        let q = log(r#"{app="api", env=~"prod|stage"} |= "error" != `timeout` |~ "code=5\\d\\d""#);
         assert_eq!(q.matchers.len(), 2);
         assert_eq!(q.matchers[1].op, MatchOp::Re);
         assert!(q.matchers[1].matches(Some("stage")));
         assert!(!q.matchers[1].matches(Some("production")), "regex matchers are anchored");
-        assert!(q.line_matches("error code=503"));
-        assert!(!q.line_matches("error timeout code=503"));
-        assert!(!q.line_matches("error code=404"));
+        assert_eq!(q.stages.len(), 3);
     }
 
     #[test]
     fn errors_carry_line_and_column_like_loki() {
-        let e = parse_query(r#"{app="api""#).unwrap_err();
+        let e = parse_expr(r#"{app="api""#).unwrap_err();
         assert_eq!(e.to_string(), "parse error at line 1, col 11: syntax error: unexpected $end, expecting , or }");
-        let e = parse_query("{app=\"a\"}\n |= 5").unwrap_err();
+        let e = parse_expr("{app=\"a\"}\n |= 5").unwrap_err();
         assert_eq!(e.to_string(), "parse error at line 2, col 5: syntax error: unexpected 5, expecting STRING");
-        let e = parse_query(r#"{app=~".*"}"#).unwrap_err();
+        let e = parse_expr(r#"{app=~".*"}"#).unwrap_err();
         assert!(e.to_string().starts_with("parse error : queries require at least one regexp"), "{e}");
-        let e = parse_query(r#"{app="a"} |~ "(""#).unwrap_err();
-        assert!(e.to_string().starts_with("parse error at line 1, col 14: invalid regex"), "{e}");
+        let e = parse_expr(r#"{app="a"} |~ "(""#).unwrap_err();
+        assert!(e.to_string().starts_with("parse error at line 1, col 14: error parsing regexp"), "{e}");
     }
 
     #[test]
@@ -264,5 +974,28 @@ mod tests {
         assert_eq!(l, vec![("a".into(), "q\"x\\y\né\u{41}".into()), ("b".into(), "raw\\n".into())]);
         assert!(parse_labels(r#"{a=~"x"}"#).is_err());
         assert!(parse_labels(r#"{a="x"} junk"#).is_err());
+    }
+
+    #[test]
+    fn metric_queries() {
+        let e = parse_expr(r#"sum by (level) (rate({app="a"} | logfmt | status >= 500 [1m] offset 5m))"#).unwrap();
+        let Expr::Vector(v) = e else { panic!() };
+        assert_eq!(v.op, VecOp::Sum);
+        assert_eq!(v.grouping.unwrap().labels, vec!["level"]);
+        let Expr::Range(r) = *v.inner else { panic!() };
+        assert_eq!((r.op, r.range, r.offset), (RangeOp::Rate, 60_000_000_000, 300_000_000_000));
+        let e = parse_expr(r#"quantile_over_time(0.5, {app="a"} | logfmt | unwrap duration(took) | lvl="x" [5m]) by (pod)"#).unwrap();
+        let Expr::Range(r) = e else { panic!() };
+        assert_eq!(r.param, Some(0.5));
+        assert_eq!(r.unwrap.as_ref().map(|u| u.post_filters.len()), Some(1));
+        let e = parse_expr(r#"1 + 2 * 3 ^ 2 ^ 1"#).unwrap();
+        assert!(e.is_scalar());
+        let e = parse_expr(r#"count_over_time({a="b"}[1m]) > bool on (a) group_left (c) count_over_time({a="b"}[1m])"#).unwrap();
+        let Expr::Binary(b) = e else { panic!() };
+        assert!(b.return_bool && b.matching.on && b.matching.group.is_some());
+        assert!(parse_expr(r#"sum_over_time({a="b"}[1m])"#).is_err(), "needs unwrap");
+        assert!(parse_expr(r#"count_over_time({a="b"} | drop [1m])"#).unwrap_err().to_string().contains("expecting IDENTIFIER"));
+        let e = parse_expr(r#"count_over_time({a="b"} |= "x" or ip("10.0.0.0/8") | json | a="b", c > 1 or (d="e" and f!~"g") [1m])"#);
+        assert!(e.is_ok(), "{e:?}");
     }
 }

@@ -1,0 +1,732 @@
+//! Evaluation of metric queries over a grid of steps: range aggregations
+//! over log samples, vector aggregations, binary operations, literals.
+//!
+//! Evaluation is in two phases so that it can stay synchronous and pure:
+//! [`selections`] lists the log data each range aggregation needs (in
+//! traversal order); the caller fetches it; [`evaluate`] computes the
+//! result from that data alone.
+
+use std::collections::{BTreeMap, HashMap};
+
+use balsa_storage::Entry;
+
+use super::ast::*;
+use super::pipeline::{self, ERROR_LABEL};
+use crate::labels::LabelSet;
+
+/// The steps a query is evaluated at: `start, start+step, …, ≤ end`.
+#[derive(Clone, Copy, Debug)]
+pub struct Steps {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+}
+
+impl Steps {
+    pub fn instant(t: i64) -> Self {
+        Self { start: t, end: t, step: 1 }
+    }
+
+    pub fn len(&self) -> usize {
+        if self.end < self.start {
+            0
+        } else {
+            ((self.end - self.start) / self.step.max(1)) as usize + 1
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn at(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+}
+
+/// Log data one range aggregation needs: streams matching `matchers` with
+/// entries in `[from, through)`.
+#[derive(Clone, Debug)]
+pub struct Selection {
+    pub matchers: Vec<Matcher>,
+    pub from: i64,
+    pub through: i64,
+}
+
+/// Streams and their entries (ascending), as fetched for a selection.
+pub type Fetched = Vec<(LabelSet, Vec<Entry>)>;
+
+/// Why evaluation failed (answered as 400, like Loki's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
+/// One series of a result: a value (or none) per step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub labels: LabelSet,
+    pub points: Vec<Option<f64>>,
+}
+
+/// A result: scalars per step, or series.
+#[derive(Clone, Debug)]
+pub enum Value {
+    Scalar(Vec<f64>),
+    Vector(Vec<Series>),
+}
+
+/// The data each range aggregation of `e` needs, in traversal order.
+pub fn selections(e: &Expr, steps: Steps) -> Vec<Selection> {
+    let mut out = Vec::new();
+    collect(e, steps, &mut out);
+    out
+}
+
+fn collect(e: &Expr, steps: Steps, out: &mut Vec<Selection>) {
+    match e {
+        Expr::Range(r) => out.push(Selection {
+            matchers: r.log.matchers.clone(),
+            from: steps.start - r.offset - r.range + 1,
+            through: steps.end - r.offset + 1,
+        }),
+        Expr::Vector(v) => collect(&v.inner, steps, out),
+        Expr::Binary(b) => {
+            collect(&b.lhs, steps, out);
+            collect(&b.rhs, steps, out);
+        }
+        Expr::LabelReplace(l) => collect(&l.inner, steps, out),
+        Expr::Log(_) | Expr::Literal(_) | Expr::VectorLit(_) => {}
+    }
+}
+
+/// Evaluates `e` at `steps` from the fetched data (one entry per selection,
+/// in the order of [`selections`]). `max_series` bounds every intermediate
+/// vector, like Loki's `max_query_series`.
+pub fn evaluate(e: &Expr, steps: Steps, data: &mut dyn Iterator<Item = Fetched>, max_series: usize) -> Result<Value, EvalError> {
+    let mut ev = Evaluator { steps, data, max_series };
+    ev.eval(e)
+}
+
+struct Evaluator<'a> {
+    steps: Steps,
+    data: &'a mut dyn Iterator<Item = Fetched>,
+    max_series: usize,
+}
+
+/// A log sample: time, value, bytes of the line.
+#[derive(Clone, Copy)]
+struct Sample {
+    ts: i64,
+    value: f64,
+}
+
+impl Evaluator<'_> {
+    fn eval(&mut self, e: &Expr) -> Result<Value, EvalError> {
+        let v = match e {
+            Expr::Literal(v) => Value::Scalar(vec![*v; self.steps.len()]),
+            Expr::VectorLit(v) => {
+                Value::Vector(vec![Series { labels: LabelSet::default(), points: vec![Some(*v); self.steps.len()] }])
+            }
+            Expr::Range(r) => {
+                let fetched = self.data.next().unwrap_or_default();
+                Value::Vector(self.range_agg(r, fetched)?)
+            }
+            Expr::Vector(v) => {
+                let inner = self.eval(&v.inner)?;
+                Value::Vector(self.vector_agg(v, inner)?)
+            }
+            Expr::Binary(b) => {
+                let l = self.eval(&b.lhs)?;
+                let r = self.eval(&b.rhs)?;
+                self.binary(b, l, r)?
+            }
+            Expr::LabelReplace(l) => match self.eval(&l.inner)? {
+                Value::Vector(series) => Value::Vector(label_replace(l, series)?),
+                s => s,
+            },
+            Expr::Log(_) => return Err(EvalError("a log query cannot be evaluated as a metric query".into())),
+        };
+        if let Value::Vector(s) = &v {
+            if s.len() > self.max_series {
+                return Err(EvalError(format!(
+                    "maximum of series ({}) reached for a single query",
+                    self.max_series
+                )));
+            }
+        }
+        Ok(v)
+    }
+
+    /// Samples per series (grouped by the labels after the pipeline), then
+    /// the function over each step's window `(t - offset - range, t - offset]`.
+    fn range_agg(&self, r: &RangeAgg, fetched: Fetched) -> Result<Vec<Series>, EvalError> {
+        let mut by_series: BTreeMap<LabelSet, Vec<Sample>> = BTreeMap::new();
+        let fast = r.log.only_line_filters() && r.unwrap.is_none();
+        for (stream, entries) in fetched {
+            for e in &entries {
+                let (labels, value) = if fast {
+                    let pass = r.log.stages.iter().all(|s| match s {
+                        Stage::LineFilter(f) => f.matches(&e.line),
+                        _ => true,
+                    });
+                    if !pass {
+                        continue;
+                    }
+                    let labels = if e.metadata.is_empty() {
+                        stream.clone()
+                    } else {
+                        // Structured metadata joins the series labels.
+                        pipeline::process(&[], &stream, e).map_or_else(|| stream.clone(), |p| p.label_set())
+                    };
+                    (labels, line_value(r.op, &e.line))
+                } else {
+                    let Some(mut p) = pipeline::process(&r.log.stages, &stream, e) else { continue };
+                    let value = match &r.unwrap {
+                        Some(u) => match pipeline::unwrap_value(u, &mut p) {
+                            Some(v) => v,
+                            None => continue,
+                        },
+                        None => line_value(r.op, &p.line),
+                    };
+                    if let Some(err) = p.labels.get(ERROR_LABEL) {
+                        let shown = p.label_set();
+                        return Err(EvalError(format!(
+                            "pipeline error: '{err}' for series: '{shown}'.\nUse a label filter to intentionally skip this \
+                             error. (e.g | __error__!=\"{err}\").\nTo skip all potential errors you can match empty \
+                             errors.(e.g __error__=\"\")"
+                        )));
+                    }
+                    (p.label_set(), value)
+                };
+                let labels = match &r.grouping {
+                    Some(g) => group_labels(&labels, g),
+                    None => labels,
+                };
+                by_series.entry(labels).or_default().push(Sample { ts: e.ts, value });
+            }
+        }
+        let n = self.steps.len();
+        if r.op == RangeOp::AbsentOverTime {
+            return Ok(self.absent(r, &by_series));
+        }
+        let mut out = Vec::new();
+        for (labels, mut samples) in by_series {
+            samples.sort_by_key(|s| s.ts);
+            let mut points = Vec::with_capacity(n);
+            for i in 0..n {
+                let t = self.steps.at(i) - r.offset;
+                let lo = samples.partition_point(|s| s.ts <= t - r.range);
+                let hi = samples.partition_point(|s| s.ts <= t);
+                let window = &samples[lo..hi];
+                points.push(if window.is_empty() { None } else { range_fn(r, window, t) });
+            }
+            if points.iter().any(Option::is_some) {
+                out.push(Series { labels, points });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `absent_over_time`: 1 at the steps whose window has no sample at all,
+    /// labelled with the selector's equality matchers.
+    fn absent(&self, r: &RangeAgg, by_series: &BTreeMap<LabelSet, Vec<Sample>>) -> Vec<Series> {
+        let mut all: Vec<i64> = by_series.values().flat_map(|s| s.iter().map(|x| x.ts)).collect();
+        all.sort_unstable();
+        let points: Vec<Option<f64>> = (0..self.steps.len())
+            .map(|i| {
+                let t = self.steps.at(i) - r.offset;
+                let lo = all.partition_point(|&ts| ts <= t - r.range);
+                let hi = all.partition_point(|&ts| ts <= t);
+                (lo == hi).then_some(1.0)
+            })
+            .collect();
+        if points.iter().all(Option::is_none) {
+            return Vec::new();
+        }
+        let labels = LabelSet::from_pairs_keep_empty(
+            r.log
+                .matchers
+                .iter()
+                .filter(|m| m.op == MatchOp::Eq)
+                .map(|m| (m.name.clone(), m.value.clone()))
+                .collect(),
+        );
+        vec![Series { labels, points }]
+    }
+
+    fn vector_agg(&self, v: &VectorAgg, inner: Value) -> Result<Vec<Series>, EvalError> {
+        let Value::Vector(series) = inner else {
+            return Err(EvalError("vector aggregation needs a vector, not a scalar".into()));
+        };
+        let n = self.steps.len();
+        match v.op {
+            VecOp::Sort | VecOp::SortDesc => {
+                let mut series = series;
+                let desc = v.op == VecOp::SortDesc;
+                series.sort_by(|a, b| by_value(first(a), first(b), desc));
+                return Ok(series);
+            }
+            VecOp::Topk | VecOp::Bottomk | VecOp::ApproxTopk => {
+                let k = v.param.unwrap_or(0.0);
+                if k < 1.0 {
+                    return Err(EvalError(format!("parameter {k} must be greater than 0")));
+                }
+                let k = k as usize;
+                let mut keep: Vec<Vec<bool>> = vec![vec![false; n]; series.len()];
+                for i in 0..n {
+                    let mut groups: HashMap<LabelSet, Vec<(usize, f64)>> = HashMap::new();
+                    for (si, s) in series.iter().enumerate() {
+                        if let Some(val) = s.points[i] {
+                            let g = v.grouping.as_ref().map_or_else(LabelSet::default, |g| group_labels(&s.labels, g));
+                            groups.entry(g).or_default().push((si, val));
+                        }
+                    }
+                    for (_, mut members) in groups {
+                        let desc = v.op != VecOp::Bottomk;
+                        members.sort_by(|a, b| by_value(a.1, b.1, desc));
+                        for (si, _) in members.into_iter().take(k) {
+                            keep[si][i] = true;
+                        }
+                    }
+                }
+                let mut out: Vec<Series> = series
+                    .into_iter()
+                    .zip(keep)
+                    .map(|(s, k)| Series {
+                        labels: s.labels,
+                        points: s.points.into_iter().zip(k).map(|(p, k)| if k { p } else { None }).collect(),
+                    })
+                    .filter(|s| s.points.iter().any(Option::is_some))
+                    .collect();
+                let desc = v.op != VecOp::Bottomk;
+                out.sort_by(|a, b| by_value(first(a), first(b), desc));
+                return Ok(out);
+            }
+            _ => {}
+        }
+        let mut groups: BTreeMap<LabelSet, Vec<Vec<f64>>> = BTreeMap::new();
+        for s in &series {
+            let g = match &v.grouping {
+                Some(g) => group_labels(&s.labels, g),
+                None => LabelSet::default(),
+            };
+            let slot = groups.entry(g).or_insert_with(|| vec![Vec::new(); n]);
+            for (i, p) in s.points.iter().enumerate() {
+                if let Some(val) = p {
+                    slot[i].push(*val);
+                }
+            }
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(labels, per_step)| Series {
+                labels,
+                points: per_step.iter().map(|vals| if vals.is_empty() { None } else { Some(vec_fn(v.op, vals)) }).collect(),
+            })
+            .filter(|s| s.points.iter().any(Option::is_some))
+            .collect())
+    }
+
+    fn binary(&self, b: &BinaryExpr, l: Value, r: Value) -> Result<Value, EvalError> {
+        let n = self.steps.len();
+        match (l, r) {
+            (Value::Scalar(a), Value::Scalar(c)) => {
+                Ok(Value::Scalar((0..n).map(|i| scalar_op(b.op, a[i], c[i], b.return_bool).unwrap_or(f64::NAN)).collect()))
+            }
+            (Value::Vector(vs), Value::Scalar(c)) => Ok(Value::Vector(vector_scalar(b, vs, &c, false))),
+            (Value::Scalar(a), Value::Vector(vs)) => Ok(Value::Vector(vector_scalar(b, vs, &a, true))),
+            (Value::Vector(lv), Value::Vector(rv)) => vector_vector(b, lv, rv, n).map(Value::Vector),
+        }
+    }
+}
+
+/// The value of a series at its first step (NaN when absent).
+fn first(s: &Series) -> f64 {
+    s.points.iter().flatten().next().copied().unwrap_or(f64::NAN)
+}
+
+/// Orders values ascending (or descending), NaN always last, as
+/// Prometheus' sort, topk and bottomk do.
+fn by_value(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => {
+            let o = a.partial_cmp(&b).unwrap_or(Ordering::Equal);
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        }
+    }
+}
+
+fn line_value(op: RangeOp, line: &str) -> f64 {
+    match op {
+        RangeOp::BytesOverTime | RangeOp::BytesRate => line.len() as f64,
+        _ => 1.0,
+    }
+}
+
+fn group_labels(labels: &LabelSet, g: &Grouping) -> LabelSet {
+    LabelSet::from_pairs_keep_empty(
+        labels
+            .iter()
+            .filter(|(k, _)| g.labels.iter().any(|l| l == k) != g.without)
+            .cloned()
+            .collect(),
+    )
+}
+
+/// The range function over one window (samples ascending, non-empty).
+fn range_fn(r: &RangeAgg, w: &[Sample], t: i64) -> Option<f64> {
+    let secs = r.range as f64 / 1e9;
+    let vals = || w.iter().map(|s| s.value);
+    Some(match r.op {
+        RangeOp::CountOverTime => w.len() as f64,
+        RangeOp::Rate => {
+            if r.unwrap.is_some() {
+                vals().sum::<f64>() / secs
+            } else {
+                w.len() as f64 / secs
+            }
+        }
+        RangeOp::BytesOverTime | RangeOp::SumOverTime => vals().sum(),
+        RangeOp::BytesRate => vals().sum::<f64>() / secs,
+        RangeOp::AvgOverTime => vals().sum::<f64>() / w.len() as f64,
+        RangeOp::MinOverTime => vals().fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
+        RangeOp::MaxOverTime => vals().fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
+        RangeOp::StdvarOverTime => stdvar(&vals().collect::<Vec<_>>()),
+        RangeOp::StddevOverTime => stdvar(&vals().collect::<Vec<_>>()).sqrt(),
+        RangeOp::QuantileOverTime => quantile(r.param.unwrap_or(f64::NAN), &mut vals().collect::<Vec<_>>()),
+        RangeOp::FirstOverTime => w[0].value,
+        RangeOp::LastOverTime => w[w.len() - 1].value,
+        RangeOp::RateCounter => return extrapolated_rate(w, t - r.range, t, secs),
+        RangeOp::AbsentOverTime => 1.0,
+    })
+}
+
+/// Population variance (Welford).
+fn stdvar(v: &[f64]) -> f64 {
+    let (mut mean, mut m2) = (0.0, 0.0);
+    for (i, x) in v.iter().enumerate() {
+        let d = x - mean;
+        mean += d / (i + 1) as f64;
+        m2 += d * (x - mean);
+    }
+    m2 / v.len() as f64
+}
+
+/// Prometheus' quantile with linear interpolation.
+fn quantile(q: f64, v: &mut [f64]) -> f64 {
+    if v.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let rank = q * (v.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    let w = rank - lo as f64;
+    v[lo] * (1.0 - w) + v[hi] * w
+}
+
+/// Prometheus' extrapolated counter rate over `(range_start, range_end]`.
+fn extrapolated_rate(w: &[Sample], range_start: i64, range_end: i64, range_secs: f64) -> Option<f64> {
+    if w.len() < 2 {
+        // A rate needs two points; one sample counts as no increase.
+        return Some(0.0);
+    }
+    let first = w[0];
+    let last = w[w.len() - 1];
+    let mut result = last.value - first.value;
+    for pair in w.windows(2) {
+        if pair[1].value < pair[0].value {
+            result += pair[0].value;
+        }
+    }
+    let mut to_start = (first.ts - range_start) as f64 / 1e9;
+    let to_end = (range_end - last.ts) as f64 / 1e9;
+    let sampled = (last.ts - first.ts) as f64 / 1e9;
+    if sampled <= 0.0 {
+        return None;
+    }
+    let avg = sampled / (w.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    // The threshold cap first, then the counter's zero point may only
+    // shorten the extrapolation further.
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if result > 0.0 && first.value >= 0.0 {
+        let to_zero = sampled * (first.value / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let mut interval = sampled + to_start;
+    interval += if to_end < threshold { to_end } else { avg / 2.0 };
+    Some(result * (interval / sampled) / range_secs)
+}
+
+fn vec_fn(op: VecOp, vals: &[f64]) -> f64 {
+    match op {
+        VecOp::Sum => vals.iter().sum(),
+        VecOp::Avg => vals.iter().sum::<f64>() / vals.len() as f64,
+        VecOp::Min => vals.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
+        VecOp::Max => vals.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
+        VecOp::Count => vals.len() as f64,
+        VecOp::Stdvar => stdvar(vals),
+        VecOp::Stddev => stdvar(vals).sqrt(),
+        VecOp::Topk | VecOp::Bottomk | VecOp::ApproxTopk | VecOp::Sort | VecOp::SortDesc => f64::NAN,
+    }
+}
+
+/// `a op b` for two numbers; `None` when a comparison without `bool` is false.
+fn scalar_op(op: BinOp, a: f64, b: f64, return_bool: bool) -> Option<f64> {
+    Some(match op {
+        BinOp::Add => a + b,
+        BinOp::Sub => a - b,
+        BinOp::Mul => a * b,
+        BinOp::Div => a / b,
+        BinOp::Mod => a % b,
+        BinOp::Pow => a.powf(b),
+        BinOp::Cmp(c) => {
+            let t = c.apply(a, b);
+            if return_bool {
+                f64::from(u8::from(t))
+            } else if t {
+                a
+            } else {
+                return None;
+            }
+        }
+        BinOp::Or | BinOp::And | BinOp::Unless => return None,
+    })
+}
+
+/// Vector ⊕ scalar (or scalar ⊕ vector when `scalar_left`). A filtering
+/// comparison keeps the vector's sample.
+fn vector_scalar(b: &BinaryExpr, vs: Vec<Series>, sc: &[f64], scalar_left: bool) -> Vec<Series> {
+    vs.into_iter()
+        .map(|s| Series {
+            labels: s.labels,
+            points: s
+                .points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let v = (*p)?;
+                    let (x, y) = if scalar_left { (sc[i], v) } else { (v, sc[i]) };
+                    let r = scalar_op(b.op, x, y, b.return_bool)?;
+                    Some(if matches!(b.op, BinOp::Cmp(_)) && !b.return_bool { v } else { r })
+                })
+                .collect(),
+        })
+        .filter(|s| s.points.iter().any(Option::is_some))
+        .collect()
+}
+
+fn signature(labels: &LabelSet, m: &VectorMatching) -> LabelSet {
+    LabelSet::from_pairs_keep_empty(
+        labels
+            .iter()
+            .filter(|(k, _)| m.labels.iter().any(|l| l == k) == m.on)
+            .cloned()
+            .collect(),
+    )
+}
+
+fn vector_vector(b: &BinaryExpr, lv: Vec<Series>, rv: Vec<Series>, n: usize) -> Result<Vec<Series>, EvalError> {
+    let m = &b.matching;
+    match b.op {
+        BinOp::And | BinOp::Unless => {
+            let keep_matched = b.op == BinOp::And;
+            let right: Vec<(LabelSet, &Series)> = rv.iter().map(|s| (signature(&s.labels, m), s)).collect();
+            return Ok(lv
+                .into_iter()
+                .map(|s| {
+                    let sig = signature(&s.labels, m);
+                    let points = (0..n)
+                        .map(|i| {
+                            let matched = right.iter().any(|(rs, r)| *rs == sig && r.points[i].is_some());
+                            if matched == keep_matched {
+                                s.points[i]
+                            } else {
+                                None
+                            }
+                        })
+                        .collect();
+                    Series { labels: s.labels, points }
+                })
+                .filter(|s| s.points.iter().any(Option::is_some))
+                .collect());
+        }
+        BinOp::Or => {
+            let left_sigs: Vec<(LabelSet, Vec<bool>)> =
+                lv.iter().map(|s| (signature(&s.labels, m), s.points.iter().map(Option::is_some).collect())).collect();
+            let mut out = lv.clone();
+            for s in rv {
+                let sig = signature(&s.labels, m);
+                let points = (0..n)
+                    .map(|i| if left_sigs.iter().any(|(ls, p)| *ls == sig && p[i]) { None } else { s.points[i] })
+                    .collect();
+                out.push(Series { labels: s.labels, points });
+            }
+            return Ok(out.into_iter().filter(|s| s.points.iter().any(Option::is_some)).collect());
+        }
+        _ => {}
+    }
+    // Arithmetic and comparison: one-to-one, or many-to-one with group_*.
+    let (many, one, swapped) = match &m.group {
+        Some((GroupSide::Right, _)) => (rv, lv, true),
+        _ => (lv, rv, false),
+    };
+    let mut one_by_sig: HashMap<LabelSet, Vec<&Series>> = HashMap::new();
+    for s in &one {
+        one_by_sig.entry(signature(&s.labels, m)).or_default().push(s);
+    }
+    let mut out: BTreeMap<LabelSet, Vec<Option<f64>>> = BTreeMap::new();
+    if m.group.is_none() {
+        let mut seen: HashMap<LabelSet, usize> = HashMap::new();
+        for s in &many {
+            *seen.entry(signature(&s.labels, m)).or_insert(0) += 1;
+        }
+        if seen.values().any(|&c| c > 1) {
+            return Err(EvalError(
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+            ));
+        }
+    }
+    for s in &many {
+        let sig = signature(&s.labels, m);
+        let Some(partners) = one_by_sig.get(&sig) else { continue };
+        if partners.len() > 1 {
+            return Err(EvalError("found duplicate series for the match group on the right hand-side of the operation".into()));
+        }
+        let o = partners[0];
+        let labels = result_labels(&s.labels, &o.labels, m);
+        let slot = out.entry(labels).or_insert_with(|| vec![None; n]);
+        for i in 0..n {
+            let (Some(a), Some(c)) = (s.points[i], o.points[i]) else { continue };
+            let (x, y) = if swapped { (c, a) } else { (a, c) };
+            if let Some(v) = scalar_op(b.op, x, y, b.return_bool) {
+                slot[i] = Some(v);
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(labels, points)| Series { labels, points })
+        .filter(|s| s.points.iter().any(Option::is_some))
+        .collect())
+}
+
+/// Prometheus' result labels of a matched pair.
+fn result_labels(many: &LabelSet, one: &LabelSet, m: &VectorMatching) -> LabelSet {
+    match &m.group {
+        None => {
+            if m.on {
+                signature(many, m)
+            } else {
+                LabelSet::from_pairs_keep_empty(many.iter().filter(|(k, _)| !m.labels.iter().any(|l| l == k)).cloned().collect())
+            }
+        }
+        Some((_, include)) => {
+            let mut pairs: Vec<(String, String)> = many.iter().filter(|(k, _)| !include.contains(k)).cloned().collect();
+            for name in include {
+                if let Some(v) = one.get(name) {
+                    pairs.push((name.clone(), v.to_string()));
+                }
+            }
+            LabelSet::from_pairs_keep_empty(pairs)
+        }
+    }
+}
+
+fn label_replace(l: &LabelReplace, series: Vec<Series>) -> Result<Vec<Series>, EvalError> {
+    Ok(series
+        .into_iter()
+        .map(|s| {
+            let src = s.labels.get(&l.src).unwrap_or("").to_string();
+            let Some(caps) = l.re.captures(&src) else { return s };
+            let mut value = String::new();
+            caps.expand(&l.replacement, &mut value);
+            let mut pairs: Vec<(String, String)> = s.labels.iter().filter(|(k, _)| *k != l.dst).cloned().collect();
+            pairs.push((l.dst.clone(), value));
+            Series { labels: LabelSet::from_pairs_keep_empty(pairs), points: s.points }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logql::parse_expr;
+
+    const S: i64 = 1_000_000_000;
+
+    fn data(lines: &[(&str, i64, &str)]) -> Fetched {
+        let mut by: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
+        for (l, t, line) in lines {
+            by.entry(LabelSet::parse(l).unwrap()).or_default().push(Entry::new(*t * S, *line));
+        }
+        by.into_iter().collect()
+    }
+
+    fn run(q: &str, steps: Steps, d: Fetched) -> Value {
+        let e = parse_expr(q).unwrap();
+        let n = selections(&e, steps).len();
+        let mut it = std::iter::repeat_n(d, n);
+        evaluate(&e, steps, &mut it, 500).unwrap()
+    }
+
+    #[test]
+    fn windows_are_left_open_right_closed() {
+        let d = data(&(0..13).map(|i| (r#"{app="foo"}"#, i * 10, "xbar")).collect::<Vec<_>>());
+        let Value::Vector(v) = run(r#"count_over_time({app="foo"}[30s])"#, Steps::instant(60 * S), d.clone()) else { panic!() };
+        assert_eq!(v[0].points, vec![Some(3.0)]);
+        let Value::Vector(v) = run(r#"rate({app="foo"}[30s])"#, Steps { start: 60 * S, end: 120 * S, step: 15 * S }, d) else {
+            panic!()
+        };
+        assert_eq!(v[0].points, vec![Some(0.1); 5]);
+    }
+
+    #[test]
+    fn aggregations_and_binary_ops() {
+        let d = data(&[(r#"{app="a", pod="1"}"#, 10, "v=1"), (r#"{app="a", pod="2"}"#, 20, "v=3"), (r#"{app="b", pod="1"}"#, 30, "v=5")]);
+        let st = Steps::instant(60 * S);
+        let Value::Vector(v) = run(r#"sum by (app) (count_over_time({app=~".+"}[1m]))"#, st, d.clone()) else { panic!() };
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].points, vec![Some(2.0)]);
+        let Value::Vector(v) = run(r#"max(max_over_time({app=~".+"} | logfmt | unwrap v [1m]))"#, st, d.clone()) else { panic!() };
+        assert_eq!(v[0].points, vec![Some(5.0)]);
+        let Value::Vector(v) = run(r#"topk(1, sum by (app) (count_over_time({app=~".+"}[1m])))"#, st, d.clone()) else { panic!() };
+        assert_eq!(v.len(), 1);
+        let Value::Vector(v) = run(r#"count_over_time({app=~".+"}[1m]) > 1"#, st, d.clone()) else { panic!() };
+        assert!(v.is_empty());
+        let Value::Vector(v) = run(r#"count_over_time({app=~".+"}[1m]) > bool 0"#, st, d.clone()) else { panic!() };
+        assert_eq!(v.len(), 3);
+        let Value::Vector(v) = run(r#"vector(1) + vector(1)"#, st, Vec::new()) else { panic!() };
+        assert_eq!(v[0].points, vec![Some(2.0)]);
+        let Value::Scalar(v) = run(r#"2 * 3 ^ 2"#, st, Vec::new()) else { panic!() };
+        assert_eq!(v, vec![18.0]);
+    }
+
+    #[test]
+    fn pipeline_errors_fail_metric_queries() {
+        let d = data(&[(r#"{app="b"}"#, 20, "status=oops")]);
+        let e = parse_expr(r#"count_over_time({app="b"} | logfmt | status > 400 [1m])"#).unwrap();
+        let mut it = std::iter::once(d);
+        let err = evaluate(&e, Steps::instant(60 * S), &mut it, 500).unwrap_err();
+        assert!(err.0.contains("LabelFilterErr"), "{err}");
+    }
+}

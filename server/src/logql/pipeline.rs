@@ -1,0 +1,327 @@
+//! Runs a log pipeline over one entry: line filters, parsers, label
+//! filters, formatters, and `unwrap` for metric queries — with Loki's rules
+//! for extracted-name clashes (`<name>_extracted`) and errors (`__error__`,
+//! `__error_details__`).
+//!
+//! PERFORMANCE-CRITICAL PATH: runs for every scanned entry of a query with
+//! more than line filters.
+
+use std::collections::BTreeMap;
+
+use balsa_storage::Entry;
+
+use super::ast::{LabelFilter, LabelFmt, LabelSelect, NumKind, Stage, Unwrap, UnwrapConv};
+use super::parsers::{self, Extracted, ParserError};
+use super::template::TemplateData;
+use super::units::{parse_bytes, parse_go_duration};
+use crate::labels::LabelSet;
+
+pub const ERROR_LABEL: &str = "__error__";
+pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
+
+/// An entry on its way through a pipeline.
+#[derive(Clone, Debug)]
+pub struct Processed {
+    pub line: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Processed {
+    /// The labels as a label set (for grouping into series or streams).
+    pub fn label_set(&self) -> LabelSet {
+        LabelSet::from_pairs_keep_empty(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    fn set_error(&mut self, kind: &str, details: String) {
+        if !self.labels.contains_key(ERROR_LABEL) {
+            self.labels.insert(ERROR_LABEL.into(), kind.into());
+            if !details.is_empty() {
+                self.labels.insert(ERROR_DETAILS_LABEL.into(), details);
+            }
+        }
+    }
+}
+
+/// Go's `strconv.ParseFloat`, which also reads `NaN`, `Inf`, `+Inf`.
+pub fn parse_go_float(s: &str) -> Option<f64> {
+    match s.to_ascii_lowercase().as_str() {
+        "nan" => Some(f64::NAN),
+        "inf" | "+inf" | "infinity" | "+infinity" => Some(f64::INFINITY),
+        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+/// Runs `stages` on `entry` of a stream. `None`: the entry is filtered out.
+pub fn process(stages: &[Stage], stream: &LabelSet, entry: &Entry) -> Option<Processed> {
+    let mut labels: BTreeMap<String, String> = stream.iter().cloned().collect();
+    // Precedence: stream labels, then structured metadata, then parsed
+    // labels; a later one with a taken name becomes `<name>_extracted`.
+    for (k, v) in &entry.metadata {
+        let key = if stream.get(k).is_some() { format!("{k}_extracted") } else { k.clone() };
+        labels.insert(key, v.clone());
+    }
+    let mut p = Processed { line: entry.line.clone(), labels };
+    let base = Base { stream, metadata: &entry.metadata };
+    for stage in stages {
+        if !run_stage(stage, &base, entry.ts, &mut p) {
+            return None;
+        }
+    }
+    Some(p)
+}
+
+/// The labels an entry came with: parsed labels may not take their names.
+struct Base<'a> {
+    stream: &'a LabelSet,
+    metadata: &'a [(String, String)],
+}
+
+impl Base<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.stream.get(name).is_some() || self.metadata.iter().any(|(k, _)| k == name)
+    }
+}
+
+/// Adds extracted labels: a name the entry came with becomes
+/// `<name>_extracted`.
+fn add_extracted(p: &mut Processed, base: &Base<'_>, extracted: Extracted) {
+    for (k, v) in extracted {
+        let key = if base.has(&k) { format!("{k}_extracted") } else { k };
+        p.labels.insert(key, v);
+    }
+}
+
+fn apply_parser(p: &mut Processed, stream: &Base<'_>, r: Result<Extracted, ParserError>) {
+    match r {
+        Ok(ex) => add_extracted(p, stream, ex),
+        Err(e) => p.set_error(e.kind, e.details),
+    }
+}
+
+fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, p: &mut Processed) -> bool {
+    match stage {
+        Stage::LineFilter(f) => f.matches(&p.line),
+        Stage::Json(None) => {
+            let r = parsers::json(&p.line);
+            apply_parser(p, stream, r);
+            true
+        }
+        Stage::Json(Some(exprs)) => {
+            let r = exprs.extract(&p.line);
+            apply_parser(p, stream, r);
+            true
+        }
+        Stage::Logfmt { strict, keep_empty, exprs } => {
+            let r = parsers::logfmt(&p.line, *strict, *keep_empty).map(|all| {
+                if exprs.is_empty() {
+                    all
+                } else {
+                    exprs
+                        .iter()
+                        .filter_map(|(label, key)| {
+                            all.iter().find(|(k, _)| k == key).map(|(_, v)| (label.clone(), v.clone()))
+                        })
+                        .collect()
+                }
+            });
+            apply_parser(p, stream, r);
+            true
+        }
+        Stage::Regexp(re) => {
+            let ex = re.extract(&p.line);
+            add_extracted(p, stream, ex);
+            true
+        }
+        Stage::Pattern(pat) => {
+            let ex = pat.extract(&p.line);
+            add_extracted(p, stream, ex);
+            true
+        }
+        Stage::Unpack => {
+            match parsers::unpack(&p.line) {
+                Ok((ex, line)) => {
+                    add_extracted(p, stream, ex);
+                    if let Some(l) = line {
+                        p.line = l;
+                    }
+                }
+                Err(e) => p.set_error(e.kind, e.details),
+            }
+            true
+        }
+        Stage::LabelFilter(f) => eval_label_filter(f, p),
+        Stage::LineFormat(t) => {
+            let labels: Vec<(String, String)> = p.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            match t.render(&TemplateData { labels: &labels, line: &p.line, ts }) {
+                Ok(line) => p.line = line,
+                Err(e) => p.set_error("TemplateFormatErr", e.to_string()),
+            }
+            true
+        }
+        Stage::LabelFormat(fmts) => {
+            let before: Vec<(String, String)> = p.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            for f in fmts {
+                match f {
+                    LabelFmt::Template(dst, t) => match t.render(&TemplateData { labels: &before, line: &p.line, ts }) {
+                        Ok(v) => {
+                            p.labels.insert(dst.clone(), v);
+                        }
+                        Err(e) => p.set_error("TemplateFormatErr", e.to_string()),
+                    },
+                    LabelFmt::Rename(dst, src) => {
+                        let v = before.iter().find(|(k, _)| k == src).map(|(_, v)| v.clone()).unwrap_or_default();
+                        p.labels.remove(src);
+                        p.labels.insert(dst.clone(), v);
+                    }
+                }
+            }
+            true
+        }
+        Stage::Decolorize => {
+            p.line = decolorize(&p.line);
+            true
+        }
+        Stage::Drop(sel) => {
+            p.labels.retain(|k, v| !sel.iter().any(|s| selects(s, k, v)));
+            true
+        }
+        Stage::Keep(sel) => {
+            p.labels.retain(|k, v| sel.iter().any(|s| selects(s, k, v)));
+            true
+        }
+    }
+}
+
+fn selects(s: &LabelSelect, name: &str, value: &str) -> bool {
+    match s {
+        LabelSelect::Name(n) => n == name,
+        LabelSelect::Matching(m) => m.name == name && m.matches(Some(value)),
+    }
+}
+
+/// Removes ANSI colour and cursor escape sequences.
+fn decolorize(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            while let Some(&n) = chars.peek() {
+                chars.next();
+                if n.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Evaluates a label filter; a value that cannot be read as the filter's
+/// kind sets `__error__=LabelFilterErr` and keeps the entry, as Loki does.
+fn eval_label_filter(f: &LabelFilter, p: &mut Processed) -> bool {
+    match f {
+        LabelFilter::And(a, b) => {
+            // Both sides run (a later error is still recorded), as in Loki.
+            let l = eval_label_filter(a, p);
+            let r = eval_label_filter(b, p);
+            l && r
+        }
+        LabelFilter::Or(a, b) => eval_label_filter(a, p) || eval_label_filter(b, p),
+        LabelFilter::Str(m) => m.matches(p.labels.get(&m.name).map(String::as_str)),
+        LabelFilter::Ip { name, negate, matcher } => {
+            // Loki keeps any line that already carries an error.
+            if p.labels.contains_key(ERROR_LABEL) {
+                return true;
+            }
+            match p.labels.get(name) {
+                Some(v) => matcher.line_contains(v) != *negate,
+                None => false,
+            }
+        }
+        LabelFilter::Num { name, op, value, kind } => {
+            // A converting filter cannot read `__error__`: it drops the line.
+            if name == ERROR_LABEL {
+                return false;
+            }
+            let Some(raw) = p.labels.get(name).cloned() else { return false };
+            let parsed = match kind {
+                NumKind::Number => parse_go_float(&raw).ok_or_else(|| format!("strconv.ParseFloat: parsing {raw:?}: invalid syntax")),
+                NumKind::Duration => parse_go_duration(&raw),
+                NumKind::Bytes => parse_bytes(&raw),
+            };
+            match parsed {
+                Ok(v) => op.apply(v, *value),
+                Err(e) => {
+                    p.set_error("LabelFilterErr", e);
+                    true
+                }
+            }
+        }
+    }
+}
+
+/// Takes the unwrapped value out of the labels (the label is removed from
+/// the series), then runs the filters after `unwrap`. `None`: filtered out
+/// (also when the entry has no such label).
+/// A value that cannot be converted sets `__error__=SampleExtractionErr`.
+pub fn unwrap_value(u: &Unwrap, p: &mut Processed) -> Option<f64> {
+    let raw = p.labels.get(&u.label).filter(|v| !v.is_empty())?.clone();
+    let v = match u.conv {
+        UnwrapConv::Float => parse_go_float(&raw).ok_or_else(|| format!("strconv.ParseFloat: parsing {raw:?}: invalid syntax")),
+        UnwrapConv::Bytes => parse_bytes(&raw),
+        UnwrapConv::Duration => parse_go_duration(&raw),
+    };
+    let value = match v {
+        Ok(v) => v,
+        Err(e) => {
+            p.set_error("SampleExtractionErr", e);
+            0.0
+        }
+    };
+    for f in &u.post_filters {
+        if !eval_label_filter(f, p) {
+            return None;
+        }
+    }
+    p.labels.remove(&u.label);
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logql::{parse_expr, Expr};
+
+    fn run(q: &str, line: &str) -> Option<Processed> {
+        let Expr::Log(l) = parse_expr(q).unwrap() else { panic!() };
+        let s = LabelSet::parse(r#"{app="a", level="x"}"#).unwrap();
+        process(&l.stages, &s, &Entry::new(1, line))
+    }
+
+    #[test]
+    fn numeric_filters_and_errors() {
+        let p = run(r#"{app="a"} | logfmt | status >= 500"#, "status=503").unwrap();
+        assert_eq!(p.labels.get("status").map(String::as_str), Some("503"));
+        assert!(run(r#"{app="a"} | logfmt | status >= 500"#, "status=200").is_none());
+        let p = run(r#"{app="a"} | logfmt | status >= 500"#, "status=oops").unwrap();
+        assert_eq!(p.labels.get(ERROR_LABEL).map(String::as_str), Some("LabelFilterErr"));
+        assert!(run(r#"{app="a"} | logfmt | status >= 500 | __error__="""#, "status=oops").is_none());
+        let p = run(r#"{app="a"} | logfmt | took > 1s and size < 1MB"#, "took=1.5s size=3kb").unwrap();
+        assert!(!p.labels.contains_key(ERROR_LABEL));
+    }
+
+    #[test]
+    fn clashes_formatting_drop_keep() {
+        let p = run(r#"{app="a"} | logfmt | line_format "{{.level_extracted}}/{{.level}}""#, "level=info").unwrap();
+        assert_eq!(p.line, "info/x");
+        let p = run(r#"{app="a"} | label_format lvl=level | drop app"#, "l").unwrap();
+        assert_eq!(p.label_set().to_string(), r#"{lvl="x"}"#);
+        let p = run(r#"{app="a"} | keep app"#, "l").unwrap();
+        assert_eq!(p.label_set().to_string(), r#"{app="a"}"#);
+        assert_eq!(decolorize("\u{1b}[31mred\u{1b}[0m"), "red");
+    }
+}

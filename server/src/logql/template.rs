@@ -1,0 +1,930 @@
+//! Go `text/template` as LogQL's `line_format` and `label_format` use it:
+//! text and `{{ }}` actions with trim markers, fields (`.name` = a label,
+//! missing → empty), pipelines (`{{ .a | upper }}`), function calls,
+//! parenthesised sub-expressions, string/number/bool literals, comments,
+//! `if`/`else if`/`else`/`end`, and Loki's function set (`__line__`,
+//! `__timestamp__`, string, math and regex helpers, `printf`).
+//!
+//! Not supported: `range`, `with`, `define`/`template`/`block`, variables
+//! other than `$` — they are parse errors naming the keyword.
+
+use std::fmt::Write as _;
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    nodes: Vec<Node>,
+}
+
+/// Why a template could not be parsed or executed (worded like Go's).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
+
+/// What a template sees when it runs.
+pub struct TemplateData<'a> {
+    /// Current labels of the entry (stream labels + extracted labels).
+    pub labels: &'a [(String, String)],
+    /// The current log line (for `__line__`).
+    pub line: &'a str,
+    /// Entry timestamp, Unix nanoseconds (for `__timestamp__`).
+    pub ts: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Text(String),
+    Action(Pipeline),
+    If { branches: Vec<(Pipeline, Vec<Node>)>, otherwise: Vec<Node> },
+}
+
+type Pipeline = Vec<Command>;
+type Command = Vec<Arg>;
+
+#[derive(Debug, Clone)]
+enum Arg {
+    Field(String),
+    Dot,
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Nil,
+    Func(String),
+    Sub(Pipeline),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Nil,
+    Time(i64),
+}
+
+fn err(msg: impl Into<String>) -> TemplateError {
+    TemplateError(format!("template: line_format:1: {}", msg.into()))
+}
+
+const FUNCS: &[&str] = &[
+    "__line__", "__timestamp__", "lower", "upper", "title", "trim", "trimAll", "trimLeft", "trimRight", "trimPrefix",
+    "trimSuffix", "trimSpace", "replace", "substr", "contains", "hasPrefix", "hasSuffix", "indent", "nindent", "repeat",
+    "default", "regexReplaceAll", "regexReplaceAllLiteral", "count", "urlencode", "urldecode", "b64enc", "b64dec", "len",
+    "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "int", "float64", "add", "sub", "mul", "div", "mod", "addf",
+    "subf", "mulf", "divf", "max", "min", "maxf", "minf", "ceil", "floor", "round", "unixEpoch", "unixEpochMillis",
+    "unixEpochNanos", "unixToTime", "alignLeft", "alignRight", "printf", "print", "println", "toString", "abs",
+];
+
+impl Template {
+    pub fn parse(src: &str) -> Result<Template, TemplateError> {
+        let tokens = split(src)?;
+        let mut pos = 0;
+        let (nodes, end) = parse_nodes(&tokens, &mut pos)?;
+        if let Some(e) = end {
+            return Err(err(format!("unexpected {{{{{e}}}}}")));
+        }
+        Ok(Template { nodes })
+    }
+
+    pub fn render(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        exec_nodes(&self.nodes, data, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// A piece of the source: text, or the inside of an action.
+enum Piece {
+    Text(String),
+    Action(String),
+}
+
+/// Splits the source into text and actions, applying `{{-` / `-}}`.
+fn split(src: &str) -> Result<Vec<Piece>, TemplateError> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    let mut trim_next = false;
+    while let Some(open) = rest.find("{{") {
+        let mut text = &rest[..open];
+        if trim_next {
+            text = text.trim_start();
+        }
+        let after = &rest[open + 2..];
+        let trim_left = after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
+        if trim_left {
+            text = text.trim_end();
+        }
+        if !text.is_empty() {
+            out.push(Piece::Text(text.to_string()));
+        }
+        let body_start = if trim_left { 1 } else { 0 };
+        let close = find_close(after).ok_or_else(|| err("unclosed action"))?;
+        let mut body = &after[body_start..close];
+        trim_next = false;
+        if body.ends_with(" -") || body.ends_with("\t-") || body.ends_with("\n-") {
+            body = &body[..body.len() - 1];
+            trim_next = true;
+        }
+        out.push(Piece::Action(body.trim().to_string()));
+        rest = &after[close + 2..];
+    }
+    let text = if trim_next { rest.trim_start() } else { rest };
+    if !text.is_empty() {
+        out.push(Piece::Text(text.to_string()));
+    }
+    Ok(out)
+}
+
+/// The `}}` closing an action, skipping quoted strings.
+fn find_close(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    i += 1;
+                }
+            }
+            b'}' if b[i + 1] == b'}' => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Parses nodes until `end`/`else`; returns them and the keyword that stopped.
+fn parse_nodes(pieces: &[Piece], pos: &mut usize) -> Result<(Vec<Node>, Option<String>), TemplateError> {
+    let mut nodes = Vec::new();
+    while *pos < pieces.len() {
+        let piece = &pieces[*pos];
+        *pos += 1;
+        match piece {
+            Piece::Text(t) => nodes.push(Node::Text(t.clone())),
+            Piece::Action(a) => {
+                if a.starts_with("/*") {
+                    continue;
+                }
+                let word = a.split_whitespace().next().unwrap_or("");
+                match word {
+                    "end" => return Ok((nodes, Some("end".into()))),
+                    "else" => return Ok((nodes, Some(a.clone()))),
+                    "if" => nodes.push(parse_if(&a[2..], pieces, pos)?),
+                    "range" | "with" | "define" | "template" | "block" | "break" | "continue" => {
+                        return Err(err(format!("{word} is not supported in LogQL templates")))
+                    }
+                    "" => return Err(err("missing value for command")),
+                    _ => nodes.push(Node::Action(parse_pipeline(a)?)),
+                }
+            }
+        }
+    }
+    Ok((nodes, None))
+}
+
+fn parse_if(cond: &str, pieces: &[Piece], pos: &mut usize) -> Result<Node, TemplateError> {
+    let mut branches = vec![(parse_pipeline(cond.trim())?, Vec::new())];
+    loop {
+        let (body, end) = parse_nodes(pieces, pos)?;
+        let last = branches.len() - 1;
+        match end.as_deref() {
+            Some("end") => {
+                branches[last].1 = body;
+                return Ok(Node::If { branches, otherwise: Vec::new() });
+            }
+            Some(e) if e.starts_with("else") => {
+                branches[last].1 = body;
+                let rest = e[4..].trim();
+                if let Some(c) = rest.strip_prefix("if ") {
+                    branches.push((parse_pipeline(c.trim())?, Vec::new()));
+                    continue;
+                }
+                let (otherwise, end) = parse_nodes(pieces, pos)?;
+                if end.as_deref() != Some("end") {
+                    return Err(err("expected end"));
+                }
+                return Ok(Node::If { branches, otherwise });
+            }
+            _ => return Err(err("unexpected EOF")),
+        }
+    }
+}
+
+/// Tokens of an action.
+fn lex_action(s: &str) -> Result<Vec<String>, TemplateError> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == '"' || c == '`' {
+            let start = i;
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                if c == '"' && chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            if i >= chars.len() {
+                return Err(err("unterminated quoted string"));
+            }
+            i += 1;
+            out.push(chars[start..i].iter().collect());
+            continue;
+        }
+        if c == '(' || c == ')' || c == '|' {
+            out.push(c.to_string());
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '(' | ')' | '|' | '"' | '`') {
+            i += 1;
+        }
+        out.push(chars[start..i].iter().collect());
+    }
+    Ok(out)
+}
+
+fn parse_pipeline(s: &str) -> Result<Pipeline, TemplateError> {
+    let toks = lex_action(s)?;
+    let mut pos = 0;
+    let p = parse_pipe_tokens(&toks, &mut pos)?;
+    if pos < toks.len() {
+        return Err(err(format!("unexpected {} in operand", toks[pos])));
+    }
+    Ok(p)
+}
+
+fn parse_pipe_tokens(toks: &[String], pos: &mut usize) -> Result<Pipeline, TemplateError> {
+    let mut pipeline = Vec::new();
+    let mut cmd: Command = Vec::new();
+    while *pos < toks.len() {
+        let t = toks[*pos].as_str();
+        match t {
+            ")" => break,
+            "|" => {
+                *pos += 1;
+                if cmd.is_empty() {
+                    return Err(err("missing command before |"));
+                }
+                pipeline.push(std::mem::take(&mut cmd));
+            }
+            "(" => {
+                *pos += 1;
+                let sub = parse_pipe_tokens(toks, pos)?;
+                if toks.get(*pos).map(String::as_str) != Some(")") {
+                    return Err(err("unclosed left paren"));
+                }
+                *pos += 1;
+                cmd.push(Arg::Sub(sub));
+            }
+            _ => {
+                *pos += 1;
+                cmd.push(parse_operand(t)?);
+            }
+        }
+    }
+    if cmd.is_empty() {
+        return Err(err("missing value for command"));
+    }
+    pipeline.push(cmd);
+    Ok(pipeline)
+}
+
+fn parse_operand(t: &str) -> Result<Arg, TemplateError> {
+    if t == "." {
+        return Ok(Arg::Dot);
+    }
+    if let Some(f) = t.strip_prefix('.') {
+        return Ok(Arg::Field(f.to_string()));
+    }
+    if t.starts_with('"') {
+        return unquote(t).map(Arg::Str);
+    }
+    if let Some(raw) = t.strip_prefix('`') {
+        return Ok(Arg::Str(raw.trim_end_matches('`').to_string()));
+    }
+    match t {
+        "true" => return Ok(Arg::Bool(true)),
+        "false" => return Ok(Arg::Bool(false)),
+        "nil" => return Ok(Arg::Nil),
+        "$" => return Ok(Arg::Dot),
+        _ => {}
+    }
+    if t.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
+        if let Ok(i) = t.parse::<i64>() {
+            return Ok(Arg::Int(i));
+        }
+        if let Ok(f) = t.parse::<f64>() {
+            return Ok(Arg::Float(f));
+        }
+        return Err(err(format!("bad number syntax: {t:?}")));
+    }
+    if FUNCS.contains(&t) {
+        return Ok(Arg::Func(t.to_string()));
+    }
+    if t.starts_with('$') {
+        return Err(err(format!("undefined variable {t:?}")));
+    }
+    Err(err(format!("function {t:?} not defined")))
+}
+
+/// Go's double-quoted string literal.
+fn unquote(t: &str) -> Result<String, TemplateError> {
+    let inner = &t[1..t.len() - 1];
+    let mut out = String::new();
+    let mut it = inner.chars().peekable();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('a') => out.push('\u{07}'),
+            Some('b') => out.push('\u{08}'),
+            Some('f') => out.push('\u{0c}'),
+            Some('v') => out.push('\u{0b}'),
+            Some('\\') => out.push('\\'),
+            Some('"') => out.push('"'),
+            Some('\'') => out.push('\''),
+            Some(k @ ('x' | 'u' | 'U')) => {
+                let n = match k {
+                    'x' => 2,
+                    'u' => 4,
+                    _ => 8,
+                };
+                let hex: String = (0..n).filter_map(|_| it.next()).collect();
+                let v = u32::from_str_radix(&hex, 16).map_err(|_| err(format!("invalid syntax in {t}")))?;
+                out.push(char::from_u32(v).ok_or_else(|| err(format!("invalid syntax in {t}")))?);
+            }
+            _ => return Err(err(format!("invalid syntax in {t}"))),
+        }
+    }
+    Ok(out)
+}
+
+fn exec_nodes(nodes: &[Node], d: &TemplateData<'_>, out: &mut String) -> Result<(), TemplateError> {
+    for n in nodes {
+        match n {
+            Node::Text(t) => out.push_str(t),
+            Node::Action(p) => out.push_str(&to_string(&eval_pipeline(p, d)?)),
+            Node::If { branches, otherwise } => {
+                let mut done = false;
+                for (cond, body) in branches {
+                    if truthy(&eval_pipeline(cond, d)?) {
+                        exec_nodes(body, d, out)?;
+                        done = true;
+                        break;
+                    }
+                }
+                if !done {
+                    exec_nodes(otherwise, d, out)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn eval_pipeline(p: &Pipeline, d: &TemplateData<'_>) -> Result<Val, TemplateError> {
+    let mut piped: Option<Val> = None;
+    for cmd in p {
+        piped = Some(eval_command(cmd, piped.take(), d)?);
+    }
+    Ok(piped.unwrap_or(Val::Nil))
+}
+
+fn eval_arg(a: &Arg, d: &TemplateData<'_>) -> Result<Val, TemplateError> {
+    Ok(match a {
+        Arg::Field(f) => Val::Str(d.labels.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone()).unwrap_or_default()),
+        Arg::Dot => Val::Str(String::new()),
+        Arg::Str(s) => Val::Str(s.clone()),
+        Arg::Int(i) => Val::Int(*i),
+        Arg::Float(f) => Val::Float(*f),
+        Arg::Bool(b) => Val::Bool(*b),
+        Arg::Nil => Val::Nil,
+        Arg::Func(f) => call(f, Vec::new(), d)?,
+        Arg::Sub(p) => eval_pipeline(p, d)?,
+    })
+}
+
+fn eval_command(cmd: &Command, piped: Option<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateError> {
+    match &cmd[0] {
+        Arg::Func(f) => {
+            let mut args = cmd[1..].iter().map(|a| eval_arg(a, d)).collect::<Result<Vec<_>, _>>()?;
+            args.extend(piped);
+            call(f, args, d)
+        }
+        _ if cmd.len() > 1 || piped.is_some() => Err(err(format!("can't give argument to non-function {:?}", cmd[0]))),
+        a => eval_arg(a, d),
+    }
+}
+
+fn truthy(v: &Val) -> bool {
+    match v {
+        Val::Str(s) => !s.is_empty(),
+        Val::Int(i) => *i != 0,
+        Val::Float(f) => *f != 0.0,
+        Val::Bool(b) => *b,
+        Val::Nil => false,
+        Val::Time(_) => true,
+    }
+}
+
+fn to_string(v: &Val) -> String {
+    match v {
+        Val::Str(s) => s.clone(),
+        Val::Int(i) => i.to_string(),
+        Val::Float(f) => format_float(*f),
+        Val::Bool(b) => b.to_string(),
+        Val::Nil => "<no value>".into(),
+        Val::Time(ns) => crate::time::format_go(*ns),
+    }
+}
+
+/// Go's `%v` of a float64: shortest representation, exponent for big/small.
+fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    let a = f.abs();
+    if a != 0.0 && !(1e-4..1e21).contains(&a) {
+        let s = format!("{f:e}");
+        // Rust: 1e21 / 1.5e-5; Go: 1e+21 / 1.5e-05.
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = if let Some(d) = e.strip_prefix('-') { ('-', d) } else { ('+', e) };
+        return format!("{m}e{sign}{digits:0>2}");
+    }
+    format!("{f}")
+}
+
+fn as_f64(v: &Val) -> Result<f64, TemplateError> {
+    match v {
+        Val::Int(i) => Ok(*i as f64),
+        Val::Float(f) => Ok(*f),
+        Val::Str(s) => Ok(s.trim().parse().unwrap_or(0.0)),
+        Val::Bool(b) => Ok(f64::from(u8::from(*b))),
+        Val::Nil => Ok(0.0),
+        Val::Time(ns) => Ok(*ns as f64),
+    }
+}
+
+fn as_i64(v: &Val) -> Result<i64, TemplateError> {
+    match v {
+        Val::Int(i) => Ok(*i),
+        Val::Float(f) => Ok(*f as i64),
+        Val::Str(s) => Ok(s.trim().parse::<i64>().or_else(|_| s.trim().parse::<f64>().map(|f| f as i64)).unwrap_or(0)),
+        Val::Bool(b) => Ok(i64::from(*b)),
+        Val::Nil => Ok(0),
+        Val::Time(ns) => Ok(*ns),
+    }
+}
+
+fn s(v: &Val) -> String {
+    to_string(v)
+}
+
+fn want(f: &str, args: &[Val], n: usize) -> Result<(), TemplateError> {
+    if args.len() == n {
+        Ok(())
+    } else {
+        Err(err(format!("error calling {f}: wrong number of args for {f}: want {n} got {}", args.len())))
+    }
+}
+
+fn compare(a: &Val, b: &Val) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Val::Str(x), Val::Str(y)) => Some(x.cmp(y)),
+        (Val::Bool(x), Val::Bool(y)) => Some(x.cmp(y)),
+        _ => as_f64(a).ok()?.partial_cmp(&as_f64(b).ok()?),
+    }
+}
+
+fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateError> {
+    use std::cmp::Ordering;
+    let a = &args;
+    let ok = |v: Val| Ok(v);
+    match f {
+        "__line__" => ok(Val::Str(d.line.to_string())),
+        "__timestamp__" => ok(Val::Time(d.ts)),
+        "lower" => {
+            want(f, a, 1)?;
+            ok(Val::Str(s(&a[0]).to_lowercase()))
+        }
+        "upper" => {
+            want(f, a, 1)?;
+            ok(Val::Str(s(&a[0]).to_uppercase()))
+        }
+        "title" => {
+            want(f, a, 1)?;
+            let mut out = String::new();
+            let mut start = true;
+            for c in s(&a[0]).chars() {
+                if start && c.is_alphabetic() {
+                    out.extend(c.to_uppercase());
+                } else {
+                    out.push(c);
+                }
+                start = !c.is_alphanumeric();
+            }
+            ok(Val::Str(out))
+        }
+        "trim" | "trimSpace" => {
+            want(f, a, 1)?;
+            ok(Val::Str(s(&a[0]).trim().to_string()))
+        }
+        "trimAll" | "trimLeft" | "trimRight" => {
+            want(f, a, 2)?;
+            let cut: Vec<char> = s(&a[0]).chars().collect();
+            let v = s(&a[1]);
+            let r = match f {
+                "trimAll" => v.trim_matches(|c| cut.contains(&c)),
+                "trimLeft" => v.trim_start_matches(|c| cut.contains(&c)),
+                _ => v.trim_end_matches(|c| cut.contains(&c)),
+            };
+            ok(Val::Str(r.to_string()))
+        }
+        "trimPrefix" => {
+            want(f, a, 2)?;
+            let v = s(&a[1]);
+            ok(Val::Str(v.strip_prefix(s(&a[0]).as_str()).unwrap_or(&v).to_string()))
+        }
+        "trimSuffix" => {
+            want(f, a, 2)?;
+            let v = s(&a[1]);
+            ok(Val::Str(v.strip_suffix(s(&a[0]).as_str()).unwrap_or(&v).to_string()))
+        }
+        "replace" => {
+            want(f, a, 3)?;
+            ok(Val::Str(s(&a[2]).replace(&s(&a[0]), &s(&a[1]))))
+        }
+        "substr" => {
+            want(f, a, 3)?;
+            let chars: Vec<char> = s(&a[2]).chars().collect();
+            let start = as_i64(&a[0])?.max(0) as usize;
+            let end = as_i64(&a[1])?;
+            let end = if end < 0 || end as usize > chars.len() { chars.len() } else { end as usize };
+            ok(Val::Str(if start >= end { String::new() } else { chars[start..end].iter().collect() }))
+        }
+        "contains" => {
+            want(f, a, 2)?;
+            ok(Val::Bool(s(&a[1]).contains(&s(&a[0]))))
+        }
+        "hasPrefix" => {
+            want(f, a, 2)?;
+            ok(Val::Bool(s(&a[1]).starts_with(&s(&a[0]))))
+        }
+        "hasSuffix" => {
+            want(f, a, 2)?;
+            ok(Val::Bool(s(&a[1]).ends_with(&s(&a[0]))))
+        }
+        "indent" | "nindent" => {
+            want(f, a, 2)?;
+            let pad = " ".repeat(as_i64(&a[0])?.clamp(0, 1024) as usize);
+            let body = s(&a[1]).lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
+            ok(Val::Str(if f == "nindent" { format!("\n{body}") } else { body }))
+        }
+        "repeat" => {
+            want(f, a, 2)?;
+            ok(Val::Str(s(&a[1]).repeat(as_i64(&a[0])?.clamp(0, 4096) as usize)))
+        }
+        "default" => {
+            want(f, a, 2)?;
+            ok(if truthy(&a[1]) { a[1].clone() } else { a[0].clone() })
+        }
+        "regexReplaceAll" | "regexReplaceAllLiteral" => {
+            want(f, a, 3)?;
+            let re = regex::Regex::new(&s(&a[0])).map_err(|e| err(format!("error calling {f}: {e}")))?;
+            let src = s(&a[1]);
+            let repl = s(&a[2]);
+            ok(Val::Str(if f == "regexReplaceAll" {
+                re.replace_all(&src, repl.as_str()).into_owned()
+            } else {
+                re.replace_all(&src, regex::NoExpand(&repl)).into_owned()
+            }))
+        }
+        "count" => {
+            want(f, a, 2)?;
+            let re = regex::Regex::new(&s(&a[0])).map_err(|e| err(format!("error calling {f}: {e}")))?;
+            ok(Val::Int(re.find_iter(&s(&a[1])).count() as i64))
+        }
+        "urlencode" => {
+            want(f, a, 1)?;
+            ok(Val::Str(form_urlencoded::byte_serialize(s(&a[0]).as_bytes()).collect()))
+        }
+        "urldecode" => {
+            want(f, a, 1)?;
+            let v = s(&a[0]);
+            let decoded: String = form_urlencoded::parse(format!("x={v}").as_bytes()).map(|(_, v)| v.into_owned()).collect();
+            ok(Val::Str(decoded))
+        }
+        "b64enc" | "b64dec" => Err(err(format!("error calling {f}: not supported"))),
+        "len" => {
+            want(f, a, 1)?;
+            ok(Val::Int(s(&a[0]).len() as i64))
+        }
+        "eq" => {
+            if a.len() < 2 {
+                return Err(err("error calling eq: missing argument for comparison"));
+            }
+            ok(Val::Bool(a[1..].iter().any(|b| compare(&a[0], b) == Some(Ordering::Equal))))
+        }
+        "ne" | "lt" | "le" | "gt" | "ge" => {
+            want(f, a, 2)?;
+            let o = compare(&a[0], &a[1]);
+            ok(Val::Bool(match f {
+                "ne" => o != Some(Ordering::Equal),
+                "lt" => o == Some(Ordering::Less),
+                "le" => matches!(o, Some(Ordering::Less | Ordering::Equal)),
+                "gt" => o == Some(Ordering::Greater),
+                _ => matches!(o, Some(Ordering::Greater | Ordering::Equal)),
+            }))
+        }
+        "and" => ok(a.iter().find(|v| !truthy(v)).or(a.last()).cloned().unwrap_or(Val::Nil)),
+        "or" => ok(a.iter().find(|v| truthy(v)).or(a.last()).cloned().unwrap_or(Val::Nil)),
+        "not" => {
+            want(f, a, 1)?;
+            ok(Val::Bool(!truthy(&a[0])))
+        }
+        "int" => {
+            want(f, a, 1)?;
+            ok(Val::Int(as_i64(&a[0])?))
+        }
+        "float64" => {
+            want(f, a, 1)?;
+            ok(Val::Float(as_f64(&a[0])?))
+        }
+        "add" | "sub" | "mul" | "div" | "mod" | "max" | "min" => {
+            if a.len() < 2 && matches!(f, "add" | "mul" | "max" | "min") {
+                return ok(a.first().cloned().unwrap_or(Val::Int(0)));
+            }
+            want(f, a, if matches!(f, "sub" | "div" | "mod") { 2 } else { a.len() })?;
+            let mut acc = as_i64(&a[0])?;
+            for b in &a[1..] {
+                let b = as_i64(b)?;
+                acc = match f {
+                    "add" => acc.wrapping_add(b),
+                    "sub" => acc.wrapping_sub(b),
+                    "mul" => acc.wrapping_mul(b),
+                    "div" | "mod" if b == 0 => return Err(err(format!("error calling {f}: integer divide by zero"))),
+                    "div" => acc / b,
+                    "mod" => acc % b,
+                    "max" => acc.max(b),
+                    _ => acc.min(b),
+                };
+            }
+            ok(Val::Int(acc))
+        }
+        "addf" | "subf" | "mulf" | "divf" | "maxf" | "minf" => {
+            if a.is_empty() {
+                return ok(Val::Float(0.0));
+            }
+            let mut acc = as_f64(&a[0])?;
+            for b in &a[1..] {
+                let b = as_f64(b)?;
+                acc = match f {
+                    "addf" => acc + b,
+                    "subf" => acc - b,
+                    "mulf" => acc * b,
+                    "divf" => acc / b,
+                    "maxf" => acc.max(b),
+                    _ => acc.min(b),
+                };
+            }
+            ok(Val::Float(acc))
+        }
+        "ceil" | "floor" | "round" | "abs" => {
+            if a.is_empty() {
+                return Err(err(format!("error calling {f}: missing argument")));
+            }
+            let v = as_f64(&a[0])?;
+            ok(Val::Float(match f {
+                "ceil" => v.ceil(),
+                "floor" => v.floor(),
+                "abs" => v.abs(),
+                _ => {
+                    let places = a.get(1).map(as_i64).transpose()?.unwrap_or(0).clamp(0, 15) as i32;
+                    let m = 10f64.powi(places);
+                    (v * m).round() / m
+                }
+            }))
+        }
+        "unixEpoch" | "unixEpochMillis" | "unixEpochNanos" => {
+            want(f, a, 1)?;
+            let ns = as_i64(&a[0])?;
+            ok(Val::Int(match f {
+                "unixEpoch" => ns.div_euclid(1_000_000_000),
+                "unixEpochMillis" => ns.div_euclid(1_000_000),
+                _ => ns,
+            }))
+        }
+        "unixToTime" => {
+            want(f, a, 1)?;
+            let v = s(&a[0]);
+            let n: i64 = v.trim().parse().map_err(|_| err(format!("error calling unixToTime: invalid {v:?}")))?;
+            let ns = match v.trim().len() {
+                0..=10 => n.saturating_mul(1_000_000_000),
+                11..=13 => n.saturating_mul(1_000_000),
+                14..=16 => n.saturating_mul(1_000),
+                _ => n,
+            };
+            ok(Val::Time(ns))
+        }
+        "alignLeft" | "alignRight" => {
+            want(f, a, 2)?;
+            let n = as_i64(&a[0])?.clamp(0, 4096) as usize;
+            let v: Vec<char> = s(&a[1]).chars().collect();
+            let out: String = if v.len() >= n {
+                v[..n].iter().collect()
+            } else if f == "alignLeft" {
+                v.iter().collect::<String>() + &" ".repeat(n - v.len())
+            } else {
+                " ".repeat(n - v.len()) + &v.iter().collect::<String>()
+            };
+            ok(Val::Str(out))
+        }
+        "toString" => {
+            want(f, a, 1)?;
+            ok(Val::Str(s(&a[0])))
+        }
+        "print" => ok(Val::Str(a.iter().map(s).collect::<Vec<_>>().join(""))),
+        "println" => ok(Val::Str(a.iter().map(s).collect::<Vec<_>>().join(" ") + "\n")),
+        "printf" => {
+            if a.is_empty() {
+                return Err(err("error calling printf: missing format"));
+            }
+            ok(Val::Str(printf(&s(&a[0]), &a[1..])))
+        }
+        other => Err(err(format!("function {other:?} not defined"))),
+    }
+}
+
+/// Go's `fmt.Sprintf` for the verbs templates use: %s %v %d %f %e %g %q %x
+/// %X %c %t %%, with flags `-`, `0`, `+`, width and precision.
+fn printf(fmt: &str, args: &[Val]) -> String {
+    let mut out = String::new();
+    let mut it = fmt.chars().peekable();
+    let mut next_arg = args.iter();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let (mut left, mut zero, mut plus) = (false, false, false);
+        while let Some(&f) = it.peek() {
+            match f {
+                '-' => left = true,
+                '0' => zero = true,
+                '+' => plus = true,
+                ' ' | '#' => {}
+                _ => break,
+            }
+            it.next();
+        }
+        let mut width = String::new();
+        while let Some(&d) = it.peek().filter(|d| d.is_ascii_digit()) {
+            width.push(d);
+            it.next();
+        }
+        let mut prec: Option<usize> = None;
+        if it.peek() == Some(&'.') {
+            it.next();
+            let mut p = String::new();
+            while let Some(&d) = it.peek().filter(|d| d.is_ascii_digit()) {
+                p.push(d);
+                it.next();
+            }
+            prec = Some(p.parse().unwrap_or(0));
+        }
+        let Some(verb) = it.next() else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let Some(arg) = next_arg.next() else {
+            let _ = write!(out, "%!{verb}(MISSING)");
+            continue;
+        };
+        let body = match verb {
+            's' | 'v' => {
+                let v = s(arg);
+                match prec {
+                    Some(p) if verb == 's' => v.chars().take(p).collect(),
+                    _ => v,
+                }
+            }
+            'd' => {
+                let n = as_i64(arg).unwrap_or(0);
+                if plus && n >= 0 {
+                    format!("+{n}")
+                } else {
+                    n.to_string()
+                }
+            }
+            'f' | 'F' => format!("{:.*}", prec.unwrap_or(6), as_f64(arg).unwrap_or(0.0)),
+            'e' => format!("{:.*e}", prec.unwrap_or(6), as_f64(arg).unwrap_or(0.0)),
+            'g' => format_float(as_f64(arg).unwrap_or(0.0)),
+            'q' => crate::labels::go_quote(&s(arg)),
+            'x' | 'X' => {
+                let v = match arg {
+                    Val::Int(i) => format!("{i:x}"),
+                    other => s(other).bytes().map(|b| format!("{b:02x}")).collect(),
+                };
+                if verb == 'X' {
+                    v.to_uppercase()
+                } else {
+                    v
+                }
+            }
+            'c' => char::from_u32(as_i64(arg).unwrap_or(0) as u32).map(String::from).unwrap_or_default(),
+            't' => truthy(arg).to_string(),
+            other => format!("%!{other}({})", s(arg)),
+        };
+        let w: usize = width.parse().unwrap_or(0);
+        let len = body.chars().count();
+        if len >= w {
+            out.push_str(&body);
+        } else if left {
+            out.push_str(&body);
+            out.push_str(&" ".repeat(w - len));
+        } else if zero && !matches!(verb, 's' | 'q' | 'v') {
+            out.push_str(&"0".repeat(w - len));
+            out.push_str(&body);
+        } else {
+            out.push_str(&" ".repeat(w - len));
+            out.push_str(&body);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(t: &str, labels: &[(&str, &str)]) -> Result<String, TemplateError> {
+        let labels: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Template::parse(t)?.render(&TemplateData { labels: &labels, line: "the line", ts: 1_500_000_000 })
+    }
+
+    #[test]
+    fn fields_pipelines_and_functions() {
+        assert_eq!(render("L={{.level}}", &[("level", "error")]).unwrap(), "L=error");
+        assert_eq!(render("V={{.missing}}", &[]).unwrap(), "V=");
+        assert_eq!(render("{{.level | upper}}", &[("level", "error")]).unwrap(), "ERROR");
+        assert_eq!(render("{{ __line__ | trimPrefix \"the \" }}", &[]).unwrap(), "line");
+        assert_eq!(render(r#"{{ printf "\x1b[31m%s\x1b[0m" .msg }}"#, &[("msg", "hello")]).unwrap(), "\u{1b}[31mhello\u{1b}[0m");
+        assert_eq!(render(r#"{{ printf "%05.1f|%-4s|%3d" 3.14159 "ab" 7 }}"#, &[]).unwrap(), "003.1|ab  |  7");
+        assert_eq!(render("{{ default \"none\" .x }}", &[]).unwrap(), "none");
+        assert_eq!(render("{{ regexReplaceAll \"(a+)\" .v \"<$1>\" }}", &[("v", "baaad")]).unwrap(), "b<aaa>d");
+        assert_eq!(render("{{ add 1 2 | mul 3 }}", &[]).unwrap(), "9");
+        assert_eq!(render("{{ divf 1 4 }}", &[]).unwrap(), "0.25");
+    }
+
+    #[test]
+    fn control_flow_and_trim() {
+        let t = "{{ if eq .level \"error\" }}E{{ else if eq .level \"warn\" }}W{{ else }}-{{ end }}";
+        assert_eq!(render(t, &[("level", "error")]).unwrap(), "E");
+        assert_eq!(render(t, &[("level", "warn")]).unwrap(), "W");
+        assert_eq!(render(t, &[]).unwrap(), "-");
+        assert_eq!(render("a  {{- .x -}}  b", &[("x", "X")]).unwrap(), "aXb");
+        assert_eq!(render("{{/* note */}}ok", &[]).unwrap(), "ok");
+    }
+
+    #[test]
+    fn errors_are_gos() {
+        assert!(Template::parse("{{ nosuchfunc }}").unwrap_err().0.contains("function \"nosuchfunc\" not defined"));
+        assert!(Template::parse("{{").unwrap_err().0.contains("unclosed action"));
+        assert!(Template::parse("{{ if .x }}a").is_err());
+        assert!(render("{{ div 1 0 }}", &[]).is_err());
+        assert!(Template::parse("{{ range .x }}{{ end }}").is_err());
+    }
+}
