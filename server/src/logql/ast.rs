@@ -7,7 +7,7 @@ use std::fmt;
 use memchr::memmem;
 use regex::Regex;
 
-use super::parsers::{JsonExpressions, PatternParser, RegexpParser};
+use super::parsers::{JsonExpressions, LogfmtExpressions, PatternParser, RegexpParser};
 
 /// The pattern of a `|>` / `!>` line filter: literals in order with `<_>`
 /// (or any `<name>`) wildcards between them. A leading literal must start
@@ -254,7 +254,7 @@ pub struct Unwrap {
 pub enum Stage {
     LineFilter(LineFilter),
     Json(Option<JsonExpressions>),
-    Logfmt { strict: bool, keep_empty: bool, exprs: Vec<(String, String)> },
+    Logfmt { strict: bool, keep_empty: bool, exprs: Option<LogfmtExpressions> },
     Regexp(RegexpParser),
     Pattern(PatternParser),
     Unpack,

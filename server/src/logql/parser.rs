@@ -4,7 +4,7 @@
 use super::ast::*;
 use super::ip::IpMatcher;
 use super::lexer::{lex, Spanned, Tok};
-use super::parsers::{JsonExpressions, PatternParser, RegexpParser};
+use super::parsers::{JsonExpressions, LogfmtExpressions, PatternParser, RegexpParser};
 use super::template::Template;
 use crate::config::parse_duration;
 
@@ -300,7 +300,8 @@ impl Parser {
                         }
                         self.pos += 1;
                     }
-                    let exprs = self.extraction_list()?;
+                    let list = self.extraction_list()?;
+                    let exprs = if list.is_empty() { None } else { Some(LogfmtExpressions::new(&list).map_err(werr)?) };
                     stages.push(Stage::Logfmt { strict, keep_empty, exprs });
                 }
                 Some("regexp") if !self.is_label_filter_start() => {

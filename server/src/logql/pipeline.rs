@@ -113,18 +113,10 @@ fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, p: &mut Processed) -> bo
             true
         }
         Stage::Logfmt { strict, keep_empty, exprs } => {
-            let r = parsers::logfmt(&p.line, *strict, *keep_empty).map(|all| {
-                if exprs.is_empty() {
-                    all
-                } else {
-                    exprs
-                        .iter()
-                        .filter_map(|(label, key)| {
-                            all.iter().find(|(k, _)| k == key).map(|(_, v)| (label.clone(), v.clone()))
-                        })
-                        .collect()
-                }
-            });
+            let r = match exprs {
+                None => parsers::logfmt(&p.line, *strict, *keep_empty),
+                Some(e) => e.extract(&p.line, *strict),
+            };
             apply_parser(p, stream, r);
             true
         }
