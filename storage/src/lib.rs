@@ -1,15 +1,17 @@
-//! Storage formats of Balsa: how log entries are held and how they are laid
-//! out in bytes.
+//! Storage of Balsa: how log entries are held in memory, laid out in bytes,
+//! and kept in object storage.
 //!
 //! What this crate owns:
 //! - [`Entry`]: one log line with its timestamp and structured metadata.
 //! - [`HeadBlock`]: the in-memory, not yet flushed entries of one stream,
 //!   ordered by time, with Loki's duplicate rule.
-//! - [`envelope`]: the versioned, CRC32C-checksummed frame around every blob
-//!   Balsa writes to disk (state-machine snapshots today), so corruption is
-//!   detected rather than served.
+//! - [`chunk`]: the compressed, checksummed chunk format of flushed entries.
+//! - [`index`]: index segments, the catalogue of flushed chunks.
+//! - [`envelope`]: the versioned, CRC32C-checksummed frame around snapshots
+//!   and index segments, so corruption is detected rather than served.
+//! - [`object_store`]: the object-store trait and its filesystem backend.
 //!
-//! It does no I/O and knows nothing of Raft, HTTP or tenants.
+//! It knows nothing of Raft, HTTP or tenants' limits.
 //!
 //! ```
 //! use balsa_storage::{Entry, HeadBlock, Direction};
@@ -22,9 +24,12 @@
 //! assert_eq!(lines, ["a", "b"]);
 //! ```
 
+pub mod chunk;
 mod entry;
 pub mod envelope;
 mod head;
+pub mod index;
+pub mod object_store;
 
 pub use entry::{Entry, MetadataPair};
 pub use head::{Direction, HeadBlock};

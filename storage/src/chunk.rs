@@ -1,0 +1,390 @@
+//! The chunk format: a stream's entries for a time range, compressed in
+//! blocks, each block checksummed, with a footer index for skipping blocks
+//! outside a query's time range. Encoding is deterministic: the same entries
+//! and codec always give the same bytes, so every replica (and a new leader
+//! repeating an upload) produces the same object.
+//!
+//! PERFORMANCE-CRITICAL PATH: queries of flushed data decode blocks here.
+//!
+//! # Byte layout, version 1
+//! ```text
+//! header   "BCHK" | version u8 = 1 | codec u8
+//! blocks   block 0 | block 1 | ...          (each compressed with the codec)
+//! footer   varint block count, then per block:
+//!            varint offset | varint compressed len | varint raw len
+//!            varint entries | zigzag-varint min ts | zigzag-varint max ts
+//!            u32 LE CRC32C of the compressed bytes
+//! trailer  u64 LE footer offset | u32 LE CRC32C of the footer | "BCHK"
+//! ```
+//! A block's raw bytes are its entries in timestamp order:
+//! `zigzag-varint (ts - previous ts)`, `varint len` + line,
+//! `varint pairs` + (`varint len` + name, `varint len` + value) per pair.
+//! The first entry of a block is a delta from 0.
+
+use crate::Entry;
+
+const MAGIC: &[u8; 4] = b"BCHK";
+/// Version of the layout written by [`encode`].
+pub const CHUNK_VERSION: u8 = 1;
+/// Uncompressed bytes at which a block is closed.
+pub const BLOCK_TARGET: usize = 256 << 10;
+const HEADER: usize = 6;
+const TRAILER: usize = 16;
+
+/// Compression of a chunk's blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Codec {
+    None,
+    #[default]
+    Zstd,
+    Lz4,
+    Snappy,
+}
+
+impl Codec {
+    fn id(self) -> u8 {
+        match self {
+            Codec::None => 0,
+            Codec::Zstd => 1,
+            Codec::Lz4 => 2,
+            Codec::Snappy => 3,
+        }
+    }
+
+    fn from_id(id: u8) -> Option<Self> {
+        Some(match id {
+            0 => Codec::None,
+            1 => Codec::Zstd,
+            2 => Codec::Lz4,
+            3 => Codec::Snappy,
+            _ => return None,
+        })
+    }
+
+    /// Parses a configuration value: `none`, `zstd`, `lz4`, `snappy`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "none" => Codec::None,
+            "zstd" => Codec::Zstd,
+            "lz4" => Codec::Lz4,
+            "snappy" => Codec::Snappy,
+            _ => return None,
+        })
+    }
+
+    fn compress(self, raw: &[u8]) -> Vec<u8> {
+        match self {
+            Codec::None => raw.to_vec(),
+            // Level 3, single-threaded: deterministic output.
+            Codec::Zstd => zstd::bulk::compress(raw, 3).unwrap_or_else(|_| raw.to_vec()),
+            Codec::Lz4 => lz4_flex::compress(raw),
+            Codec::Snappy => snap::raw::Encoder::new().compress_vec(raw).unwrap_or_else(|_| raw.to_vec()),
+        }
+    }
+
+    fn decompress(self, data: &[u8], raw_len: usize) -> Result<Vec<u8>, ChunkError> {
+        let bad = |e: String| ChunkError::Corrupt(format!("cannot decompress block: {e}"));
+        match self {
+            Codec::None => Ok(data.to_vec()),
+            Codec::Zstd => zstd::bulk::decompress(data, raw_len).map_err(|e| bad(e.to_string())),
+            Codec::Lz4 => lz4_flex::decompress(data, raw_len).map_err(|e| bad(e.to_string())),
+            Codec::Snappy => snap::raw::Decoder::new().decompress_vec(data).map_err(|e| bad(e.to_string())),
+        }
+    }
+}
+
+/// Why chunk bytes could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChunkError {
+    #[error("corrupt chunk: {0}")]
+    Corrupt(String),
+    #[error("unsupported chunk version {0}")]
+    Version(u8),
+}
+
+fn corrupt(what: &str) -> ChunkError {
+    ChunkError::Corrupt(what.to_string())
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn varint(&mut self) -> Result<u64, ChunkError> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.b.get(self.pos).ok_or_else(|| corrupt("truncated varint"))?;
+            self.pos += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(corrupt("varint too long"))
+    }
+
+    fn bytes(&mut self) -> Result<&[u8], ChunkError> {
+        let n = usize::try_from(self.varint()?).map_err(|_| corrupt("length overflow"))?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| corrupt("truncated field"))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn string(&mut self) -> Result<String, ChunkError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| corrupt("invalid UTF-8"))
+    }
+
+    fn u32_le(&mut self) -> Result<u32, ChunkError> {
+        let s = self.b.get(self.pos..self.pos + 4).ok_or_else(|| corrupt("truncated u32"))?;
+        self.pos += 4;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+}
+
+/// Where a block is and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockMeta {
+    pub offset: usize,
+    pub len: usize,
+    pub raw_len: usize,
+    pub entries: usize,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    crc: u32,
+}
+
+/// Encodes entries (sorted by timestamp) as a chunk.
+pub fn encode(entries: &[Entry], codec: Codec) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.push(CHUNK_VERSION);
+    out.push(codec.id());
+    let mut metas = Vec::new();
+    let mut raw = Vec::new();
+    let (mut prev, mut count, mut min_ts, mut max_ts) = (0i64, 0usize, i64::MAX, i64::MIN);
+    let mut flush = |raw: &mut Vec<u8>, count: &mut usize, min_ts: &mut i64, max_ts: &mut i64, out: &mut Vec<u8>| {
+        if *count == 0 {
+            return;
+        }
+        let data = codec.compress(raw);
+        metas.push(BlockMeta {
+            offset: out.len(),
+            len: data.len(),
+            raw_len: raw.len(),
+            entries: *count,
+            min_ts: *min_ts,
+            max_ts: *max_ts,
+            crc: crc32c::crc32c(&data),
+        });
+        out.extend_from_slice(&data);
+        raw.clear();
+        *count = 0;
+        *min_ts = i64::MAX;
+        *max_ts = i64::MIN;
+    };
+    for e in entries {
+        if count == 0 {
+            prev = 0;
+        }
+        put_varint(&mut raw, zigzag(e.ts.wrapping_sub(prev)));
+        prev = e.ts;
+        put_varint(&mut raw, e.line.len() as u64);
+        raw.extend_from_slice(e.line.as_bytes());
+        put_varint(&mut raw, e.metadata.len() as u64);
+        for (k, v) in &e.metadata {
+            put_varint(&mut raw, k.len() as u64);
+            raw.extend_from_slice(k.as_bytes());
+            put_varint(&mut raw, v.len() as u64);
+            raw.extend_from_slice(v.as_bytes());
+        }
+        count += 1;
+        min_ts = min_ts.min(e.ts);
+        max_ts = max_ts.max(e.ts);
+        if raw.len() >= BLOCK_TARGET {
+            flush(&mut raw, &mut count, &mut min_ts, &mut max_ts, &mut out);
+        }
+    }
+    flush(&mut raw, &mut count, &mut min_ts, &mut max_ts, &mut out);
+    let footer_at = out.len();
+    let mut footer = Vec::new();
+    put_varint(&mut footer, metas.len() as u64);
+    for m in &metas {
+        put_varint(&mut footer, m.offset as u64);
+        put_varint(&mut footer, m.len as u64);
+        put_varint(&mut footer, m.raw_len as u64);
+        put_varint(&mut footer, m.entries as u64);
+        put_varint(&mut footer, zigzag(m.min_ts));
+        put_varint(&mut footer, zigzag(m.max_ts));
+        footer.extend_from_slice(&m.crc.to_le_bytes());
+    }
+    out.extend_from_slice(&footer);
+    out.extend_from_slice(&(footer_at as u64).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&footer).to_le_bytes());
+    out.extend_from_slice(MAGIC);
+    out
+}
+
+/// A chunk whose header and footer have been checked; blocks are decoded
+/// (and their checksums verified) on demand.
+#[derive(Debug)]
+pub struct Chunk<'a> {
+    bytes: &'a [u8],
+    codec: Codec,
+    pub blocks: Vec<BlockMeta>,
+}
+
+impl<'a> Chunk<'a> {
+    /// Checks magic, version, trailer and footer checksum.
+    pub fn open(bytes: &'a [u8]) -> Result<Self, ChunkError> {
+        if bytes.len() < HEADER + TRAILER {
+            return Err(corrupt("too short"));
+        }
+        if &bytes[..4] != MAGIC || &bytes[bytes.len() - 4..] != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        if bytes[4] != CHUNK_VERSION {
+            return Err(ChunkError::Version(bytes[4]));
+        }
+        let codec = Codec::from_id(bytes[5]).ok_or_else(|| corrupt("unknown codec"))?;
+        let t = bytes.len() - TRAILER;
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&bytes[t..t + 8]);
+        let footer_at = usize::try_from(u64::from_le_bytes(off)).map_err(|_| corrupt("footer offset"))?;
+        if footer_at < HEADER || footer_at > t {
+            return Err(corrupt("footer offset out of range"));
+        }
+        let footer = &bytes[footer_at..t];
+        let mut crc = [0u8; 4];
+        crc.copy_from_slice(&bytes[t + 8..t + 12]);
+        if crc32c::crc32c(footer) != u32::from_le_bytes(crc) {
+            return Err(corrupt("footer checksum mismatch"));
+        }
+        let mut r = Reader { b: footer, pos: 0 };
+        let n = r.varint()?;
+        let mut blocks = Vec::new();
+        for _ in 0..n {
+            let to_usize = |v: u64| usize::try_from(v).map_err(|_| corrupt("block field overflow"));
+            let m = BlockMeta {
+                offset: to_usize(r.varint()?)?,
+                len: to_usize(r.varint()?)?,
+                raw_len: to_usize(r.varint()?)?,
+                entries: to_usize(r.varint()?)?,
+                min_ts: unzigzag(r.varint()?),
+                max_ts: unzigzag(r.varint()?),
+                crc: r.u32_le()?,
+            };
+            if m.offset < HEADER || m.offset.checked_add(m.len).is_none_or(|e| e > footer_at) {
+                return Err(corrupt("block out of range"));
+            }
+            blocks.push(m);
+        }
+        Ok(Self { bytes, codec, blocks })
+    }
+
+    /// Entries with `from <= ts < through`, ascending; only blocks that
+    /// overlap the range are decompressed, each checked against its CRC.
+    pub fn entries(&self, from: i64, through: i64) -> Result<Vec<Entry>, ChunkError> {
+        let mut out = Vec::new();
+        for m in self.blocks.iter().filter(|m| m.max_ts >= from && m.min_ts < through) {
+            let data = &self.bytes[m.offset..m.offset + m.len];
+            if crc32c::crc32c(data) != m.crc {
+                return Err(corrupt("block checksum mismatch"));
+            }
+            let raw = self.codec.decompress(data, m.raw_len)?;
+            if raw.len() != m.raw_len {
+                return Err(corrupt("block length mismatch"));
+            }
+            let mut r = Reader { b: &raw, pos: 0 };
+            let mut prev = 0i64;
+            for _ in 0..m.entries {
+                let ts = prev.wrapping_add(unzigzag(r.varint()?));
+                prev = ts;
+                let line = r.string()?;
+                let pairs = r.varint()?;
+                let mut metadata = Vec::new();
+                for _ in 0..pairs {
+                    metadata.push((r.string()?, r.string()?));
+                }
+                if ts >= from && ts < through {
+                    out.push(Entry { ts, line, metadata });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entries() -> impl Strategy<Value = Vec<Entry>> {
+        proptest::collection::vec(
+            (any::<i32>(), ".{0,300}", proptest::collection::vec(("[a-z]{1,5}", ".{0,10}"), 0..3)),
+            0..300,
+        )
+        .prop_map(|v| {
+            let mut e: Vec<Entry> = v.into_iter().map(|(t, line, metadata)| Entry { ts: i64::from(t) * 1000, line, metadata }).collect();
+            e.sort_by_key(|e| e.ts);
+            e
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_with_every_codec(e in entries(), codec in prop_oneof![Just(Codec::None), Just(Codec::Zstd), Just(Codec::Lz4), Just(Codec::Snappy)]) {
+            let bytes = encode(&e, codec);
+            prop_assert_eq!(&bytes, &encode(&e, codec), "deterministic");
+            let c = Chunk::open(&bytes).unwrap();
+            prop_assert_eq!(c.entries(i64::MIN, i64::MAX).unwrap(), e.clone());
+            if let (Some(first), Some(last)) = (e.first(), e.last()) {
+                let mid = first.ts + (last.ts - first.ts) / 2;
+                let want: Vec<Entry> = e.iter().filter(|x| x.ts >= mid && x.ts < last.ts).cloned().collect();
+                prop_assert_eq!(c.entries(mid, last.ts).unwrap(), want);
+            }
+        }
+
+        /// Any flipped bit or truncation is an error, never wrong entries or a panic.
+        #[test]
+        fn corruption_is_detected(e in entries().prop_filter("non-empty", |e| !e.is_empty()), pos in any::<prop::sample::Index>(), bit in 0u8..8, cut in any::<prop::sample::Index>()) {
+            let bytes = encode(&e, Codec::Zstd);
+            let mut flipped = bytes.clone();
+            let i = pos.index(flipped.len());
+            flipped[i] ^= 1 << bit;
+            let r = Chunk::open(&flipped).and_then(|c| c.entries(i64::MIN, i64::MAX));
+            prop_assert!(r.is_err() || r.as_ref().ok() == Some(&e), "a flip changed the data silently");
+            let c = cut.index(bytes.len());
+            prop_assert!(Chunk::open(&bytes[..c]).and_then(|c| c.entries(i64::MIN, i64::MAX)).is_err());
+        }
+    }
+
+    #[test]
+    fn large_chunks_have_several_blocks() {
+        let e: Vec<Entry> = (0..20_000).map(|i| Entry::new(i, format!("line {i} {}", "x".repeat(40)))).collect();
+        let bytes = encode(&e, Codec::Zstd);
+        let c = Chunk::open(&bytes).unwrap();
+        assert!(c.blocks.len() > 2);
+        assert!(bytes.len() < 1_000_000 / 5, "compressed: {}", bytes.len());
+        assert_eq!(c.entries(19_990, 20_000).unwrap().len(), 10);
+    }
+}
