@@ -7,7 +7,8 @@
 //! server: { http_listen_address: 0.0.0.0, http_listen_port: 3100, grpc_listen_port: 9095 }
 //! common: { path_prefix: ./data }
 //! ring: { partitions: 8 }
-//! ingester: { max_chunk_age: 2h }
+//! ingester: { max_chunk_age: 2h, chunk_idle_period: 30m, chunk_encoding: zstd }
+//! storage: { backend: filesystem, filesystem: { directory: ./data/objects } }
 //! distributor: { max_recv_msg_size: 100MB }
 //! limits_config: { max_line_size: 256KB, reject_old_samples_max_age: 168h }
 //! ```
@@ -18,6 +19,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
+
+use balsa_storage::chunk::Codec;
 
 use crate::limits::Limits;
 
@@ -87,6 +90,20 @@ pub struct Config {
     /// Entries older than the stream's newest minus half this are rejected
     /// (`too_far_behind`); Loki's default is 2h, so the window is 1h.
     pub max_chunk_age: Duration,
+    /// A head idle this long (no append) is cut (`ingester.chunk_idle_period`, 30m).
+    pub chunk_idle_period: Duration,
+    /// A head holding this many bytes of lines is cut
+    /// (`ingester.chunk_target_raw_size`, 8MB: about Loki's 1.5MB compressed).
+    pub chunk_target_raw_size: u64,
+    /// Codec of flushed chunks (`ingester.chunk_encoding`, zstd).
+    pub chunk_encoding: Codec,
+    /// How often the leader looks for chunks to cut and flush
+    /// (`ingester.flush_check_period`, 30s).
+    pub flush_check_period: Duration,
+    /// Where flushed chunks and index segments live.
+    pub storage: StorageConfig,
+    /// Bytes of chunks the querier keeps in memory (`querier.chunk_cache_size`, 256MB).
+    pub chunk_cache_bytes: usize,
     /// A partition snapshots its state after this many log entries, and the
     /// log below the snapshot is purged (`raft.snapshot_logs_since_last`).
     pub snapshot_logs_since_last: u64,
@@ -103,6 +120,8 @@ struct RawConfig {
     ring: RawRing,
     distributor: RawDistributor,
     ingester: RawIngester,
+    querier: RawQuerier,
+    storage: RawStorage,
     raft: RawRaft,
     limits_config: Option<Limits>,
 }
@@ -146,6 +165,36 @@ struct RawDistributor {
 #[serde(default, deny_unknown_fields)]
 struct RawIngester {
     max_chunk_age: Option<Dur>,
+    chunk_idle_period: Option<Dur>,
+    chunk_target_raw_size: Option<ByteSize>,
+    chunk_encoding: Option<String>,
+    flush_check_period: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawQuerier {
+    chunk_cache_size: Option<ByteSize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawStorage {
+    backend: Option<String>,
+    filesystem: RawFilesystem,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawFilesystem {
+    directory: Option<PathBuf>,
+}
+
+/// The object store.
+#[derive(Clone, Debug)]
+pub enum StorageConfig {
+    /// Files under a directory (default `<data dir>/objects`).
+    Filesystem { directory: PathBuf },
 }
 
 /// Rewrites Loki-style `-name.x=v` flags to `--name.x=v`.
@@ -226,6 +275,38 @@ impl Config {
         if max_chunk_age.is_zero() {
             return Err(ConfigError::Invalid { key: "ingester.max_chunk_age", problem: "must be positive".into() });
         }
+        let positive = |key: &'static str, d: Duration| {
+            if d.is_zero() {
+                Err(ConfigError::Invalid { key, problem: "must be positive".into() })
+            } else {
+                Ok(d)
+            }
+        };
+        let chunk_idle_period =
+            positive("ingester.chunk_idle_period", raw.ingester.chunk_idle_period.map_or(Duration::from_secs(1800), |d| d.0))?;
+        let flush_check_period =
+            positive("ingester.flush_check_period", raw.ingester.flush_check_period.map_or(Duration::from_secs(30), |d| d.0))?;
+        let chunk_target_raw_size = raw.ingester.chunk_target_raw_size.map_or(8 << 20, |b| b.0);
+        let chunk_encoding = match raw.ingester.chunk_encoding.as_deref() {
+            None => Codec::Zstd,
+            Some(s) => Codec::parse(s).ok_or_else(|| ConfigError::Invalid {
+                key: "ingester.chunk_encoding",
+                problem: format!("unknown codec '{s}'; use zstd, lz4, snappy or none"),
+            })?,
+        };
+        let data_dir = flags.data_dir.clone().or(raw.common.path_prefix.clone()).unwrap_or_else(|| PathBuf::from("./data"));
+        let storage = match raw.storage.backend.as_deref().unwrap_or("filesystem") {
+            "filesystem" => StorageConfig::Filesystem {
+                directory: raw.storage.filesystem.directory.clone().unwrap_or_else(|| data_dir.join("objects")),
+            },
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "storage.backend",
+                    problem: format!("unknown backend '{other}'; use filesystem"),
+                })
+            }
+        };
+        let chunk_cache_bytes = raw.querier.chunk_cache_size.map_or(256 << 20, |b| b.0);
         let snapshot_logs_since_last = raw.raft.snapshot_logs_since_last.unwrap_or(2000);
         if snapshot_logs_since_last == 0 {
             return Err(ConfigError::Invalid { key: "raft.snapshot_logs_since_last", problem: "must be at least 1".into() });
@@ -237,12 +318,18 @@ impl Config {
             auth_enabled: flags.auth_enabled.or(raw.auth_enabled).unwrap_or(false),
             http_addr,
             grpc_addr,
-            data_dir: flags.data_dir.clone().or(raw.common.path_prefix).unwrap_or_else(|| PathBuf::from("./data")),
+            data_dir,
             partitions,
             node_id,
             max_recv_msg_size: usize::try_from(max_recv_msg_size).unwrap_or(usize::MAX),
             max_decompressed_size: usize::try_from(max_decompressed_size).unwrap_or(usize::MAX),
             max_chunk_age,
+            chunk_idle_period,
+            chunk_target_raw_size,
+            chunk_encoding,
+            flush_check_period,
+            storage,
+            chunk_cache_bytes: usize::try_from(chunk_cache_bytes).unwrap_or(usize::MAX),
             snapshot_logs_since_last,
             limits,
         })

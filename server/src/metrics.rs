@@ -17,6 +17,11 @@ pub struct Metrics {
     pub duplicate_lines: IntCounterVec,
     pub request_duration: HistogramVec,
     pub push_retries: IntCounter,
+    pub chunks_flushed: IntCounter,
+    pub chunk_bytes_flushed: IntCounter,
+    pub flush_failures: IntCounter,
+    pub corrupt_objects: IntCounter,
+    flush_queue: IntGaugeVec,
     raft_term: IntGaugeVec,
     raft_leader: IntGaugeVec,
     raft_last_log_index: IntGaugeVec,
@@ -64,6 +69,17 @@ impl Metrics {
                 IntCounter::new("balsa_distributor_push_retries_total", "Proposals retried after a leader change.")
                     .expect("valid metric"),
             ),
+            chunks_flushed: reg(&r, IntCounter::new("balsa_ingester_chunks_flushed_total", "Chunks uploaded to object storage.").expect("valid metric")),
+            chunk_bytes_flushed: reg(
+                &r,
+                IntCounter::new("balsa_ingester_chunk_bytes_flushed_total", "Compressed bytes of chunks uploaded.").expect("valid metric"),
+            ),
+            flush_failures: reg(&r, IntCounter::new("balsa_ingester_flush_failures_total", "Flush rounds that failed (retried).").expect("valid metric")),
+            corrupt_objects: reg(
+                &r,
+                IntCounter::new("balsa_corrupt_objects_total", "Chunks or index segments that failed their checksum.").expect("valid metric"),
+            ),
+            flush_queue: gauge("balsa_ingester_flush_queue_length", "Closed chunks waiting for a flush.", &["partition"]),
             raft_term: gauge("balsa_raft_term", "Current Raft term, per partition.", &["partition"]),
             raft_leader: gauge("balsa_raft_leader_id", "Node id of the partition's leader (0: none).", &["partition"]),
             raft_last_log_index: gauge("balsa_raft_last_log_index", "Last index in the partition's log.", &["partition"]),
@@ -96,6 +112,9 @@ impl Metrics {
                 self.memory_streams.with_label_values(&l).set(streams as i64);
                 self.memory_entries.with_label_values(&l).set(entries as i64);
                 self.memory_bytes.with_label_values(&l).set(bytes as i64);
+            }
+            for (p, n) in ing.flush_queue().into_iter().enumerate() {
+                self.flush_queue.with_label_values(&[p.to_string().as_str()]).set(n as i64);
             }
             let s = ing.log_db().stats();
             use std::sync::atomic::Ordering::Relaxed;

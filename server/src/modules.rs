@@ -13,7 +13,11 @@ use crate::api::{self, Api};
 use crate::config::{Config, Target};
 use crate::distributor::Distributor;
 use crate::grpc::PushService;
+use crate::config::StorageConfig;
+use crate::ingester::flush::{FlushConfig, Flusher};
 use crate::ingester::{Ingester, IngesterConfig, IngesterError};
+use crate::querier::store::StoreReader;
+use balsa_storage::object_store::{FilesystemStore, ObjectStore};
 use crate::metrics::Metrics;
 use crate::querier::Querier;
 use crate::ring::Ring;
@@ -54,14 +58,33 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         })
         .await?,
     );
+    let store: Arc<dyn ObjectStore> = match &cfg.storage {
+        StorageConfig::Filesystem { directory } => Arc::new(FilesystemStore::new(directory.clone())),
+    };
+    tracing::info!(store = %store.describe(), "object store");
     let distributor = Arc::new(Distributor::new(
         Ring::new(cfg.partitions),
         ingester.clone(),
         cfg.limits.clone(),
         cfg.max_chunk_age,
+        cfg.chunk_target_raw_size,
         metrics.clone(),
     ));
-    let querier = Arc::new(Querier::new(ingester.clone()));
+    let querier = Arc::new(Querier::new(
+        ingester.clone(),
+        StoreReader::new(store.clone(), cfg.chunk_cache_bytes, metrics.clone()),
+    ));
+    let flusher = Arc::new(Flusher::new(
+        ingester.clone(),
+        store,
+        FlushConfig {
+            max_chunk_age: cfg.max_chunk_age,
+            chunk_idle_period: cfg.chunk_idle_period,
+            codec: cfg.chunk_encoding,
+            period: cfg.flush_check_period,
+        },
+        metrics.clone(),
+    ));
     let api = Arc::new(Api {
         auth_enabled: cfg.auth_enabled,
         max_recv_msg_size: cfg.max_recv_msg_size,
@@ -72,6 +95,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         querier,
         ingester: ingester.clone(),
         metrics,
+        flusher: flusher.clone(),
     });
 
     let http = TcpListener::bind(cfg.http_addr)
@@ -86,6 +110,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flush_loop = tokio::spawn(flusher.clone().run(stop_rx.clone()));
     let http_stop = {
         let mut rx = stop_rx.clone();
         async move {
@@ -109,6 +134,13 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         let _ = stop_tx.send(true);
     };
     let (http_res, grpc_res, ()) = tokio::join!(http_server, grpc_server, signal);
+    let _ = flush_loop.await;
+    // Graceful shutdown hands everything over to object storage.
+    match tokio::time::timeout(Duration::from_secs(60), flusher.flush(true)).await {
+        Ok(Ok(())) => tracing::info!("flushed everything before exit"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "final flush failed; the Raft log still has the data"),
+        Err(_) => tracing::warn!("final flush timed out; the Raft log still has the data"),
+    }
     ingester.shutdown(Duration::from_secs(5)).await;
     http_res.map_err(RunError::Http)?;
     grpc_res.map_err(RunError::Grpc)?;

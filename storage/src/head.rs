@@ -42,6 +42,13 @@ impl HeadBlock {
         true
     }
 
+    /// Takes every entry out, oldest first, leaving the block empty.
+    pub fn take_all(&mut self) -> Vec<Entry> {
+        self.len = 0;
+        self.bytes = 0;
+        std::mem::take(&mut self.by_ts).into_values().flatten().collect()
+    }
+
     /// Timestamp of the newest entry.
     pub fn newest_ts(&self) -> Option<i64> {
         self.by_ts.keys().next_back().copied()

@@ -17,7 +17,7 @@ pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum ObjectError {
     #[error("object {0} not found")]
     NotFound(String),
-    #[error("invalid object key {0:?}: keys are '/'-separated names of [A-Za-z0-9._-]")]
+    #[error("invalid object key {0:?}: keys are '/'-separated names of [A-Za-z0-9!-_.*'()]")]
     InvalidKey(String),
     #[error("object store error on {key}: {message}")]
     Backend { key: String, message: String },
@@ -37,7 +37,8 @@ pub trait ObjectStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// Checks a key: non-empty `/`-separated segments of `[A-Za-z0-9._-]`,
+/// Checks a key: non-empty `/`-separated segments of S3's safe characters
+/// (`A-Za-z0-9` and `!-_.*'()`, which is also the tenant-id alphabet),
 /// none of them `.` or `..`.
 pub fn validate_key(key: &str) -> Result<(), ObjectError> {
     let ok = !key.is_empty()
@@ -45,7 +46,7 @@ pub fn validate_key(key: &str) -> Result<(), ObjectError> {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+                && seg.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'!' | b'*' | b'\'' | b'(' | b')'))
         });
     if ok {
         Ok(())

@@ -66,7 +66,12 @@ impl From<DecodeError> for ApiError {
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        let status = match e {
+            QueryError::Eval(_) => StatusCode::BAD_REQUEST,
+            QueryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QueryError::Ingester(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 

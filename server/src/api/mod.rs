@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::distributor::Distributor;
+use crate::ingester::flush::Flusher;
 use crate::ingester::Ingester;
 use crate::metrics::Metrics;
 use crate::querier::Querier;
@@ -37,6 +38,7 @@ pub struct Api {
     pub querier: Arc<Querier>,
     pub ingester: Arc<Ingester>,
     pub metrics: Arc<Metrics>,
+    pub flusher: Arc<Flusher>,
 }
 
 type AppState = Arc<Api>;
@@ -62,6 +64,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/loki/api/v1/series", get(query::series).post(query::series))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .route("/ready", get(ready))
+        .route("/flush", post(flush))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
         .with_state(api)
@@ -96,6 +99,14 @@ async fn ready(State(api): State<AppState>) -> Response {
             format!("Ingester not ready: partitions without a leader yet: {waiting:?}\n"),
         )
         .into_response()
+    }
+}
+
+/// `POST /flush`: cuts every head and flushes it, and ships the index, now.
+async fn flush(State(api): State<AppState>) -> Response {
+    match api.flusher.flush(true).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("flush failed: {e}\n")).into_response(),
     }
 }
 

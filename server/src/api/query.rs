@@ -13,7 +13,7 @@ use super::{ApiError, AppState};
 use crate::labels::LabelSet;
 use crate::logql::eval::{Steps, Value as Metric};
 use crate::logql::{self, parse_selector, Expr};
-use crate::querier::{LogRequest, QueryError, ScanStats, StreamResult};
+use crate::querier::{LogRequest, ScanStats, StreamResult};
 use crate::time::now_ns;
 
 const INSTANT_LOG_QUERY: &str =
@@ -54,7 +54,7 @@ pub async fn query_range(
             let step = p.step(start, end)?;
             let steps = Steps { start, end, step };
             let started = std::time::Instant::now();
-            let value = api.querier.eval_metric(&tenant, &metric, steps, api.max_query_series).await.map_err(query_error)?;
+            let value = api.querier.eval_metric(&tenant, &metric, steps, api.max_query_series).await?;
             let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
             return Ok(axum::Json(metric_response(value, steps, false, stats)).into_response());
         }
@@ -71,13 +71,6 @@ pub async fn query_range(
     Ok(axum::Json(streams_response(streams, stats, wants_categorized_labels(&headers))).into_response())
 }
 
-/// Evaluation errors are the client's (400); the rest are ours (503).
-fn query_error(e: QueryError) -> ApiError {
-    match e {
-        QueryError::Eval(e) => ApiError::bad_request(e.to_string()),
-        e => e.into(),
-    }
-}
 
 /// Prometheus' number format: shortest decimal, `NaN`, `+Inf`, `-Inf`.
 fn format_value(v: f64) -> String {
@@ -159,7 +152,7 @@ pub async fn instant_query(
     let t = p.time(now_ns())?;
     let steps = Steps::instant(t);
     let started = std::time::Instant::now();
-    let value = api.querier.eval_metric(&tenant, &expr, steps, api.max_query_series).await.map_err(query_error)?;
+    let value = api.querier.eval_metric(&tenant, &expr, steps, api.max_query_series).await?;
     let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
     Ok(axum::Json(metric_response(value, steps, true, stats)).into_response())
 }

@@ -57,6 +57,7 @@ pub struct Distributor {
     ingester: Arc<Ingester>,
     limits: Limits,
     too_far_behind_window: i64,
+    chunk_target_raw_size: u64,
     metrics: Arc<Metrics>,
     client_id: u64,
     next_seq: AtomicU64,
@@ -68,6 +69,7 @@ impl Distributor {
         ingester: Arc<Ingester>,
         limits: Limits,
         max_chunk_age: Duration,
+        chunk_target_raw_size: u64,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -75,6 +77,7 @@ impl Distributor {
             ingester,
             limits,
             too_far_behind_window: (max_chunk_age / 2).as_nanos() as i64,
+            chunk_target_raw_size,
             metrics,
             client_id: rand::random(),
             next_seq: AtomicU64::new(1),
@@ -119,7 +122,13 @@ impl Distributor {
         }
         let request_id = RequestId { client: self.client_id, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
         let proposals = by_partition.into_iter().map(|(p, streams)| {
-            let batch = PushBatch { request_id, now: 0, too_far_behind_window: self.too_far_behind_window, streams };
+            let batch = PushBatch {
+                request_id,
+                now: 0,
+                too_far_behind_window: self.too_far_behind_window,
+                chunk_target_raw_size: self.chunk_target_raw_size,
+                streams,
+            };
             self.propose(p, batch)
         });
         let outcomes = futures::future::join_all(proposals).await;

@@ -3,6 +3,7 @@
 //!
 //! Record layout: one version byte ([`COMMAND_VERSION`]) then bincode.
 
+use balsa_storage::index::ChunkRef;
 use balsa_storage::Entry;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -30,6 +31,30 @@ pub struct RequestId {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
     Push(PushBatch),
+    /// The leader's clock, for cuts by age and idleness.
+    Tick(Tick),
+    /// Closed chunks are durable in object storage: drop them from memory
+    /// and remember their refs until an index segment lists them.
+    ChunksFlushed(Vec<FlushedChunk>),
+    /// Index segments now list every pending ref up to this sequence number.
+    IndexShipped { through_seq: u64 },
+}
+
+/// Cut heads that are too old or idle (or all, with `force`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Tick {
+    pub now: i64,
+    pub max_chunk_age: i64,
+    pub chunk_idle_period: i64,
+    pub force: bool,
+}
+
+/// A closed chunk of a stream, now stored under `chunk_ref.key`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FlushedChunk {
+    pub stream: u64,
+    pub chunk: u64,
+    pub chunk_ref: ChunkRef,
 }
 
 /// The entries of one push request that belong to one partition.
@@ -40,6 +65,8 @@ pub struct PushBatch {
     pub now: i64,
     /// Entries older than a stream's newest minus this are refused.
     pub too_far_behind_window: i64,
+    /// A head holding this many bytes is cut into a closed chunk.
+    pub chunk_target_raw_size: u64,
     pub streams: Vec<StreamBatch>,
 }
 

@@ -3,9 +3,11 @@
 //!
 //! - [`command`]: what is proposed and answered, as bytes in the log;
 //! - [`partition`]: the pure state of a partition and how a push changes it;
+//! - [`flush`]: the leader's flush loop: cut, upload, record, ship index;
 //! - [`state_machine`]: openraft's view of it, with snapshots.
 
 pub mod command;
+pub mod flush;
 pub mod partition;
 mod state_machine;
 
@@ -134,17 +136,39 @@ impl Ingester {
     /// majority's disks and applied; returns what applying it did.
     #[tracing::instrument(level = "debug", skip(self, batch), fields(streams = batch.streams.len()))]
     pub async fn push(&self, p: u32, mut batch: PushBatch) -> Result<PushOutcome, IngesterError> {
-        let part = self.partition(p)?;
         batch.now = crate::time::now_ns();
+        let answer = self.propose(p, &Command::Push(batch)).await?;
+        command::decode(&answer).map_err(|e| IngesterError::Unavailable { partition: p, problem: e.to_string() })
+    }
+
+    /// Proposes a command and waits until it is committed and applied;
+    /// returns the state machine's encoded answer.
+    pub async fn propose(&self, p: u32, cmd: &Command) -> Result<Vec<u8>, IngesterError> {
+        let part = self.partition(p)?;
         let unavailable = |problem: String| IngesterError::Unavailable { partition: p, problem };
-        let bytes = command::encode(&Command::Push(batch)).map_err(|e| unavailable(e.to_string()))?;
+        let bytes = command::encode(cmd).map_err(|e| unavailable(e.to_string()))?;
         match part.raft.client_write(bytes).await {
-            Ok(resp) => command::decode(&resp.data).map_err(|e| unavailable(e.to_string())),
+            Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(IngesterError::NotLeader { partition: p, leader: f.leader_id })
             }
             Err(e) => Err(unavailable(e.to_string())),
         }
+    }
+
+    /// Whether this node leads partition `p`.
+    pub fn is_leader(&self, p: u32) -> bool {
+        self.partitions
+            .get(p as usize)
+            .is_some_and(|part| part.raft.metrics().borrow().current_leader == Some(self.node_id))
+    }
+
+    /// Runs `f` on partition `p`'s local state, without a read barrier (for
+    /// the leader's own flush decisions).
+    pub fn read_local<R>(&self, p: u32, f: impl FnOnce(&PartitionState) -> R) -> Result<R, IngesterError> {
+        let part = self.partition(p)?;
+        let s = part.shared.read();
+        Ok(f(&s.state))
     }
 
     /// Runs `f` on partition `p`'s state once it reflects every write
@@ -176,6 +200,11 @@ impl Ingester {
     /// openraft's metrics of every partition, for `/metrics`.
     pub fn raft_metrics(&self) -> Vec<RaftMetrics<NodeId, BasicNode>> {
         self.partitions.iter().map(|p| p.raft.metrics().borrow().clone()).collect()
+    }
+
+    /// Closed chunks waiting for a flush, per partition.
+    pub fn flush_queue(&self) -> Vec<usize> {
+        self.partitions.iter().map(|p| p.shared.read().state.flush_queue_len()).collect()
     }
 
     /// (streams, entries, bytes) held in memory per partition.

@@ -7,22 +7,80 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use balsa_storage::HeadBlock;
+use balsa_storage::index::ChunkRef;
+use balsa_storage::{Direction, Entry, HeadBlock};
 use serde::{Deserialize, Serialize};
 
-use super::command::{PushBatch, PushOutcome, RequestId, StreamRejections, MAX_LISTED_REJECTIONS};
+use super::command::{FlushedChunk, PushBatch, PushOutcome, RequestId, StreamRejections, Tick, MAX_LISTED_REJECTIONS};
 use crate::labels::LabelSet;
 use crate::logql::{MatchOp, Matcher};
 
 /// How long a request id is remembered for retries (15 minutes).
 const SESSION_TTL_NS: i64 = 15 * 60 * 1_000_000_000;
 
-/// One stream held by the partition.
+/// One stream held by the partition: its open head block and the chunks
+/// cut from it that are not flushed yet.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stream {
     pub tenant: String,
     pub labels: LabelSet,
     pub head: HeadBlock,
+    pub closed: Vec<ClosedChunk>,
+    /// Proposal time of the first entry in the current head.
+    head_started_at: i64,
+    /// Proposal time of the last append.
+    last_append_at: i64,
+}
+
+/// Entries cut from a head, waiting for their flush.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClosedChunk {
+    pub id: u64,
+    /// Oldest first.
+    pub entries: Vec<Entry>,
+}
+
+impl Stream {
+    /// Unflushed entries with `from <= ts < through`, in `direction` order.
+    pub fn entries(&self, from: i64, through: i64, direction: Direction) -> Vec<Entry> {
+        let mut out: Vec<Entry> = self
+            .closed
+            .iter()
+            .flat_map(|c| {
+                let lo = c.entries.partition_point(|e| e.ts < from);
+                let hi = c.entries.partition_point(|e| e.ts < through);
+                c.entries[lo..hi.max(lo)].iter().cloned()
+            })
+            .chain(self.head.range(from, through, Direction::Forward).cloned())
+            .collect();
+        out.sort_by_key(|e| e.ts);
+        if direction == Direction::Backward {
+            out.reverse();
+        }
+        out
+    }
+
+    /// Whether any unflushed entry lies in `[from, through)`.
+    pub fn has_entries_in(&self, from: i64, through: i64) -> bool {
+        self.head.range(from, through, Direction::Forward).next().is_some()
+            || self.closed.iter().any(|c| c.entries.iter().any(|e| e.ts >= from && e.ts < through))
+    }
+
+    fn cut(&mut self, id: u64) {
+        if !self.head.is_empty() {
+            self.closed.push(ClosedChunk { id, entries: self.head.take_all() });
+        }
+    }
+}
+
+/// A closed chunk as the flusher sees it.
+#[derive(Clone, Debug)]
+pub struct ChunkToFlush {
+    pub stream: u64,
+    pub chunk: u64,
+    pub tenant: String,
+    pub labels: LabelSet,
+    pub entries: Vec<Entry>,
 }
 
 /// Streams of one partition, indexed by tenant and label.
@@ -30,7 +88,12 @@ pub struct Stream {
 pub struct PartitionState {
     streams: BTreeMap<u64, Stream>,
     next_stream_id: u64,
+    next_chunk_id: u64,
     sessions: Sessions,
+    /// Refs of flushed chunks not yet listed by an index segment, by
+    /// sequence number.
+    pending: BTreeMap<u64, ChunkRef>,
+    next_ref_seq: u64,
     /// (tenant, labels) → stream id; rebuilt after a snapshot is loaded.
     #[serde(skip)]
     by_key: HashMap<(String, LabelSet), u64>,
@@ -94,9 +157,18 @@ impl PartitionState {
                     }
                 }
                 let size = e.size() as u64;
+                let was_empty = stream.head.is_empty();
                 if stream.head.push(e.clone()) {
                     out.accepted += 1;
                     out.accepted_bytes += size;
+                    if was_empty {
+                        stream.head_started_at = batch.now;
+                    }
+                    stream.last_append_at = batch.now;
+                    if batch.chunk_target_raw_size > 0 && stream.head.bytes() as u64 >= batch.chunk_target_raw_size {
+                        stream.cut(self.next_chunk_id);
+                        self.next_chunk_id += 1;
+                    }
                 } else {
                     out.duplicates += 1;
                 }
@@ -120,7 +192,17 @@ impl PartitionState {
         }
         let id = self.next_stream_id;
         self.next_stream_id += 1;
-        self.streams.insert(id, Stream { tenant: tenant.to_string(), labels: labels.clone(), head: HeadBlock::default() });
+        self.streams.insert(
+            id,
+            Stream {
+                tenant: tenant.to_string(),
+                labels: labels.clone(),
+                head: HeadBlock::default(),
+                closed: Vec::new(),
+                head_started_at: 0,
+                last_append_at: 0,
+            },
+        );
         self.index(id);
         id
     }
@@ -132,6 +214,106 @@ impl PartitionState {
         t.streams.insert(id);
         for (n, v) in s.labels.iter() {
             t.postings.entry(n.clone()).or_default().entry(v.clone()).or_default().insert(id);
+        }
+    }
+
+    /// Whether a [`Tick`] at `now` would cut any head.
+    pub fn needs_tick(&self, now: i64, max_chunk_age: i64, chunk_idle_period: i64) -> bool {
+        self.streams.values().any(|s| {
+            !s.head.is_empty()
+                && (now.saturating_sub(s.head_started_at) >= max_chunk_age
+                    || now.saturating_sub(s.last_append_at) >= chunk_idle_period)
+        })
+    }
+
+    /// Cuts the heads that are old or idle at the tick's time (all with
+    /// `force`).
+    pub fn apply_tick(&mut self, t: &Tick) {
+        self.sessions.expire(t.now);
+        for s in self.streams.values_mut() {
+            if s.head.is_empty() {
+                continue;
+            }
+            let old = t.now.saturating_sub(s.head_started_at) >= t.max_chunk_age;
+            let idle = t.now.saturating_sub(s.last_append_at) >= t.chunk_idle_period;
+            if t.force || old || idle {
+                s.cut(self.next_chunk_id);
+                self.next_chunk_id += 1;
+            }
+        }
+    }
+
+    /// Closed chunks waiting for a flush.
+    pub fn chunks_to_flush(&self) -> Vec<ChunkToFlush> {
+        self.streams
+            .iter()
+            .flat_map(|(id, s)| {
+                s.closed.iter().map(move |c| ChunkToFlush {
+                    stream: *id,
+                    chunk: c.id,
+                    tenant: s.tenant.clone(),
+                    labels: s.labels.clone(),
+                    entries: c.entries.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Drops flushed chunks from memory and records their refs. Applying the
+    /// same flush twice (a new leader repeating it) changes nothing.
+    pub fn apply_flushed(&mut self, chunks: &[FlushedChunk]) {
+        for f in chunks {
+            let Some(s) = self.streams.get_mut(&f.stream) else { continue };
+            let before = s.closed.len();
+            s.closed.retain(|c| c.id != f.chunk);
+            if s.closed.len() == before {
+                continue;
+            }
+            self.pending.insert(self.next_ref_seq, f.chunk_ref.clone());
+            self.next_ref_seq += 1;
+            if s.head.is_empty() && s.closed.is_empty() {
+                self.remove_stream(f.stream);
+            }
+        }
+    }
+
+    /// Forgets pending refs that index segments now list.
+    pub fn apply_index_shipped(&mut self, through_seq: u64) {
+        self.pending = self.pending.split_off(&(through_seq.saturating_add(1)));
+    }
+
+    /// Pending refs and the highest sequence number among them.
+    pub fn pending_refs(&self) -> Option<(u64, Vec<ChunkRef>)> {
+        let last = *self.pending.keys().next_back()?;
+        Some((last, self.pending.values().cloned().collect()))
+    }
+
+    /// Pending refs of one tenant.
+    pub fn pending_for(&self, tenant: &str) -> Vec<ChunkRef> {
+        self.pending.values().filter(|r| r.tenant == tenant).cloned().collect()
+    }
+
+    fn remove_stream(&mut self, id: u64) {
+        let Some(s) = self.streams.remove(&id) else { return };
+        self.by_key.remove(&(s.tenant.clone(), s.labels.clone()));
+        if let Some(t) = self.tenants.get_mut(&s.tenant) {
+            t.streams.remove(&id);
+            for (n, v) in s.labels.iter() {
+                if let Some(vals) = t.postings.get_mut(n) {
+                    if let Some(ids) = vals.get_mut(v) {
+                        ids.remove(&id);
+                        if ids.is_empty() {
+                            vals.remove(v);
+                        }
+                    }
+                    if vals.is_empty() {
+                        t.postings.remove(n);
+                    }
+                }
+            }
+            if t.streams.is_empty() {
+                self.tenants.remove(&s.tenant);
+            }
         }
     }
 
@@ -171,9 +353,16 @@ impl PartitionState {
 
     /// Number of streams and entries held, for metrics.
     pub fn sizes(&self) -> (usize, usize, usize) {
-        let entries = self.streams.values().map(|s| s.head.len()).sum();
-        let bytes = self.streams.values().map(|s| s.head.bytes()).sum();
+        let closed = |s: &Stream| s.closed.iter().map(|c| c.entries.len()).sum::<usize>();
+        let closed_bytes = |s: &Stream| s.closed.iter().flat_map(|c| c.entries.iter()).map(Entry::size).sum::<usize>();
+        let entries = self.streams.values().map(|s| s.head.len() + closed(s)).sum();
+        let bytes = self.streams.values().map(|s| s.head.bytes() + closed_bytes(s)).sum();
         (self.streams.len(), entries, bytes)
+    }
+
+    /// Closed chunks waiting for a flush (the flush queue).
+    pub fn flush_queue_len(&self) -> usize {
+        self.streams.values().map(|s| s.closed.len()).sum()
     }
 }
 
@@ -182,7 +371,6 @@ mod tests {
     use super::*;
     use crate::ingester::command::StreamBatch;
     use crate::logql::parse_selector;
-    use balsa_storage::{Direction, Entry};
 
     const H: i64 = 3600 * 1_000_000_000;
 
@@ -191,6 +379,7 @@ mod tests {
             request_id: RequestId { client: 1, seq },
             now,
             too_far_behind_window: H,
+            chunk_target_raw_size: 0,
             streams: streams
                 .into_iter()
                 .map(|(t, l, ts)| StreamBatch {
@@ -262,7 +451,7 @@ mod tests {
         assert_eq!(p.select("c", &m).count(), 0);
         let m = parse_selector(r#"{app="x"}"#).unwrap();
         let s = p.select("b", &m).next().unwrap();
-        assert_eq!(s.head.range(0, 10, Direction::Forward).count(), 1);
+        assert_eq!(s.entries(0, 10, Direction::Forward).len(), 1);
     }
 
     #[test]
@@ -275,5 +464,49 @@ mod tests {
         assert_eq!(q.select("a", &parse_selector(r#"{app="x"}"#).unwrap()).count(), 1);
         let o = q.apply_push(&batch(1, 0, vec![("a", r#"{app="x"}"#, vec![3])]));
         assert_eq!(o.accepted, 2, "the session table travels in snapshots");
+    }
+
+    #[test]
+    fn cuts_flushes_and_ships_keep_every_entry_queryable() {
+        let mut p = PartitionState::default();
+        let mut b = batch(1, 0, vec![("t", r#"{a="1"}"#, vec![1, 2, 3])]);
+        b.chunk_target_raw_size = 14; // "line 1" + "line 2" + "line 3" = 18 bytes
+        p.apply_push(&b);
+        let s = p.streams.values().next().unwrap();
+        assert_eq!(s.closed.len(), 1, "cut by size after the third entry");
+        p.apply_push(&batch(2, 5 * H, vec![("t", r#"{a="1"}"#, vec![4])]));
+        assert!(!p.needs_tick(5 * H, 2 * H, H), "fresh head");
+        assert!(p.needs_tick(6 * H + 1, 2 * H, H), "idle for an hour");
+        p.apply_tick(&Tick { now: 6 * H + 1, max_chunk_age: 2 * H, chunk_idle_period: H, force: false });
+        let queue = p.chunks_to_flush();
+        assert_eq!(queue.len(), 2);
+        assert_eq!(p.select("t", &[]).next().unwrap().entries(0, 10, Direction::Forward).len(), 4);
+        let flushed: Vec<FlushedChunk> = queue
+            .iter()
+            .map(|c| FlushedChunk {
+                stream: c.stream,
+                chunk: c.chunk,
+                chunk_ref: ChunkRef {
+                    tenant: c.tenant.clone(),
+                    labels: c.labels.to_string(),
+                    from: c.entries[0].ts,
+                    through: c.entries[c.entries.len() - 1].ts,
+                    key: format!("k{}", c.chunk),
+                    entries: c.entries.len() as u64,
+                    bytes: 1,
+                },
+            })
+            .collect();
+        p.apply_flushed(&flushed);
+        p.apply_flushed(&flushed);
+        assert_eq!(p.pending_for("t").len(), 2, "a repeated flush adds no ref");
+        assert_eq!(p.select("t", &[]).count(), 0, "an empty stream leaves memory");
+        let (seq, refs) = p.pending_refs().unwrap();
+        assert_eq!(refs.len(), 2);
+        p.apply_index_shipped(seq);
+        assert!(p.pending_refs().is_none());
+        // A new push recreates the stream.
+        p.apply_push(&batch(3, 7 * H, vec![("t", r#"{a="1"}"#, vec![7 * H])]));
+        assert_eq!(p.select("t", &[]).count(), 1);
     }
 }

@@ -172,6 +172,18 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
                     let cmd: Command = command::decode(&bytes).map_err(|err| StorageIOError::apply(e.log_id, AnyError::new(&err)))?;
                     let answer = match cmd {
                         Command::Push(batch) => command::encode(&s.state.apply_push(&batch)),
+                        Command::Tick(t) => {
+                            s.state.apply_tick(&t);
+                            Ok(Vec::new())
+                        }
+                        Command::ChunksFlushed(chunks) => {
+                            s.state.apply_flushed(&chunks);
+                            Ok(Vec::new())
+                        }
+                        Command::IndexShipped { through_seq } => {
+                            s.state.apply_index_shipped(through_seq);
+                            Ok(Vec::new())
+                        }
                     };
                     out.push(answer.map_err(|err| StorageIOError::apply(e.log_id, AnyError::new(&err)))?);
                 }

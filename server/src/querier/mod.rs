@@ -1,19 +1,25 @@
 //! The querier: answers log queries, label and series look-ups by reading
-//! every partition's leader (linearizably) and merging the results.
+//! every partition's leader (linearizably) for unflushed data and object
+//! storage ([`store`]) for flushed data, and merging the two by timestamp
+//! without the duplicates a flush hand-over can produce.
 //!
 //! PERFORMANCE-CRITICAL PATH: [`Querier::select_logs`] scans every entry of
 //! the matching streams in the time range.
 
-use std::collections::BTreeSet;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use balsa_storage::index::ChunkRef;
 use balsa_storage::{Direction, Entry};
 
 use crate::ingester::{Ingester, IngesterError};
 use crate::labels::LabelSet;
 use crate::logql::eval::{self, EvalError, Fetched, Selection, Steps, Value};
 use crate::logql::{pipeline, Expr, LogExpr, Matcher, Stage};
+use store::{StoreError, StoreReader};
 
 /// A log query over `[start, end)`.
 #[derive(Clone, Debug)]
@@ -39,6 +45,7 @@ pub struct ScanStats {
     pub bytes_scanned: u64,
     pub lines_matched: u64,
     pub streams: u64,
+    pub chunks: u64,
     pub exec_seconds: f64,
 }
 
@@ -50,16 +57,74 @@ pub enum QueryError {
     /// A query that cannot be evaluated (400).
     #[error("{0}")]
     Eval(#[from] EvalError),
+    /// Flushed data could not be read (500, naming the object).
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
-/// Reads partitions.
+/// Reads partitions and object storage.
 pub struct Querier {
     ingester: Arc<Ingester>,
+    store: StoreReader,
 }
 
 impl Querier {
-    pub fn new(ingester: Arc<Ingester>) -> Self {
-        Self { ingester }
+    pub fn new(ingester: Arc<Ingester>, store: StoreReader) -> Self {
+        Self { ingester, store }
+    }
+
+    /// Every stream of `tenant` matching `matchers` with entries in
+    /// `[from, through)`: unflushed entries from the partitions plus flushed
+    /// chunks, ascending, each entry once.
+    async fn streams(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+        stats: &mut ScanStats,
+    ) -> Result<Vec<(LabelSet, Vec<Entry>)>, QueryError> {
+        let mut by: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
+        let mut refs: HashMap<String, ChunkRef> = HashMap::new();
+        for p in 0..self.ingester.partition_count() {
+            let (mem, pending) = self
+                .ingester
+                .read(p, |state| {
+                    let mem: Vec<(LabelSet, Vec<Entry>)> = state
+                        .select(tenant, matchers)
+                        .map(|st| (st.labels.clone(), st.entries(from, through, Direction::Forward)))
+                        .filter(|(_, e)| !e.is_empty())
+                        .collect();
+                    (mem, state.pending_for(tenant))
+                })
+                .await?;
+            for (labels, entries) in mem {
+                by.entry(labels).or_default().extend(entries);
+            }
+            refs.extend(pending.into_iter().map(|r| (r.key.clone(), r)));
+        }
+        refs.extend(self.store.refs(tenant, from, through).await?.into_iter().map(|r| (r.key.clone(), r)));
+        for r in refs.values() {
+            if r.through < from || r.from >= through {
+                continue;
+            }
+            let Ok(labels) = LabelSet::parse(&r.labels) else { continue };
+            if !matchers.iter().all(|m| m.matches(labels.get(&m.name))) {
+                continue;
+            }
+            stats.chunks += 1;
+            let entries = self.store.entries(r, from, through).await?;
+            by.entry(labels).or_default().extend(entries);
+        }
+        Ok(by
+            .into_iter()
+            .map(|(labels, mut entries)| {
+                // Flush hand-over and retries can store an entry twice.
+                entries.sort_by(|a, b| (a.ts, &a.line, &a.metadata).cmp(&(b.ts, &b.line, &b.metadata)));
+                entries.dedup();
+                (labels, entries)
+            })
+            .collect())
     }
 
     /// The `limit` entries nearest to the start of `direction` among the
@@ -68,51 +133,41 @@ impl Querier {
     pub async fn select_logs(&self, tenant: &str, req: &LogRequest) -> Result<(Vec<StreamResult>, ScanStats), QueryError> {
         let started = Instant::now();
         let mut stats = ScanStats::default();
+        let fast = req.query.only_line_filters();
         let mut found: Vec<StreamResult> = Vec::new();
-        for p in 0..self.ingester.partition_count() {
-            let (part, s) = self
-                .ingester
-                .read(p, |state| {
-                    let mut s = ScanStats::default();
-                    let mut out = Vec::new();
-                    let fast = req.query.only_line_filters();
-                    for stream in state.select(tenant, &req.query.matchers) {
-                        // Streams after the pipeline: labels may change per entry.
-                        let mut produced: Vec<StreamResult> = Vec::new();
-                        let mut kept = 0usize;
-                        for e in stream.head.range(req.start, req.end, req.direction) {
-                            s.lines_scanned += 1;
-                            s.bytes_scanned += e.size() as u64;
-                            if fast {
-                                if !line_filters_pass(&req.query.stages, &e.line) {
-                                    continue;
-                                }
-                                match produced.first_mut() {
-                                    Some(r) => r.entries.push(e.clone()),
-                                    None => produced.push(StreamResult { labels: stream.labels.clone(), entries: vec![e.clone()] }),
-                                }
-                            } else {
-                                let Some(p) = pipeline::process(&req.query.stages, &stream.labels, e) else { continue };
-                                let labels = p.label_set();
-                                let entry = balsa_storage::Entry { ts: e.ts, line: p.line, metadata: Vec::new() };
-                                match produced.iter_mut().find(|r| r.labels == labels) {
-                                    Some(r) => r.entries.push(entry),
-                                    None => produced.push(StreamResult { labels, entries: vec![entry] }),
-                                }
-                            }
-                            kept += 1;
-                            if kept >= req.limit {
-                                break;
-                            }
-                        }
-                        out.extend(produced);
+        for (labels, mut entries) in self.streams(tenant, &req.query.matchers, req.start, req.end, &mut stats).await? {
+            if req.direction == Direction::Backward {
+                entries.reverse();
+            }
+            // Streams after the pipeline: labels may change per entry.
+            let mut produced: Vec<StreamResult> = Vec::new();
+            let mut kept = 0usize;
+            for e in entries {
+                stats.lines_scanned += 1;
+                stats.bytes_scanned += e.size() as u64;
+                if fast {
+                    if !line_filters_pass(&req.query.stages, &e.line) {
+                        continue;
                     }
-                    (out, s)
-                })
-                .await?;
-            stats.lines_scanned += s.lines_scanned;
-            stats.bytes_scanned += s.bytes_scanned;
-            found.extend(part);
+                    match produced.first_mut() {
+                        Some(r) => r.entries.push(e),
+                        None => produced.push(StreamResult { labels: labels.clone(), entries: vec![e] }),
+                    }
+                } else {
+                    let Some(p) = pipeline::process(&req.query.stages, &labels, &e) else { continue };
+                    let out_labels = p.label_set();
+                    let entry = Entry { ts: e.ts, line: p.line, metadata: Vec::new() };
+                    match produced.iter_mut().find(|r| r.labels == out_labels) {
+                        Some(r) => r.entries.push(entry),
+                        None => produced.push(StreamResult { labels: out_labels, entries: vec![entry] }),
+                    }
+                }
+                kept += 1;
+                if kept >= req.limit {
+                    break;
+                }
+            }
+            found.extend(produced);
         }
         let mut result = keep_first(merge_same_labels(found, req.direction), req.limit, req.direction);
         result.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -123,7 +178,7 @@ impl Querier {
     }
 
     /// Label sets of the tenant's streams that match any of `selectors` (all
-    /// streams when empty) and have entries in `[start, end)`.
+    /// streams when empty) and have entries in `[start, end)`, flushed or not.
     pub async fn series(
         &self,
         tenant: &str,
@@ -133,22 +188,34 @@ impl Querier {
     ) -> Result<Vec<LabelSet>, QueryError> {
         let all: Vec<Vec<Matcher>> = if selectors.is_empty() { vec![Vec::new()] } else { selectors.to_vec() };
         let mut out = BTreeSet::new();
+        let mut refs: Vec<ChunkRef> = Vec::new();
         for p in 0..self.ingester.partition_count() {
-            let part = self
+            let (part, pending) = self
                 .ingester
                 .read(p, |state| {
                     let mut v = Vec::new();
                     for m in &all {
                         for s in state.select(tenant, m) {
-                            if s.head.range(start, end, Direction::Forward).next().is_some() {
+                            if s.has_entries_in(start, end) {
                                 v.push(s.labels.clone());
                             }
                         }
                     }
-                    v
+                    (v, state.pending_for(tenant))
                 })
                 .await?;
             out.extend(part);
+            refs.extend(pending);
+        }
+        refs.extend(self.store.refs(tenant, start, end).await?);
+        for r in refs {
+            if r.through < start || r.from >= end {
+                continue;
+            }
+            let Ok(labels) = LabelSet::parse(&r.labels) else { continue };
+            if all.iter().any(|ms| ms.iter().all(|m| m.matches(labels.get(&m.name)))) {
+                out.insert(labels);
+            }
         }
         Ok(out.into_iter().collect())
     }
@@ -184,33 +251,19 @@ impl Querier {
         Ok(values.into_iter().collect())
     }
 
-    /// Streams and entries of every partition matching `sel` (ascending).
-    async fn fetch(&self, tenant: &str, sel: &Selection) -> Result<Fetched, QueryError> {
-        let mut out = Vec::new();
-        for p in 0..self.ingester.partition_count() {
-            let part = self
-                .ingester
-                .read(p, |state| {
-                    state
-                        .select(tenant, &sel.matchers)
-                        .map(|s| (s.labels.clone(), s.head.range(sel.from, sel.through, Direction::Forward).cloned().collect::<Vec<_>>()))
-                        .filter(|(_, e)| !e.is_empty())
-                        .collect::<Vec<_>>()
-                })
-                .await?;
-            out.extend(part);
-        }
-        Ok(out)
-    }
-
     /// Evaluates a metric query at `steps`.
     #[tracing::instrument(level = "info", skip_all, fields(tenant = tenant, steps = steps.len()))]
     pub async fn eval_metric(&self, tenant: &str, expr: &Expr, steps: Steps, max_series: usize) -> Result<Value, QueryError> {
-        let mut data = Vec::new();
+        let mut data: Vec<Fetched> = Vec::new();
+        let mut stats = ScanStats::default();
         for sel in eval::selections(expr, steps) {
-            data.push(self.fetch(tenant, &sel).await?);
+            data.push(self.fetch(tenant, &sel, &mut stats).await?);
         }
         Ok(eval::evaluate(expr, steps, &mut data.into_iter(), max_series)?)
+    }
+
+    async fn fetch(&self, tenant: &str, sel: &Selection, stats: &mut ScanStats) -> Result<Fetched, QueryError> {
+        self.streams(tenant, &sel.matchers, sel.from, sel.through, stats).await
     }
 }
 
