@@ -8,7 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod load;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_balsa");
+
+/// Polls `cond` every 20 ms; panics naming `what` after `deadline`.
+pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// A running (or stopped) balsa process and its data directory.
 pub struct Balsa {
