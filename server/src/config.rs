@@ -104,6 +104,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Bytes of chunks the querier keeps in memory (`querier.chunk_cache_size`, 256MB).
     pub chunk_cache_bytes: usize,
+    /// How often the compactor runs (`compactor.compaction_interval`, 10m).
+    pub compaction_interval: Duration,
     /// A partition snapshots its state after this many log entries, and the
     /// log below the snapshot is purged (`raft.snapshot_logs_since_last`).
     pub snapshot_logs_since_last: u64,
@@ -121,6 +123,7 @@ struct RawConfig {
     distributor: RawDistributor,
     ingester: RawIngester,
     querier: RawQuerier,
+    compactor: RawCompactor,
     storage: RawStorage,
     raft: RawRaft,
     limits_config: Option<Limits>,
@@ -173,6 +176,12 @@ struct RawIngester {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+struct RawCompactor {
+    compaction_interval: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 struct RawQuerier {
     chunk_cache_size: Option<ByteSize>,
 }
@@ -182,6 +191,18 @@ struct RawQuerier {
 struct RawStorage {
     backend: Option<String>,
     filesystem: RawFilesystem,
+    s3: Option<RawS3>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawS3 {
+    bucket: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    force_path_style: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +216,8 @@ struct RawFilesystem {
 pub enum StorageConfig {
     /// Files under a directory (default `<data dir>/objects`).
     Filesystem { directory: PathBuf },
+    /// An S3 bucket (AWS or S3-compatible).
+    S3(balsa_storage::s3::S3Config),
 }
 
 /// Rewrites Loki-style `-name.x=v` flags to `--name.x=v`.
@@ -299,14 +322,39 @@ impl Config {
             "filesystem" => StorageConfig::Filesystem {
                 directory: raw.storage.filesystem.directory.clone().unwrap_or_else(|| data_dir.join("objects")),
             },
+            "s3" => {
+                let s3 = raw.storage.s3.unwrap_or_default();
+                let bucket = s3.bucket.filter(|b| !b.is_empty()).ok_or(ConfigError::Invalid {
+                    key: "storage.s3.bucket",
+                    problem: "is required with backend s3".into(),
+                })?;
+                if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+                    return Err(ConfigError::Invalid {
+                        key: "storage.s3.secret_access_key",
+                        problem: "access_key_id and secret_access_key go together (or leave both out for the AWS credential chain)".into(),
+                    });
+                }
+                StorageConfig::S3(balsa_storage::s3::S3Config {
+                    bucket,
+                    endpoint: s3.endpoint,
+                    region: s3.region,
+                    access_key_id: s3.access_key_id,
+                    secret_access_key: s3.secret_access_key,
+                    force_path_style: s3.force_path_style,
+                })
+            }
             other => {
                 return Err(ConfigError::Invalid {
                     key: "storage.backend",
-                    problem: format!("unknown backend '{other}'; use filesystem"),
+                    problem: format!("unknown backend '{other}'; use filesystem or s3"),
                 })
             }
         };
         let chunk_cache_bytes = raw.querier.chunk_cache_size.map_or(256 << 20, |b| b.0);
+        let compaction_interval = positive(
+            "compactor.compaction_interval",
+            raw.compactor.compaction_interval.map_or(Duration::from_secs(600), |d| d.0),
+        )?;
         let snapshot_logs_since_last = raw.raft.snapshot_logs_since_last.unwrap_or(2000);
         if snapshot_logs_since_last == 0 {
             return Err(ConfigError::Invalid { key: "raft.snapshot_logs_since_last", problem: "must be at least 1".into() });
@@ -330,6 +378,7 @@ impl Config {
             flush_check_period,
             storage,
             chunk_cache_bytes: usize::try_from(chunk_cache_bytes).unwrap_or(usize::MAX),
+            compaction_interval,
             snapshot_logs_since_last,
             limits,
         })

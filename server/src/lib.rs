@@ -3,7 +3,8 @@
 //! What this crate owns — one module per component, as in Loki's `pkg/`:
 //! - [`distributor`]: validates pushes and routes them to partitions;
 //! - [`ingester`]: the partitions' Raft groups and their state machines;
-//! - [`querier`]: reads partitions for log, label and series queries;
+//! - [`querier`]: reads partitions and object storage for queries;
+//! - [`compactor`]: merges index segments, applies retention;
 //! - [`logql`]: the query language; [`labels`]: label sets;
 //! - [`api`]: Loki's HTTP API; [`grpc`]: Loki's gRPC push;
 //! - [`config`], [`limits`], [`validation`], [`tenant`], [`ring`],
@@ -20,6 +21,7 @@
 //! ```
 
 pub mod api;
+pub mod compactor;
 pub mod config;
 pub mod distributor;
 pub mod grpc;

@@ -41,6 +41,9 @@ pub struct Limits {
     pub max_query_series: usize,
     /// Labels to take `service_name` from, in order; empty turns it off.
     pub discover_service_name: Vec<String>,
+    /// Entries older than this are removed (compactor) and hidden from
+    /// queries; 0 keeps everything. Default 0.
+    pub retention_period: Dur,
 }
 
 impl Default for Limits {
@@ -77,6 +80,7 @@ impl Default for Limits {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            retention_period: Dur(Duration::ZERO),
         }
     }
 }

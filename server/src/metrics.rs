@@ -21,6 +21,7 @@ pub struct Metrics {
     pub chunk_bytes_flushed: IntCounter,
     pub flush_failures: IntCounter,
     pub corrupt_objects: IntCounter,
+    pub chunks_deleted_by_retention: IntCounter,
     flush_queue: IntGaugeVec,
     raft_term: IntGaugeVec,
     raft_leader: IntGaugeVec,
@@ -78,6 +79,11 @@ impl Metrics {
             corrupt_objects: reg(
                 &r,
                 IntCounter::new("balsa_corrupt_objects_total", "Chunks or index segments that failed their checksum.").expect("valid metric"),
+            ),
+            chunks_deleted_by_retention: reg(
+                &r,
+                IntCounter::new("balsa_compactor_chunks_deleted_total", "Chunks deleted because they expired (retention).")
+                    .expect("valid metric"),
             ),
             flush_queue: gauge("balsa_ingester_flush_queue_length", "Closed chunks waiting for a flush.", &["partition"]),
             raft_term: gauge("balsa_raft_term", "Current Raft term, per partition.", &["partition"]),

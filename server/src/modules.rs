@@ -13,6 +13,7 @@ use crate::api::{self, Api};
 use crate::config::{Config, Target};
 use crate::distributor::Distributor;
 use crate::grpc::PushService;
+use crate::compactor::Compactor;
 use crate::config::StorageConfig;
 use crate::ingester::flush::{FlushConfig, Flusher};
 use crate::ingester::{Ingester, IngesterConfig, IngesterError};
@@ -60,6 +61,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     );
     let store: Arc<dyn ObjectStore> = match &cfg.storage {
         StorageConfig::Filesystem { directory } => Arc::new(FilesystemStore::new(directory.clone())),
+        StorageConfig::S3(s3) => Arc::new(balsa_storage::s3::S3Store::new(s3).await),
     };
     tracing::info!(store = %store.describe(), "object store");
     let distributor = Arc::new(Distributor::new(
@@ -73,7 +75,9 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     let querier = Arc::new(Querier::new(
         ingester.clone(),
         StoreReader::new(store.clone(), cfg.chunk_cache_bytes, metrics.clone()),
+        cfg.limits.clone(),
     ));
+    let compactor = Arc::new(Compactor::new(store.clone(), cfg.limits.clone(), cfg.compaction_interval, metrics.clone()));
     let flusher = Arc::new(Flusher::new(
         ingester.clone(),
         store,
@@ -111,6 +115,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let flush_loop = tokio::spawn(flusher.clone().run(stop_rx.clone()));
+    let compact_loop = tokio::spawn(compactor.run(stop_rx.clone()));
     let http_stop = {
         let mut rx = stop_rx.clone();
         async move {
@@ -135,6 +140,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     };
     let (http_res, grpc_res, ()) = tokio::join!(http_server, grpc_server, signal);
     let _ = flush_loop.await;
+    let _ = compact_loop.await;
     // Graceful shutdown hands everything over to object storage.
     match tokio::time::timeout(Duration::from_secs(60), flusher.flush(true)).await {
         Ok(Ok(())) => tracing::info!("flushed everything before exit"),

@@ -127,3 +127,44 @@ fn kill_9_during_flushes_under_load_loses_and_duplicates_nothing() {
     check_exactly_once(&stored(&b), &h, "after kill -9 during flushes");
     assert!(objects(&b, "chunks").len() >= 10, "the test flushed while writing");
 }
+
+#[test]
+fn s3_backend_a_new_node_reads_what_another_flushed() {
+    let Some(moto) = common::Moto::start() else { return };
+    moto.create_bucket("balsa-e2e");
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let s3 = format!(
+        "storage:\n  backend: s3\n  s3:\n    bucket: balsa-e2e\n    endpoint: {}\n    region: us-east-1\n    access_key_id: test\n    secret_access_key: test\n    force_path_style: true\ningester:\n  flush_check_period: 1h\n",
+        moto.endpoint
+    );
+    let cfg = config(cfg_dir.path(), &s3);
+    let mut first = Balsa::start(&[&cfg]);
+    let t = now_ns() - 60_000_000_000;
+    let lines: Vec<(i64, String)> = (0..300).map(|i| (t + i, format!("s3 line {i}"))).collect();
+    push(&first, "s3", &lines.iter().map(|(t, l)| (*t, l.as_str())).collect::<Vec<_>>());
+    assert_eq!(first.post("/flush", &[], b"").0, 204);
+    first.kill9();
+    // Another node, empty disk, same bucket.
+    let second = Balsa::start(&[&cfg]);
+    assert_eq!(second.query_lines(None, r#"{job="s3"}"#, 1, 10_000), lines);
+}
+
+#[test]
+fn retention_removes_expired_entries_from_queries_and_storage() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        cfg_dir.path(),
+        "  retention_period: 2h\ningester:\n  flush_check_period: 1h\ncompactor:\n  compaction_interval: 100ms\n",
+    );
+    let b = Balsa::start(&[&cfg]);
+    let now = now_ns();
+    push(&b, "old", &[(now - 3 * 3_600_000_000_000, "expired line")]);
+    push(&b, "new", &[(now - 600_000_000_000, "kept line")]);
+    assert!(b.query_lines(None, r#"{job="old"}"#, 6, 10).is_empty(), "hidden from queries at once");
+    assert_eq!(b.post("/flush", &[], b"").0, 204);
+    wait_for("the expired chunk to be deleted", Duration::from_secs(30), || objects(&b, "chunks").len() == 1);
+    assert!(b.query_lines(None, r#"{job="old"}"#, 6, 10).is_empty());
+    assert_eq!(b.query_lines(None, r#"{job="new"}"#, 6, 10).len(), 1);
+    let (_, metrics) = b.get("/metrics", &[], &[]);
+    assert!(metrics.contains("balsa_compactor_chunks_deleted_total 1"), "{metrics}");
+}

@@ -9,7 +9,8 @@
 //! - [`index`]: index segments, the catalogue of flushed chunks.
 //! - [`envelope`]: the versioned, CRC32C-checksummed frame around snapshots
 //!   and index segments, so corruption is detected rather than served.
-//! - [`object_store`]: the object-store trait and its filesystem backend.
+//! - [`object_store`]: the object-store trait and its filesystem backend;
+//!   [`s3`]: the S3 backend.
 //!
 //! It knows nothing of Raft, HTTP or tenants' limits.
 //!
@@ -30,6 +31,7 @@ pub mod envelope;
 mod head;
 pub mod index;
 pub mod object_store;
+pub mod s3;
 
 pub use entry::{Entry, MetadataPair};
 pub use head::{Direction, HeadBlock};

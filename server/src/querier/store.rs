@@ -85,8 +85,16 @@ impl StoreReader {
     }
 
     /// Refs of the tenant's flushed chunks overlapping `[from, through)`,
-    /// from every index segment of the days in range.
+    /// from every index segment of the days in range. A segment deleted
+    /// between listing and reading was replaced by the compactor: list again.
     pub async fn refs(&self, tenant: &str, from: i64, through: i64) -> Result<Vec<ChunkRef>, StoreError> {
+        match self.refs_once(tenant, from, through).await {
+            Err(StoreError::Store(ObjectError::NotFound(_))) => self.refs_once(tenant, from, through).await,
+            r => r,
+        }
+    }
+
+    async fn refs_once(&self, tenant: &str, from: i64, through: i64) -> Result<Vec<ChunkRef>, StoreError> {
         let (first_day, last_day) = (from.div_euclid(DAY_NS) - 1, through.div_euclid(DAY_NS));
         let keys = self.store.list(&index_prefix(tenant)).await?;
         let mut out = Vec::new();

@@ -202,3 +202,48 @@ pub fn run_to_exit(args: &[&str], cwd: &Path) -> (i32, String) {
     let out = Command::new(BIN).args(args).current_dir(cwd).output().expect("run balsa");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
+
+/// A `moto_server` (PyPI `moto[server]`) on a free 127.0.0.1 port, ended on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto; `None` (with a note) where it is not installed, except in
+    /// CI, which must have it.
+    pub fn start() -> Option<Moto> {
+        let port = free_port();
+        let child = match Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                assert!(std::env::var_os("CI").is_none(), "CI must provide moto_server: {e}");
+                eprintln!("skipped: moto_server not installed ({e}); pip install 'moto[server]'");
+                return None;
+            }
+        };
+        let m = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        wait_for("moto_server to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Some(m)
+    }
+
+    /// Creates a bucket (path-style PUT; moto does not check signatures).
+    pub fn create_bucket(&self, name: &str) {
+        let r = ureq::put(&format!("{}/{name}", self.endpoint)).call();
+        assert!(r.is_ok(), "create bucket: {r:?}");
+    }
+}
