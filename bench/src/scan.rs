@@ -1,0 +1,228 @@
+//! Query scan speed over flushed chunks, against grep over the same lines.
+//!
+//! Generates realistic log lines (default 1 GiB), pushes them to a fresh
+//! release `balsa`, flushes everything to the filesystem object store, then
+//! times `{job=~".+"} |= "<rare string>"` over the whole range (cold, then
+//! warm chunk cache). In the same run it writes the lines to a flat file and
+//! times `grep -c` (and `rg -c` when installed) for the same string, and
+//! compresses the file with zstd level 3 for the size anchor. Prints ratios;
+//! asserts nothing. Results go to docs/performance.md.
+//!
+//! `cargo run --release -p balsa-bench --bin scan-bench -- --help`
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+const NEEDLE: &str = "rare-needle-7f3a";
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// The balsa binary (default: next to this one).
+    #[arg(long)]
+    balsa: Option<PathBuf>,
+    /// Parent of the working directory.
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+    /// MiB of raw log lines.
+    #[arg(long, default_value_t = 1024)]
+    mib: usize,
+    /// One line in this many carries the rare string.
+    #[arg(long, default_value_t = 200_000)]
+    rare_every: usize,
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Deterministic xorshift.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn line(rng: &mut Rng, i: usize, rare_every: usize) -> String {
+    const PATHS: [&str; 6] = ["/api/v1/items", "/api/v1/cart", "/login", "/api/v2/search", "/healthz", "/static/app.js"];
+    const LEVELS: [&str; 4] = ["info", "info", "warn", "error"];
+    let r = rng.next();
+    let status = [200, 200, 200, 201, 304, 404, 500][(r % 7) as usize];
+    let msg = if i % rare_every == rare_every / 2 { NEEDLE } else { "request completed" };
+    format!(
+        "level={} method=GET path={}/{} status={status} duration_ms={} user=u{} trace_id={:016x} bytes={} msg=\"{msg}\"",
+        LEVELS[(r >> 8) as usize % 4],
+        PATHS[(r >> 12) as usize % 6],
+        (r >> 16) % 100_000,
+        (r >> 24) % 2000,
+        (r >> 32) % 50_000,
+        rng.next(),
+        (r >> 40) % 65_536,
+    )
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            total += if path.is_dir() { dir_bytes(&path) } else { e.metadata().map(|m| m.len()).unwrap_or(0) };
+        }
+    }
+    total
+}
+
+fn time_cmd(cmd: &str, args: &[&str]) -> Option<(f64, String)> {
+    let t = Instant::now();
+    let out = Command::new(cmd).args(args).output().ok()?;
+    Some((t.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stdout).trim().to_string()))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = match &args.balsa {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("balsa"),
+    };
+    let work = tempfile::Builder::new().prefix("balsa-scan-").tempdir_in(&args.dir)?;
+    let flat = work.path().join("lines.txt");
+    let target = (args.mib as u64) << 20;
+
+    // 1. The lines, in a flat file too.
+    let mut rng = Rng(0x5eed);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&flat)?);
+    let mut lines = Vec::new();
+    let mut raw = 0u64;
+    while raw < target {
+        let l = line(&mut rng, lines.len(), args.rare_every);
+        raw += l.len() as u64;
+        writeln!(f, "{l}")?;
+        lines.push(l);
+    }
+    f.flush()?;
+    drop(f);
+    let n = lines.len();
+    let expected = lines.iter().filter(|l| l.contains(NEEDLE)).count();
+    println!("data    {n} lines, {:.0} MiB raw, {expected} contain the rare string", raw as f64 / 1048576.0);
+
+    // 2. balsa, fed and flushed.
+    let (http, grpc) = (free_port()?, free_port()?);
+    let cfg = work.path().join("c.yaml");
+    std::fs::write(&cfg, "ingester:\n  flush_check_period: 5s\nlimits_config:\n  max_entries_limit_per_query: 100000\n")?;
+    let _server = Server(
+        Command::new(&bin)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--http.addr=127.0.0.1:{http}"))
+            .arg(format!("--grpc.addr=127.0.0.1:{grpc}"))
+            .arg(format!("--data.dir={}", work.path().join("data").display()))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?,
+    );
+    let base = format!("http://127.0.0.1:{http}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("{base}/ready")).call().map(|r| r.status()).unwrap_or(0) != 200 {
+        if Instant::now() > deadline {
+            bail!("balsa did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
+    let start = now - 3_000_000_000_000;
+    let step = 2_900_000_000_000 / n as i64;
+    let t = Instant::now();
+    let batches: Vec<(usize, &[String])> = lines.chunks(2000).enumerate().map(|(i, c)| (i * 2000, c)).collect();
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..4)
+            .map(|w| {
+                let batches = &batches;
+                let url = format!("{base}/loki/api/v1/push");
+                s.spawn(move || -> Result<()> {
+                    for (first, chunk) in batches.iter().skip(w).step_by(4) {
+                        let values: Vec<serde_json::Value> = chunk
+                            .iter()
+                            .enumerate()
+                            .map(|(k, l)| serde_json::json!([(start + (first + k) as i64 * step).to_string(), l]))
+                            .collect();
+                        let job = format!("svc{}", first / 2000 % 8);
+                        let body = serde_json::json!({"streams": [{"stream": {"job": job}, "values": values}]}).to_string();
+                        let r = ureq::post(&url).set("Content-Type", "application/json").send_string(&body);
+                        if !matches!(r, Ok(ref resp) if resp.status() == 204) {
+                            bail!("push failed: {:?}", r.map(|r| r.status()));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+        }
+        Ok(())
+    })?;
+    println!("ingest  {:.1} s ({:.1} MB/s)", t.elapsed().as_secs_f64(), raw as f64 / 1e6 / t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let r = ureq::post(&format!("{base}/flush")).call().context("POST /flush")?;
+    if r.status() != 204 {
+        bail!("flush answered {}", r.status());
+    }
+    println!("flush   {:.1} s", t.elapsed().as_secs_f64());
+    let chunk_bytes = dir_bytes(&work.path().join("data/objects/chunks"));
+
+    // 3. The query, cold then warm.
+    let query = format!("{{job=~\".+\"}} |= \"{NEEDLE}\"");
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let resp = ureq::get(&format!("{base}/loki/api/v1/query_range"))
+            .query("query", &query)
+            .query("start", &(start - 1).to_string())
+            .query("end", &(now + 1).to_string())
+            .query("limit", "100000")
+            .call()
+            .context("query")?;
+        let v: serde_json::Value = resp.into_json()?;
+        let found: usize =
+            v["data"]["result"].as_array().map_or(0, |a| a.iter().map(|s| s["values"].as_array().map_or(0, |x| x.len())).sum());
+        if found != expected {
+            bail!("query found {found} lines, expected {expected}");
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let cold = times[0];
+    let warm = times[1..].iter().copied().fold(f64::INFINITY, f64::min);
+    println!("balsa   scan cold {cold:.2} s ({:.2} GB/s), warm {warm:.2} s ({:.2} GB/s) of decompressed lines, one query on one core", raw as f64 / 1e9 / cold, raw as f64 / 1e9 / warm);
+
+    // 4. Anchors: grep / rg over the flat file, zstd -3 of it.
+    let flat_s = flat.to_string_lossy().to_string();
+    let _ = time_cmd("grep", &["-c", NEEDLE, &flat_s]); // warm the page cache
+    if let Some((secs, count)) = time_cmd("grep", &["-c", NEEDLE, &flat_s]) {
+        println!("grep    -c: {secs:.2} s ({:.2} GB/s), count {count}", raw as f64 / 1e9 / secs);
+        println!("ratio   balsa warm / grep time: {:.2}", warm / secs);
+    }
+    if let Some((secs, count)) = time_cmd("rg", &["-c", NEEDLE, &flat_s]) {
+        println!("rg      -c: {secs:.2} s ({:.2} GB/s), count {count}", raw as f64 / 1e9 / secs);
+        println!("ratio   balsa warm / rg time: {:.2}", warm / secs);
+    }
+    let zstd_size = zstd::stream::encode_all(std::fs::File::open(&flat)?, 3)?.len() as u64;
+    println!("size    raw {raw} B, balsa chunks {chunk_bytes} B ({:.2}x), zstd -3 of the file {zstd_size} B ({:.2}x)", raw as f64 / chunk_bytes as f64, raw as f64 / zstd_size as f64);
+    println!("ratio   balsa chunk bytes / zstd -3 bytes: {:.2}", chunk_bytes as f64 / zstd_size as f64);
+    Ok(())
+}
