@@ -16,6 +16,7 @@ use balsa_storage::object_store::{ObjectError, ObjectStore};
 
 use crate::ingester::flush::index_day;
 use crate::limits::Limits;
+use crate::overrides::Overrides;
 use crate::metrics::Metrics;
 
 /// Why a compaction round stopped.
@@ -30,14 +31,14 @@ pub enum CompactError {
 /// Compacts index segments and applies retention.
 pub struct Compactor {
     store: Arc<dyn ObjectStore>,
-    limits: Limits,
+    overrides: Arc<Overrides>,
     interval: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Compactor {
-    pub fn new(store: Arc<dyn ObjectStore>, limits: Limits, interval: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { store, limits, interval, metrics }
+    pub fn new(store: Arc<dyn ObjectStore>, overrides: Arc<Overrides>, interval: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { store, overrides, interval, metrics }
     }
 
     /// Compacts every `interval` until `stop` turns true.
@@ -69,7 +70,6 @@ impl Compactor {
     /// One round over all tenants.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn compact(&self, now: i64) -> Result<(), CompactError> {
-        let cutoff = Self::retention_cutoff(&self.limits, now);
         let keys = self.store.list("index/").await?;
         let mut groups: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
         for key in keys {
@@ -77,6 +77,7 @@ impl Compactor {
             groups.entry((tenant.to_string(), day)).or_default().push(key);
         }
         for ((tenant, day), keys) in groups {
+            let cutoff = Self::retention_cutoff(&self.overrides.get(&tenant), now);
             let mut refs: Vec<ChunkRef> = Vec::new();
             for key in &keys {
                 let bytes = match self.store.get(key).await {

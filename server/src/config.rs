@@ -106,6 +106,10 @@ pub struct Config {
     pub chunk_cache_bytes: usize,
     /// How often the compactor runs (`compactor.compaction_interval`, 10m).
     pub compaction_interval: Duration,
+    /// Per-tenant overrides file (`runtime_config.file`), re-read every
+    /// `runtime_config.period` (10s) and on SIGHUP.
+    pub runtime_config_file: Option<PathBuf>,
+    pub runtime_config_period: Duration,
     /// A partition snapshots its state after this many log entries, and the
     /// log below the snapshot is purged (`raft.snapshot_logs_since_last`).
     pub snapshot_logs_since_last: u64,
@@ -124,6 +128,7 @@ struct RawConfig {
     ingester: RawIngester,
     querier: RawQuerier,
     compactor: RawCompactor,
+    runtime_config: RawRuntimeConfig,
     storage: RawStorage,
     raft: RawRaft,
     limits_config: Option<Limits>,
@@ -172,6 +177,13 @@ struct RawIngester {
     chunk_target_raw_size: Option<ByteSize>,
     chunk_encoding: Option<String>,
     flush_check_period: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawRuntimeConfig {
+    file: Option<PathBuf>,
+    period: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -379,6 +391,11 @@ impl Config {
             storage,
             chunk_cache_bytes: usize::try_from(chunk_cache_bytes).unwrap_or(usize::MAX),
             compaction_interval,
+            runtime_config_file: raw.runtime_config.file.clone(),
+            runtime_config_period: positive(
+                "runtime_config.period",
+                raw.runtime_config.period.map_or(Duration::from_secs(10), |d| d.0),
+            )?,
             snapshot_logs_since_last,
             limits,
         })
@@ -428,6 +445,18 @@ impl std::str::FromStr for ByteSize {
             _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use B, KB, MB, GB, TB)")),
         };
         n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("'{s}' is too large"))
+    }
+}
+
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl serde::Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ns", self.0.as_nanos()))
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`compactor`]: merges index segments, applies retention;
 //! - [`logql`]: the query language; [`labels`]: label sets;
 //! - [`api`]: Loki's HTTP API; [`grpc`]: Loki's gRPC push;
+//! - [`overrides`]: per-tenant limits, reloaded at run time;
 //! - [`config`], [`limits`], [`validation`], [`tenant`], [`ring`],
 //!   [`metrics`], [`time`];
 //! - [`modules`]: the composition root that wires a role (`--target`).
@@ -31,6 +32,7 @@ pub mod limits;
 pub mod logql;
 pub mod metrics;
 pub mod modules;
+pub mod overrides;
 pub mod querier;
 pub mod ring;
 pub mod tenant;

@@ -1,16 +1,15 @@
 //! Per-tenant limits (`limits_config`), with Loki's names and defaults.
 //!
-//! Today one set applies to every tenant; per-tenant overrides come with the
-//! runtime configuration.
+//! These are the defaults; [`crate::overrides`] overlays each tenant's own.
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ByteSize, Dur};
 
 /// `limits_config`. Every default is Loki's (pkg/validation/limits.go).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Labels a stream may have, `service_name` not counted. Default 15.

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub corrupt_objects: IntCounter,
     pub chunks_deleted_by_retention: IntCounter,
     flush_queue: IntGaugeVec,
+    runtime_config_ok: prometheus::IntGauge,
     raft_term: IntGaugeVec,
     raft_leader: IntGaugeVec,
     raft_last_log_index: IntGaugeVec,
@@ -85,6 +86,14 @@ impl Metrics {
                 IntCounter::new("balsa_compactor_chunks_deleted_total", "Chunks deleted because they expired (retention).")
                     .expect("valid metric"),
             ),
+            runtime_config_ok: reg(
+                &r,
+                prometheus::IntGauge::new(
+                    "balsa_runtime_config_last_reload_successful",
+                    "Whether the last reload of the runtime overrides file succeeded.",
+                )
+                .expect("valid metric"),
+            ),
             flush_queue: gauge("balsa_ingester_flush_queue_length", "Closed chunks waiting for a flush.", &["partition"]),
             raft_term: gauge("balsa_raft_term", "Current Raft term, per partition.", &["partition"]),
             raft_leader: gauge("balsa_raft_leader_id", "Node id of the partition's leader (0: none).", &["partition"]),
@@ -101,7 +110,10 @@ impl Metrics {
 
     /// Renders every metric in Prometheus' text format, reading the
     /// ingester's current Raft and memory state first.
-    pub fn render(&self, ingester: Option<&Ingester>) -> String {
+    pub fn render(&self, ingester: Option<&Ingester>, overrides: Option<&crate::overrides::Overrides>) -> String {
+        if let Some(o) = overrides {
+            self.runtime_config_ok.set(i64::from(o.last_reload_ok()));
+        }
         if let Some(ing) = ingester {
             for (p, m) in ing.raft_metrics().into_iter().enumerate() {
                 let p = p.to_string();
@@ -150,7 +162,7 @@ mod tests {
     fn registers_and_renders() {
         let m = Metrics::new();
         m.discarded_samples.with_label_values(&["line_too_long", "t"]).inc();
-        let text = m.render(None);
+        let text = m.render(None, None);
         assert!(text.contains(r#"loki_discarded_samples_total{reason="line_too_long",tenant="t"} 1"#), "{text}");
     }
 }

@@ -20,6 +20,7 @@ use crate::ingester::{Ingester, IngesterConfig, IngesterError};
 use crate::querier::store::StoreReader;
 use balsa_storage::object_store::{FilesystemStore, ObjectStore};
 use crate::metrics::Metrics;
+use crate::overrides::{Overrides, OverridesError};
 use crate::querier::Querier;
 use crate::ring::Ring;
 
@@ -30,6 +31,8 @@ pub enum RunError {
     DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Ingester(#[from] IngesterError),
+    #[error(transparent)]
+    Overrides(#[from] OverridesError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
@@ -49,6 +52,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|source| RunError::DataDir { path: cfg.data_dir.display().to_string(), source })?;
     let metrics = Arc::new(Metrics::new());
+    let overrides = Arc::new(Overrides::new(cfg.limits.clone(), cfg.runtime_config_file.clone())?);
     let ingester = Arc::new(
         Ingester::open(&IngesterConfig {
             node_id: cfg.node_id,
@@ -67,7 +71,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     let distributor = Arc::new(Distributor::new(
         Ring::new(cfg.partitions),
         ingester.clone(),
-        cfg.limits.clone(),
+        overrides.clone(),
         cfg.max_chunk_age,
         cfg.chunk_target_raw_size,
         metrics.clone(),
@@ -75,9 +79,9 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     let querier = Arc::new(Querier::new(
         ingester.clone(),
         StoreReader::new(store.clone(), cfg.chunk_cache_bytes, metrics.clone()),
-        cfg.limits.clone(),
+        overrides.clone(),
     ));
-    let compactor = Arc::new(Compactor::new(store.clone(), cfg.limits.clone(), cfg.compaction_interval, metrics.clone()));
+    let compactor = Arc::new(Compactor::new(store.clone(), overrides.clone(), cfg.compaction_interval, metrics.clone()));
     let flusher = Arc::new(Flusher::new(
         ingester.clone(),
         store,
@@ -93,8 +97,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         auth_enabled: cfg.auth_enabled,
         max_recv_msg_size: cfg.max_recv_msg_size,
         max_decompressed_size: cfg.max_decompressed_size,
-        max_entries_limit_per_query: cfg.limits.max_entries_limit_per_query,
-        max_query_series: cfg.limits.max_query_series,
+        overrides: overrides.clone(),
         distributor: distributor.clone(),
         querier,
         ingester: ingester.clone(),
@@ -116,6 +119,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let flush_loop = tokio::spawn(flusher.clone().run(stop_rx.clone()));
     let compact_loop = tokio::spawn(compactor.run(stop_rx.clone()));
+    let overrides_loop = tokio::spawn(overrides.clone().run(cfg.runtime_config_period, stop_rx.clone()));
     let http_stop = {
         let mut rx = stop_rx.clone();
         async move {
@@ -141,6 +145,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     let (http_res, grpc_res, ()) = tokio::join!(http_server, grpc_server, signal);
     let _ = flush_loop.await;
     let _ = compact_loop.await;
+    let _ = overrides_loop.await;
     // Graceful shutdown hands everything over to object storage.
     match tokio::time::timeout(Duration::from_secs(60), flusher.flush(true)).await {
         Ok(Ok(())) => tracing::info!("flushed everything before exit"),

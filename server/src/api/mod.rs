@@ -24,6 +24,7 @@ use crate::distributor::Distributor;
 use crate::ingester::flush::Flusher;
 use crate::ingester::Ingester;
 use crate::metrics::Metrics;
+use crate::overrides::Overrides;
 use crate::querier::Querier;
 pub use error::ApiError;
 
@@ -32,8 +33,7 @@ pub struct Api {
     pub auth_enabled: bool,
     pub max_recv_msg_size: usize,
     pub max_decompressed_size: usize,
-    pub max_entries_limit_per_query: usize,
-    pub max_query_series: usize,
+    pub overrides: Arc<Overrides>,
     pub distributor: Arc<Distributor>,
     pub querier: Arc<Querier>,
     pub ingester: Arc<Ingester>,
@@ -65,6 +65,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .route("/ready", get(ready))
         .route("/flush", post(flush))
+        .route("/runtime_config", get(runtime_config))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
         .with_state(api)
@@ -102,6 +103,11 @@ async fn ready(State(api): State<AppState>) -> Response {
     }
 }
 
+/// `GET /runtime_config`: the per-tenant overrides in force.
+async fn runtime_config(State(api): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], api.overrides.text()).into_response()
+}
+
 /// `POST /flush`: cuts every head and flushes it, and ships the index, now.
 async fn flush(State(api): State<AppState>) -> Response {
     match api.flusher.flush(true).await {
@@ -111,7 +117,7 @@ async fn flush(State(api): State<AppState>) -> Response {
 }
 
 async fn metrics(State(api): State<AppState>) -> Response {
-    let body = api.metrics.render(Some(&api.ingester));
+    let body = api.metrics.render(Some(&api.ingester), Some(&api.overrides));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 

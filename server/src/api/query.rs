@@ -54,16 +54,16 @@ pub async fn query_range(
             let step = p.step(start, end)?;
             let steps = Steps { start, end, step };
             let started = std::time::Instant::now();
-            let value = api.querier.eval_metric(&tenant, &metric, steps, api.max_query_series).await?;
+            let value = api.querier.eval_metric(&tenant, &metric, steps, api.overrides.get(&tenant).max_query_series).await?;
             let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
             return Ok(axum::Json(metric_response(value, steps, false, stats)).into_response());
         }
     };
     let limit = p.limit()?;
-    if limit > api.max_entries_limit_per_query {
+    let max_entries = api.overrides.get(&tenant).max_entries_limit_per_query;
+    if limit > max_entries {
         return Err(ApiError::bad_request(format!(
-            "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {})",
-            api.max_entries_limit_per_query
+            "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {max_entries})"
         )));
     }
     let req = LogRequest { query: log, start, end, limit, direction: p.direction()? };
@@ -152,7 +152,7 @@ pub async fn instant_query(
     let t = p.time(now_ns())?;
     let steps = Steps::instant(t);
     let started = std::time::Instant::now();
-    let value = api.querier.eval_metric(&tenant, &expr, steps, api.max_query_series).await?;
+    let value = api.querier.eval_metric(&tenant, &expr, steps, api.overrides.get(&tenant).max_query_series).await?;
     let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
     Ok(axum::Json(metric_response(value, steps, true, stats)).into_response())
 }
@@ -306,10 +306,10 @@ pub async fn series(
         selectors.push(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?);
     }
     let found = api.querier.series(&tenant, &selectors, start, end).await?;
-    if found.len() > api.max_query_series {
+    if found.len() > api.overrides.get(&tenant).max_query_series {
         return Err(ApiError::bad_request(format!(
             "the query hit the max number of series limit (limit: {} series)",
-            api.max_query_series
+            api.overrides.get(&tenant).max_query_series
         )));
     }
     let data: Vec<Value> = found.iter().map(LabelSet::to_json).collect();

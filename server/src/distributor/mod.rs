@@ -21,7 +21,7 @@ use balsa_storage::Entry;
 
 use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch};
 use crate::ingester::{Ingester, IngesterError};
-use crate::limits::Limits;
+use crate::overrides::Overrides;
 use crate::metrics::Metrics;
 use crate::ring::Ring;
 use crate::validation::{self, grouped, MISSING_STREAMS};
@@ -55,7 +55,7 @@ pub struct PushSummary {
 pub struct Distributor {
     ring: Ring,
     ingester: Arc<Ingester>,
-    limits: Limits,
+    overrides: Arc<Overrides>,
     too_far_behind_window: i64,
     chunk_target_raw_size: u64,
     metrics: Arc<Metrics>,
@@ -67,7 +67,7 @@ impl Distributor {
     pub fn new(
         ring: Ring,
         ingester: Arc<Ingester>,
-        limits: Limits,
+        overrides: Arc<Overrides>,
         max_chunk_age: Duration,
         chunk_target_raw_size: u64,
         metrics: Arc<Metrics>,
@@ -75,7 +75,7 @@ impl Distributor {
         Self {
             ring,
             ingester,
-            limits,
+            overrides,
             too_far_behind_window: (max_chunk_age / 2).as_nanos() as i64,
             chunk_target_raw_size,
             metrics,
@@ -92,22 +92,23 @@ impl Distributor {
             return Err(PushError::NoStreams);
         }
         let now = crate::time::now_ns();
+        let limits = self.overrides.get(tenant);
         let mut errors: Vec<String> = Vec::new();
         let mut by_partition: HashMap<u32, Vec<StreamBatch>> = HashMap::new();
         for (mut labels, entries) in merge_same_labels(streams) {
-            labels.discover_service_name(&self.limits.discover_service_name);
+            labels.discover_service_name(&limits.discover_service_name);
             let lines = entries.len() as u64;
             let bytes: u64 = entries.iter().map(|e| e.size() as u64).sum();
             self.metrics.lines_received.with_label_values(&[tenant]).inc_by(lines);
             self.metrics.bytes_received.with_label_values(&[tenant]).inc_by(bytes);
-            if let Err(r) = validation::validate_labels(&self.limits, &labels) {
+            if let Err(r) = validation::validate_labels(&limits, &labels) {
                 self.discard(tenant, r.reason, lines, bytes);
                 errors.push(r.message);
                 continue;
             }
             let mut valid = Vec::with_capacity(entries.len());
             for mut e in entries {
-                match validation::validate_entry(&self.limits, now, &labels, &mut e) {
+                match validation::validate_entry(&limits, now, &labels, &mut e) {
                     Ok(()) => valid.push(e),
                     Err(r) => {
                         self.discard(tenant, r.reason, 1, e.size() as u64);

@@ -17,7 +17,7 @@ use balsa_storage::{Direction, Entry};
 
 use crate::compactor::Compactor;
 use crate::ingester::{Ingester, IngesterError};
-use crate::limits::Limits;
+use crate::overrides::Overrides;
 use crate::labels::LabelSet;
 use crate::logql::eval::{self, EvalError, Fetched, Selection, Steps, Value};
 use crate::logql::{pipeline, Expr, LogExpr, Matcher, Stage};
@@ -68,12 +68,12 @@ pub enum QueryError {
 pub struct Querier {
     ingester: Arc<Ingester>,
     store: StoreReader,
-    limits: Limits,
+    overrides: Arc<Overrides>,
 }
 
 impl Querier {
-    pub fn new(ingester: Arc<Ingester>, store: StoreReader, limits: Limits) -> Self {
-        Self { ingester, store, limits }
+    pub fn new(ingester: Arc<Ingester>, store: StoreReader, overrides: Arc<Overrides>) -> Self {
+        Self { ingester, store, overrides }
     }
 
     /// Every stream of `tenant` matching `matchers` with entries in
@@ -88,7 +88,7 @@ impl Querier {
         stats: &mut ScanStats,
     ) -> Result<Vec<(LabelSet, Vec<Entry>)>, QueryError> {
         // Expired entries are hidden at once, before the compactor deletes them.
-        let from = Compactor::retention_cutoff(&self.limits, crate::time::now_ns()).map_or(from, |c| from.max(c));
+        let from = Compactor::retention_cutoff(&self.overrides.get(tenant), crate::time::now_ns()).map_or(from, |c| from.max(c));
         let mut by: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
         let mut refs: HashMap<String, ChunkRef> = HashMap::new();
         for p in 0..self.ingester.partition_count() {

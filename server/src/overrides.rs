@@ -1,0 +1,206 @@
+//! Per-tenant limits: the `limits_config` defaults, overlaid field by field
+//! with the tenant's entry of the runtime configuration file
+//! (`runtime_config.file`, Loki's format), which is re-read every
+//! `runtime_config.period` and on SIGHUP. A file that does not parse or
+//! validate is refused with a log line naming the problem, and the limits in
+//! force stay.
+//!
+//! ```yaml
+//! overrides:
+//!   team-a:
+//!     retention_period: 720h
+//!     max_line_size: 64KB
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::limits::Limits;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeFile {
+    #[serde(default)]
+    overrides: Option<BTreeMap<String, Mapping>>,
+}
+
+#[derive(Default)]
+struct InForce {
+    per_tenant: HashMap<String, Arc<Limits>>,
+    text: String,
+}
+
+/// Limits per tenant.
+pub struct Overrides {
+    defaults: Arc<Limits>,
+    defaults_yaml: Mapping,
+    file: Option<PathBuf>,
+    in_force: RwLock<InForce>,
+    /// Whether the last reload succeeded, for `/metrics`.
+    last_ok: std::sync::atomic::AtomicBool,
+}
+
+/// Why an overrides file was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("runtime config {path}: {problem}")]
+pub struct OverridesError {
+    pub path: String,
+    pub problem: String,
+}
+
+impl Overrides {
+    /// Loads `file` (if any) over `defaults`.
+    pub fn new(defaults: Limits, file: Option<PathBuf>) -> Result<Self, OverridesError> {
+        let defaults_yaml = match serde_yaml_ng::to_value(&defaults) {
+            Ok(Value::Mapping(m)) => m,
+            _ => Mapping::new(),
+        };
+        let o = Self {
+            defaults: Arc::new(defaults),
+            defaults_yaml,
+            file,
+            in_force: RwLock::new(InForce::default()),
+            last_ok: std::sync::atomic::AtomicBool::new(true),
+        };
+        o.reload()?;
+        Ok(o)
+    }
+
+    /// The limits of `tenant`.
+    pub fn get(&self, tenant: &str) -> Arc<Limits> {
+        self.in_force.read().per_tenant.get(tenant).cloned().unwrap_or_else(|| self.defaults.clone())
+    }
+
+    /// The defaults (for tenants without overrides).
+    pub fn defaults(&self) -> Arc<Limits> {
+        self.defaults.clone()
+    }
+
+    /// The text of the overrides in force (`GET /runtime_config`).
+    pub fn text(&self) -> String {
+        self.in_force.read().text.clone()
+    }
+
+    pub fn last_reload_ok(&self) -> bool {
+        self.last_ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Re-reads the file; on any problem keeps what is in force.
+    pub fn reload(&self) -> Result<(), OverridesError> {
+        let Some(path) = &self.file else { return Ok(()) };
+        let err = |problem: String| OverridesError { path: path.display().to_string(), problem };
+        let result = std::fs::read_to_string(path)
+            .map_err(|e| err(e.to_string()))
+            .and_then(|text| self.parse(&text).map(|m| (m, text)).map_err(err));
+        match result {
+            Ok((per_tenant, text)) => {
+                let mut f = self.in_force.write();
+                if f.text != text {
+                    tracing::info!(file = %path.display(), tenants = per_tenant.len(), "runtime overrides loaded");
+                }
+                *f = InForce { per_tenant, text };
+                self.last_ok.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.last_ok.store(false, std::sync::atomic::Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn parse(&self, text: &str) -> Result<HashMap<String, Arc<Limits>>, String> {
+        if text.trim().is_empty() {
+            return Ok(HashMap::new());
+        }
+        let file: RuntimeFile = serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                format!("{path}: {}", e.into_inner())
+            })?;
+        let mut out = HashMap::new();
+        for (tenant, fields) in file.overrides.unwrap_or_default() {
+            crate::tenant::validate(&tenant).map_err(|e| format!("overrides.{tenant}: {e}"))?;
+            let mut merged = self.defaults_yaml.clone();
+            for (k, v) in fields {
+                merged.insert(k, v);
+            }
+            let limits: Limits = serde_path_to_error::deserialize(Value::Mapping(merged))
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    format!("overrides.{tenant}.{path}: {}", e.into_inner())
+                })?;
+            limits.validate().map_err(|(key, problem)| format!("overrides.{tenant}: {key}: {problem}"))?;
+            out.insert(tenant, Arc::new(limits));
+        }
+        Ok(out)
+    }
+
+    /// Reloads every `period` and on SIGHUP until `stop` turns true.
+    pub async fn run(self: Arc<Self>, period: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.file.is_none() {
+            return;
+        }
+        let mut every = tokio::time::interval(period);
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let sighup = async {
+                match hup.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let sighup = std::future::pending::<()>();
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = sighup => tracing::info!("SIGHUP: reloading runtime overrides"),
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            if let Err(e) = self.reload() {
+                tracing::error!(error = %e, "runtime overrides refused; the limits in force stay");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_fields_overlay_the_defaults_and_bad_files_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("o.yaml");
+        std::fs::write(&file, "overrides:\n  a:\n    max_line_size: 10\n    retention_period: 2h\n").unwrap();
+        let defaults = Limits { max_label_names_per_series: 7, ..Limits::default() };
+        let o = Overrides::new(defaults, Some(file.clone())).unwrap();
+        assert_eq!(o.get("a").max_line_size.0, 10);
+        assert_eq!(o.get("a").max_label_names_per_series, 7, "unset fields keep the configured defaults");
+        assert_eq!(o.get("a").retention_period.0, Duration::from_secs(7200));
+        assert_eq!(o.get("b").max_line_size.0, 256 << 10);
+        std::fs::write(&file, "overrides:\n  a:\n    max_line_sise: 10\n").unwrap();
+        let e = o.reload().unwrap_err().to_string();
+        assert!(e.contains("max_line_sise"), "{e}");
+        assert_eq!(o.get("a").max_line_size.0, 10, "the old limits stay");
+        assert!(!o.last_reload_ok());
+        std::fs::write(&file, "").unwrap();
+        o.reload().unwrap();
+        assert_eq!(o.get("a").max_line_size.0, 256 << 10);
+    }
+}
