@@ -99,7 +99,14 @@ fn free_port() -> Result<u16> {
 
 fn start_balsa(bin: &Path, data: &Path) -> Result<(Server, String)> {
     let (http, grpc) = (free_port()?, free_port()?);
+    // A benchmark tenant is not rate limited (Loki's defaults: 4 MB/s).
+    let cfg = data.with_extension("yaml");
+    std::fs::write(
+        &cfg,
+        "limits_config:\n  ingestion_rate_mb: 100000\n  ingestion_burst_size_mb: 100000\n  per_stream_rate_limit: 0\n",
+    )?;
     let child = Command::new(bin)
+        .arg(format!("--config.file={}", cfg.display()))
         .arg(format!("--http.addr=127.0.0.1:{http}"))
         .arg(format!("--grpc.addr=127.0.0.1:{grpc}"))
         .arg(format!("--data.dir={}", data.display()))

@@ -124,7 +124,11 @@ fn main() -> Result<()> {
     // 2. balsa, fed and flushed.
     let (http, grpc) = (free_port()?, free_port()?);
     let cfg = work.path().join("c.yaml");
-    std::fs::write(&cfg, "ingester:\n  flush_check_period: 5s\nlimits_config:\n  max_entries_limit_per_query: 100000\n")?;
+    // A benchmark tenant is not rate limited (Loki's defaults: 4 MB/s).
+    std::fs::write(
+        &cfg,
+        "ingester:\n  flush_check_period: 5s\nlimits_config:\n  max_entries_limit_per_query: 100000\n  ingestion_rate_mb: 100000\n  ingestion_burst_size_mb: 100000\n  per_stream_rate_limit: 0\n",
+    )?;
     let _server = Server(
         Command::new(&bin)
             .arg(format!("--config.file={}", cfg.display()))

@@ -37,6 +37,7 @@ impl Pusher for PushService {
         match self.distributor.push(&tenant, streams).await {
             Ok(_) => Ok(Response::new(PushResponse {})),
             Err(e @ (PushError::NoStreams | PushError::Rejected(_))) => Err(Status::invalid_argument(e.to_string())),
+            Err(e @ PushError::RateLimited(_)) => Err(Status::resource_exhausted(e.to_string())),
             Err(e @ PushError::Unavailable(_)) => Err(Status::unavailable(e.to_string())),
         }
     }

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod modules;
 pub mod overrides;
 pub mod querier;
+pub mod rate;
 pub mod ring;
 pub mod tenant;
 pub mod time;

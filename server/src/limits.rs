@@ -43,6 +43,17 @@ pub struct Limits {
     /// Entries older than this are removed (compactor) and hidden from
     /// queries; 0 keeps everything. Default 0.
     pub retention_period: Dur,
+    /// Per-tenant ingestion rate in MB/s (lines + metadata). Default 4.
+    pub ingestion_rate_mb: f64,
+    /// Per-tenant burst in MB. Default 6.
+    pub ingestion_burst_size_mb: f64,
+    /// Per-stream rate, bytes/s; 0 = unlimited. Default 3MB.
+    pub per_stream_rate_limit: ByteSize,
+    /// Per-stream burst. Default 15MB.
+    pub per_stream_rate_limit_burst: ByteSize,
+    /// Streams a tenant may have in memory across the cluster; 0 =
+    /// unlimited. Default 5000. Enforced per partition as its share.
+    pub max_global_streams_per_user: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +91,11 @@ impl Default for Limits {
             .map(|s| s.to_string())
             .collect(),
             retention_period: Dur(Duration::ZERO),
+            ingestion_rate_mb: 4.0,
+            ingestion_burst_size_mb: 6.0,
+            per_stream_rate_limit: ByteSize(3 << 20),
+            per_stream_rate_limit_burst: ByteSize(15 << 20),
+            max_global_streams_per_user: 5000,
         }
     }
 }
@@ -92,6 +108,9 @@ impl Limits {
         }
         if self.max_entries_limit_per_query == 0 {
             return Err(("limits_config.max_entries_limit_per_query", "must be at least 1".into()));
+        }
+        if !(self.ingestion_rate_mb > 0.0) || !(self.ingestion_burst_size_mb > 0.0) {
+            return Err(("limits_config.ingestion_rate_mb", "ingestion_rate_mb and ingestion_burst_size_mb must be positive".into()));
         }
         if self.max_line_size_truncate && self.max_line_size.0 == 0 {
             return Err(("limits_config.max_line_size_truncate", "needs a max_line_size above 0".into()));

@@ -18,16 +18,39 @@ pub enum TenantError {
     TooLong,
     #[error("tenant ID is '.' or '..'")]
     Dots,
+    #[error("multiple org IDs present")]
+    TooManyOrgIds,
+    #[error("empty tenant ID in {0:?}")]
+    Empty(String),
 }
 
-/// The tenant of a request given its `X-Scope-OrgID` header.
+/// The tenant of a write given its `X-Scope-OrgID` header (one tenant).
 pub fn resolve(auth_enabled: bool, header: Option<&str>) -> Result<String, TenantError> {
-    if !auth_enabled {
-        return Ok(DEFAULT_TENANT.to_string());
+    let mut all = resolve_many(auth_enabled, header)?;
+    match all.len() {
+        1 => Ok(all.remove(0)),
+        _ => Err(TenantError::TooManyOrgIds),
     }
-    let id = header.map(str::trim).filter(|s| !s.is_empty()).ok_or(TenantError::NoOrgId)?;
-    validate(id)?;
-    Ok(id.to_string())
+}
+
+/// The tenants of a read: `X-Scope-OrgID: a|b` queries several.
+pub fn resolve_many(auth_enabled: bool, header: Option<&str>) -> Result<Vec<String>, TenantError> {
+    if !auth_enabled {
+        return Ok(vec![DEFAULT_TENANT.to_string()]);
+    }
+    let header = header.map(str::trim).filter(|s| !s.is_empty()).ok_or(TenantError::NoOrgId)?;
+    let mut out: Vec<String> = Vec::new();
+    for id in header.split('|') {
+        if id.is_empty() {
+            return Err(TenantError::Empty(header.to_string()));
+        }
+        validate(id)?;
+        if !out.iter().any(|t| t == id) {
+            out.push(id.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// dskit's `ValidTenantID`: `a-z A-Z 0-9 ! - _ . * ' ( )`, at most 150
@@ -58,5 +81,8 @@ mod tests {
         assert_eq!(resolve(true, Some("..")), Err(TenantError::Dots));
         assert_eq!(resolve(true, Some(&"a".repeat(151))), Err(TenantError::TooLong));
         assert!(resolve(true, Some(&"a".repeat(150))).is_ok());
+        assert_eq!(resolve(true, Some("a|b")), Err(TenantError::TooManyOrgIds));
+        assert_eq!(resolve_many(true, Some("b|a|b")).unwrap(), vec!["a", "b"]);
+        assert!(resolve_many(true, Some("a||b")).is_err());
     }
 }

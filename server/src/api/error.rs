@@ -48,6 +48,7 @@ impl From<PushError> for ApiError {
         let status = match e {
             PushError::NoStreams => StatusCode::UNPROCESSABLE_ENTITY,
             PushError::Rejected(_) => StatusCode::BAD_REQUEST,
+            PushError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             PushError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string()).with_newline()

@@ -44,10 +44,23 @@ pub struct Api {
 type AppState = Arc<Api>;
 
 impl Api {
-    /// The tenant of a request, or Loki's 401/400.
+    /// The tenant of a write, or Loki's 401/400.
     fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let h = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
         Ok(crate::tenant::resolve(self.auth_enabled, h)?)
+    }
+
+    /// The tenants of a read (`a|b` for several), or Loki's 401/400.
+    fn tenants(&self, headers: &HeaderMap) -> Result<Vec<String>, ApiError> {
+        let h = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
+        Ok(crate::tenant::resolve_many(self.auth_enabled, h)?)
+    }
+
+    /// The most restrictive of the tenants' query limits.
+    fn query_limits(&self, tenants: &[String]) -> (usize, usize) {
+        tenants.iter().map(|t| self.overrides.get(t)).fold((usize::MAX, usize::MAX), |(e, s), l| {
+            (e.min(l.max_entries_limit_per_query), s.min(l.max_query_series))
+        })
     }
 }
 

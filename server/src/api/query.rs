@@ -40,7 +40,7 @@ pub async fn query_range(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let tenant = api.tenant(&headers)?;
+    let tenants = api.tenants(&headers)?;
     let p = params(&method, q, &body);
     let query = p.get("query").unwrap_or("");
     let parsed = logql::parse_expr(query).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -54,20 +54,20 @@ pub async fn query_range(
             let step = p.step(start, end)?;
             let steps = Steps { start, end, step };
             let started = std::time::Instant::now();
-            let value = api.querier.eval_metric(&tenant, &metric, steps, api.overrides.get(&tenant).max_query_series).await?;
+            let value = api.querier.eval_metric(&tenants, &metric, steps, api.query_limits(&tenants).1).await?;
             let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
             return Ok(axum::Json(metric_response(value, steps, false, stats)).into_response());
         }
     };
     let limit = p.limit()?;
-    let max_entries = api.overrides.get(&tenant).max_entries_limit_per_query;
+    let max_entries = api.query_limits(&tenants).0;
     if limit > max_entries {
         return Err(ApiError::bad_request(format!(
             "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {max_entries})"
         )));
     }
     let req = LogRequest { query: log, start, end, limit, direction: p.direction()? };
-    let (streams, stats) = api.querier.select_logs(&tenant, &req).await?;
+    let (streams, stats) = api.querier.select_logs(&tenants, &req).await?;
     Ok(axum::Json(streams_response(streams, stats, wants_categorized_labels(&headers))).into_response())
 }
 
@@ -143,7 +143,7 @@ pub async fn instant_query(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let tenant = api.tenant(&headers)?;
+    let tenants = api.tenants(&headers)?;
     let p = params(&method, q, &body);
     let expr = logql::parse_expr(p.get("query").unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if matches!(expr, Expr::Log(_)) {
@@ -152,7 +152,7 @@ pub async fn instant_query(
     let t = p.time(now_ns())?;
     let steps = Steps::instant(t);
     let started = std::time::Instant::now();
-    let value = api.querier.eval_metric(&tenant, &expr, steps, api.overrides.get(&tenant).max_query_series).await?;
+    let value = api.querier.eval_metric(&tenants, &expr, steps, api.query_limits(&tenants).1).await?;
     let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
     Ok(axum::Json(metric_response(value, steps, true, stats)).into_response())
 }
@@ -262,9 +262,9 @@ pub async fn labels(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let tenant = api.tenant(&headers)?;
+    let tenants = api.tenants(&headers)?;
     let (start, end) = params(&method, q, &body).bounds(now_ns())?;
-    Ok(label_response(api.querier.label_names(&tenant, start, end).await?))
+    Ok(label_response(api.querier.label_names(&tenants, start, end).await?))
 }
 
 /// `GET|POST /loki/api/v1/label/<name>/values`, with an optional `query`
@@ -277,14 +277,14 @@ pub async fn label_values(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let tenant = api.tenant(&headers)?;
+    let tenants = api.tenants(&headers)?;
     let p = params(&method, q, &body);
     let (start, end) = p.bounds(now_ns())?;
     let selector = match p.get("query").filter(|s| !s.trim().is_empty()) {
         Some(s) => Some(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?),
         None => None,
     };
-    Ok(label_response(api.querier.label_values(&tenant, &name, selector, start, end).await?))
+    Ok(label_response(api.querier.label_values(&tenants, &name, selector, start, end).await?))
 }
 
 /// `GET|POST /loki/api/v1/series` with `match[]` (or `match`) selectors.
@@ -295,7 +295,7 @@ pub async fn series(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let tenant = api.tenant(&headers)?;
+    let tenants = api.tenants(&headers)?;
     let p = params(&method, q, &body);
     let (start, end) = p.bounds(now_ns())?;
     let mut selectors = Vec::new();
@@ -305,11 +305,11 @@ pub async fn series(
         }
         selectors.push(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?);
     }
-    let found = api.querier.series(&tenant, &selectors, start, end).await?;
-    if found.len() > api.overrides.get(&tenant).max_query_series {
+    let found = api.querier.series(&tenants, &selectors, start, end).await?;
+    if found.len() > api.query_limits(&tenants).1 {
         return Err(ApiError::bad_request(format!(
             "the query hit the max number of series limit (limit: {} series)",
-            api.overrides.get(&tenant).max_query_series
+            api.query_limits(&tenants).1
         )));
     }
     let data: Vec<Value> = found.iter().map(LabelSet::to_json).collect();

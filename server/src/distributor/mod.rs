@@ -24,6 +24,8 @@ use crate::ingester::{Ingester, IngesterError};
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
 use crate::ring::Ring;
+use crate::labels::LabelSet;
+use crate::rate::RateLimiter;
 use crate::validation::{self, grouped, MISSING_STREAMS};
 pub use decode::{decode_body, BodyLimits, DecodeError, DecodedStream};
 
@@ -39,6 +41,9 @@ pub enum PushError {
     /// 400: some or all entries were refused; the valid ones are stored.
     #[error("{0}")]
     Rejected(String),
+    /// 429: over the tenant's or a stream's rate, or the stream limit.
+    #[error("{0}")]
+    RateLimited(String),
     /// 503: a partition could not commit; nothing is acknowledged for it.
     #[error("{0}")]
     Unavailable(String),
@@ -61,6 +66,19 @@ pub struct Distributor {
     metrics: Arc<Metrics>,
     client_id: u64,
     next_seq: AtomicU64,
+    partitions: u32,
+    tenant_rates: RateLimiter<String>,
+    stream_rates: RateLimiter<(String, LabelSet)>,
+}
+
+/// A size as Loki's `flagext.ByteSize` prints it: `3MB`, `512KB`, `100B`.
+fn byte_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{}GB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}MB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}KB", n >> 10),
+        n => format!("{n}B"),
+    }
 }
 
 impl Distributor {
@@ -73,14 +91,17 @@ impl Distributor {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            ring,
             ingester,
             overrides,
             too_far_behind_window: (max_chunk_age / 2).as_nanos() as i64,
+            ring,
             chunk_target_raw_size,
             metrics,
             client_id: rand::random(),
             next_seq: AtomicU64::new(1),
+            partitions: ring.partitions(),
+            tenant_rates: RateLimiter::default(),
+            stream_rates: RateLimiter::default(),
         }
     }
 
@@ -121,13 +142,57 @@ impl Distributor {
                 by_partition.entry(p).or_default().push(StreamBatch { tenant: tenant.to_string(), labels, entries: valid });
             }
         }
+        // Rate limits on what passed validation: the tenant's (whole request,
+        // 429), then each stream's (that stream, 429).
+        let clock = std::time::Instant::now();
+        let (lines, bytes) = by_partition.values().flatten().fold((0u64, 0u64), |(l, b), s| {
+            (l + s.entries.len() as u64, b + s.entries.iter().map(|e| e.size() as u64).sum::<u64>())
+        });
+        if lines > 0 {
+            let rate = limits.ingestion_rate_mb * 1e6;
+            let burst = limits.ingestion_burst_size_mb * 1e6;
+            if !self.tenant_rates.allow(&tenant.to_string(), bytes as f64, rate, burst, clock) {
+                self.discard(tenant, "rate_limited", lines, bytes);
+                return Err(PushError::RateLimited(format!(
+                    "ingestion rate limit exceeded for user {tenant} (limit: {} bytes/sec) while attempting to ingest '{lines}' lines totaling '{bytes}' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased",
+                    rate as u64
+                )));
+            }
+        }
+        let mut limited: Vec<String> = Vec::new();
+        let stream_rate = limits.per_stream_rate_limit.0;
+        if stream_rate > 0 {
+            for streams in by_partition.values_mut() {
+                streams.retain(|s| {
+                    let b: u64 = s.entries.iter().map(|e| e.size() as u64).sum();
+                    let key = (tenant.to_string(), s.labels.clone());
+                    let burst = limits.per_stream_rate_limit_burst.0.max(stream_rate) as f64;
+                    if self.stream_rates.allow(&key, b as f64, stream_rate as f64, burst, clock) {
+                        return true;
+                    }
+                    self.discard(tenant, "per_stream_rate_limit", s.entries.len() as u64, b);
+                    limited.push(format!(
+                        "Per stream rate limit exceeded (limit: {}/sec) while attempting to ingest for stream '{}' totaling {}, consider splitting a stream via additional labels or contact your Loki administrator to see if the limit can be increased",
+                        byte_size(stream_rate),
+                        s.labels,
+                        byte_size(b)
+                    ));
+                    false
+                });
+            }
+        }
+        let max_streams = match limits.max_global_streams_per_user as u64 {
+            0 => 0,
+            n => n.div_ceil(u64::from(self.partitions)),
+        };
         let request_id = RequestId { client: self.client_id, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
-        let proposals = by_partition.into_iter().map(|(p, streams)| {
+        let proposals = by_partition.into_iter().filter(|(_, s)| !s.is_empty()).map(|(p, streams)| {
             let batch = PushBatch {
                 request_id,
                 now: 0,
                 too_far_behind_window: self.too_far_behind_window,
                 chunk_target_raw_size: self.chunk_target_raw_size,
+                max_streams_per_tenant: max_streams,
                 streams,
             };
             self.propose(p, batch)
@@ -146,6 +211,16 @@ impl Distributor {
                 self.discard(tenant, "too_far_behind", r.ignored as u64, r.ignored_bytes);
                 ingester_errors.push(r.message());
             }
+            for s in o.stream_limited {
+                self.discard(tenant, "stream_limit", s.entries, s.bytes);
+                limited.push(format!(
+                    "maximum active stream limit exceeded when trying to create stream {}, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '{tenant}'",
+                    s.labels
+                ));
+            }
+        }
+        if !limited.is_empty() {
+            return Err(PushError::RateLimited(grouped(&limited)));
         }
         if !ingester_errors.is_empty() {
             return Err(PushError::Rejected(ingester_errors.join("\n")));

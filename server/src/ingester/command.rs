@@ -67,6 +67,8 @@ pub struct PushBatch {
     pub too_far_behind_window: i64,
     /// A head holding this many bytes is cut into a closed chunk.
     pub chunk_target_raw_size: u64,
+    /// Streams a tenant may have in this partition (0: unlimited).
+    pub max_streams_per_tenant: u64,
     pub streams: Vec<StreamBatch>,
 }
 
@@ -86,6 +88,16 @@ pub struct PushOutcome {
     /// Dropped silently: equal to an entry already in the stream.
     pub duplicates: u64,
     pub rejected: Vec<StreamRejections>,
+    /// Streams not created: the tenant is at its stream limit.
+    pub stream_limited: Vec<StreamLimited>,
+}
+
+/// A new stream refused by the stream limit, with what it carried.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamLimited {
+    pub labels: String,
+    pub entries: u64,
+    pub bytes: u64,
 }
 
 /// Entries of one stream refused as too far behind.

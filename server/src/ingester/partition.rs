@@ -11,7 +11,9 @@ use balsa_storage::index::ChunkRef;
 use balsa_storage::{Direction, Entry, HeadBlock};
 use serde::{Deserialize, Serialize};
 
-use super::command::{FlushedChunk, PushBatch, PushOutcome, RequestId, StreamRejections, Tick, MAX_LISTED_REJECTIONS};
+use super::command::{
+    FlushedChunk, PushBatch, PushOutcome, RequestId, StreamLimited, StreamRejections, Tick, MAX_LISTED_REJECTIONS,
+};
 use crate::labels::LabelSet;
 use crate::logql::{MatchOp, Matcher};
 
@@ -141,6 +143,17 @@ impl PartitionState {
         }
         let mut out = PushOutcome::default();
         for sb in &batch.streams {
+            let is_new = !self.by_key.contains_key(&(sb.tenant.clone(), sb.labels.clone()));
+            let at_limit = batch.max_streams_per_tenant > 0
+                && self.tenants.get(&sb.tenant).map_or(0, |t| t.streams.len()) as u64 >= batch.max_streams_per_tenant;
+            if is_new && at_limit {
+                out.stream_limited.push(StreamLimited {
+                    labels: sb.labels.to_string(),
+                    entries: sb.entries.len() as u64,
+                    bytes: sb.entries.iter().map(|e| e.size() as u64).sum(),
+                });
+                continue;
+            }
             let id = self.stream_id(&sb.tenant, &sb.labels);
             let Some(stream) = self.streams.get_mut(&id) else { continue };
             let mut rej = StreamRejections::default();
@@ -380,6 +393,7 @@ mod tests {
             now,
             too_far_behind_window: H,
             chunk_target_raw_size: 0,
+            max_streams_per_tenant: 0,
             streams: streams
                 .into_iter()
                 .map(|(t, l, ts)| StreamBatch {
@@ -508,5 +522,19 @@ mod tests {
         // A new push recreates the stream.
         p.apply_push(&batch(3, 7 * H, vec![("t", r#"{a="1"}"#, vec![7 * H])]));
         assert_eq!(p.select("t", &[]).count(), 1);
+    }
+
+    #[test]
+    fn the_stream_limit_refuses_new_streams_only() {
+        let mut p = PartitionState::default();
+        let mut b = batch(1, 0, vec![("t", r#"{a="1"}"#, vec![1]), ("t", r#"{a="2"}"#, vec![1]), ("u", r#"{a="3"}"#, vec![1])]);
+        b.max_streams_per_tenant = 1;
+        let o = p.apply_push(&b);
+        assert_eq!(o.accepted, 2);
+        assert_eq!(o.stream_limited.len(), 1);
+        assert_eq!(o.stream_limited[0].labels, r#"{a="2"}"#);
+        let mut again = batch(2, 0, vec![("t", r#"{a="1"}"#, vec![2])]);
+        again.max_streams_per_tenant = 1;
+        assert_eq!(p.apply_push(&again).accepted, 1, "an existing stream still takes entries");
     }
 }

@@ -76,10 +76,34 @@ impl Querier {
         Self { ingester, store, overrides }
     }
 
+    /// Every stream of `tenants` matching `matchers` with entries in
+    /// `[from, through)`. With several tenants (`X-Scope-OrgID: a|b`) each
+    /// stream carries `__tenant_id__`, which selectors may match, as in Loki.
+    async fn streams(
+        &self,
+        tenants: &[String],
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+        stats: &mut ScanStats,
+    ) -> Result<Vec<(LabelSet, Vec<Entry>)>, QueryError> {
+        let (on_tenant, rest) = split_tenant_matchers(matchers);
+        let mut out = Vec::new();
+        for t in tenants {
+            if !on_tenant.iter().all(|m| m.matches(Some(t))) {
+                continue;
+            }
+            for (labels, entries) in self.tenant_streams(t, &rest, from, through, stats).await? {
+                out.push((tag_tenant(labels, t, tenants.len() > 1), entries));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every stream of `tenant` matching `matchers` with entries in
     /// `[from, through)`: unflushed entries from the partitions plus flushed
     /// chunks, ascending, each entry once.
-    async fn streams(
+    async fn tenant_streams(
         &self,
         tenant: &str,
         matchers: &[Matcher],
@@ -134,13 +158,13 @@ impl Querier {
 
     /// The `limit` entries nearest to the start of `direction` among the
     /// matching lines of every matching stream, grouped by stream.
-    #[tracing::instrument(level = "info", skip_all, fields(tenant = tenant, limit = req.limit))]
-    pub async fn select_logs(&self, tenant: &str, req: &LogRequest) -> Result<(Vec<StreamResult>, ScanStats), QueryError> {
+    #[tracing::instrument(level = "info", skip_all, fields(tenants = ?tenants, limit = req.limit))]
+    pub async fn select_logs(&self, tenants: &[String], req: &LogRequest) -> Result<(Vec<StreamResult>, ScanStats), QueryError> {
         let started = Instant::now();
         let mut stats = ScanStats::default();
         let fast = req.query.only_line_filters();
         let mut found: Vec<StreamResult> = Vec::new();
-        for (labels, mut entries) in self.streams(tenant, &req.query.matchers, req.start, req.end, &mut stats).await? {
+        for (labels, mut entries) in self.streams(tenants, &req.query.matchers, req.start, req.end, &mut stats).await? {
             if req.direction == Direction::Backward {
                 entries.reverse();
             }
@@ -182,9 +206,32 @@ impl Querier {
         Ok((result, stats))
     }
 
-    /// Label sets of the tenant's streams that match any of `selectors` (all
+    /// Label sets of the tenants' streams that match any of `selectors` (all
     /// streams when empty) and have entries in `[start, end)`, flushed or not.
     pub async fn series(
+        &self,
+        tenants: &[String],
+        selectors: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<LabelSet>, QueryError> {
+        let mut out = BTreeSet::new();
+        let all: Vec<Vec<Matcher>> = if selectors.is_empty() { vec![Vec::new()] } else { selectors.to_vec() };
+        for t in tenants {
+            for sel in &all {
+                let (on_tenant, rest) = split_tenant_matchers(sel);
+                if !on_tenant.iter().all(|m| m.matches(Some(t))) {
+                    continue;
+                }
+                for labels in self.tenant_series(t, std::slice::from_ref(&rest), start, end).await? {
+                    out.insert(tag_tenant(labels, t, tenants.len() > 1));
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    async fn tenant_series(
         &self,
         tenant: &str,
         selectors: &[Vec<Matcher>],
@@ -225,10 +272,10 @@ impl Querier {
         Ok(out.into_iter().collect())
     }
 
-    /// Label names of the tenant's streams with entries in `[start, end)`.
-    pub async fn label_names(&self, tenant: &str, start: i64, end: i64) -> Result<Vec<String>, QueryError> {
+    /// Label names of the tenants' streams with entries in `[start, end)`.
+    pub async fn label_names(&self, tenants: &[String], start: i64, end: i64) -> Result<Vec<String>, QueryError> {
         let names: BTreeSet<String> = self
-            .series(tenant, &[], start, end)
+            .series(tenants, &[], start, end)
             .await?
             .iter()
             .flat_map(|l| l.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>())
@@ -240,7 +287,7 @@ impl Querier {
     /// `[start, end)`, optionally only of streams matching `selector`.
     pub async fn label_values(
         &self,
-        tenant: &str,
+        tenants: &[String],
         name: &str,
         selector: Option<Vec<Matcher>>,
         start: i64,
@@ -248,7 +295,7 @@ impl Querier {
     ) -> Result<Vec<String>, QueryError> {
         let sel: Vec<Vec<Matcher>> = selector.into_iter().collect();
         let values: BTreeSet<String> = self
-            .series(tenant, &sel, start, end)
+            .series(tenants, &sel, start, end)
             .await?
             .iter()
             .filter_map(|l| l.get(name).map(str::to_string))
@@ -257,19 +304,36 @@ impl Querier {
     }
 
     /// Evaluates a metric query at `steps`.
-    #[tracing::instrument(level = "info", skip_all, fields(tenant = tenant, steps = steps.len()))]
-    pub async fn eval_metric(&self, tenant: &str, expr: &Expr, steps: Steps, max_series: usize) -> Result<Value, QueryError> {
+    #[tracing::instrument(level = "info", skip_all, fields(tenants = ?tenants, steps = steps.len()))]
+    pub async fn eval_metric(&self, tenants: &[String], expr: &Expr, steps: Steps, max_series: usize) -> Result<Value, QueryError> {
         let mut data: Vec<Fetched> = Vec::new();
         let mut stats = ScanStats::default();
         for sel in eval::selections(expr, steps) {
-            data.push(self.fetch(tenant, &sel, &mut stats).await?);
+            data.push(self.fetch(tenants, &sel, &mut stats).await?);
         }
         Ok(eval::evaluate(expr, steps, &mut data.into_iter(), max_series)?)
     }
 
-    async fn fetch(&self, tenant: &str, sel: &Selection, stats: &mut ScanStats) -> Result<Fetched, QueryError> {
-        self.streams(tenant, &sel.matchers, sel.from, sel.through, stats).await
+    async fn fetch(&self, tenants: &[String], sel: &Selection, stats: &mut ScanStats) -> Result<Fetched, QueryError> {
+        self.streams(tenants, &sel.matchers, sel.from, sel.through, stats).await
     }
+}
+
+/// The label multi-tenant answers carry.
+pub const TENANT_LABEL: &str = "__tenant_id__";
+
+/// Matchers on `__tenant_id__` (which choose tenants) and the others.
+fn split_tenant_matchers(matchers: &[Matcher]) -> (Vec<Matcher>, Vec<Matcher>) {
+    matchers.iter().cloned().partition(|m| m.name == TENANT_LABEL)
+}
+
+fn tag_tenant(labels: LabelSet, tenant: &str, multi: bool) -> LabelSet {
+    if !multi {
+        return labels;
+    }
+    let mut pairs: Vec<(String, String)> = labels.iter().cloned().collect();
+    pairs.push((TENANT_LABEL.to_string(), tenant.to_string()));
+    LabelSet::from_pairs_keep_empty(pairs)
 }
 
 /// Whether a line passes every line filter of a filter-only pipeline.

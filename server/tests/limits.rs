@@ -1,0 +1,78 @@
+//! Ingestion limits with Loki's codes and texts, counted in metrics.
+
+mod common;
+
+use common::{now_ns, Balsa};
+use serde_json::json;
+
+fn start(limits: &str) -> (tempfile::TempDir, Balsa) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, format!("ring:\n  partitions: 1\nlimits_config:\n{limits}")).unwrap();
+    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    (dir, b)
+}
+
+fn push(b: &Balsa, stream: &str, line: &str) -> (u16, String) {
+    let t = now_ns() - 1_000_000_000;
+    b.push_json(None, &json!({"streams": [{"stream": {"job": stream}, "values": [[t.to_string(), line]]}]}))
+}
+
+fn discarded(b: &Balsa, reason: &str) -> bool {
+    b.get("/metrics", &[], &[]).1.lines().any(|l| l.starts_with(&format!("loki_discarded_samples_total{{reason=\"{reason}\"")))
+}
+
+#[test]
+fn tenant_rate_limit_refuses_the_whole_request_with_429() {
+    let (_d, b) = start("  ingestion_rate_mb: 0.001\n  ingestion_burst_size_mb: 0.002\n");
+    assert_eq!(push(&b, "a", &"x".repeat(1500)).0, 204, "within the burst");
+    let (s, body) = push(&b, "a", &"x".repeat(1500));
+    assert_eq!(s, 429);
+    assert!(body.starts_with("ingestion rate limit exceeded for user fake (limit: 1000 bytes/sec) while attempting to ingest '1' lines totaling '1500' bytes"), "{body}");
+    assert!(discarded(&b, "rate_limited"));
+}
+
+#[test]
+fn per_stream_rate_limit_refuses_that_stream_only() {
+    let (_d, b) = start("  per_stream_rate_limit: 1000\n  per_stream_rate_limit_burst: 1000\n");
+    assert_eq!(push(&b, "a", &"x".repeat(800)).0, 204);
+    let (s, body) = push(&b, "a", &"x".repeat(800));
+    assert_eq!(s, 429);
+    assert!(body.starts_with("Per stream rate limit exceeded (limit: 1000B/sec) while attempting to ingest for stream '{job=\"a\", service_name=\"a\"}' totaling 800B"), "{body}");
+    assert_eq!(push(&b, "b", &"x".repeat(800)).0, 204, "another stream has its own rate");
+    assert!(discarded(&b, "per_stream_rate_limit"));
+}
+
+#[test]
+fn stream_limit_refuses_new_streams_not_existing_ones() {
+    let (_d, b) = start("  max_global_streams_per_user: 2\n  discover_service_name: []\n");
+    assert_eq!(push(&b, "a", "1").0, 204);
+    assert_eq!(push(&b, "b", "1").0, 204);
+    let (s, body) = push(&b, "c", "1");
+    assert_eq!(s, 429);
+    assert!(body.starts_with("maximum active stream limit exceeded when trying to create stream {job=\"c\"}"), "{body}");
+    assert!(body.trim_end().ends_with("user: 'fake'"), "{body}");
+    assert_eq!(push(&b, "a", "2").0, 204, "existing streams keep taking entries");
+    assert!(discarded(&b, "stream_limit"));
+}
+
+#[test]
+fn multi_tenant_reads_label_each_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Balsa::start(&["--auth.enabled=true"]);
+    drop(dir);
+    let t = now_ns() - 1_000_000_000;
+    for tenant in ["a", "b"] {
+        let body = json!({"streams": [{"stream": {"job": "x"}, "values": [[t.to_string(), format!("line of {tenant}")]]}]});
+        assert_eq!(b.push_json(Some(tenant), &body).0, 204);
+    }
+    let (s, body) = b.push_json(Some("a|b"), &json!({"streams": []}));
+    assert_eq!((s, body.as_str()), (400, "multiple org IDs present\n"), "writes name one tenant");
+    let v = b.get_json("/loki/api/v1/query_range", &[("query", r#"{job="x"}"#), ("since", "1h")], &[("X-Scope-OrgID", "a|b")]);
+    let streams: Vec<_> = v["data"]["result"].as_array().unwrap().iter().map(|s| s["stream"].clone()).collect();
+    assert_eq!(streams, vec![json!({"__tenant_id__": "a", "job": "x", "service_name": "x"}), json!({"__tenant_id__": "b", "job": "x", "service_name": "x"})]);
+    let v = b.get_json("/loki/api/v1/query_range", &[("query", r#"{job="x", __tenant_id__="b"}"#), ("since", "1h")], &[("X-Scope-OrgID", "a|b")]);
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 1);
+    let v = b.get_json("/loki/api/v1/query", &[("query", r#"sum by (__tenant_id__) (count_over_time({job="x"}[1h]))"#)], &[("X-Scope-OrgID", "a|b")]);
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 2);
+}
