@@ -1,6 +1,7 @@
 //! The compactor: merges each tenant's small index segments of a day into
-//! one, and enforces `retention_period` by dropping the refs of expired
-//! chunks and deleting those chunks.
+//! one, enforces `retention_period` by dropping the refs of expired chunks
+//! and deleting those chunks, and executes delete requests past their cancel
+//! period by rewriting the chunks they cover without the deleted lines.
 //!
 //! Order of writes, so a crash at any point loses no live data: the merged
 //! segment is written (durable) before the segments it replaces are
@@ -11,10 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use balsa_storage::chunk::{self, Chunk, Codec};
 use balsa_storage::index::{decode_segment, encode_segment, ChunkRef};
+use balsa_storage::Entry;
 use balsa_storage::object_store::{ObjectError, ObjectStore};
 
-use crate::ingester::flush::index_day;
+use crate::deletes::{filter_entries, ActiveDelete, Deletes};
+use crate::ingester::flush::{chunk_object_key, index_day};
+use crate::labels::LabelSet;
 use crate::limits::Limits;
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
@@ -32,13 +37,60 @@ pub enum CompactError {
 pub struct Compactor {
     store: Arc<dyn ObjectStore>,
     overrides: Arc<Overrides>,
+    deletes: Arc<Deletes>,
     interval: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Compactor {
-    pub fn new(store: Arc<dyn ObjectStore>, overrides: Arc<Overrides>, interval: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { store, overrides, interval, metrics }
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        overrides: Arc<Overrides>,
+        deletes: Arc<Deletes>,
+        interval: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { store, overrides, deletes, interval, metrics }
+    }
+
+    /// Rewrites a chunk without the lines `deletes` cover. `None`: nothing
+    /// to remove. `Some(None)`: every line goes (drop the ref).
+    async fn apply_deletes(&self, r: &ChunkRef, deletes: &[ActiveDelete]) -> Result<Option<Option<ChunkRef>>, CompactError> {
+        let Ok(labels) = LabelSet::parse(&r.labels) else { return Ok(None) };
+        let relevant: Vec<ActiveDelete> = deletes
+            .iter()
+            .filter(|d| d.req.tenant == r.tenant && d.req.start <= r.through && d.req.end >= r.from && d.matches_stream(&labels))
+            .cloned()
+            .collect();
+        if relevant.is_empty() {
+            return Ok(None);
+        }
+        let bytes = self.store.get(&r.key).await?;
+        let corrupt = |e: String| CompactError::Corrupt { key: r.key.clone(), problem: e };
+        let mut entries: Vec<Entry> = Chunk::open(&bytes)
+            .map_err(|e| corrupt(e.to_string()))?
+            .entries(i64::MIN, i64::MAX)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let before = entries.len();
+        filter_entries(&relevant, &labels, &mut entries);
+        if entries.len() == before {
+            return Ok(None);
+        }
+        if entries.is_empty() {
+            return Ok(Some(None));
+        }
+        let bytes = chunk::encode(&entries, Codec::default());
+        let (from, through) = (entries[0].ts, entries[entries.len() - 1].ts);
+        let key = chunk_object_key(&r.tenant, &r.labels, from, through, &bytes);
+        self.store.put(&key, bytes).await?;
+        Ok(Some(Some(ChunkRef {
+            from,
+            through,
+            key,
+            entries: entries.len() as u64,
+            bytes: entries.iter().map(|e| e.size() as u64).sum(),
+            ..r.clone()
+        })))
     }
 
     /// Compacts every `interval` until `stop` turns true.
@@ -70,6 +122,10 @@ impl Compactor {
     /// One round over all tenants.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn compact(&self, now: i64) -> Result<(), CompactError> {
+        if let Err(e) = self.deletes.refresh().await {
+            tracing::warn!(error = %e, "cannot refresh delete requests");
+        }
+        let deletes = self.deletes.executable(now);
         let keys = self.store.list("index/").await?;
         let mut groups: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
         for key in keys {
@@ -93,7 +149,19 @@ impl Compactor {
             }
             let (keep, expired): (Vec<ChunkRef>, Vec<ChunkRef>) =
                 refs.into_iter().partition(|r| cutoff.is_none_or(|c| r.through >= c));
-            if keys.len() <= 1 && expired.is_empty() {
+            let mut rewritten = Vec::with_capacity(keep.len());
+            let mut replaced = Vec::new();
+            for r in keep {
+                match self.apply_deletes(&r, &deletes).await? {
+                    None => rewritten.push(r),
+                    Some(new) => {
+                        rewritten.extend(new);
+                        replaced.push(r);
+                    }
+                }
+            }
+            let keep = rewritten;
+            if keys.len() <= 1 && expired.is_empty() && replaced.is_empty() {
                 continue;
             }
             let mut written = None;
@@ -109,6 +177,11 @@ impl Compactor {
             for r in &expired {
                 self.store.delete(&r.key).await?;
                 self.metrics.chunks_deleted_by_retention.inc();
+            }
+            for r in replaced.drain(..) {
+                if !keep.iter().any(|k| k.key == r.key) {
+                    self.store.delete(&r.key).await?;
+                }
             }
             tracing::info!(tenant, day, segments = keys.len(), kept = keep.len(), expired = expired.len(), "compacted index");
         }

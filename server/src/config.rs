@@ -106,6 +106,9 @@ pub struct Config {
     pub chunk_cache_bytes: usize,
     /// How often the compactor runs (`compactor.compaction_interval`, 10m).
     pub compaction_interval: Duration,
+    /// How long a delete request can be cancelled before the compactor
+    /// executes it (`compactor.delete_request_cancel_period`, 24h).
+    pub delete_request_cancel_period: Duration,
     /// Per-tenant overrides file (`runtime_config.file`), re-read every
     /// `runtime_config.period` (10s) and on SIGHUP.
     pub runtime_config_file: Option<PathBuf>,
@@ -190,6 +193,7 @@ struct RawRuntimeConfig {
 #[serde(default, deny_unknown_fields)]
 struct RawCompactor {
     compaction_interval: Option<Dur>,
+    delete_request_cancel_period: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -391,6 +395,10 @@ impl Config {
             storage,
             chunk_cache_bytes: usize::try_from(chunk_cache_bytes).unwrap_or(usize::MAX),
             compaction_interval,
+            delete_request_cancel_period: raw
+                .compactor
+                .delete_request_cancel_period
+                .map_or(Duration::from_secs(24 * 3600), |d| d.0),
             runtime_config_file: raw.runtime_config.file.clone(),
             runtime_config_period: positive(
                 "runtime_config.period",

@@ -4,7 +4,8 @@
 //! - [`distributor`]: validates pushes and routes them to partitions;
 //! - [`ingester`]: the partitions' Raft groups and their state machines;
 //! - [`querier`]: reads partitions and object storage for queries;
-//! - [`compactor`]: merges index segments, applies retention;
+//! - [`compactor`]: merges index segments, applies retention and deletes;
+//! - [`deletes`]: delete requests, filtered at query time;
 //! - [`logql`]: the query language; [`labels`]: label sets;
 //! - [`api`]: Loki's HTTP API; [`grpc`]: Loki's gRPC push;
 //! - [`overrides`]: per-tenant limits, reloaded at run time;
@@ -24,6 +25,7 @@
 pub mod api;
 pub mod compactor;
 pub mod config;
+pub mod deletes;
 pub mod distributor;
 pub mod grpc;
 pub mod ingester;

@@ -14,6 +14,7 @@ use crate::config::{Config, Target};
 use crate::distributor::Distributor;
 use crate::grpc::PushService;
 use crate::compactor::Compactor;
+use crate::deletes::{DeleteError, Deletes};
 use crate::config::StorageConfig;
 use crate::ingester::flush::{FlushConfig, Flusher};
 use crate::ingester::{Ingester, IngesterConfig, IngesterError};
@@ -33,6 +34,8 @@ pub enum RunError {
     Ingester(#[from] IngesterError),
     #[error(transparent)]
     Overrides(#[from] OverridesError),
+    #[error("cannot load delete requests: {0}")]
+    Deletes(#[from] DeleteError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
@@ -68,6 +71,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         StorageConfig::S3(s3) => Arc::new(balsa_storage::s3::S3Store::new(s3).await),
     };
     tracing::info!(store = %store.describe(), "object store");
+    let deletes = Arc::new(Deletes::load(store.clone(), cfg.delete_request_cancel_period).await?);
     let distributor = Arc::new(Distributor::new(
         Ring::new(cfg.partitions),
         ingester.clone(),
@@ -80,8 +84,9 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         ingester.clone(),
         StoreReader::new(store.clone(), cfg.chunk_cache_bytes, metrics.clone()),
         overrides.clone(),
+        deletes.clone(),
     ));
-    let compactor = Arc::new(Compactor::new(store.clone(), overrides.clone(), cfg.compaction_interval, metrics.clone()));
+    let compactor = Arc::new(Compactor::new(store.clone(), overrides.clone(), deletes.clone(), cfg.compaction_interval, metrics.clone()));
     let flusher = Arc::new(Flusher::new(
         ingester.clone(),
         store,
@@ -98,6 +103,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         max_recv_msg_size: cfg.max_recv_msg_size,
         max_decompressed_size: cfg.max_decompressed_size,
         overrides: overrides.clone(),
+        deletes,
         distributor: distributor.clone(),
         querier,
         ingester: ingester.clone(),

@@ -5,6 +5,7 @@
 //!   `series`, with Loki's response JSON;
 //! - [`params`]: Loki's parameter parsing; [`error`]: its error answers.
 
+mod delete;
 mod error;
 mod params;
 mod push;
@@ -34,6 +35,7 @@ pub struct Api {
     pub max_recv_msg_size: usize,
     pub max_decompressed_size: usize,
     pub overrides: Arc<Overrides>,
+    pub deletes: Arc<crate::deletes::Deletes>,
     pub distributor: Arc<Distributor>,
     pub querier: Arc<Querier>,
     pub ingester: Arc<Ingester>,
@@ -76,6 +78,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/loki/api/v1/label/{name}/values", get(query::label_values).post(query::label_values))
         .route("/loki/api/v1/series", get(query::series).post(query::series))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .route(
+            "/loki/api/v1/delete",
+            post(delete::create).put(delete::create).get(delete::list).delete(delete::cancel),
+        )
         .route("/ready", get(ready))
         .route("/flush", post(flush))
         .route("/runtime_config", get(runtime_config))

@@ -60,15 +60,19 @@ pub struct Flusher {
 
 /// Object key of a chunk: tenant, stream fingerprint, time range, checksum.
 pub fn chunk_key(c: &ChunkToFlush, bytes: &[u8]) -> String {
-    let labels = c.labels.to_string();
-    let mut fp_input = Vec::with_capacity(c.tenant.len() + labels.len() + 1);
-    fp_input.extend_from_slice(c.tenant.as_bytes());
+    let from = c.entries.first().map_or(0, |e| e.ts);
+    let through = c.entries.last().map_or(0, |e| e.ts);
+    chunk_object_key(&c.tenant, &c.labels.to_string(), from, through, bytes)
+}
+
+/// Object key of chunk bytes of a stream (labels in normal form).
+pub fn chunk_object_key(tenant: &str, labels: &str, from: i64, through: i64, bytes: &[u8]) -> String {
+    let mut fp_input = Vec::with_capacity(tenant.len() + labels.len() + 1);
+    fp_input.extend_from_slice(tenant.as_bytes());
     fp_input.push(0);
     fp_input.extend_from_slice(labels.as_bytes());
     let fp = xxhash_rust::xxh3::xxh3_64(&fp_input);
-    let from = c.entries.first().map_or(0, |e| e.ts);
-    let through = c.entries.last().map_or(0, |e| e.ts);
-    format!("chunks/{}/{fp:016x}/{from:x}-{through:x}-{:08x}", c.tenant, crc32c::crc32c(bytes))
+    format!("chunks/{tenant}/{fp:016x}/{from:x}-{through:x}-{:08x}", crc32c::crc32c(bytes))
 }
 
 /// Where a tenant's index segments live.

@@ -16,6 +16,7 @@ use balsa_storage::index::ChunkRef;
 use balsa_storage::{Direction, Entry};
 
 use crate::compactor::Compactor;
+use crate::deletes::{filter_entries, Deletes};
 use crate::ingester::{Ingester, IngesterError};
 use crate::overrides::Overrides;
 use crate::labels::LabelSet;
@@ -69,11 +70,12 @@ pub struct Querier {
     ingester: Arc<Ingester>,
     store: StoreReader,
     overrides: Arc<Overrides>,
+    deletes: Arc<Deletes>,
 }
 
 impl Querier {
-    pub fn new(ingester: Arc<Ingester>, store: StoreReader, overrides: Arc<Overrides>) -> Self {
-        Self { ingester, store, overrides }
+    pub fn new(ingester: Arc<Ingester>, store: StoreReader, overrides: Arc<Overrides>, deletes: Arc<Deletes>) -> Self {
+        Self { ingester, store, overrides, deletes }
     }
 
     /// Every stream of `tenants` matching `matchers` with entries in
@@ -145,14 +147,17 @@ impl Querier {
             let entries = self.store.entries(r, from, through).await?;
             by.entry(labels).or_default().extend(entries);
         }
+        let deletes = self.deletes.active(tenant);
         Ok(by
             .into_iter()
             .map(|(labels, mut entries)| {
                 // Flush hand-over and retries can store an entry twice.
                 entries.sort_by(|a, b| (a.ts, &a.line, &a.metadata).cmp(&(b.ts, &b.line, &b.metadata)));
                 entries.dedup();
+                filter_entries(&deletes, &labels, &mut entries);
                 (labels, entries)
             })
+            .filter(|(_, e)| !e.is_empty())
             .collect())
     }
 

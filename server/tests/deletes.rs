@@ -1,0 +1,85 @@
+//! Delete requests: lines gone from queries at once, chunks rewritten by the
+//! compactor after the cancel period, nothing back after restart; cancel.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{now_ns, wait_for, Balsa};
+use serde_json::json;
+
+fn chunk_files(b: &Balsa) -> Vec<String> {
+    fn walk(d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&b.data_dir().join("objects/chunks"), &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn deleted_lines_are_gone_from_memory_and_chunks_and_stay_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "ingester:\n  flush_check_period: 1h\ncompactor:\n  compaction_interval: 100ms\n  delete_request_cancel_period: 2s\n",
+    )
+    .unwrap();
+    let mut b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let t = now_ns() - 600_000_000_000;
+    let push = |b: &Balsa, job: &str, lines: &[(i64, &str)]| {
+        let values: Vec<_> = lines.iter().map(|(ts, l)| json!([ts.to_string(), l])).collect();
+        assert_eq!(b.push_json(None, &json!({"streams": [{"stream": {"job": job}, "values": values}]})).0, 204);
+    };
+    push(&b, "a", &[(t, "keep 1"), (t + 1, "secret 1"), (t + 2, "keep 2")]);
+    push(&b, "b", &[(t, "secret in b")]);
+    assert_eq!(b.post("/flush", &[], b"").0, 204);
+    let flushed = chunk_files(&b);
+    push(&b, "a", &[(t + 3, "secret 2"), (t + 4, "keep 3")]);
+
+    let (start, end) = ((t / 1_000_000_000).to_string(), ((t + 10) / 1_000_000_000 + 1).to_string());
+    let q = format!("/loki/api/v1/delete?query={}&start={start}&end={end}", urlencode(r#"{job="a"} |= "secret""#));
+    assert_eq!(b.post(&q, &[], b"").0, 204);
+    let lines = |b: &Balsa, job: &str| b.query_lines(None, &format!("{{job=\"{job}\"}}"), 1, 100).into_iter().map(|(_, l)| l).collect::<Vec<_>>();
+    assert_eq!(lines(&b, "a"), ["keep 1", "keep 2", "keep 3"], "gone at once, flushed or not");
+    assert_eq!(lines(&b, "b"), ["secret in b"], "other streams stay");
+    let listed = b.get_json("/loki/api/v1/delete", &[], &[]);
+    assert_eq!(listed[0]["query"], r#"{job="a"} |= "secret""#);
+
+    // A cancelled request gives the lines back.
+    let q2 = format!("/loki/api/v1/delete?query={}&start={start}", urlencode(r#"{job="b"}"#));
+    assert_eq!(b.post(&q2, &[], b"").0, 204);
+    assert!(lines(&b, "b").is_empty());
+    let id = b.get_json("/loki/api/v1/delete", &[], &[]).as_array().unwrap().iter()
+        .find(|r| r["query"] == r#"{job="b"}"#).unwrap()["request_id"].as_str().unwrap().to_string();
+    let r = ureq::delete(&b.url(&format!("/loki/api/v1/delete?request_id={id}"))).call();
+    assert_eq!(r.map(|r| r.status()).unwrap_or(0), 204);
+    assert_eq!(lines(&b, "b"), ["secret in b"]);
+
+    // After the cancel period the compactor rewrites the flushed chunk of "a".
+    wait_for("the compactor to rewrite the chunk", Duration::from_secs(30), || {
+        let now = chunk_files(&b);
+        flushed.iter().filter(|f| f.contains("/fake/")).any(|f| !now.contains(f))
+    });
+    assert_eq!(b.post("/flush", &[], b"").0, 204);
+    b.kill9();
+    b.spawn();
+    assert_eq!(lines(&b, "a"), ["keep 1", "keep 2", "keep 3"], "still gone after restart and flush");
+    let r = ureq::delete(&b.url(&format!("/loki/api/v1/delete?request_id={id}x"))).call();
+    assert!(matches!(r, Err(ureq::Error::Status(404, _))));
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|c| if c.is_ascii_alphanumeric() { (c as char).to_string() } else { format!("%{c:02X}") })
+        .collect()
+}
