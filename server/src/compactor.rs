@@ -20,7 +20,6 @@ use balsa_storage::object_store::{ObjectError, ObjectStore};
 use crate::deletes::{filter_entries, ActiveDelete, Deletes};
 use crate::ingester::flush::{chunk_object_key, index_day};
 use crate::labels::LabelSet;
-use crate::limits::Limits;
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
 
@@ -113,12 +112,6 @@ impl Compactor {
         }
     }
 
-    /// The oldest timestamp a tenant keeps at `now` (`None`: keep forever).
-    pub fn retention_cutoff(limits: &Limits, now: i64) -> Option<i64> {
-        let p = limits.retention_period.0;
-        (!p.is_zero()).then(|| now.saturating_sub(p.as_nanos() as i64))
-    }
-
     /// One round over all tenants.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn compact(&self, now: i64) -> Result<(), CompactError> {
@@ -133,7 +126,7 @@ impl Compactor {
             groups.entry((tenant.to_string(), day)).or_default().push(key);
         }
         for ((tenant, day), keys) in groups {
-            let cutoff = Self::retention_cutoff(&self.overrides.get(&tenant), now);
+            let limits = self.overrides.get(&tenant);
             let mut refs: Vec<ChunkRef> = Vec::new();
             for key in &keys {
                 let bytes = match self.store.get(key).await {
@@ -147,8 +140,10 @@ impl Compactor {
                 })?;
                 refs.extend(seg);
             }
-            let (keep, expired): (Vec<ChunkRef>, Vec<ChunkRef>) =
-                refs.into_iter().partition(|r| cutoff.is_none_or(|c| r.through >= c));
+            let (keep, expired): (Vec<ChunkRef>, Vec<ChunkRef>) = refs.into_iter().partition(|r| {
+                let labels = LabelSet::parse(&r.labels).unwrap_or_default();
+                limits.retention_cutoff(&labels, now).is_none_or(|c| r.through >= c)
+            });
             let mut rewritten = Vec::with_capacity(keep.len());
             let mut replaced = Vec::new();
             for r in keep {

@@ -2,11 +2,25 @@
 //!
 //! These are the defaults; [`crate::overrides`] overlays each tenant's own.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ByteSize, Dur};
+use crate::labels::LabelSet;
+use crate::logql::{parse_selector, Matcher};
+
+/// A retention rule for the streams a selector matches.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionStream {
+    pub selector: String,
+    /// The highest priority among matching rules wins. Default 0.
+    #[serde(default)]
+    pub priority: u32,
+    pub period: Dur,
+}
 
 /// `limits_config`. Every default is Loki's (pkg/validation/limits.go).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -54,6 +68,14 @@ pub struct Limits {
     /// Streams a tenant may have in memory across the cluster; 0 =
     /// unlimited. Default 5000. Enforced per partition as its share.
     pub max_global_streams_per_user: usize,
+    /// Retention by selector, overriding `retention_period`. Default none.
+    pub retention_stream: Vec<RetentionStream>,
+    /// Longest time range a query may cover; 0 = unlimited. Default 721h.
+    pub max_query_length: Dur,
+    /// Longest a query may run (504 after). Default 1m.
+    pub query_timeout: Dur,
+    #[serde(skip)]
+    pub(crate) retention_rules: OnceLock<Vec<(u32, Duration, Vec<Matcher>)>>,
 }
 
 impl Default for Limits {
@@ -96,13 +118,45 @@ impl Default for Limits {
             per_stream_rate_limit: ByteSize(3 << 20),
             per_stream_rate_limit_burst: ByteSize(15 << 20),
             max_global_streams_per_user: 5000,
+            retention_stream: Vec::new(),
+            max_query_length: Dur(Duration::from_secs(721 * 3600)),
+            query_timeout: Dur(Duration::from_secs(60)),
+            retention_rules: OnceLock::new(),
         }
     }
 }
 
 impl Limits {
+    /// How long a stream's entries are kept (zero: forever): the period of
+    /// the highest-priority `retention_stream` rule matching it, else
+    /// `retention_period`.
+    pub fn retention_for(&self, labels: &LabelSet) -> Duration {
+        let rules = self.retention_rules.get_or_init(|| {
+            self.retention_stream
+                .iter()
+                .filter_map(|r| parse_selector(&r.selector).ok().map(|m| (r.priority, r.period.0, m)))
+                .collect()
+        });
+        rules
+            .iter()
+            .filter(|(_, _, ms)| ms.iter().all(|m| m.matches(labels.get(&m.name))))
+            .max_by_key(|(p, _, _)| *p)
+            .map_or(self.retention_period.0, |(_, d, _)| *d)
+    }
+
+    /// The oldest timestamp a stream keeps at `now` (`None`: forever).
+    pub fn retention_cutoff(&self, labels: &LabelSet, now: i64) -> Option<i64> {
+        let p = self.retention_for(labels);
+        (!p.is_zero()).then(|| now.saturating_sub(p.as_nanos() as i64))
+    }
+
     /// Checks values that would make every request fail.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for r in &self.retention_stream {
+            if let Err(e) = parse_selector(&r.selector) {
+                return Err(("limits_config.retention_stream", format!("selector {:?}: {e}", r.selector)));
+            }
+        }
         if self.max_label_names_per_series == 0 {
             return Err(("limits_config.max_label_names_per_series", "must be at least 1".into()));
         }

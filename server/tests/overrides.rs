@@ -51,3 +51,24 @@ fn retention_is_per_tenant() {
     assert!(b.query_lines(Some("short"), r#"{job="o"}"#, 6, 10).is_empty());
     assert_eq!(b.query_lines(Some("long"), r#"{job="o"}"#, 6, 10).len(), 1);
 }
+
+#[test]
+fn retention_stream_rules_pick_the_highest_priority_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "limits_config:\n  retention_period: 48h\n  retention_stream:\n  - selector: '{env=\"dev\"}'\n    priority: 1\n    period: 2h\n  - selector: '{env=~\"dev|test\", app=\"keep\"}'\n    priority: 2\n    period: 72h\n",
+    )
+    .unwrap();
+    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let old = now_ns() - 3 * 3_600_000_000_000;
+    for (env, app) in [("dev", "x"), ("dev", "keep"), ("prod", "x")] {
+        let body = json!({"streams": [{"stream": {"env": env, "app": app}, "values": [[old.to_string(), "old"]]}]});
+        assert_eq!(b.push_json(None, &body).0, 204);
+    }
+    let got = |sel: &str| b.query_lines(None, sel, 6, 10).len();
+    assert_eq!(got(r#"{env="dev", app="x"}"#), 0, "2h rule");
+    assert_eq!(got(r#"{env="dev", app="keep"}"#), 1, "the priority-2 rule wins");
+    assert_eq!(got(r#"{env="prod"}"#), 1, "retention_period 48h");
+}

@@ -59,11 +59,75 @@ impl Api {
     }
 
     /// The most restrictive of the tenants' query limits.
-    fn query_limits(&self, tenants: &[String]) -> (usize, usize) {
-        tenants.iter().map(|t| self.overrides.get(t)).fold((usize::MAX, usize::MAX), |(e, s), l| {
-            (e.min(l.max_entries_limit_per_query), s.min(l.max_query_series))
-        })
+    fn query_limits(&self, tenants: &[String]) -> QueryLimits {
+        let mut q = QueryLimits {
+            max_entries: usize::MAX,
+            max_series: usize::MAX,
+            max_length: std::time::Duration::MAX,
+            timeout: std::time::Duration::MAX,
+        };
+        for l in tenants.iter().map(|t| self.overrides.get(t)) {
+            q.max_entries = q.max_entries.min(l.max_entries_limit_per_query);
+            q.max_series = q.max_series.min(l.max_query_series);
+            if !l.max_query_length.0.is_zero() {
+                q.max_length = q.max_length.min(l.max_query_length.0);
+            }
+            if !l.query_timeout.0.is_zero() {
+                q.timeout = q.timeout.min(l.query_timeout.0);
+            }
+        }
+        q
     }
+}
+
+/// Query limits in force for a request.
+struct QueryLimits {
+    max_entries: usize,
+    max_series: usize,
+    max_length: std::time::Duration,
+    timeout: std::time::Duration,
+}
+
+impl QueryLimits {
+    /// Loki's 400 for a range longer than `max_query_length`.
+    fn check_length(&self, start: i64, end: i64) -> Result<(), ApiError> {
+        let len = std::time::Duration::from_nanos(end.saturating_sub(start).max(0) as u64);
+        if len > self.max_length {
+            return Err(ApiError::bad_request(format!(
+                "the query time range exceeds the limit (query length: {}, limit: {})",
+                prom_duration(len),
+                prom_duration(self.max_length)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` within `query_timeout` (Loki's 504 after).
+    async fn within_timeout<T>(&self, f: impl std::future::Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "request timed out, decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed",
+            )),
+        }
+    }
+}
+
+/// A duration as Prometheus prints it: `30d1h`, `5m`, `1s500ms`.
+fn prom_duration(d: std::time::Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("y", 365 * 86_400_000u128), ("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
 }
 
 /// The router of the HTTP server.

@@ -48,26 +48,29 @@ pub async fn query_range(
     if end < start {
         return Err(ApiError::bad_request("end timestamp must not be before or equal to start time"));
     }
+    let limits = api.query_limits(&tenants);
+    limits.check_length(start, end)?;
     let log = match parsed {
         Expr::Log(l) => l,
         metric => {
             let step = p.step(start, end)?;
             let steps = Steps { start, end, step };
             let started = std::time::Instant::now();
-            let value = api.querier.eval_metric(&tenants, &metric, steps, api.query_limits(&tenants).1).await?;
+            let run = async { Ok(api.querier.eval_metric(&tenants, &metric, steps, limits.max_series).await?) };
+            let value = limits.within_timeout(run).await?;
             let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
             return Ok(axum::Json(metric_response(value, steps, false, stats)).into_response());
         }
     };
     let limit = p.limit()?;
-    let max_entries = api.query_limits(&tenants).0;
+    let max_entries = limits.max_entries;
     if limit > max_entries {
         return Err(ApiError::bad_request(format!(
             "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {max_entries})"
         )));
     }
     let req = LogRequest { query: log, start, end, limit, direction: p.direction()? };
-    let (streams, stats) = api.querier.select_logs(&tenants, &req).await?;
+    let (streams, stats) = limits.within_timeout(async { Ok(api.querier.select_logs(&tenants, &req).await?) }).await?;
     Ok(axum::Json(streams_response(streams, stats, wants_categorized_labels(&headers))).into_response())
 }
 
@@ -151,8 +154,10 @@ pub async fn instant_query(
     }
     let t = p.time(now_ns())?;
     let steps = Steps::instant(t);
+    let limits = api.query_limits(&tenants);
     let started = std::time::Instant::now();
-    let value = api.querier.eval_metric(&tenants, &expr, steps, api.query_limits(&tenants).1).await?;
+    let run = async { Ok(api.querier.eval_metric(&tenants, &expr, steps, limits.max_series).await?) };
+    let value = limits.within_timeout(run).await?;
     let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
     Ok(axum::Json(metric_response(value, steps, true, stats)).into_response())
 }
@@ -305,11 +310,12 @@ pub async fn series(
         }
         selectors.push(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?);
     }
-    let found = api.querier.series(&tenants, &selectors, start, end).await?;
-    if found.len() > api.query_limits(&tenants).1 {
+    let limits = api.query_limits(&tenants);
+    let found = limits.within_timeout(async { Ok(api.querier.series(&tenants, &selectors, start, end).await?) }).await?;
+    if found.len() > limits.max_series {
         return Err(ApiError::bad_request(format!(
             "the query hit the max number of series limit (limit: {} series)",
-            api.query_limits(&tenants).1
+            limits.max_series
         )));
     }
     let data: Vec<Value> = found.iter().map(LabelSet::to_json).collect();

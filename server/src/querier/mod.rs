@@ -15,7 +15,6 @@ use std::time::Instant;
 use balsa_storage::index::ChunkRef;
 use balsa_storage::{Direction, Entry};
 
-use crate::compactor::Compactor;
 use crate::deletes::{filter_entries, Deletes};
 use crate::ingester::{Ingester, IngesterError};
 use crate::overrides::Overrides;
@@ -113,8 +112,8 @@ impl Querier {
         through: i64,
         stats: &mut ScanStats,
     ) -> Result<Vec<(LabelSet, Vec<Entry>)>, QueryError> {
-        // Expired entries are hidden at once, before the compactor deletes them.
-        let from = Compactor::retention_cutoff(&self.overrides.get(tenant), crate::time::now_ns()).map_or(from, |c| from.max(c));
+        let limits = self.overrides.get(tenant);
+        let now = crate::time::now_ns();
         let mut by: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
         let mut refs: HashMap<String, ChunkRef> = HashMap::new();
         for p in 0..self.ingester.partition_count() {
@@ -155,6 +154,10 @@ impl Querier {
                 entries.sort_by(|a, b| (a.ts, &a.line, &a.metadata).cmp(&(b.ts, &b.line, &b.metadata)));
                 entries.dedup();
                 filter_entries(&deletes, &labels, &mut entries);
+                // Expired entries are hidden at once, before the compactor deletes them.
+                if let Some(cutoff) = limits.retention_cutoff(&labels, now) {
+                    entries.retain(|e| e.ts >= cutoff);
+                }
                 (labels, entries)
             })
             .filter(|(_, e)| !e.is_empty())
