@@ -76,3 +76,54 @@ fn multi_tenant_reads_label_each_tenant() {
     let v = b.get_json("/loki/api/v1/query", &[("query", r#"sum by (__tenant_id__) (count_over_time({job="x"}[1h]))"#)], &[("X-Scope-OrgID", "a|b")]);
     assert_eq!(v["data"]["result"].as_array().unwrap().len(), 2);
 }
+
+/// Isolation: tenant A flooding far over its rate gets 429s, while tenant
+/// B's pushes all succeed, none slower than the documented bound (2 s; in
+/// docs/limits.md — a starvation check, not a benchmark: typical is ms).
+#[test]
+fn a_tenant_over_its_rate_does_not_starve_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("o.yaml");
+    std::fs::write(&o, "overrides:\n  flood:\n    ingestion_rate_mb: 0.01\n    ingestion_burst_size_mb: 0.02\n").unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, format!("auth_enabled: true\nruntime_config:\n  file: {}\n", o.display())).unwrap();
+    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let url = b.url("/loki/api/v1/push");
+    let t = now_ns() - 1_000_000_000;
+    let flooders: Vec<_> = (0..4)
+        .map(|w| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut limited = 0;
+                for i in 0..150 {
+                    let line = format!("{w}-{i} {}", "x".repeat(100_000));
+                    let body = json!({"streams": [{"stream": {"job": "flood"}, "values": [[(t + i).to_string(), line]]}]});
+                    let r = ureq::post(&url).set("X-Scope-OrgID", "flood").set("Content-Type", "application/json").send_string(&body.to_string());
+                    if let Err(ureq::Error::Status(429, _)) = r {
+                        limited += 1;
+                    }
+                }
+                limited
+            })
+        })
+        .collect();
+    let mut worst = std::time::Duration::ZERO;
+    for i in 0..50 {
+        let body = json!({"streams": [{"stream": {"job": "calm"}, "values": [[(t + i).to_string(), format!("calm {i}")]]}]});
+        let started = std::time::Instant::now();
+        let (s, text) = {
+            let r = ureq::post(&url).set("X-Scope-OrgID", "calm").set("Content-Type", "application/json").send_string(&body.to_string());
+            match r {
+                Ok(r) => (r.status(), String::new()),
+                Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap_or_default()),
+                Err(e) => (0, e.to_string()),
+            }
+        };
+        worst = worst.max(started.elapsed());
+        assert_eq!(s, 204, "calm push {i}: {text}");
+    }
+    let limited: usize = flooders.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(limited > 500, "the flooding tenant was limited ({limited} of 600)");
+    assert!(worst < std::time::Duration::from_secs(2), "worst calm push took {worst:?}");
+    assert_eq!(b.query_lines(Some("calm"), r#"{job="calm"}"#, 1, 100).len(), 50);
+}
