@@ -14,11 +14,11 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use balsa_bench::{balsa_binary, pct, start, UNLIMITED};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -44,13 +44,6 @@ struct Args {
     /// MiB written for the disk's sequential anchor.
     #[arg(long, default_value_t = 256)]
     anchor_mib: usize,
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Sequential write of `mib` MiB with one fsync at the end: MB/s.
@@ -85,53 +78,9 @@ fn disk_fsync_latency(dir: &Path, n: usize) -> Result<Vec<f64>> {
     Ok(lat)
 }
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start_balsa(bin: &Path, data: &Path) -> Result<(Server, String)> {
-    let (http, grpc) = (free_port()?, free_port()?);
-    // A benchmark tenant is not rate limited (Loki's defaults: 4 MB/s).
-    let cfg = data.with_extension("yaml");
-    std::fs::write(
-        &cfg,
-        "limits_config:\n  ingestion_rate_mb: 100000\n  ingestion_burst_size_mb: 100000\n  per_stream_rate_limit: 0\n",
-    )?;
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--http.addr=127.0.0.1:{http}"))
-        .arg(format!("--grpc.addr=127.0.0.1:{grpc}"))
-        .arg(format!("--data.dir={}", data.display()))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let server = Server(child);
-    let base = format!("http://127.0.0.1:{http}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("{base}/ready")).call().map(|r| r.status()).unwrap_or(0) != 200 {
-        if Instant::now() > deadline {
-            bail!("balsa did not become ready");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((server, base))
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = match &args.balsa {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("balsa"),
-    };
+    let bin = balsa_binary(&args.balsa)?;
     let tmp = tempfile::Builder::new().prefix("balsa-bench-").tempdir_in(&args.dir)?;
 
     let seq_mbs = disk_sequential(tmp.path(), args.anchor_mib)?;
@@ -139,7 +88,8 @@ fn main() -> Result<()> {
     println!("anchor  disk sequential write+fsync: {seq_mbs:.1} MB/s");
     println!("anchor  4 KiB write+fdatasync: p50 {:.3} ms, p99 {:.3} ms", pct(&fsync, 0.5), pct(&fsync, 0.99));
 
-    let (_server, base) = start_balsa(&bin, &tmp.path().join("data"))?;
+    let server = start(&bin, &tmp.path().join("data"), UNLIMITED)?;
+    let base = server.base.clone();
     let url = format!("{base}/loki/api/v1/push");
     let pad = "x".repeat(args.line_bytes.saturating_sub(40));
     let latencies = Arc::new(Mutex::new(Vec::new()));

@@ -12,10 +12,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use balsa_bench::{balsa_binary, start, UNLIMITED};
 use clap::Parser;
 
 const NEEDLE: &str = "rare-needle-7f3a";
@@ -34,14 +35,6 @@ struct Args {
     /// One line in this many carries the rare string.
     #[arg(long, default_value_t = 200_000)]
     rare_every: usize,
-}
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Deterministic xorshift.
@@ -73,10 +66,6 @@ fn line(rng: &mut Rng, i: usize, rare_every: usize) -> String {
     )
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn dir_bytes(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
@@ -96,10 +85,7 @@ fn time_cmd(cmd: &str, args: &[&str]) -> Option<(f64, String)> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = match &args.balsa {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("balsa"),
-    };
+    let bin = balsa_binary(&args.balsa)?;
     let work = tempfile::Builder::new().prefix("balsa-scan-").tempdir_in(&args.dir)?;
     let flat = work.path().join("lines.txt");
     let target = (args.mib as u64) << 20;
@@ -122,32 +108,9 @@ fn main() -> Result<()> {
     println!("data    {n} lines, {:.0} MiB raw, {expected} contain the rare string", raw as f64 / 1048576.0);
 
     // 2. balsa, fed and flushed.
-    let (http, grpc) = (free_port()?, free_port()?);
-    let cfg = work.path().join("c.yaml");
-    // A benchmark tenant is not rate limited (Loki's defaults: 4 MB/s).
-    std::fs::write(
-        &cfg,
-        "ingester:\n  flush_check_period: 5s\nlimits_config:\n  max_entries_limit_per_query: 100000\n  ingestion_rate_mb: 100000\n  ingestion_burst_size_mb: 100000\n  per_stream_rate_limit: 0\n",
-    )?;
-    let _server = Server(
-        Command::new(&bin)
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--http.addr=127.0.0.1:{http}"))
-            .arg(format!("--grpc.addr=127.0.0.1:{grpc}"))
-            .arg(format!("--data.dir={}", work.path().join("data").display()))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?,
-    );
-    let base = format!("http://127.0.0.1:{http}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("{base}/ready")).call().map(|r| r.status()).unwrap_or(0) != 200 {
-        if Instant::now() > deadline {
-            bail!("balsa did not become ready");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let config = format!("{UNLIMITED}  max_entries_limit_per_query: 100000\ningester:\n  flush_check_period: 5s\n");
+    let server = start(&bin, &work.path().join("data"), &config)?;
+    let base = server.base.clone();
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
     let start = now - 3_000_000_000_000;
     let step = 2_900_000_000_000 / n as i64;

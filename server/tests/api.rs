@@ -245,6 +245,13 @@ fn metric_queries_answer_with_prometheus_shapes() {
     let v = b.get_json("/loki/api/v1/query", &[("query", "vector(1)+vector(1)"), ("time", "1700000000")], &[]);
     assert_eq!(v["data"]["resultType"], "vector");
     assert_eq!(v["data"]["result"], json!([{"metric": {}, "value": [1700000000, "2"]}]));
+    let (s, body) = b.post(
+        "/loki/api/v1/query",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"query=vector%281%29%2Bvector%281%29&time=1700000000",
+    );
+    assert_eq!(s, 200, "POST with a form body, as Grafana sends: {body}");
+    assert!(body.contains(r#""value":[1700000000,"2"]"#), "{body}");
     let v = b.get_json("/loki/api/v1/query", &[("query", "1 + 2 * 3"), ("time", "1700000000")], &[]);
     assert_eq!(v["data"]["resultType"], "scalar");
     assert_eq!(v["data"]["result"], json!([1700000000, "7"]));

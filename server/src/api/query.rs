@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -19,9 +18,36 @@ use crate::time::now_ns;
 const INSTANT_LOG_QUERY: &str =
     "log queries are not supported as an instant query type, please change your query to a range query type";
 
-fn params(method: &Method, query: Option<String>, body: &Bytes) -> Params {
-    let form = (*method == Method::POST && !body.is_empty()).then_some(body.as_ref());
-    Params::parse(query.as_deref(), form)
+/// What every read endpoint needs: the tenants (Loki's 401/400 when
+/// missing or invalid), the parameters from the URL and, for POST, from the
+/// form body, and the headers.
+pub struct ReadRequest {
+    tenants: Vec<String>,
+    params: Params,
+    headers: HeaderMap,
+}
+
+/// Largest form body a query may send.
+const MAX_FORM_BODY: usize = 1 << 20;
+
+impl axum::extract::FromRequest<AppState> for ReadRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, api: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let tenants = api.tenants(&parts.headers)?;
+        let form = if parts.method == Method::POST {
+            Some(
+                axum::body::to_bytes(body, MAX_FORM_BODY)
+                    .await
+                    .map_err(|e| ApiError::bad_request(format!("cannot read the form body: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let params = Params::parse(parts.uri.query(), form.as_deref().filter(|b| !b.is_empty()));
+        Ok(Self { tenants, params, headers: parts.headers })
+    }
 }
 
 fn wants_categorized_labels(headers: &HeaderMap) -> bool {
@@ -35,13 +61,8 @@ fn wants_categorized_labels(headers: &HeaderMap) -> bool {
 /// `GET|POST /loki/api/v1/query_range`
 pub async fn query_range(
     State(api): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    ReadRequest { tenants, params: p, headers }: ReadRequest,
 ) -> Result<Response, ApiError> {
-    let tenants = api.tenants(&headers)?;
-    let p = params(&method, q, &body);
     let query = p.get("query").unwrap_or("");
     let parsed = logql::parse_expr(query).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (start, end) = p.bounds(now_ns())?;
@@ -141,13 +162,8 @@ fn metric_response(value: Metric, steps: Steps, instant: bool, stats: ScanStats)
 /// query gets Loki's error.
 pub async fn instant_query(
     State(api): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    ReadRequest { tenants, params: p, .. }: ReadRequest,
 ) -> Result<Response, ApiError> {
-    let tenants = api.tenants(&headers)?;
-    let p = params(&method, q, &body);
     let expr = logql::parse_expr(p.get("query").unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if matches!(expr, Expr::Log(_)) {
         return Err(ApiError::bad_request(INSTANT_LOG_QUERY));
@@ -262,13 +278,9 @@ fn label_response(values: Vec<String>) -> Response {
 /// `GET|POST /loki/api/v1/labels`
 pub async fn labels(
     State(api): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    ReadRequest { tenants, params: p, .. }: ReadRequest,
 ) -> Result<Response, ApiError> {
-    let tenants = api.tenants(&headers)?;
-    let (start, end) = params(&method, q, &body).bounds(now_ns())?;
+    let (start, end) = p.bounds(now_ns())?;
     Ok(label_response(api.querier.label_names(&tenants, start, end).await?))
 }
 
@@ -277,13 +289,8 @@ pub async fn labels(
 pub async fn label_values(
     State(api): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    ReadRequest { tenants, params: p, .. }: ReadRequest,
 ) -> Result<Response, ApiError> {
-    let tenants = api.tenants(&headers)?;
-    let p = params(&method, q, &body);
     let (start, end) = p.bounds(now_ns())?;
     let selector = match p.get("query").filter(|s| !s.trim().is_empty()) {
         Some(s) => Some(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?),
@@ -295,13 +302,8 @@ pub async fn label_values(
 /// `GET|POST /loki/api/v1/series` with `match[]` (or `match`) selectors.
 pub async fn series(
     State(api): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    ReadRequest { tenants, params: p, .. }: ReadRequest,
 ) -> Result<Response, ApiError> {
-    let tenants = api.tenants(&headers)?;
-    let p = params(&method, q, &body);
     let (start, end) = p.bounds(now_ns())?;
     let mut selectors = Vec::new();
     for s in p.all("match[]").iter().chain(p.all("match")) {

@@ -1,0 +1,71 @@
+//! Shared pieces of Balsa's benchmarks: starting a release `balsa` on a
+//! fresh data directory with a benchmark configuration, and small helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Limits that let one benchmark tenant push as fast as it can (Loki's
+/// defaults would rate-limit it at 4 MB/s).
+pub const UNLIMITED: &str =
+    "limits_config:\n  ingestion_rate_mb: 100000\n  ingestion_burst_size_mb: 100000\n  per_stream_rate_limit: 0\n";
+
+/// A running `balsa`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `balsa` binary: `--balsa`, else the one next to the running benchmark.
+pub fn balsa_binary(arg: &Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match arg {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("balsa"),
+    })
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `bin` on `data` with `config` (YAML) and waits for `/ready`.
+pub fn start(bin: &Path, data: &Path, config: &str) -> Result<Server> {
+    let (http, grpc) = (free_port()?, free_port()?);
+    let cfg = data.with_extension("yaml");
+    std::fs::write(&cfg, config)?;
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--http.addr=127.0.0.1:{http}"))
+        .arg(format!("--grpc.addr=127.0.0.1:{grpc}"))
+        .arg(format!("--data.dir={}", data.display()))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let server = Server { child, base: format!("http://127.0.0.1:{http}") };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("{}/ready", server.base)).call().map(|r| r.status()).unwrap_or(0) != 200 {
+        if Instant::now() > deadline {
+            bail!("balsa did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(server)
+}
+
+/// The `p`-quantile of sorted values.
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
