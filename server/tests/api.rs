@@ -57,22 +57,6 @@ fn loki_api_push(labels: &str, entries: &[(i64, &str)]) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// RFC3339 of Unix ns (UTC), by the civil-from-days algorithm.
-fn time_rfc3339(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", sod / 3600, sod % 3600 / 60, sod % 60)
-}
-
 fn keys(v: &Value) -> Vec<&str> {
     v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().map(String::as_str).collect()
 }
@@ -160,7 +144,7 @@ fn every_client_format_reads_back_with_lokis_response_shapes() {
     let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app="billing"}"#), ("start", "2000-01-01T00:00:00Z")], &[]);
     assert_eq!(s, 400, "longer than max_query_length (721h)");
     assert!(body.starts_with("the query time range exceeds the limit (query length: "), "{body}");
-    let rfc = time_rfc3339(t0 - 3_600_000_000_000);
+    let rfc = balsa::time::format_rfc3339(t0 - 3_600_000_000_000);
     let rfc = rfc.as_str();
     let v = b.get_json("/loki/api/v1/query_range", &[("query", r#"{app="billing"}"#), ("start", rfc), ("end", &secs)], &[]);
     let n = v["data"]["result"][0]["values"].as_array().map_or(0, |a| a.len());
