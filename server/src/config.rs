@@ -40,6 +40,9 @@ pub enum ConfigError {
 #[derive(Debug, Parser, Default)]
 #[command(name = "balsa", version, about = "Loki-compatible log storage that does not lose acknowledged lines")]
 pub struct Flags {
+    /// A client command instead of the server.
+    #[command(subcommand)]
+    pub command: Option<crate::cli::Command>,
     /// YAML configuration file.
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,

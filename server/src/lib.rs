@@ -11,7 +11,8 @@
 //! - [`overrides`]: per-tenant limits, reloaded at run time;
 //! - [`config`], [`limits`], [`validation`], [`tenant`], [`ring`],
 //!   [`metrics`], [`time`];
-//! - [`modules`]: the composition root that wires a role (`--target`).
+//! - [`modules`]: the composition root that wires a role (`--target`);
+//! - [`cli`]: the `logcli`-like client (`balsa query`, `labels`, …).
 //!
 //! What it does not own: byte formats ([`balsa_storage`]), the Raft log and
 //! transport ([`balsa_raft`]), wire types ([`balsa_proto`]).
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod api;
+pub mod cli;
 pub mod compactor;
 pub mod config;
 pub mod deletes;

@@ -6,10 +6,23 @@ use balsa::config::{normalize_args, Config, Flags};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let flags = match Flags::try_parse_from(normalize_args(std::env::args())) {
+    let mut flags = match Flags::try_parse_from(normalize_args(std::env::args())) {
         Ok(f) => f,
         Err(e) => e.exit(),
     };
+    if let Some(cmd) = flags.command.take() {
+        return match balsa::cli::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e @ balsa::cli::CliError::Arg { .. }) => {
+                eprintln!("balsa: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("balsa: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&flags.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::overrides::Overrides;
 use crate::querier::Querier;
 pub use error::ApiError;
+pub use params::parse_timestamp;
 
 /// What every handler can reach.
 pub struct Api {
