@@ -3,6 +3,7 @@
 //! - [`push`]: `POST /loki/api/v1/push` (and the legacy `/api/prom/push`);
 //! - [`query`]: `query_range`, `query`, `labels`, `label/<name>/values`,
 //!   `series`, with Loki's response JSON;
+//! - [`tail`]: `/loki/api/v1/tail`, a WebSocket of new lines;
 //! - [`params`]: Loki's parameter parsing; [`error`]: its error answers.
 
 mod delete;
@@ -10,6 +11,7 @@ mod error;
 mod params;
 mod push;
 mod query;
+mod tail;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -142,6 +144,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/loki/api/v1/label", get(query::labels).post(query::labels))
         .route("/loki/api/v1/label/{name}/values", get(query::label_values).post(query::label_values))
         .route("/loki/api/v1/series", get(query::series).post(query::series))
+        .route("/loki/api/v1/tail", get(tail::tail))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .route(
             "/loki/api/v1/delete",

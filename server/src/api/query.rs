@@ -22,9 +22,9 @@ const INSTANT_LOG_QUERY: &str =
 /// missing or invalid), the parameters from the URL and, for POST, from the
 /// form body, and the headers.
 pub struct ReadRequest {
-    tenants: Vec<String>,
-    params: Params,
-    headers: HeaderMap,
+    pub tenants: Vec<String>,
+    pub params: Params,
+    pub headers: HeaderMap,
 }
 
 /// Largest form body a query may send.
@@ -50,7 +50,7 @@ impl axum::extract::FromRequest<AppState> for ReadRequest {
     }
 }
 
-fn wants_categorized_labels(headers: &HeaderMap) -> bool {
+pub fn wants_categorized_labels(headers: &HeaderMap) -> bool {
     headers
         .get_all("x-loki-response-encoding-flags")
         .iter()
@@ -182,6 +182,19 @@ pub async fn instant_query(
 /// metadata is folded into the stream labels (entries with different
 /// metadata become different streams), as Loki does.
 fn streams_response(streams: Vec<StreamResult>, stats: ScanStats, categorize: bool) -> Value {
+    let result = streams_json(streams, categorize);
+    let mut data = serde_json::Map::new();
+    data.insert("resultType".into(), json!("streams"));
+    if categorize {
+        data.insert("encodingFlags".into(), json!(["categorize-labels"]));
+    }
+    data.insert("result".into(), Value::Array(result));
+    data.insert("stats".into(), stats_json(&stats));
+    json!({"status": "success", "data": data})
+}
+
+/// Streams as Loki's JSON `{"stream": …, "values": …}` objects.
+pub fn streams_json(streams: Vec<StreamResult>, categorize: bool) -> Vec<Value> {
     let mut result = Vec::new();
     if categorize {
         for s in streams {
@@ -219,14 +232,7 @@ fn streams_response(streams: Vec<StreamResult>, stats: ScanStats, categorize: bo
             result.push(json!({"stream": labels.to_json(), "values": values}));
         }
     }
-    let mut data = serde_json::Map::new();
-    data.insert("resultType".into(), json!("streams"));
-    if categorize {
-        data.insert("encodingFlags".into(), json!(["categorize-labels"]));
-    }
-    data.insert("result".into(), Value::Array(result));
-    data.insert("stats".into(), stats_json(&stats));
-    json!({"status": "success", "data": data})
+    result
 }
 
 /// Loki's `stats` object, every field present.

@@ -1,0 +1,126 @@
+//! `/loki/api/v1/tail`: a WebSocket that streams new lines of a log query.
+//!
+//! First the last `limit` lines since `start` (default one hour ago), then,
+//! every second, the lines that arrived since, held back `delay_for`
+//! seconds (0–5) so late entries are not missed. Each message is Loki's
+//! `{"streams": [...], "dropped_entries": null}`; nothing is dropped.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use balsa_storage::Direction;
+use serde_json::json;
+
+use super::query::{streams_json, wants_categorized_labels, ReadRequest};
+use super::{ApiError, AppState};
+use crate::logql::{parse_expr, Expr, LogExpr};
+use crate::querier::{LogRequest, StreamResult};
+use crate::time::now_ns;
+
+const MAX_DELAY_FOR_SECS: i64 = 5;
+const POLL: Duration = Duration::from_secs(1);
+
+pub async fn tail(State(api): State<AppState>, ws: WebSocketUpgrade, req: ReadRequest) -> Result<Response, ApiError> {
+    let p = &req.params;
+    let query = match parse_expr(p.get("query").unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))? {
+        Expr::Log(l) => l,
+        _ => return Err(ApiError::bad_request("tail needs a log query, not a metric query")),
+    };
+    let delay = p.get("delay_for").filter(|s| !s.is_empty()).map(str::parse::<i64>).transpose();
+    let delay = match delay {
+        Ok(d) if d.unwrap_or(0) <= MAX_DELAY_FOR_SECS && d.unwrap_or(0) >= 0 => d.unwrap_or(0) * 1_000_000_000,
+        _ => return Err(ApiError::bad_request(format!("delay_for can't be greater than {MAX_DELAY_FOR_SECS}"))),
+    };
+    let limit = p.limit()?;
+    let start = match p.get("start").filter(|s| !s.is_empty()) {
+        Some(s) => super::parse_timestamp(s).map_err(|e| ApiError::bad_request(format!("could not parse 'start' parameter: {e}")))?,
+        None => now_ns() - 3_600_000_000_000,
+    };
+    let categorize = wants_categorized_labels(&req.headers);
+    let tenants = req.tenants;
+    Ok(ws.on_upgrade(move |socket| follow(api, tenants, query, start, delay, limit, categorize, socket)).into_response())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    api: AppState,
+    tenants: Vec<String>,
+    query: LogExpr,
+    start: i64,
+    delay: i64,
+    limit: usize,
+    categorize: bool,
+    mut socket: WebSocket,
+) {
+    // Lines already sent at the newest timestamp sent, to skip them when
+    // the next poll starts from that timestamp again.
+    let mut from = start;
+    let mut sent_at_from: HashSet<(String, String)> = HashSet::new();
+    let mut first = true;
+    loop {
+        let end = now_ns() - delay;
+        if end > from {
+            // The first batch is the newest `limit` lines; later ones all new lines.
+            let (direction, lim) = if first { (Direction::Backward, limit) } else { (Direction::Forward, 10_000) };
+            let req = LogRequest { query: query.clone(), start: from, end, limit: lim, direction };
+            let streams = match api.querier.select_logs(&tenants, &req).await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    tracing::warn!(error = %e, "tail query failed; closing");
+                    return;
+                }
+            };
+            let (fresh, newest) = only_new(streams, &mut sent_at_from, from);
+            if let Some(ts) = newest {
+                from = ts;
+            }
+            if !fresh.is_empty() {
+                let msg = json!({"streams": streams_json(fresh, categorize), "dropped_entries": null});
+                if socket.send(Message::Text(msg.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            first = false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Drops lines already sent at `from`; returns the rest (ascending) and
+/// the newest timestamp, remembering the lines sent at it.
+fn only_new(streams: Vec<StreamResult>, sent_at_from: &mut HashSet<(String, String)>, from: i64) -> (Vec<StreamResult>, Option<i64>) {
+    let mut out = Vec::new();
+    let mut newest: Option<i64> = None;
+    for mut s in streams {
+        let key = s.labels.to_string();
+        s.entries.retain(|e| !(e.ts == from && sent_at_from.contains(&(key.clone(), e.line.clone()))));
+        s.entries.sort_by_key(|e| e.ts);
+        if let Some(last) = s.entries.last() {
+            newest = Some(newest.map_or(last.ts, |n: i64| n.max(last.ts)));
+        }
+        if !s.entries.is_empty() {
+            out.push(s);
+        }
+    }
+    if let Some(ts) = newest {
+        if ts != from {
+            sent_at_from.clear();
+        }
+        for s in &out {
+            for e in s.entries.iter().filter(|e| e.ts == ts) {
+                sent_at_from.insert((s.labels.to_string(), e.line.clone()));
+            }
+        }
+    }
+    (out, newest)
+}

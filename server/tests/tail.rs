@@ -1,0 +1,62 @@
+//! `/loki/api/v1/tail`: the newest lines first, then new lines as they come.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{now_ns, Balsa};
+use serde_json::{json, Value};
+
+fn lines_of(msg: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in msg["streams"].as_array().into_iter().flatten() {
+        for v in s["values"].as_array().into_iter().flatten() {
+            out.push(v[1].as_str().unwrap_or_default().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn tail_sends_the_last_lines_then_new_ones_once() {
+    let b = Balsa::start(&[]);
+    let t = now_ns() - 5_000_000_000;
+    let push = |ts: i64, line: &str| {
+        let body = json!({"streams": [{"stream": {"app": "t"}, "values": [[ts.to_string(), line]]}]});
+        assert_eq!(b.push_json(None, &body).0, 204);
+    };
+    push(t, "one");
+    push(t + 1, "two");
+    push(t + 2, "three");
+    let url = format!("ws://127.0.0.1:{}/loki/api/v1/tail?query=%7Bapp%3D%22t%22%7D&limit=2", b.http_port);
+    let (mut ws, _) = tungstenite::connect(url).expect("websocket");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut first: Option<Vec<String>> = None;
+    let mut pushed_new = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !seen.contains(&"four".to_string()) {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let msg: Value = serde_json::from_str(&t).expect("JSON message");
+                assert!(msg.get("dropped_entries").is_some(), "{msg}");
+                let lines = lines_of(&msg);
+                if first.is_none() {
+                    first = Some(lines.clone());
+                }
+                seen.extend(lines);
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("websocket: {e}"),
+        }
+        if first.is_some() && !pushed_new {
+            push(now_ns() - 1_000_000, "four");
+            pushed_new = true;
+        }
+    }
+    assert_eq!(first.expect("a first message"), ["two", "three"], "the newest `limit` lines");
+    assert_eq!(seen, ["two", "three", "four"], "each line once");
+}
