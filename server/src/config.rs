@@ -116,6 +116,11 @@ pub struct Config {
     /// `runtime_config.period` (10s) and on SIGHUP.
     pub runtime_config_file: Option<PathBuf>,
     pub runtime_config_period: Duration,
+    /// Queries a tenant may have running or queued
+    /// (`frontend.max_outstanding_per_tenant`, 2048); more get 429.
+    pub max_outstanding_per_tenant: usize,
+    /// Metric query pieces kept (`frontend.results_cache_entries`, 4096; 0 = no cache).
+    pub results_cache_entries: usize,
     /// A partition snapshots its state after this many log entries, and the
     /// log below the snapshot is purged (`raft.snapshot_logs_since_last`).
     pub snapshot_logs_since_last: u64,
@@ -135,6 +140,7 @@ struct RawConfig {
     querier: RawQuerier,
     compactor: RawCompactor,
     runtime_config: RawRuntimeConfig,
+    frontend: RawFrontend,
     storage: RawStorage,
     raft: RawRaft,
     limits_config: Option<Limits>,
@@ -183,6 +189,13 @@ struct RawIngester {
     chunk_target_raw_size: Option<ByteSize>,
     chunk_encoding: Option<String>,
     flush_check_period: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawFrontend {
+    max_outstanding_per_tenant: Option<usize>,
+    results_cache_entries: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -402,6 +415,8 @@ impl Config {
                 .compactor
                 .delete_request_cancel_period
                 .map_or(Duration::from_secs(24 * 3600), |d| d.0),
+            max_outstanding_per_tenant: raw.frontend.max_outstanding_per_tenant.unwrap_or(2048).max(1),
+            results_cache_entries: raw.frontend.results_cache_entries.unwrap_or(4096),
             runtime_config_file: raw.runtime_config.file.clone(),
             runtime_config_period: positive(
                 "runtime_config.period",

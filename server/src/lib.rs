@@ -3,6 +3,7 @@
 //! What this crate owns — one module per component, as in Loki's `pkg/`:
 //! - [`distributor`]: validates pushes and routes them to partitions;
 //! - [`ingester`]: the partitions' Raft groups and their state machines;
+//! - [`frontend`]: queues, splits, parallelises and caches queries;
 //! - [`querier`]: reads partitions and object storage for queries;
 //! - [`compactor`]: merges index segments, applies retention and deletes;
 //! - [`deletes`]: delete requests, filtered at query time;
@@ -29,6 +30,7 @@ pub mod compactor;
 pub mod config;
 pub mod deletes;
 pub mod distributor;
+pub mod frontend;
 pub mod grpc;
 pub mod ingester;
 pub mod labels;

@@ -74,6 +74,10 @@ pub struct Limits {
     pub max_query_length: Dur,
     /// Longest a query may run (504 after). Default 1m.
     pub query_timeout: Dur,
+    /// Range queries are split at multiples of this; 0 = no split. Default 1h.
+    pub split_queries_by_interval: Dur,
+    /// Pieces of one query run at once. Default 32.
+    pub max_query_parallelism: usize,
     #[serde(skip)]
     pub(crate) retention_rules: OnceLock<Vec<(u32, Duration, Vec<Matcher>)>>,
 }
@@ -121,6 +125,8 @@ impl Default for Limits {
             retention_stream: Vec::new(),
             max_query_length: Dur(Duration::from_secs(721 * 3600)),
             query_timeout: Dur(Duration::from_secs(60)),
+            split_queries_by_interval: Dur(Duration::from_secs(3600)),
+            max_query_parallelism: 32,
             retention_rules: OnceLock::new(),
         }
     }

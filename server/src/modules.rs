@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, Api};
 use crate::config::{Config, Target};
 use crate::distributor::Distributor;
+use crate::frontend::Frontend;
 use crate::grpc::PushService;
 use crate::compactor::Compactor;
 use crate::deletes::{DeleteError, Deletes};
@@ -98,6 +99,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         },
         metrics.clone(),
     ));
+    let frontend = Arc::new(Frontend::new(querier.clone(), cfg.max_outstanding_per_tenant, cfg.results_cache_entries));
     let api = Arc::new(Api {
         auth_enabled: cfg.auth_enabled,
         max_recv_msg_size: cfg.max_recv_msg_size,
@@ -106,6 +108,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         deletes,
         distributor: distributor.clone(),
         querier,
+        frontend,
         ingester: ingester.clone(),
         metrics,
         flusher: flusher.clone(),

@@ -34,6 +34,7 @@ pub async fn create(State(api): State<AppState>, headers: HeaderMap, RawQuery(q)
         None => now,
     };
     let req = api.deletes.add(&tenant, query, start, end, now).await.map_err(delete_error)?;
+    api.frontend.invalidate();
     tracing::info!(tenant, request_id = %req.request_id, query, "delete request received");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -67,5 +68,6 @@ pub async fn cancel(State(api): State<AppState>, headers: HeaderMap, RawQuery(q)
     let p = Params::parse(q.as_deref(), None);
     let id = p.get("request_id").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("request_id not set"))?;
     api.deletes.cancel(&tenant, id, now_ns()).await.map_err(delete_error)?;
+    api.frontend.invalidate();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

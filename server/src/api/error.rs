@@ -65,6 +65,15 @@ impl From<DecodeError> for ApiError {
     }
 }
 
+impl From<crate::frontend::FrontendError> for ApiError {
+    fn from(e: crate::frontend::FrontendError) -> Self {
+        match e {
+            crate::frontend::FrontendError::TooManyOutstanding => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+            crate::frontend::FrontendError::Query(q) => q.into(),
+        }
+    }
+}
+
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         let status = match e {

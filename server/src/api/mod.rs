@@ -41,6 +41,7 @@ pub struct Api {
     pub deletes: Arc<crate::deletes::Deletes>,
     pub distributor: Arc<Distributor>,
     pub querier: Arc<Querier>,
+    pub frontend: Arc<crate::frontend::Frontend>,
     pub ingester: Arc<Ingester>,
     pub metrics: Arc<Metrics>,
     pub flusher: Arc<Flusher>,
@@ -68,6 +69,7 @@ impl Api {
             max_series: usize::MAX,
             max_length: std::time::Duration::MAX,
             timeout: std::time::Duration::MAX,
+            plan: crate::frontend::Plan { split: std::time::Duration::MAX, parallelism: usize::MAX, max_series: 0 },
         };
         for l in tenants.iter().map(|t| self.overrides.get(t)) {
             q.max_entries = q.max_entries.min(l.max_entries_limit_per_query);
@@ -78,7 +80,10 @@ impl Api {
             if !l.query_timeout.0.is_zero() {
                 q.timeout = q.timeout.min(l.query_timeout.0);
             }
+            q.plan.split = q.plan.split.min(l.split_queries_by_interval.0);
+            q.plan.parallelism = q.plan.parallelism.min(l.max_query_parallelism.max(1));
         }
+        q.plan.max_series = q.max_series;
         q
     }
 }
@@ -89,6 +94,7 @@ struct QueryLimits {
     max_series: usize,
     max_length: std::time::Duration,
     timeout: std::time::Duration,
+    plan: crate::frontend::Plan,
 }
 
 impl QueryLimits {

@@ -77,7 +77,8 @@ pub async fn query_range(
             let step = p.step(start, end)?;
             let steps = Steps { start, end, step };
             let started = std::time::Instant::now();
-            let run = async { Ok(api.querier.eval_metric(&tenants, &metric, steps, limits.max_series).await?) };
+            let _slot = api.frontend.admit(&tenants)?;
+            let run = async { Ok(api.frontend.metric_range(&tenants, query, &metric, steps, limits.plan).await?) };
             let value = limits.within_timeout(run).await?;
             let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
             return Ok(axum::Json(metric_response(value, steps, false, stats)).into_response());
@@ -91,7 +92,9 @@ pub async fn query_range(
         )));
     }
     let req = LogRequest { query: log, start, end, limit, direction: p.direction()? };
-    let (streams, stats) = limits.within_timeout(async { Ok(api.querier.select_logs(&tenants, &req).await?) }).await?;
+    let _slot = api.frontend.admit(&tenants)?;
+    let run = async { Ok(api.frontend.log_range(&tenants, &req, limits.plan.split).await?) };
+    let (streams, stats) = limits.within_timeout(run).await?;
     Ok(axum::Json(streams_response(streams, stats, wants_categorized_labels(&headers))).into_response())
 }
 
@@ -172,6 +175,7 @@ pub async fn instant_query(
     let steps = Steps::instant(t);
     let limits = api.query_limits(&tenants);
     let started = std::time::Instant::now();
+    let _slot = api.frontend.admit(&tenants)?;
     let run = async { Ok(api.querier.eval_metric(&tenants, &expr, steps, limits.max_series).await?) };
     let value = limits.within_timeout(run).await?;
     let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };

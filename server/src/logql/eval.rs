@@ -100,17 +100,22 @@ fn collect(e: &Expr, steps: Steps, out: &mut Vec<Selection>) {
 }
 
 /// Evaluates `e` at `steps` from the fetched data (one entry per selection,
-/// in the order of [`selections`]). `max_series` bounds every intermediate
-/// vector, like Loki's `max_query_series`.
+/// in the order of [`selections`]). `max_series` bounds the result's
+/// series, like Loki's `max_query_series`.
 pub fn evaluate(e: &Expr, steps: Steps, data: &mut dyn Iterator<Item = Fetched>, max_series: usize) -> Result<Value, EvalError> {
-    let mut ev = Evaluator { steps, data, max_series };
-    ev.eval(e)
+    let mut ev = Evaluator { steps, data };
+    let v = ev.eval(e)?;
+    if let Value::Vector(s) = &v {
+        if s.len() > max_series {
+            return Err(EvalError(format!("maximum of series ({max_series}) reached for a single query")));
+        }
+    }
+    Ok(v)
 }
 
 struct Evaluator<'a> {
     steps: Steps,
     data: &'a mut dyn Iterator<Item = Fetched>,
-    max_series: usize,
 }
 
 /// A log sample: time, value, bytes of the line.
@@ -146,14 +151,6 @@ impl Evaluator<'_> {
             },
             Expr::Log(_) => return Err(EvalError("a log query cannot be evaluated as a metric query".into())),
         };
-        if let Value::Vector(s) = &v {
-            if s.len() > self.max_series {
-                return Err(EvalError(format!(
-                    "maximum of series ({}) reached for a single query",
-                    self.max_series
-                )));
-            }
-        }
         Ok(v)
     }
 

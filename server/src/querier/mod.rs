@@ -354,7 +354,7 @@ fn line_filters_pass(stages: &[Stage], line: &str) -> bool {
 
 /// Joins results with equal labels (the same labels can come out of the
 /// pipeline of several streams), keeping each one's entries in order.
-fn merge_same_labels(found: Vec<StreamResult>, direction: Direction) -> Vec<StreamResult> {
+pub(crate) fn merge_same_labels(found: Vec<StreamResult>, direction: Direction) -> Vec<StreamResult> {
     let mut out: Vec<StreamResult> = Vec::new();
     for r in found {
         match out.iter_mut().find(|o| o.labels == r.labels) {
@@ -373,7 +373,7 @@ fn merge_same_labels(found: Vec<StreamResult>, direction: Direction) -> Vec<Stre
 
 /// Keeps the `limit` entries that come first in `direction` across all
 /// streams (each stream's entries already in that order).
-fn keep_first(streams: Vec<StreamResult>, limit: usize, direction: Direction) -> Vec<StreamResult> {
+pub(crate) fn keep_first(streams: Vec<StreamResult>, limit: usize, direction: Direction) -> Vec<StreamResult> {
     let total: usize = streams.iter().map(|s| s.entries.len()).sum();
     if total <= limit {
         return streams;

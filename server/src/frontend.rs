@@ -1,0 +1,292 @@
+//! The query-frontend: bounds each tenant's outstanding queries (Loki's
+//! 429 `too many outstanding requests`), splits range queries at
+//! `split_queries_by_interval` boundaries, runs metric pieces in parallel
+//! (`max_query_parallelism`), and caches finished metric pieces that lie
+//! wholly in the past.
+//!
+//! Splitting never changes an answer: a metric query is evaluated step by
+//! step, so a piece is a subset of the steps; a log query's pieces are read
+//! newest-first (or oldest-first) until `limit` lines are found, then the
+//! limit is applied across them as for one query.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use parking_lot::Mutex;
+
+use crate::logql::eval::{Series, Steps, Value};
+use crate::logql::Expr;
+use crate::querier::{keep_first, merge_same_labels, LogRequest, Querier, QueryError, ScanStats, StreamResult};
+use balsa_storage::Direction;
+
+/// Why the frontend did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// 429.
+    #[error("too many outstanding requests")]
+    TooManyOutstanding,
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// How queries are split and bounded (per request: the tenants' limits).
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Zero: no splitting.
+    pub split: Duration,
+    pub parallelism: usize,
+    pub max_series: usize,
+}
+
+/// Pieces ending this long ago are final and may be cached: older than the
+/// out-of-order window (1h by default) with room to spare.
+const CACHE_FRESHNESS_NS: i64 = 2 * 3_600_000_000_000;
+
+/// Bounded cache of metric pieces, oldest out.
+struct Cache {
+    max: usize,
+    map: HashMap<String, Value>,
+    order: VecDeque<String>,
+}
+
+/// Queues, splits and caches queries in front of the querier.
+pub struct Frontend {
+    querier: Arc<Querier>,
+    admission: Admission,
+    cache: Mutex<Cache>,
+}
+
+/// Bounds the queries each tenant has outstanding.
+pub struct Admission {
+    max_per_tenant: usize,
+    outstanding: Mutex<HashMap<String, usize>>,
+}
+
+impl Admission {
+    pub fn new(max_per_tenant: usize) -> Self {
+        Self { max_per_tenant, outstanding: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one of the tenants' outstanding-query places, or 429.
+    pub fn admit(&self, tenants: &[String]) -> Result<Slot<'_>, FrontendError> {
+        let key = tenants.join("|");
+        let mut o = self.outstanding.lock();
+        let n = o.entry(key.clone()).or_insert(0);
+        if *n >= self.max_per_tenant {
+            return Err(FrontendError::TooManyOutstanding);
+        }
+        *n += 1;
+        Ok(Slot { admission: self, key })
+    }
+}
+
+/// A tenant's place in the queue, given back on drop.
+pub struct Slot<'a> {
+    admission: &'a Admission,
+    key: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut o = self.admission.outstanding.lock();
+        if let Some(n) = o.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                o.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Frontend {
+    pub fn new(querier: Arc<Querier>, max_outstanding_per_tenant: usize, cache_entries: usize) -> Self {
+        Self {
+            querier,
+            admission: Admission::new(max_outstanding_per_tenant),
+            cache: Mutex::new(Cache { max: cache_entries, map: HashMap::new(), order: VecDeque::new() }),
+        }
+    }
+
+    /// Forgets cached results (a delete request changed what they hold).
+    pub fn invalidate(&self) {
+        let mut c = self.cache.lock();
+        c.map.clear();
+        c.order.clear();
+    }
+
+    /// Takes one of the tenants' outstanding-query places, or 429.
+    pub fn admit(&self, tenants: &[String]) -> Result<Slot<'_>, FrontendError> {
+        self.admission.admit(tenants)
+    }
+
+    /// The step grids of the pieces of `steps`, one per split interval.
+    fn pieces(steps: Steps, split: Duration) -> Vec<Steps> {
+        let interval = split.as_nanos() as i64;
+        if interval <= 0 || steps.is_empty() {
+            return vec![steps];
+        }
+        let mut out: Vec<Steps> = Vec::new();
+        for i in 0..steps.len() {
+            let t = steps.at(i);
+            match out.last_mut() {
+                Some(last) if last.end.div_euclid(interval) == t.div_euclid(interval) => last.end = t,
+                _ => out.push(Steps { start: t, end: t, step: steps.step }),
+            }
+        }
+        out
+    }
+
+    /// A metric range query, split and run in parallel, pieces cached.
+    pub async fn metric_range(
+        &self,
+        tenants: &[String],
+        query_text: &str,
+        expr: &Expr,
+        steps: Steps,
+        plan: Plan,
+    ) -> Result<Value, FrontendError> {
+        let pieces = Self::pieces(steps, plan.split);
+        let now = crate::time::now_ns();
+        let results: Vec<(Steps, Value)> = stream::iter(pieces)
+            .map(|piece| async move {
+                let key = format!("{}\u{0}{query_text}\u{0}{}\u{0}{}\u{0}{}", tenants.join("|"), piece.start, piece.end, piece.step);
+                if let Some(v) = self.cache.lock().map.get(&key).cloned() {
+                    return Ok::<_, FrontendError>((piece, v));
+                }
+                let v = self.querier.eval_metric(tenants, expr, piece, plan.max_series).await?;
+                if piece.end < now - CACHE_FRESHNESS_NS {
+                    let mut c = self.cache.lock();
+                    if c.max > 0 && !c.map.contains_key(&key) {
+                        c.order.push_back(key.clone());
+                        c.map.insert(key, v.clone());
+                        while c.map.len() > c.max {
+                            let Some(old) = c.order.pop_front() else { break };
+                            c.map.remove(&old);
+                        }
+                    }
+                }
+                Ok((piece, v))
+            })
+            .buffered(plan.parallelism.max(1))
+            .try_collect()
+            .await?;
+        Ok(join(steps, results))
+    }
+
+    /// A log range query, read piece by piece in `direction` until `limit`
+    /// lines are found.
+    pub async fn log_range(&self, tenants: &[String], req: &LogRequest, split: Duration) -> Result<(Vec<StreamResult>, ScanStats), FrontendError> {
+        let interval = split.as_nanos() as i64;
+        if interval <= 0 || req.end - req.start <= interval {
+            return Ok(self.querier.select_logs(tenants, req).await?);
+        }
+        let mut ranges = Vec::new();
+        let mut t = req.start;
+        while t < req.end {
+            let next = ((t.div_euclid(interval) + 1) * interval).min(req.end);
+            ranges.push((t, next));
+            t = next;
+        }
+        if req.direction == Direction::Backward {
+            ranges.reverse();
+        }
+        let mut found: Vec<StreamResult> = Vec::new();
+        let mut stats = ScanStats::default();
+        let mut lines = 0usize;
+        for (start, end) in ranges {
+            let piece = LogRequest { start, end, ..req.clone() };
+            let (streams, s) = self.querier.select_logs(tenants, &piece).await?;
+            lines += streams.iter().map(|s| s.entries.len()).sum::<usize>();
+            stats.lines_scanned += s.lines_scanned;
+            stats.bytes_scanned += s.bytes_scanned;
+            stats.chunks += s.chunks;
+            stats.exec_seconds += s.exec_seconds;
+            found.extend(streams);
+            if lines >= req.limit {
+                break;
+            }
+        }
+        let mut result = keep_first(merge_same_labels(found, req.direction), req.limit, req.direction);
+        result.sort_by(|a, b| a.labels.cmp(&b.labels));
+        stats.streams = result.len() as u64;
+        stats.lines_matched = result.iter().map(|s| s.entries.len() as u64).sum();
+        Ok((result, stats))
+    }
+}
+
+/// Joins pieces' results back onto the whole step grid.
+fn join(steps: Steps, pieces: Vec<(Steps, Value)>) -> Value {
+    let n = steps.len();
+    let offset = |p: &Steps| ((p.start - steps.start) / steps.step.max(1)) as usize;
+    if pieces.iter().all(|(_, v)| matches!(v, Value::Scalar(_))) {
+        let mut out = vec![f64::NAN; n];
+        for (p, v) in &pieces {
+            if let Value::Scalar(vals) = v {
+                for (i, x) in vals.iter().enumerate() {
+                    if let Some(slot) = out.get_mut(offset(p) + i) {
+                        *slot = *x;
+                    }
+                }
+            }
+        }
+        return Value::Scalar(out);
+    }
+    let mut order: Vec<crate::labels::LabelSet> = Vec::new();
+    let mut by: HashMap<crate::labels::LabelSet, Vec<Option<f64>>> = HashMap::new();
+    for (p, v) in pieces {
+        let Value::Vector(series) = v else { continue };
+        for s in series {
+            let slot = by.entry(s.labels.clone()).or_insert_with(|| {
+                order.push(s.labels.clone());
+                vec![None; n]
+            });
+            for (i, x) in s.points.into_iter().enumerate() {
+                if let Some(dst) = slot.get_mut(offset(&p) + i) {
+                    *dst = x;
+                }
+            }
+        }
+    }
+    Value::Vector(order.into_iter().filter_map(|l| by.remove(&l).map(|points| Series { labels: l, points })).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000_000_000;
+
+    #[test]
+    fn pieces_follow_interval_boundaries_and_cover_every_step() {
+        let steps = Steps { start: H / 2, end: 3 * H, step: H / 4 };
+        let pieces = Frontend::pieces(steps, Duration::from_secs(3600));
+        let covered: Vec<i64> = pieces.iter().flat_map(|p| (0..p.len()).map(move |i| p.at(i))).collect();
+        let all: Vec<i64> = (0..steps.len()).map(|i| steps.at(i)).collect();
+        assert_eq!(covered, all);
+        assert_eq!(pieces.len(), 4);
+        assert!(pieces.iter().all(|p| p.start.div_euclid(H) == p.end.div_euclid(H)));
+    }
+
+    #[test]
+    fn joined_pieces_sit_at_their_steps() {
+        let steps = Steps { start: 0, end: 3, step: 1 };
+        let l = crate::labels::LabelSet::parse(r#"{a="1"}"#).unwrap();
+        let p1 = (Steps { start: 0, end: 1, step: 1 }, Value::Vector(vec![Series { labels: l.clone(), points: vec![Some(1.0), None] }]));
+        let p2 = (Steps { start: 2, end: 3, step: 1 }, Value::Vector(vec![Series { labels: l.clone(), points: vec![Some(3.0), Some(4.0)] }]));
+        let Value::Vector(v) = join(steps, vec![p1, p2]) else { panic!() };
+        assert_eq!(v[0].points, vec![Some(1.0), None, Some(3.0), Some(4.0)]);
+    }
+
+    #[test]
+    fn admission_is_bounded_per_tenant_and_released_on_drop() {
+        let adm = Admission::new(1);
+        let a = vec!["a".to_string()];
+        let slot = adm.admit(&a).unwrap();
+        assert!(matches!(adm.admit(&a), Err(FrontendError::TooManyOutstanding)));
+        assert!(adm.admit(&["b".to_string()]).is_ok(), "other tenants are not affected");
+        drop(slot);
+        assert!(adm.admit(&a).is_ok());
+    }
+}

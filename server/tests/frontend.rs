@@ -1,0 +1,63 @@
+//! The query-frontend: answers are identical with and without splitting,
+//! and repeated (cached) answers too.
+
+mod common;
+
+use common::{now_ns, Balsa};
+use serde_json::{json, Value};
+
+#[test]
+fn split_and_cached_answers_equal_unsplit_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("o.yaml");
+    std::fs::write(&o, "overrides:\n  whole:\n    split_queries_by_interval: 0\n").unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, format!("auth_enabled: true\nruntime_config:\n  file: {}\n", o.display())).unwrap();
+    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let now = now_ns();
+    let start = now - 5 * 3_600_000_000_000;
+    let levels = ["info", "warn", "error", "info", "debug"];
+    // Five hours of lines, every 20 s, in four streams.
+    let streams: Vec<Value> = (0..4)
+        .map(|s| {
+            let values: Vec<Value> = (0..900)
+                .map(|i: i64| json!([(start + i * 20_000_000_000 + s).to_string(), format!("level={} n={i}", levels[(i as usize + s as usize) % 5])]))
+                .collect();
+            json!({"stream": {"app": "f", "pod": format!("p{s}")}, "values": values})
+        })
+        .collect();
+    for tenant in ["split", "whole"] {
+        for s in &streams {
+            let (st, body) = b.push_json(Some(tenant), &json!({"streams": [s]}));
+            assert_eq!(st, 204, "{body}");
+        }
+    }
+    let (qs, qe) = ((start / 1_000_000_000).to_string(), (now / 1_000_000_000).to_string());
+    let ask = |tenant: &str, path: &str, q: &[(&str, &str)]| -> Value {
+        let mut all: Vec<(&str, &str)> = vec![("start", &qs), ("end", &qe)];
+        all.extend_from_slice(q);
+        let v = b.get_json(path, &all, &[("X-Scope-OrgID", tenant)]);
+        v["data"]["result"].clone()
+    };
+    let queries: [&[(&str, &str)]; 5] = [
+        &[("query", r#"sum by (level) (count_over_time({app="f"} | logfmt [5m]))"#), ("step", "60")],
+        &[("query", r#"topk(2, rate({app="f"}[10m])) / 2"#), ("step", "300")],
+        &[("query", r#"{app="f"} |= "error""#), ("limit", "100")],
+        &[("query", r#"{app="f"}"#), ("limit", "333"), ("direction", "forward")],
+        &[("query", r#"{app="f", pod="p1"} | logfmt | level="warn""#), ("limit", "5000")],
+    ];
+    for q in queries {
+        let whole = ask("whole", "/loki/api/v1/query_range", q);
+        let split = ask("split", "/loki/api/v1/query_range", q);
+        assert!(!whole.as_array().unwrap().is_empty(), "{q:?} found data");
+        assert_eq!(sorted(&split), sorted(&whole), "{q:?}");
+        assert_eq!(sorted(&ask("split", "/loki/api/v1/query_range", q)), sorted(&whole), "{q:?} again (cache)");
+    }
+}
+
+/// Results compared as sets of series/streams.
+fn sorted(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v.as_array().unwrap().iter().map(|x| x.to_string()).collect();
+    out.sort();
+    out
+}
