@@ -279,3 +279,33 @@ fn metric_queries_answer_with_prometheus_shapes() {
     assert_eq!(s, 400);
     assert!(body.contains("LabelFilterErr") && body.contains("__error__"), "{body}");
 }
+
+#[test]
+fn index_stats_volumes_and_detected_labels() {
+    let b = Balsa::start(&["--auth.enabled=true"]);
+    let t = now_ns() - 60_000_000_000;
+    let push = |labels: Value, lines: &[&str]| {
+        let values: Vec<Value> = lines.iter().enumerate().map(|(i, l)| json!([(t + i as i64).to_string(), l])).collect();
+        assert_eq!(b.push_json(Some("ix"), &json!({"streams": [{"stream": labels, "values": values}]})).0, 204);
+    };
+    push(json!({"app": "a", "env": "prod"}), &["12345", "67890"]);
+    push(json!({"app": "b", "env": "prod"}), &["xyz"]);
+    let h = [("X-Scope-OrgID", "ix")];
+    let v = b.get_json("/loki/api/v1/index/stats", &[("query", r#"{env="prod"}"#), ("since", "1h")], &h);
+    assert_eq!((v["streams"].as_u64(), v["entries"].as_u64(), v["bytes"].as_u64()), (Some(2), Some(3), Some(13)));
+    let v = b.get_json("/loki/api/v1/index/volume", &[("query", r#"{env="prod"}"#), ("since", "1h"), ("targetLabels", "app")], &h);
+    let r = &v["data"]["result"];
+    assert_eq!(r[0]["metric"], json!({"app": "a"}));
+    assert_eq!(r[0]["value"][1], "10");
+    assert_eq!(r[1]["value"][1], "3");
+    let v = b.get_json("/loki/api/v1/index/volume", &[("query", r#"{env="prod"}"#), ("since", "1h"), ("aggregateBy", "labels")], &h);
+    assert_eq!(v["data"]["result"], json!([{"metric": {"env": "prod"}, "value": v["data"]["result"][0]["value"].clone()}]));
+    assert_eq!(v["data"]["result"][0]["value"][1], "13");
+    let v = b.get_json("/loki/api/v1/index/volume_range", &[("query", r#"{app="a"}"#), ("since", "1h"), ("step", "600")], &h);
+    assert_eq!(v["data"]["resultType"], "matrix");
+    assert_eq!(v["data"]["result"][0]["values"].as_array().unwrap().len(), 1);
+    let v = b.get_json("/loki/api/v1/detected_labels", &[("query", r#"{env="prod"}"#), ("since", "1h")], &h);
+    let labels = v["detectedLabels"].as_array().unwrap();
+    assert!(labels.contains(&json!({"label": "app", "cardinality": 2})), "{v}");
+    assert!(labels.contains(&json!({"label": "env", "cardinality": 1})), "{v}");
+}

@@ -4,10 +4,12 @@
 //! - [`query`]: `query_range`, `query`, `labels`, `label/<name>/values`,
 //!   `series`, with Loki's response JSON;
 //! - [`tail`]: `/loki/api/v1/tail`, a WebSocket of new lines;
+//! - [`index`]: index stats, volumes and detected labels;
 //! - [`params`]: Loki's parameter parsing; [`error`]: its error answers.
 
 mod delete;
 mod error;
+mod index;
 mod params;
 mod push;
 mod query;
@@ -151,6 +153,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/loki/api/v1/label/{name}/values", get(query::label_values).post(query::label_values))
         .route("/loki/api/v1/series", get(query::series).post(query::series))
         .route("/loki/api/v1/tail", get(tail::tail))
+        .route("/loki/api/v1/index/stats", get(index::stats).post(index::stats))
+        .route("/loki/api/v1/index/volume", get(index::volume).post(index::volume))
+        .route("/loki/api/v1/index/volume_range", get(index::volume_range).post(index::volume_range))
+        .route("/loki/api/v1/detected_labels", get(index::detected_labels))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .route(
             "/loki/api/v1/delete",

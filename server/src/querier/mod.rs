@@ -311,6 +311,20 @@ impl Querier {
         Ok(values.into_iter().collect())
     }
 
+    /// Streams matching `matchers` with their entries in `[from, through)`,
+    /// ascending (for index statistics and volumes).
+    pub async fn matching_streams(
+        &self,
+        tenants: &[String],
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<(Vec<(LabelSet, Vec<Entry>)>, ScanStats), QueryError> {
+        let mut stats = ScanStats::default();
+        let s = self.streams(tenants, matchers, from, through, &mut stats).await?;
+        Ok((s, stats))
+    }
+
     /// Evaluates a metric query at `steps`.
     #[tracing::instrument(level = "info", skip_all, fields(tenants = ?tenants, steps = steps.len()))]
     pub async fn eval_metric(&self, tenants: &[String], expr: &Expr, steps: Steps, max_series: usize) -> Result<Value, QueryError> {
