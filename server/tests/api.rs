@@ -308,4 +308,11 @@ fn index_stats_volumes_and_detected_labels() {
     let labels = v["detectedLabels"].as_array().unwrap();
     assert!(labels.contains(&json!({"label": "app", "cardinality": 2})), "{v}");
     assert!(labels.contains(&json!({"label": "env", "cardinality": 1})), "{v}");
+    push(json!({"app": "f"}), &["status=200 took=5ms msg=ok", "status=500 took=1.5s msg=bad"]);
+    let v = b.get_json("/loki/api/v1/detected_fields", &[("query", r#"{app="f"}"#), ("since", "1h")], &h);
+    let fields = v["fields"].as_array().unwrap();
+    assert!(fields.contains(&json!({"label": "status", "type": "int", "cardinality": 2, "parsers": ["logfmt"]})), "{v}");
+    assert!(fields.contains(&json!({"label": "took", "type": "duration", "cardinality": 2, "parsers": ["logfmt"]})), "{v}");
+    let v = b.get_json("/loki/api/v1/detected_field/status/values", &[("query", r#"{app="f"}"#), ("since", "1h")], &h);
+    assert_eq!(v["values"], json!(["200", "500"]));
 }

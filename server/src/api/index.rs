@@ -116,3 +116,81 @@ pub async fn detected_labels(State(api): State<AppState>, req: ReadRequest) -> R
     let labels: Vec<_> = values.into_iter().map(|(k, v)| json!({"label": k, "cardinality": v.len()})).collect();
     Ok(axum::Json(json!({"detectedLabels": labels})).into_response())
 }
+
+/// Fields parsed out of a sample of the matching lines: the JSON parser for
+/// lines that look like JSON, logfmt for the rest (Loki's detection).
+async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, (BTreeSet<String>, BTreeSet<&'static str>)>, ApiError> {
+    use crate::logql::parsers;
+    let matchers = selector(req)?;
+    let (start, end) = req.params.bounds(now_ns())?;
+    let line_limit: usize = req.params.get("line_limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+    let (streams, _) = api.querier.matching_streams(&req.tenants, &matchers, start, end).await?;
+    let mut fields: BTreeMap<String, (BTreeSet<String>, BTreeSet<&'static str>)> = BTreeMap::new();
+    let mut lines: Vec<(&LabelSet, &balsa_storage::Entry)> =
+        streams.iter().flat_map(|(l, es)| es.iter().map(move |e| (l, e))).collect();
+    lines.sort_by_key(|(_, e)| std::cmp::Reverse(e.ts));
+    for (labels, e) in lines.into_iter().take(line_limit) {
+        let (parser, found) = if e.line.trim_start().starts_with('{') {
+            ("json", parsers::json(&e.line).unwrap_or_default())
+        } else {
+            ("logfmt", parsers::logfmt(&e.line, false, false).unwrap_or_default())
+        };
+        for (k, v) in found {
+            if labels.get(&k).is_some() {
+                continue;
+            }
+            let slot = fields.entry(k).or_default();
+            slot.0.insert(v);
+            slot.1.insert(parser);
+        }
+        for (k, v) in &e.metadata {
+            fields.entry(k.clone()).or_default().0.insert(v.clone());
+        }
+    }
+    Ok(fields)
+}
+
+/// Loki's field types: int, float, boolean, duration, bytes, string.
+fn field_type(values: &BTreeSet<String>) -> &'static str {
+    let all = |f: &dyn Fn(&str) -> bool| !values.is_empty() && values.iter().all(|v| f(v));
+    if all(&|v| v.parse::<i64>().is_ok()) {
+        "int"
+    } else if all(&|v| v.parse::<f64>().is_ok()) {
+        "float"
+    } else if all(&|v| v == "true" || v == "false") {
+        "boolean"
+    } else if all(&|v| crate::logql::units::parse_go_duration(v).is_ok()) {
+        "duration"
+    } else if all(&|v| v.starts_with(|c: char| c.is_ascii_digit()) && crate::logql::units::parse_bytes(v).is_ok()) {
+        "bytes"
+    } else {
+        "string"
+    }
+}
+
+/// `{"fields": [{"label", "type", "cardinality", "parsers"}], "limit": N}`.
+pub async fn detected_fields(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {
+    let limit: usize = req.params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+    let fields = detect(&api, &req).await?;
+    let out: Vec<_> = fields
+        .iter()
+        .take(limit)
+        .map(|(k, (values, parsers))| {
+            let parsers: Option<Vec<&str>> = (!parsers.is_empty()).then(|| parsers.iter().copied().collect());
+            json!({"label": k, "type": field_type(values), "cardinality": values.len(), "parsers": parsers})
+        })
+        .collect();
+    Ok(axum::Json(json!({"fields": out, "limit": limit})).into_response())
+}
+
+/// `{"values": [...], "limit": N}` of one detected field.
+pub async fn detected_field_values(
+    State(api): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    req: ReadRequest,
+) -> Result<Response, ApiError> {
+    let limit: usize = req.params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+    let fields = detect(&api, &req).await?;
+    let values: Vec<&String> = fields.get(&name).map(|(v, _)| v.iter().take(limit).collect()).unwrap_or_default();
+    Ok(axum::Json(json!({"values": values, "limit": limit})).into_response())
+}
