@@ -428,6 +428,45 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The configuration in force as YAML, with Loki's section names where
+    /// they exist and secrets redacted (`GET /config`).
+    pub fn to_yaml(&self) -> String {
+        let d = |d: Duration| format!("{}ms", d.as_millis());
+        let storage = match &self.storage {
+            StorageConfig::Filesystem { directory } => {
+                serde_json::json!({"backend": "filesystem", "filesystem": {"directory": directory}})
+            }
+            StorageConfig::S3(s3) => serde_json::json!({"backend": "s3", "s3": {
+                "bucket": s3.bucket, "endpoint": s3.endpoint, "region": s3.region,
+                "access_key_id": s3.access_key_id.as_ref().map(|_| "<redacted>"),
+                "secret_access_key": s3.secret_access_key.as_ref().map(|_| "<redacted>"),
+                "force_path_style": s3.force_path_style}}),
+        };
+        let v = serde_json::json!({
+            "target": "all",
+            "auth_enabled": self.auth_enabled,
+            "server": {"http_listen_address": self.http_addr.ip().to_string(), "http_listen_port": self.http_addr.port(),
+                "grpc_listen_address": self.grpc_addr.ip().to_string(), "grpc_listen_port": self.grpc_addr.port()},
+            "common": {"path_prefix": self.data_dir},
+            "ring": {"partitions": self.partitions, "node_id": self.node_id},
+            "distributor": {"max_recv_msg_size": self.max_recv_msg_size, "max_decompressed_size": self.max_decompressed_size},
+            "ingester": {"max_chunk_age": d(self.max_chunk_age), "chunk_idle_period": d(self.chunk_idle_period),
+                "chunk_target_raw_size": self.chunk_target_raw_size, "chunk_encoding": format!("{:?}", self.chunk_encoding).to_lowercase(),
+                "flush_check_period": d(self.flush_check_period)},
+            "storage": storage,
+            "querier": {"chunk_cache_size": self.chunk_cache_bytes},
+            "frontend": {"max_outstanding_per_tenant": self.max_outstanding_per_tenant, "results_cache_entries": self.results_cache_entries},
+            "compactor": {"compaction_interval": d(self.compaction_interval),
+                "delete_request_cancel_period": d(self.delete_request_cancel_period)},
+            "runtime_config": {"file": self.runtime_config_file, "period": d(self.runtime_config_period)},
+            "raft": {"snapshot_logs_since_last": self.snapshot_logs_since_last},
+            "limits_config": serde_json::to_value(&self.limits).unwrap_or_default(),
+        });
+        serde_yaml_ng::to_string(&v).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+    }
+}
+
 fn parse_yaml(text: &str) -> Result<RawConfig, String> {
     if text.trim().is_empty() {
         return Ok(RawConfig::default());
@@ -595,6 +634,15 @@ mod tests {
         let flags = Flags::try_parse_from(&args).unwrap();
         let raw = parse_yaml("server:\n  http_listen_port: 4000\n").unwrap();
         assert_eq!(Config::validate(raw, &flags).unwrap().http_addr.port(), 1);
+    }
+
+    #[test]
+    fn the_config_in_force_renders_and_reads_back() {
+        let c = load_yaml("storage:\n  backend: s3\n  s3:\n    bucket: b\n    access_key_id: AKIA\n    secret_access_key: hunter2\n").unwrap();
+        let text = c.to_yaml();
+        assert!(text.contains("bucket: b") && !text.contains("hunter2") && !text.contains("AKIA"), "{text}");
+        let back: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(back["limits_config"]["max_label_names_per_series"], serde_yaml_ng::Value::from(15));
     }
 
     #[test]

@@ -106,6 +106,7 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         max_decompressed_size: cfg.max_decompressed_size,
         overrides: overrides.clone(),
         deletes,
+        config_yaml: cfg.to_yaml(),
         distributor: distributor.clone(),
         querier,
         frontend,

@@ -41,6 +41,8 @@ pub struct Api {
     pub max_decompressed_size: usize,
     pub overrides: Arc<Overrides>,
     pub deletes: Arc<crate::deletes::Deletes>,
+    /// The configuration in force, rendered once for `GET /config`.
+    pub config_yaml: String,
     pub distributor: Arc<Distributor>,
     pub querier: Arc<Querier>,
     pub frontend: Arc<crate::frontend::Frontend>,
@@ -167,6 +169,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/ready", get(ready))
         .route("/flush", post(flush))
         .route("/runtime_config", get(runtime_config))
+        .route("/config", get(config))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
         .with_state(api)
@@ -202,6 +205,11 @@ async fn ready(State(api): State<AppState>) -> Response {
         )
         .into_response()
     }
+}
+
+/// `GET /config`: the configuration in force (secrets redacted).
+async fn config(State(api): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], api.config_yaml.clone()).into_response()
 }
 
 /// `GET /runtime_config`: the per-tenant overrides in force.
