@@ -57,6 +57,10 @@ pub struct Limits {
     /// Entries older than this are removed (compactor) and hidden from
     /// queries; 0 keeps everything. Default 0.
     pub retention_period: Dur,
+    /// `global`: `ingestion_rate_mb` is the tenant's rate across the
+    /// cluster, divided among the healthy distributors; `local`: per
+    /// distributor. Default global.
+    pub ingestion_rate_strategy: String,
     /// Per-tenant ingestion rate in MB/s (lines + metadata). Default 4.
     pub ingestion_rate_mb: f64,
     /// Per-tenant burst in MB. Default 6.
@@ -117,6 +121,7 @@ impl Default for Limits {
             .map(|s| s.to_string())
             .collect(),
             retention_period: Dur(Duration::ZERO),
+            ingestion_rate_strategy: "global".into(),
             ingestion_rate_mb: 4.0,
             ingestion_burst_size_mb: 6.0,
             per_stream_rate_limit: ByteSize(3 << 20),
@@ -168,6 +173,9 @@ impl Limits {
         }
         if self.max_entries_limit_per_query == 0 {
             return Err(("limits_config.max_entries_limit_per_query", "must be at least 1".into()));
+        }
+        if !matches!(self.ingestion_rate_strategy.as_str(), "global" | "local") {
+            return Err(("limits_config.ingestion_rate_strategy", format!("'{}' is not global or local", self.ingestion_rate_strategy)));
         }
         if !(self.ingestion_rate_mb > 0.0) || !(self.ingestion_burst_size_mb > 0.0) {
             return Err(("limits_config.ingestion_rate_mb", "ingestion_rate_mb and ingestion_burst_size_mb must be positive".into()));

@@ -57,6 +57,28 @@ fn stream_limit_refuses_new_streams_not_existing_ones() {
 }
 
 #[test]
+fn structured_metadata_limits() {
+    let (_d, b) = start("  max_structured_metadata_size: 20\n  max_structured_metadata_entries_count: 2\n");
+    let t = now_ns() - 1_000_000_000;
+    let push_md = |md: serde_json::Value| {
+        b.push_json(None, &json!({"streams": [{"stream": {"job": "m"}, "values": [[t.to_string(), "line", md]]}]}))
+    };
+    assert_eq!(push_md(json!({"a": "1", "b": "2"})).0, 204);
+    let (s, body) = push_md(json!({"a": "1", "b": "2", "c": "3"}));
+    assert_eq!(s, 400);
+    assert!(body.contains("has too many structured metadata labels: '3', limit: '2'"), "{body}");
+    let (s, body) = push_md(json!({"k": "x".repeat(30)}));
+    assert_eq!(s, 400);
+    assert!(body.contains("has structured metadata too large: '31' bytes, limit: '20' bytes"), "{body}");
+    assert!(discarded(&b, "structured_metadata_too_many") && discarded(&b, "structured_metadata_too_large"));
+    let (_d2, b2) = start("  allow_structured_metadata: false\n");
+    let body = json!({"streams": [{"stream": {"job": "m"}, "values": [[t.to_string(), "line", {"a": "1"}]]}]});
+    let (s, text) = b2.push_json(None, &body);
+    assert_eq!(s, 400);
+    assert!(text.contains("includes structured metadata, but this feature is disallowed"), "{text}");
+}
+
+#[test]
 fn multi_tenant_reads_label_each_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let b = Balsa::start(&["--auth.enabled=true"]);

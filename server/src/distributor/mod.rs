@@ -149,7 +149,8 @@ impl Distributor {
             (l + s.entries.len() as u64, b + s.entries.iter().map(|e| e.size() as u64).sum::<u64>())
         });
         if lines > 0 {
-            let rate = limits.ingestion_rate_mb * 1e6;
+            let share = if limits.ingestion_rate_strategy == "global" { self.healthy_distributors() as f64 } else { 1.0 };
+            let rate = limits.ingestion_rate_mb * 1e6 / share;
             let burst = limits.ingestion_burst_size_mb * 1e6;
             if !self.tenant_rates.allow(&tenant.to_string(), bytes as f64, rate, burst, clock) {
                 self.discard(tenant, "rate_limited", lines, bytes);
@@ -229,6 +230,12 @@ impl Distributor {
             return Err(PushError::Rejected(grouped(&errors)));
         }
         Ok(summary)
+    }
+
+    /// Distributors sharing a tenant's `global` rate. One process runs one
+    /// distributor; the cluster's ring will count the healthy ones.
+    fn healthy_distributors(&self) -> usize {
+        1
     }
 
     fn discard(&self, tenant: &str, reason: &str, lines: u64, bytes: u64) {
