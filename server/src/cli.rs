@@ -1,5 +1,5 @@
 //! A command-line client in the `balsa` binary, like Loki's `logcli`:
-//! `balsa query`, `balsa labels`, `balsa series`, `balsa push`, against any
+//! `balsa query`, `balsa labels`, `balsa series`, `balsa push`, `balsa tail`, against any
 //! Loki-compatible URL (`--addr`, `--org-id`, or `LOKI_ADDR`,
 //! `LOKI_ORG_ID`).
 
@@ -24,6 +24,24 @@ pub enum Command {
     Series(SeriesArgs),
     /// Push lines from standard input as one stream.
     Push(PushArgs),
+    /// Follow new lines of a log query (WebSocket tail).
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub server: Server,
+    /// The log query.
+    pub query: String,
+    /// Lines of history to start with.
+    #[arg(long, default_value_t = 30)]
+    pub limit: usize,
+    /// Seconds to hold lines back so late ones are not missed (0–5).
+    #[arg(long = "delay-for", default_value_t = 0)]
+    pub delay_for: u32,
+    #[arg(long, value_enum, default_value_t = Output::Default)]
+    pub output: Output,
 }
 
 /// Where the server is.
@@ -214,6 +232,30 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
             let v = json_of(&a.server, r.call())?;
             for s in v["data"].as_array().into_iter().flatten() {
                 let _ = writeln!(out, "{}", labels_text(s));
+            }
+        }
+        Command::Tail(a) => {
+            let base = a.server.addr.trim_end_matches('/').replacen("http", "ws", 1);
+            let query: String = form_urlencoded::byte_serialize(a.query.as_bytes()).collect();
+            let url = format!("{base}/loki/api/v1/tail?query={query}&limit={}&delay_for={}", a.limit, a.delay_for);
+            let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
+                .map_err(|e| CliError::Arg { what: "--addr", problem: e.to_string() })?;
+            if let Some(org) = &a.server.org_id {
+                let v = org.parse().map_err(|_| CliError::Arg { what: "--org-id", problem: "not a valid header value".into() })?;
+                req.headers_mut().insert("X-Scope-OrgID", v);
+            }
+            let (mut ws, _) = tungstenite::connect(req).map_err(|e| CliError::Http { addr: a.server.addr.clone(), message: e.to_string() })?;
+            loop {
+                match ws.read() {
+                    Ok(tungstenite::Message::Text(t)) => {
+                        let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                        print_result(&mut out, &json!({"resultType": "streams", "result": v["streams"]}), a.output, true);
+                        let _ = out.flush();
+                    }
+                    Ok(tungstenite::Message::Close(_)) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(CliError::Http { addr: a.server.addr.clone(), message: e.to_string() }),
+                }
             }
         }
         Command::Push(a) => {

@@ -49,3 +49,29 @@ fn push_query_labels_and_series_from_the_command_line() {
     assert_eq!(code, 2);
     assert!(err.contains("--since"), "{err}");
 }
+
+#[test]
+fn tail_prints_the_newest_lines() {
+    let b = Balsa::start(&[]);
+    let addr = b.url("");
+    let (code, _, err) = balsa(&["push", "--addr", &addr, "--labels", r#"{app="tail"}"#], Some("alpha\nbeta\ngamma\n"));
+    assert_eq!(code, 0, "{err}");
+    let mut child = Command::new(BIN)
+        .args(["tail", "--addr", &addr, "--limit", "2", "--output", "raw", r#"{app="tail"}"#])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("balsa tail");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let got: Vec<String> = (0..2).map_while(|_| rx.recv_timeout(std::time::Duration::from_secs(20)).ok()).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got, ["beta", "gamma"]);
+}
