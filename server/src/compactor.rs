@@ -8,7 +8,7 @@
 //! deleted, and expired chunks are deleted last (a crash can only leave an
 //! unreferenced chunk behind, removed by a later round).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,6 +112,95 @@ impl Compactor {
         }
     }
 
+    /// One tenant: decides once per chunk (a chunk spanning days is listed
+    /// in each day's segments) whether it expired or loses deleted lines,
+    /// then rewrites every day's segments, then deletes what no segment
+    /// lists any more.
+    async fn compact_tenant(
+        &self,
+        tenant: &str,
+        days: BTreeMap<i64, Vec<String>>,
+        deletes: &[ActiveDelete],
+        now: i64,
+    ) -> Result<(), CompactError> {
+        let limits = self.overrides.get(tenant);
+        let mut segments: BTreeMap<i64, (Vec<String>, Vec<ChunkRef>)> = BTreeMap::new();
+        for (day, keys) in days {
+            let mut refs = Vec::new();
+            for key in &keys {
+                let bytes = match self.store.get(key).await {
+                    Ok(b) => b,
+                    Err(ObjectError::NotFound(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                refs.extend(decode_segment(&bytes).map_err(|e| {
+                    self.metrics.corrupt_objects.inc();
+                    CompactError::Corrupt { key: key.clone(), problem: e.to_string() }
+                })?);
+            }
+            segments.insert(day, (keys, refs));
+        }
+        // Each chunk's fate, decided once: kept as is, replaced, or gone.
+        let mut fate: HashMap<String, Option<Option<ChunkRef>>> = HashMap::new();
+        let mut expired = 0usize;
+        for (_, refs) in segments.values() {
+            for r in refs {
+                if fate.contains_key(&r.key) {
+                    continue;
+                }
+                let labels = LabelSet::parse(&r.labels).unwrap_or_default();
+                let f = if limits.retention_cutoff(&labels, now).is_some_and(|c| r.through < c) {
+                    expired += 1;
+                    Some(None)
+                } else {
+                    match self.apply_deletes(r, deletes).await {
+                        Ok(f) => f,
+                        // Already rewritten or removed by an earlier round.
+                        Err(CompactError::Store(ObjectError::NotFound(_))) => Some(None),
+                        Err(e) => return Err(e),
+                    }
+                };
+                fate.insert(r.key.clone(), f);
+            }
+        }
+        let mut listed: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for (day, (keys, refs)) in &segments {
+            let changed = refs.iter().any(|r| fate.get(&r.key).is_some_and(Option::is_some));
+            let new_refs: Vec<ChunkRef> = refs
+                .iter()
+                .filter_map(|r| match fate.get(&r.key) {
+                    Some(Some(replacement)) => replacement.clone(),
+                    _ => Some(r.clone()),
+                })
+                .collect();
+            listed.extend(new_refs.iter().map(|r| r.key.clone()));
+            if keys.len() <= 1 && !changed {
+                continue;
+            }
+            let mut written = None;
+            if !new_refs.is_empty() {
+                let bytes = encode_segment(&new_refs);
+                let key = format!("index/{tenant}/{day}/c-{:08x}", crc32c::crc32c(&bytes));
+                self.store.put(&key, bytes).await?;
+                written = Some(key);
+            }
+            for old in keys.iter().filter(|k| Some(*k) != written.as_ref()) {
+                self.store.delete(old).await?;
+            }
+        }
+        // Chunks no segment lists any more.
+        for (key, f) in &fate {
+            if f.is_some() && !listed.contains(key) {
+                self.store.delete(key).await?;
+            }
+        }
+        self.metrics.chunks_deleted_by_retention.inc_by(expired as u64);
+        if expired > 0 || fate.values().any(Option::is_some) {
+            tracing::info!(tenant, expired, rewritten = fate.values().filter(|f| matches!(f, Some(Some(_)))).count(), "compacted");
+        }
+        Ok(())
+    }
+
     /// One round over all tenants.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn compact(&self, now: i64) -> Result<(), CompactError> {
@@ -120,65 +209,13 @@ impl Compactor {
         }
         let deletes = self.deletes.executable(now);
         let keys = self.store.list("index/").await?;
-        let mut groups: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
+        let mut tenants: BTreeMap<String, BTreeMap<i64, Vec<String>>> = BTreeMap::new();
         for key in keys {
             let (Some(tenant), Some(day)) = (key.split('/').nth(1), index_day(&key)) else { continue };
-            groups.entry((tenant.to_string(), day)).or_default().push(key);
+            tenants.entry(tenant.to_string()).or_default().entry(day).or_default().push(key);
         }
-        for ((tenant, day), keys) in groups {
-            let limits = self.overrides.get(&tenant);
-            let mut refs: Vec<ChunkRef> = Vec::new();
-            for key in &keys {
-                let bytes = match self.store.get(key).await {
-                    Ok(b) => b,
-                    Err(ObjectError::NotFound(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let seg = decode_segment(&bytes).map_err(|e| {
-                    self.metrics.corrupt_objects.inc();
-                    CompactError::Corrupt { key: key.clone(), problem: e.to_string() }
-                })?;
-                refs.extend(seg);
-            }
-            let (keep, expired): (Vec<ChunkRef>, Vec<ChunkRef>) = refs.into_iter().partition(|r| {
-                let labels = LabelSet::parse(&r.labels).unwrap_or_default();
-                limits.retention_cutoff(&labels, now).is_none_or(|c| r.through >= c)
-            });
-            let mut rewritten = Vec::with_capacity(keep.len());
-            let mut replaced = Vec::new();
-            for r in keep {
-                match self.apply_deletes(&r, &deletes).await? {
-                    None => rewritten.push(r),
-                    Some(new) => {
-                        rewritten.extend(new);
-                        replaced.push(r);
-                    }
-                }
-            }
-            let keep = rewritten;
-            if keys.len() <= 1 && expired.is_empty() && replaced.is_empty() {
-                continue;
-            }
-            let mut written = None;
-            if !keep.is_empty() {
-                let bytes = encode_segment(&keep);
-                let key = format!("index/{tenant}/{day}/c-{:08x}", crc32c::crc32c(&bytes));
-                self.store.put(&key, bytes).await?;
-                written = Some(key);
-            }
-            for old in keys.iter().filter(|k| Some(*k) != written.as_ref()) {
-                self.store.delete(old).await?;
-            }
-            for r in &expired {
-                self.store.delete(&r.key).await?;
-                self.metrics.chunks_deleted_by_retention.inc();
-            }
-            for r in replaced.drain(..) {
-                if !keep.iter().any(|k| k.key == r.key) {
-                    self.store.delete(&r.key).await?;
-                }
-            }
-            tracing::info!(tenant, day, segments = keys.len(), kept = keep.len(), expired = expired.len(), "compacted index");
+        for (tenant, days) in tenants {
+            self.compact_tenant(&tenant, days, &deletes, now).await?;
         }
         Ok(())
     }

@@ -81,6 +81,8 @@ pub struct Deletes {
     store: Arc<dyn ObjectStore>,
     cancel_period: i64,
     by_tenant: RwLock<HashMap<String, Vec<ActiveDelete>>>,
+    /// Serializes refresh, add and cancel, so none undoes another.
+    ops: tokio::sync::Mutex<()>,
 }
 
 fn key(tenant: &str, id: &str) -> String {
@@ -90,13 +92,19 @@ fn key(tenant: &str, id: &str) -> String {
 impl Deletes {
     /// Loads every stored request.
     pub async fn load(store: Arc<dyn ObjectStore>, cancel_period: std::time::Duration) -> Result<Self, DeleteError> {
-        let d = Self { store, cancel_period: cancel_period.as_nanos() as i64, by_tenant: RwLock::new(HashMap::new()) };
+        let d = Self {
+            store,
+            cancel_period: cancel_period.as_nanos() as i64,
+            by_tenant: RwLock::new(HashMap::new()),
+            ops: tokio::sync::Mutex::new(()),
+        };
         d.refresh().await?;
         Ok(d)
     }
 
     /// Re-reads the stored requests (other processes may have added some).
     pub async fn refresh(&self) -> Result<(), DeleteError> {
+        let _one_at_a_time = self.ops.lock().await;
         let mut all: HashMap<String, Vec<ActiveDelete>> = HashMap::new();
         for k in self.store.list("deletes/").await? {
             let bytes = match self.store.get(&k).await {
@@ -119,6 +127,7 @@ impl Deletes {
         if end < start {
             return Err(DeleteError::Range);
         }
+        let _one_at_a_time = self.ops.lock().await;
         let id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(format!("{tenant}\0{query}\0{start}\0{end}\0{now}").as_bytes()));
         let req = DeleteRequest {
             request_id: id.clone(),
@@ -138,6 +147,7 @@ impl Deletes {
 
     /// Cancels a request still within its cancel period.
     pub async fn cancel(&self, tenant: &str, id: &str, now: i64) -> Result<(), DeleteError> {
+        let _one_at_a_time = self.ops.lock().await;
         let req = self
             .list(tenant)
             .into_iter()

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub flush_failures: IntCounter,
     pub corrupt_objects: IntCounter,
     pub chunks_deleted_by_retention: IntCounter,
+    pub missing_chunks: IntCounter,
     flush_queue: IntGaugeVec,
     runtime_config_ok: prometheus::IntGauge,
     raft_term: IntGaugeVec,
@@ -93,6 +94,11 @@ impl Metrics {
                     "Whether the last reload of the runtime overrides file succeeded.",
                 )
                 .expect("valid metric"),
+            ),
+            missing_chunks: reg(
+                &r,
+                IntCounter::new("balsa_querier_missing_chunks_total", "Chunks listed by an index segment but gone when read.")
+                    .expect("valid metric"),
             ),
             flush_queue: gauge("balsa_ingester_flush_queue_length", "Closed chunks waiting for a flush.", &["partition"]),
             raft_term: gauge("balsa_raft_term", "Current Raft term, per partition.", &["partition"]),

@@ -28,6 +28,9 @@ const MAGIC: &[u8; 4] = b"BCHK";
 pub const CHUNK_VERSION: u8 = 1;
 /// Uncompressed bytes at which a block is closed.
 pub const BLOCK_TARGET: usize = 256 << 10;
+/// Largest raw block accepted on read: the target plus one maximal entry,
+/// with room to spare. A larger claim is corruption, not an allocation.
+const MAX_RAW_BLOCK: usize = 16 << 20;
 const HEADER: usize = 6;
 const TRAILER: usize = 16;
 
@@ -88,7 +91,13 @@ impl Codec {
             Codec::None => Ok(data.to_vec()),
             Codec::Zstd => zstd::bulk::decompress(data, raw_len).map_err(|e| bad(e.to_string())),
             Codec::Lz4 => lz4_flex::decompress(data, raw_len).map_err(|e| bad(e.to_string())),
-            Codec::Snappy => snap::raw::Decoder::new().decompress_vec(data).map_err(|e| bad(e.to_string())),
+            Codec::Snappy => {
+                let n = snap::raw::decompress_len(data).map_err(|e| bad(e.to_string()))?;
+                if n != raw_len {
+                    return Err(bad(format!("snappy length {n}, expected {raw_len}")));
+                }
+                snap::raw::Decoder::new().decompress_vec(data).map_err(|e| bad(e.to_string()))
+            }
         }
     }
 }
@@ -294,6 +303,9 @@ impl<'a> Chunk<'a> {
             };
             if m.offset < HEADER || m.offset.checked_add(m.len).is_none_or(|e| e > footer_at) {
                 return Err(corrupt("block out of range"));
+            }
+            if m.raw_len > MAX_RAW_BLOCK {
+                return Err(corrupt("block larger than any writer makes"));
             }
             blocks.push(m);
         }

@@ -71,10 +71,31 @@ fn backend(key: &str, e: impl std::fmt::Display) -> ObjectError {
     ObjectError::Backend { key: key.to_string(), message: e.to_string() }
 }
 
+/// Creates `dir` and its missing ancestors, and fsyncs the parent of each
+/// directory it created, so the new entries survive a crash.
+pub fn create_dir_all_durable(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().ok_or_else(|| std::io::Error::other("object path has no parent"))?;
-    std::fs::create_dir_all(dir)?;
+    create_dir_all_durable(dir)?;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;

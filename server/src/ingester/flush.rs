@@ -72,7 +72,7 @@ pub fn chunk_object_key(tenant: &str, labels: &str, from: i64, through: i64, byt
     fp_input.push(0);
     fp_input.extend_from_slice(labels.as_bytes());
     let fp = xxhash_rust::xxh3::xxh3_64(&fp_input);
-    format!("chunks/{tenant}/{fp:016x}/{from:x}-{through:x}-{:08x}", crc32c::crc32c(bytes))
+    format!("chunks/{tenant}/{fp:016x}/{from:x}-{through:x}-{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
 /// Where a tenant's index segments live.
@@ -161,8 +161,12 @@ impl Flusher {
         }
         if let Some((through_seq, refs)) = self.ingester.read_local(p, |s| s.pending_refs())? {
             let mut by_segment: BTreeMap<(String, i64), Vec<ChunkRef>> = BTreeMap::new();
+            // A chunk is listed under every day it spans, so a query of any
+            // of those days finds it.
             for r in refs {
-                by_segment.entry((r.tenant.clone(), r.from.div_euclid(DAY_NS))).or_default().push(r);
+                for day in r.from.div_euclid(DAY_NS)..=r.through.div_euclid(DAY_NS) {
+                    by_segment.entry((r.tenant.clone(), day)).or_default().push(r.clone());
+                }
             }
             for ((tenant, day), refs) in by_segment {
                 let key = format!("{}{day}/{p}-{through_seq:016x}", index_prefix(&tenant));

@@ -106,7 +106,7 @@ impl Ingester {
     pub async fn open(cfg: &IngesterConfig) -> Result<Self, IngesterError> {
         let open_err = |path: &Path, problem: String| IngesterError::Open { path: path.display().to_string(), problem };
         let snap_dir = cfg.data_dir.join("snapshots");
-        std::fs::create_dir_all(&snap_dir).map_err(|e| open_err(&snap_dir, e.to_string()))?;
+        balsa_storage::object_store::create_dir_all_durable(&snap_dir).map_err(|e| open_err(&snap_dir, e.to_string()))?;
         check_layout(&cfg.data_dir, cfg.partitions)?;
         let raft_dir = cfg.data_dir.join("raft");
         let log_db = LogDb::open(&raft_dir).map_err(|e| open_err(&raft_dir, e.to_string()))?;

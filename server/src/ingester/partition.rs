@@ -32,6 +32,9 @@ pub struct Stream {
     head_started_at: i64,
     /// Proposal time of the last append.
     last_append_at: i64,
+    /// Newest entry time seen, kept across cuts (the out-of-order window
+    /// is measured from it, as in Loki).
+    newest_ts: Option<i64>,
 }
 
 /// Entries cut from a head, waiting for their flush.
@@ -158,7 +161,7 @@ impl PartitionState {
             let Some(stream) = self.streams.get_mut(&id) else { continue };
             let mut rej = StreamRejections::default();
             for e in &sb.entries {
-                if let Some(newest) = stream.head.newest_ts() {
+                if let Some(newest) = stream.newest_ts {
                     let cutoff = newest.saturating_sub(batch.too_far_behind_window);
                     if e.ts < cutoff {
                         rej.ignored += 1;
@@ -172,6 +175,7 @@ impl PartitionState {
                 let size = e.size() as u64;
                 let was_empty = stream.head.is_empty();
                 if stream.head.push(e.clone()) {
+                    stream.newest_ts = Some(stream.newest_ts.map_or(e.ts, |n| n.max(e.ts)));
                     out.accepted += 1;
                     out.accepted_bytes += size;
                     if was_empty {
@@ -214,6 +218,7 @@ impl PartitionState {
                 closed: Vec::new(),
                 head_started_at: 0,
                 last_append_at: 0,
+                newest_ts: None,
             },
         );
         self.index(id);
@@ -536,5 +541,17 @@ mod tests {
         let mut again = batch(2, 0, vec![("t", r#"{a="1"}"#, vec![2])]);
         again.max_streams_per_tenant = 1;
         assert_eq!(p.apply_push(&again).accepted, 1, "an existing stream still takes entries");
+    }
+
+    /// Regression (review): after a head was cut, an entry far older than
+    /// the stream's newest was accepted, so one chunk could span days and
+    /// be missed by queries of its later days.
+    #[test]
+    fn too_far_behind_still_applies_after_a_cut() {
+        let mut p = PartitionState::default();
+        p.apply_push(&batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
+        p.apply_tick(&Tick { now: 10 * H, max_chunk_age: 2 * H, chunk_idle_period: H, force: true });
+        let o = p.apply_push(&batch(2, 10 * H, vec![("t", r#"{a="1"}"#, vec![7 * H])]));
+        assert_eq!((o.accepted, o.rejected.len()), (0, 1));
     }
 }

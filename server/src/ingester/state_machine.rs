@@ -49,7 +49,28 @@ type SResult<T> = Result<T, StorageError<NodeId>>;
 /// The state machine openraft drives for one partition.
 pub struct PartitionMachine {
     shared: Arc<RwLock<Shared>>,
-    snapshot_path: PathBuf,
+    file: SnapshotFileHandle,
+}
+
+/// The partition's snapshot file; writes are serialized, and a snapshot
+/// never replaces one that covers more of the log.
+#[derive(Clone)]
+struct SnapshotFileHandle {
+    path: PathBuf,
+    /// Log id the file on disk covers.
+    written: Arc<parking_lot::Mutex<Option<LogId<NodeId>>>>,
+}
+
+impl SnapshotFileHandle {
+    fn write(&self, bytes: &[u8], covers: Option<LogId<NodeId>>) -> std::io::Result<()> {
+        let mut written = self.written.lock();
+        if covers < *written {
+            return Ok(());
+        }
+        write_atomically(&self.path, bytes)?;
+        *written = covers;
+        Ok(())
+    }
 }
 
 impl PartitionMachine {
@@ -62,8 +83,9 @@ impl PartitionMachine {
             let (meta, state) = decode_snapshot(&bytes, &snapshot_path)?;
             shared = Shared { state, last_applied: meta.last_log_id, membership: meta.last_membership };
         }
+        let file = SnapshotFileHandle { path: snapshot_path, written: Arc::new(parking_lot::Mutex::new(shared.last_applied)) };
         let shared = Arc::new(RwLock::new(shared));
-        Ok((Self { shared: shared.clone(), snapshot_path }, shared))
+        Ok((Self { shared: shared.clone(), file }, shared))
     }
 }
 
@@ -105,13 +127,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Builds snapshots from the shared state.
 pub struct Builder {
     shared: Arc<RwLock<Shared>>,
-    snapshot_path: PathBuf,
+    file: SnapshotFileHandle,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
         let shared = self.shared.clone();
-        let path = self.snapshot_path.clone();
+        let file = self.file.clone();
         let task = tokio::task::spawn_blocking(move || -> SResult<Snapshot<TypeConfig>> {
             let (meta, bytes) = {
                 let s = shared.read();
@@ -128,7 +150,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
                     .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
                 (meta, envelope::seal(SNAPSHOT_KIND, &payload))
             };
-            write_atomically(&path, &bytes)
+            file.write(&bytes, meta.last_log_id)
                 .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
             Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
         });
@@ -159,7 +181,7 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
         let mut out = Vec::new();
         let mut s = self.shared.write();
         for e in entries {
-            s.last_applied = Some(e.log_id);
+            let log_id = e.log_id;
             match e.payload {
                 EntryPayload::Blank => out.push(Vec::new()),
                 EntryPayload::Membership(m) => {
@@ -188,12 +210,15 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
                     out.push(answer.map_err(|err| StorageIOError::apply(e.log_id, AnyError::new(&err)))?);
                 }
             }
+            // Only what was applied counts as applied (a snapshot may be
+            // built from this at any time).
+            s.last_applied = Some(log_id);
         }
         Ok(out)
     }
 
     async fn get_snapshot_builder(&mut self) -> Builder {
-        Builder { shared: self.shared.clone(), snapshot_path: self.snapshot_path.clone() }
+        Builder { shared: self.shared.clone(), file: self.file.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> SResult<Box<Cursor<Vec<u8>>>> {
@@ -206,8 +231,9 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> SResult<()> {
         let bytes = snapshot.into_inner();
-        let (_, state) = decode_snapshot(&bytes, &self.snapshot_path)?;
-        write_atomically(&self.snapshot_path, &bytes)
+        let (_, state) = decode_snapshot(&bytes, &self.file.path)?;
+        self.file
+            .write(&bytes, meta.last_log_id)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
         let mut s = self.shared.write();
         *s = Shared { state, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
@@ -215,8 +241,9 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {
-        let Some(bytes) = read_if_exists(&self.snapshot_path)? else { return Ok(None) };
-        let (meta, _) = decode_snapshot(&bytes, &self.snapshot_path)?;
+        let _serialized = self.file.written.lock();
+        let Some(bytes) = read_if_exists(&self.file.path)? else { return Ok(None) };
+        let (meta, _) = decode_snapshot(&bytes, &self.file.path)?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }

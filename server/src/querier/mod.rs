@@ -150,9 +150,11 @@ impl Querier {
         Ok(by
             .into_iter()
             .map(|(labels, mut entries)| {
-                // Flush hand-over and retries can store an entry twice.
-                entries.sort_by(|a, b| (a.ts, &a.line, &a.metadata).cmp(&(b.ts, &b.line, &b.metadata)));
-                entries.dedup();
+                // Flush hand-over and retries can store an entry twice; equal
+                // timestamps keep their arrival order.
+                entries.sort_by_key(|e| e.ts);
+                let mut seen = std::collections::HashSet::new();
+                entries.retain(|e| seen.insert((e.ts, e.line.clone(), e.metadata.clone())));
                 filter_entries(&deletes, &labels, &mut entries);
                 // Expired entries are hidden at once, before the compactor deletes them.
                 if let Some(cutoff) = limits.retention_cutoff(&labels, now) {

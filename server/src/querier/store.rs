@@ -88,17 +88,35 @@ impl StoreReader {
     /// from every index segment of the days in range. A segment deleted
     /// between listing and reading was replaced by the compactor: list again.
     pub async fn refs(&self, tenant: &str, from: i64, through: i64) -> Result<Vec<ChunkRef>, StoreError> {
-        match self.refs_once(tenant, from, through).await {
-            Err(StoreError::Store(ObjectError::NotFound(_))) => self.refs_once(tenant, from, through).await,
-            r => r,
+        // The compactor replaces segments while we read: if the listing
+        // changed under us, read again (a few times at most).
+        let mut last = None;
+        for _ in 0..3 {
+            match self.refs_once(tenant, from, through).await {
+                Ok((refs, stable)) if stable => return Ok(refs),
+                Ok((refs, _)) => last = Some(refs),
+                Err(StoreError::Store(ObjectError::NotFound(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match last {
+            Some(refs) => Ok(refs),
+            None => Ok(self.refs_once(tenant, from, through).await?.0),
         }
     }
 
-    async fn refs_once(&self, tenant: &str, from: i64, through: i64) -> Result<Vec<ChunkRef>, StoreError> {
-        let (first_day, last_day) = (from.div_euclid(DAY_NS) - 1, through.div_euclid(DAY_NS));
-        let keys = self.store.list(&index_prefix(tenant)).await?;
+    /// The refs, and whether the listing was the same after reading.
+    async fn refs_once(&self, tenant: &str, from: i64, through: i64) -> Result<(Vec<ChunkRef>, bool), StoreError> {
+        let (first_day, last_day) = (from.div_euclid(DAY_NS), through.div_euclid(DAY_NS));
+        let prefix = index_prefix(tenant);
+        let keys = self.store.list(&prefix).await?;
+        {
+            // Forget cached segments the compactor removed.
+            let listed: std::collections::HashSet<&String> = keys.iter().collect();
+            self.segments.lock().retain(|k, _| !k.starts_with(&prefix) || listed.contains(k));
+        }
         let mut out = Vec::new();
-        for key in keys {
+        for key in keys.iter().cloned() {
             if index_day(&key).is_some_and(|d| d < first_day || d > last_day) {
                 continue;
             }
@@ -114,7 +132,8 @@ impl StoreReader {
             };
             out.extend(refs.iter().filter(|r| r.tenant == tenant && r.through >= from && r.from < through).cloned());
         }
-        Ok(out)
+        let stable = self.store.list(&prefix).await? == keys;
+        Ok((out, stable))
     }
 
     /// The entries of a flushed chunk in `[from, through)`, ascending; every
@@ -123,11 +142,21 @@ impl StoreReader {
         let cached = self.chunks.lock().get(&r.key);
         let bytes = match cached {
             Some(b) => b,
-            None => {
-                let b = Arc::new(self.store.get(&r.key).await?);
-                self.chunks.lock().insert(r.key.clone(), b.clone());
-                b
-            }
+            None => match self.store.get(&r.key).await {
+                Ok(b) => {
+                    let b = Arc::new(b);
+                    self.chunks.lock().insert(r.key.clone(), b.clone());
+                    b
+                }
+                Err(ObjectError::NotFound(_)) => {
+                    // Removed by the compactor (expired, or rewritten without
+                    // deleted lines under a new key) after we listed it.
+                    self.metrics.missing_chunks.inc();
+                    tracing::warn!(object = %r.key, "chunk listed by the index is gone; skipped");
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         let chunk = Chunk::open(&bytes).map_err(|e| self.corrupt(&r.key, e.to_string()))?;
         chunk.entries(from, through).map_err(|e| self.corrupt(&r.key, e.to_string()))
