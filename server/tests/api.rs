@@ -274,6 +274,15 @@ fn metric_queries_answer_with_prometheus_shapes() {
     assert_eq!(v["data"]["result"].as_array().unwrap().len(), 3, "one stream per label set after the pipeline");
     assert_eq!(v["data"]["result"][0]["stream"], json!({"app": "m", "level": "error", "service_name": "m", "took": "100ms"}));
     assert_eq!(v["data"]["result"][0]["values"][0][1], "100ms");
+    // Categorized: stream labels apart from what the parser extracted.
+    let v = b.get_json(
+        "/loki/api/v1/query_range",
+        &[("query", r#"{app="m"} | logfmt | level="error""#), ("start", &start), ("end", &end), ("direction", "forward")],
+        &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
+    );
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 1, "one stream");
+    assert_eq!(v["data"]["result"][0]["stream"], json!({"app": "m", "service_name": "m"}));
+    assert_eq!(v["data"]["result"][0]["values"][0][2], json!({"parsed": {"level": "error", "took": "100ms"}}));
     // A pipeline error fails a metric query with Loki's hint.
     let (s, body) = b.get("/loki/api/v1/query", &[("query", r#"count_over_time({app="m"} | logfmt | level > 1 [5m])"#), ("time", &end)], &[]);
     assert_eq!(s, 400);

@@ -91,7 +91,7 @@ pub async fn query_range(
             "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {max_entries})"
         )));
     }
-    let req = LogRequest { query: log, start, end, limit, direction: p.direction()? };
+    let req = LogRequest { query: log, start, end, limit, direction: p.direction()?, categorize: wants_categorized_labels(&headers) };
     let _slot = api.frontend.admit(&tenants)?;
     let run = async { Ok(api.frontend.log_range(&tenants, &req, limits.plan.split).await?) };
     let (streams, stats) = limits.within_timeout(run).await?;
@@ -207,10 +207,14 @@ pub fn streams_json(streams: Vec<StreamResult>, categorize: bool) -> Vec<Value> 
                 .iter()
                 .map(|e| {
                     let mut extra = serde_json::Map::new();
+                    let obj = |pairs: &[(String, String)]| -> Value {
+                        Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+                    };
                     if !e.metadata.is_empty() {
-                        let md: serde_json::Map<String, Value> =
-                            e.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-                        extra.insert("structuredMetadata".into(), Value::Object(md));
+                        extra.insert("structuredMetadata".into(), obj(&e.metadata));
+                    }
+                    if !e.parsed.is_empty() {
+                        extra.insert("parsed".into(), obj(&e.parsed));
                     }
                     json!([e.ts.to_string(), e.line, extra])
                 })
@@ -343,7 +347,7 @@ mod tests {
     fn metadata_folds_into_labels_unless_categorized() {
         let mut e = Entry::new(2, "b");
         e.metadata.push(("trace_id".into(), "t1".into()));
-        let s = StreamResult { labels: LabelSet::parse(r#"{app="x"}"#).unwrap(), entries: vec![Entry::new(1, "a"), e] };
+        let s = StreamResult { labels: LabelSet::parse(r#"{app="x"}"#).unwrap(), entries: vec![Entry::new(1, "a").into(), e.into()] };
         let plain = streams_response(vec![s.clone()], ScanStats::default(), false);
         let result = plain["data"]["result"].as_array().unwrap();
         assert_eq!(result.len(), 2);

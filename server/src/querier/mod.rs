@@ -31,13 +31,37 @@ pub struct LogRequest {
     pub end: i64,
     pub limit: usize,
     pub direction: Direction,
+    /// Keep stream labels, structured metadata and parsed labels apart
+    /// (`X-Loki-Response-Encoding-Flags: categorize-labels`).
+    pub categorize: bool,
 }
 
 /// One stream of an answer, entries in the requested direction.
 #[derive(Clone, Debug)]
 pub struct StreamResult {
     pub labels: LabelSet,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<ResultEntry>,
+}
+
+/// An entry of an answer, with the labels a parser extracted from it when
+/// the client asked for categorized labels.
+#[derive(Clone, Debug)]
+pub struct ResultEntry {
+    pub entry: Entry,
+    pub parsed: Vec<(String, String)>,
+}
+
+impl std::ops::Deref for ResultEntry {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        &self.entry
+    }
+}
+
+impl From<Entry> for ResultEntry {
+    fn from(entry: Entry) -> Self {
+        Self { entry, parsed: Vec::new() }
+    }
 }
 
 /// What a query cost, for Loki's `stats` object.
@@ -189,13 +213,28 @@ impl Querier {
                         continue;
                     }
                     match produced.first_mut() {
-                        Some(r) => r.entries.push(e),
-                        None => produced.push(StreamResult { labels: labels.clone(), entries: vec![e] }),
+                        Some(r) => r.entries.push(e.into()),
+                        None => produced.push(StreamResult { labels: labels.clone(), entries: vec![e.into()] }),
                     }
                 } else {
                     let Some(p) = pipeline::process(&req.query.stages, &labels, &e) else { continue };
-                    let out_labels = p.label_set();
-                    let entry = Entry { ts: e.ts, line: p.line, metadata: Vec::new() };
+                    let (out_labels, entry) = if req.categorize {
+                        // Stream labels stay the stream's; the rest is metadata or parsed.
+                        let (mut stream, mut metadata, mut parsed) = (Vec::new(), Vec::new(), Vec::new());
+                        for (k, v) in p.labels {
+                            if labels.get(&k) == Some(v.as_str()) {
+                                stream.push((k, v));
+                            } else if e.metadata.iter().any(|(m, mv)| *m == k && *mv == v) {
+                                metadata.push((k, v));
+                            } else {
+                                parsed.push((k, v));
+                            }
+                        }
+                        let entry = Entry { ts: e.ts, line: p.line, metadata };
+                        (LabelSet::from_pairs_keep_empty(stream), ResultEntry { entry, parsed })
+                    } else {
+                        (p.label_set(), Entry { ts: e.ts, line: p.line, metadata: Vec::new() }.into())
+                    };
                     match produced.iter_mut().find(|r| r.labels == out_labels) {
                         Some(r) => r.entries.push(entry),
                         None => produced.push(StreamResult { labels: out_labels, entries: vec![entry] }),
@@ -432,7 +471,7 @@ mod tests {
     fn sr(name: &str, ts: &[i64]) -> StreamResult {
         StreamResult {
             labels: LabelSet::parse(&format!("{{s=\"{name}\"}}")).unwrap(),
-            entries: ts.iter().map(|&t| Entry::new(t, "l")).collect(),
+            entries: ts.iter().map(|&t| Entry::new(t, "l").into()).collect(),
         }
     }
 
