@@ -178,6 +178,8 @@ fn query_errors_are_lokis() {
     let (s, body) = b.get("/loki/api/v1/query", &[("query", r#"{app="x"}"#)], &[]);
     assert_eq!(s, 400);
     assert!(body.starts_with("log queries are not supported as an instant query type"), "{body}");
+    let v = b.get_json("/loki/api/v1/format_query", &[("query", r#"rate( {app = "x"}|="y" [1m])"#)], &[]);
+    assert_eq!(v, json!({"status": "success", "data": r#"rate({app="x"} |= "y"[1m])"#}));
     let v = b.get_json("/loki/api/v1/status/buildinfo", &[], &[]);
     assert_eq!(keys(&v), ["version", "revision", "branch", "buildUser", "buildDate", "goVersion"]);
 }

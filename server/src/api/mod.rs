@@ -155,6 +155,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/loki/api/v1/label/{name}/values", get(query::label_values).post(query::label_values))
         .route("/loki/api/v1/series", get(query::series).post(query::series))
         .route("/loki/api/v1/tail", get(tail::tail))
+        .route("/loki/api/v1/format_query", get(query::format_query).post(query::format_query))
         .route("/loki/api/v1/index/stats", get(index::stats).post(index::stats))
         .route("/loki/api/v1/index/volume", get(index::volume).post(index::volume))
         .route("/loki/api/v1/index/volume_range", get(index::volume_range).post(index::volume_range))

@@ -313,6 +313,13 @@ pub async fn label_values(
     Ok(label_response(api.querier.label_values(&tenants, &name, selector, start, end).await?))
 }
 
+/// `GET|POST /loki/api/v1/format_query`: the query in canonical form.
+pub async fn format_query(ReadRequest { params: p, .. }: ReadRequest) -> Result<Response, ApiError> {
+    let q = p.get("query").unwrap_or("");
+    let formatted = logql::format_query(q).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(axum::Json(json!({"status": "success", "data": formatted})).into_response())
+}
+
 /// `GET|POST /loki/api/v1/series` with `match[]` (or `match`) selectors.
 pub async fn series(
     State(api): State<AppState>,

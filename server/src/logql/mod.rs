@@ -14,6 +14,7 @@
 
 mod ast;
 pub mod eval;
+mod format;
 pub mod ip;
 mod lexer;
 mod parser;
@@ -26,4 +27,5 @@ pub use ast::{
     BinOp, CmpOp, Expr, Grouping, LabelFilter, LineFilter, LineFilterOp, LogExpr, MatchOp, Matcher, RangeAgg, RangeOp,
     Stage, VecOp,
 };
+pub use format::format_query;
 pub use parser::{parse_expr, parse_labels, parse_selector, ParseError};
