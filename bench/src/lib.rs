@@ -69,3 +69,37 @@ pub fn pct(sorted: &[f64], p: f64) -> f64 {
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
+
+/// The rare string the scan benchmarks search for.
+pub const NEEDLE: &str = "rare-needle-7f3a";
+
+/// Deterministic xorshift.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// A realistic logfmt HTTP log line; one in `rare_every` carries [`NEEDLE`].
+pub fn line(rng: &mut Rng, i: usize, rare_every: usize) -> String {
+    const PATHS: [&str; 6] = ["/api/v1/items", "/api/v1/cart", "/login", "/api/v2/search", "/healthz", "/static/app.js"];
+    const LEVELS: [&str; 4] = ["info", "info", "warn", "error"];
+    let r = rng.next();
+    let status = [200, 200, 200, 201, 304, 404, 500][(r % 7) as usize];
+    let msg = if i % rare_every == rare_every / 2 { NEEDLE } else { "request completed" };
+    format!(
+        "level={} method=GET path={}/{} status={status} duration_ms={} user=u{} trace_id={:016x} bytes={} msg=\"{msg}\"",
+        LEVELS[(r >> 8) as usize % 4],
+        PATHS[(r >> 12) as usize % 6],
+        (r >> 16) % 100_000,
+        (r >> 24) % 2000,
+        (r >> 32) % 50_000,
+        rng.next(),
+        (r >> 40) % 65_536,
+    )
+}
+
