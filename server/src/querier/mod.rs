@@ -177,8 +177,7 @@ impl Querier {
                 // Flush hand-over and retries can store an entry twice; equal
                 // timestamps keep their arrival order.
                 entries.sort_by_key(|e| e.ts);
-                let mut seen = std::collections::HashSet::new();
-                entries.retain(|e| seen.insert((e.ts, e.line.clone(), e.metadata.clone())));
+                dedup_equal_timestamps(&mut entries);
                 filter_entries(&deletes, &labels, &mut entries);
                 // Expired entries are hidden at once, before the compactor deletes them.
                 if let Some(cutoff) = limits.retention_cutoff(&labels, now) {
@@ -380,6 +379,22 @@ impl Querier {
     async fn fetch(&self, tenants: &[String], sel: &Selection, stats: &mut ScanStats) -> Result<Fetched, QueryError> {
         self.streams(tenants, &sel.matchers, sel.from, sel.through, stats).await
     }
+}
+
+/// Drops entries equal to an earlier one (timestamp, line, metadata) in a
+/// list sorted by timestamp; only entries sharing a timestamp are compared.
+fn dedup_equal_timestamps(entries: &mut Vec<Entry>) {
+    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
+    let mut run_start = 0;
+    for e in entries.drain(..) {
+        if out.last().is_none_or(|l: &Entry| l.ts != e.ts) {
+            run_start = out.len();
+        } else if out[run_start..].iter().any(|x| x.line == e.line && x.metadata == e.metadata) {
+            continue;
+        }
+        out.push(e);
+    }
+    *entries = out;
 }
 
 /// The label multi-tenant answers carry.
