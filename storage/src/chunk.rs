@@ -136,7 +136,7 @@ struct Reader<'a> {
     pos: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, ChunkError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
@@ -150,16 +150,12 @@ impl Reader<'_> {
         Err(corrupt("varint too long"))
     }
 
-    fn bytes(&mut self) -> Result<&[u8], ChunkError> {
+    fn bytes(&mut self) -> Result<&'a [u8], ChunkError> {
         let n = usize::try_from(self.varint()?).map_err(|_| corrupt("length overflow"))?;
         let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| corrupt("truncated field"))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
-    }
-
-    fn string(&mut self) -> Result<String, ChunkError> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| corrupt("invalid UTF-8"))
     }
 
     fn u32_le(&mut self) -> Result<u32, ChunkError> {
@@ -315,6 +311,12 @@ impl<'a> Chunk<'a> {
     /// Entries with `from <= ts < through`, ascending; only blocks that
     /// overlap the range are decompressed, each checked against its CRC.
     pub fn entries(&self, from: i64, through: i64) -> Result<Vec<Entry>, ChunkError> {
+        self.entries_where(from, through, |_| true)
+    }
+
+    /// Like [`Chunk::entries`], keeping only entries whose line passes
+    /// `keep`, tested before anything is copied out of the block.
+    pub fn entries_where(&self, from: i64, through: i64, keep: impl Fn(&str) -> bool) -> Result<Vec<Entry>, ChunkError> {
         let mut out = Vec::new();
         for m in self.blocks.iter().filter(|m| m.max_ts >= from && m.min_ts < through) {
             let data = &self.bytes[m.offset..m.offset + m.len];
@@ -330,13 +332,19 @@ impl<'a> Chunk<'a> {
             for _ in 0..m.entries {
                 let ts = prev.wrapping_add(unzigzag(r.varint()?));
                 prev = ts;
-                let line = r.string()?;
+                let line = std::str::from_utf8(r.bytes()?).map_err(|_| corrupt("invalid UTF-8"))?;
+                let wanted = ts >= from && ts < through && keep(line);
+                let line = wanted.then(|| line.to_string());
                 let pairs = r.varint()?;
                 let mut metadata = Vec::new();
                 for _ in 0..pairs {
-                    metadata.push((r.string()?, r.string()?));
+                    let (k, v) = (r.bytes()?, r.bytes()?);
+                    if wanted {
+                        let s = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt("invalid UTF-8"));
+                        metadata.push((s(k)?, s(v)?));
+                    }
                 }
-                if ts >= from && ts < through {
+                if let Some(line) = line {
                     out.push(Entry { ts, line, metadata });
                 }
             }

@@ -274,6 +274,18 @@ pub struct LogExpr {
 }
 
 impl LogExpr {
+    /// The line filters before the first other stage: they test the raw
+    /// line, so they can run while chunks are scanned.
+    pub fn leading_line_filters(&self) -> Vec<LineFilter> {
+        self.stages
+            .iter()
+            .map_while(|s| match s {
+                Stage::LineFilter(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether every stage is a line filter (no labels change).
     pub fn only_line_filters(&self) -> bool {
         self.stages.iter().all(|s| matches!(s, Stage::LineFilter(_)))

@@ -49,6 +49,9 @@ impl Steps {
 #[derive(Clone, Debug)]
 pub struct Selection {
     pub matchers: Vec<Matcher>,
+    /// The pipeline's leading line filters: lines failing them can be
+    /// skipped where chunks are scanned.
+    pub prefilter: Vec<LineFilter>,
     pub from: i64,
     pub through: i64,
 }
@@ -86,6 +89,7 @@ fn collect(e: &Expr, steps: Steps, out: &mut Vec<Selection>) {
     match e {
         Expr::Range(r) => out.push(Selection {
             matchers: r.log.matchers.clone(),
+            prefilter: r.log.leading_line_filters(),
             from: steps.start - r.offset - r.range + 1,
             through: steps.end - r.offset + 1,
         }),

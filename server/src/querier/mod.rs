@@ -20,7 +20,7 @@ use crate::ingester::{Ingester, IngesterError};
 use crate::overrides::Overrides;
 use crate::labels::LabelSet;
 use crate::logql::eval::{self, EvalError, Fetched, Selection, Steps, Value};
-use crate::logql::{pipeline, Expr, LogExpr, Matcher, Stage};
+use crate::logql::{pipeline, Expr, LineFilter, LogExpr, Matcher, Stage};
 use store::{StoreError, StoreReader};
 
 /// A log query over `[start, end)`.
@@ -108,6 +108,7 @@ impl Querier {
         &self,
         tenants: &[String],
         matchers: &[Matcher],
+        prefilter: &[LineFilter],
         from: i64,
         through: i64,
         stats: &mut ScanStats,
@@ -118,7 +119,7 @@ impl Querier {
             if !on_tenant.iter().all(|m| m.matches(Some(t))) {
                 continue;
             }
-            for (labels, entries) in self.tenant_streams(t, &rest, from, through, stats).await? {
+            for (labels, entries) in self.tenant_streams(t, &rest, prefilter, from, through, stats).await? {
                 out.push((tag_tenant(labels, t, tenants.len() > 1), entries));
             }
         }
@@ -132,6 +133,7 @@ impl Querier {
         &self,
         tenant: &str,
         matchers: &[Matcher],
+        prefilter: &[LineFilter],
         from: i64,
         through: i64,
         stats: &mut ScanStats,
@@ -146,7 +148,11 @@ impl Querier {
                 .read(p, |state| {
                     let mem: Vec<(LabelSet, Vec<Entry>)> = state
                         .select(tenant, matchers)
-                        .map(|st| (st.labels.clone(), st.entries(from, through, Direction::Forward)))
+                        .map(|st| {
+                            let mut e = st.entries(from, through, Direction::Forward);
+                            e.retain(|e| prefilter.iter().all(|f| f.matches(&e.line)));
+                            (st.labels.clone(), e)
+                        })
                         .filter(|(_, e)| !e.is_empty())
                         .collect();
                     (mem, state.pending_for(tenant))
@@ -167,7 +173,7 @@ impl Querier {
                 continue;
             }
             stats.chunks += 1;
-            let entries = self.store.entries(r, from, through).await?;
+            let entries = self.store.entries(r, from, through, |line| prefilter.iter().all(|f| f.matches(line))).await?;
             by.entry(labels).or_default().extend(entries);
         }
         let deletes = self.deletes.active(tenant);
@@ -197,7 +203,8 @@ impl Querier {
         let mut stats = ScanStats::default();
         let fast = req.query.only_line_filters();
         let mut found: Vec<StreamResult> = Vec::new();
-        for (labels, mut entries) in self.streams(tenants, &req.query.matchers, req.start, req.end, &mut stats).await? {
+        let prefilter = req.query.leading_line_filters();
+        for (labels, mut entries) in self.streams(tenants, &req.query.matchers, &prefilter, req.start, req.end, &mut stats).await? {
             if req.direction == Direction::Backward {
                 entries.reverse();
             }
@@ -361,7 +368,7 @@ impl Querier {
         through: i64,
     ) -> Result<(Vec<(LabelSet, Vec<Entry>)>, ScanStats), QueryError> {
         let mut stats = ScanStats::default();
-        let s = self.streams(tenants, matchers, from, through, &mut stats).await?;
+        let s = self.streams(tenants, matchers, &[], from, through, &mut stats).await?;
         Ok((s, stats))
     }
 
@@ -377,7 +384,7 @@ impl Querier {
     }
 
     async fn fetch(&self, tenants: &[String], sel: &Selection, stats: &mut ScanStats) -> Result<Fetched, QueryError> {
-        self.streams(tenants, &sel.matchers, sel.from, sel.through, stats).await
+        self.streams(tenants, &sel.matchers, &sel.prefilter, sel.from, sel.through, stats).await
     }
 }
 

@@ -138,7 +138,13 @@ impl StoreReader {
 
     /// The entries of a flushed chunk in `[from, through)`, ascending; every
     /// block read is checked against its checksum.
-    pub async fn entries(&self, r: &ChunkRef, from: i64, through: i64) -> Result<Vec<Entry>, StoreError> {
+    pub async fn entries(
+        &self,
+        r: &ChunkRef,
+        from: i64,
+        through: i64,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Entry>, StoreError> {
         let cached = self.chunks.lock().get(&r.key);
         let bytes = match cached {
             Some(b) => b,
@@ -159,6 +165,6 @@ impl StoreReader {
             },
         };
         let chunk = Chunk::open(&bytes).map_err(|e| self.corrupt(&r.key, e.to_string()))?;
-        chunk.entries(from, through).map_err(|e| self.corrupt(&r.key, e.to_string()))
+        chunk.entries_where(from, through, keep).map_err(|e| self.corrupt(&r.key, e.to_string()))
     }
 }
