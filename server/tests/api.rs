@@ -326,4 +326,9 @@ fn index_stats_volumes_and_detected_labels() {
     assert!(fields.contains(&json!({"label": "took", "type": "duration", "cardinality": 2, "parsers": ["logfmt"]})), "{v}");
     let v = b.get_json("/loki/api/v1/detected_field/status/values", &[("query", r#"{app="f"}"#), ("since", "1h")], &h);
     assert_eq!(v["values"], json!(["200", "500"]));
+    let v = b.get_json("/loki/api/v1/patterns", &[("query", r#"{app="f"}"#), ("since", "1h")], &h);
+    let mut patterns: Vec<&str> = v["data"].as_array().unwrap().iter().map(|p| p["pattern"].as_str().unwrap()).collect();
+    patterns.sort();
+    assert_eq!(patterns, ["status=<_> took=<_> msg=bad", "status=<_> took=<_> msg=ok"]);
+    assert_eq!(v["data"][0]["samples"][0][1], 1);
 }

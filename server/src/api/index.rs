@@ -194,3 +194,60 @@ pub async fn detected_field_values(
     let values: Vec<&String> = fields.get(&name).map(|(v, _)| v.iter().take(limit).collect()).unwrap_or_default();
     Ok(axum::Json(json!({"values": values, "limit": limit})).into_response())
 }
+
+/// A line's pattern: each whitespace-separated token (or the value of a
+/// `key=value` token) that holds a digit becomes `<_>`.
+fn pattern_of(line: &str) -> String {
+    line.split(' ')
+        .map(|tok| {
+            let (key, value) = match tok.split_once('=') {
+                Some((k, v)) => (Some(k), v),
+                None => (None, tok),
+            };
+            let masked = if value.bytes().any(|b| b.is_ascii_digit()) { "<_>" } else { value };
+            match key {
+                Some(k) => format!("{k}={masked}"),
+                None => masked.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `/loki/api/v1/patterns` (a documented subset of Loki's): the most frequent
+/// line patterns of the matching streams, with counts per `step`.
+pub async fn patterns(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {
+    let matchers = selector(&req)?;
+    let (start, end) = req.params.bounds(now_ns())?;
+    let step = req.params.step(start, end)?;
+    let (streams, _) = api.querier.matching_streams(&req.tenants, &matchers, start, end).await?;
+    let mut by: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
+    for (_, entries) in &streams {
+        for e in entries {
+            let bucket = start + (e.ts - start).div_euclid(step) * step;
+            *by.entry(pattern_of(&e.line)).or_default().entry(bucket).or_default() += 1;
+        }
+    }
+    let mut all: Vec<(String, BTreeMap<i64, u64>)> = by.into_iter().collect();
+    all.sort_by_key(|(_, s)| std::cmp::Reverse(s.values().sum::<u64>()));
+    all.truncate(req.params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50));
+    let data: Vec<_> = all
+        .into_iter()
+        .map(|(pattern, samples)| {
+            let samples: Vec<_> = samples.into_iter().map(|(t, n)| json!([t / 1_000_000_000, n])).collect();
+            json!({"pattern": pattern, "samples": samples})
+        })
+        .collect();
+    Ok(axum::Json(json!({"status": "success", "data": data})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_of;
+
+    #[test]
+    fn digits_become_placeholders() {
+        assert_eq!(pattern_of("level=info status=200 took=5ms msg=ok"), "level=info status=<_> took=<_> msg=ok");
+        assert_eq!(pattern_of("GET /api/v1/items 200"), "GET <_> <_>");
+    }
+}

@@ -4,7 +4,7 @@
 //! - [`query`]: `query_range`, `query`, `labels`, `label/<name>/values`,
 //!   `series`, with Loki's response JSON;
 //! - [`tail`]: `/loki/api/v1/tail`, a WebSocket of new lines;
-//! - [`index`]: index stats, volumes, detected labels and fields;
+//! - [`index`]: index stats, volumes, detected labels and fields, patterns;
 //! - [`params`]: Loki's parameter parsing; [`error`]: its error answers.
 
 mod delete;
@@ -160,6 +160,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/loki/api/v1/index/volume", get(index::volume).post(index::volume))
         .route("/loki/api/v1/index/volume_range", get(index::volume_range).post(index::volume_range))
         .route("/loki/api/v1/detected_labels", get(index::detected_labels))
+        .route("/loki/api/v1/patterns", get(index::patterns))
         .route("/loki/api/v1/detected_fields", get(index::detected_fields))
         .route("/loki/api/v1/detected_field/{name}/values", get(index::detected_field_values))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
