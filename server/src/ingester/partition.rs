@@ -46,22 +46,22 @@ pub struct ClosedChunk {
 }
 
 impl Stream {
-    /// Unflushed entries with `from <= ts < through`, in `direction` order.
-    pub fn entries(&self, from: i64, through: i64, direction: Direction) -> Vec<Entry> {
+    /// Unflushed entries with `from <= ts < through` whose line passes
+    /// `keep`, oldest first; only the kept ones are copied.
+    pub fn entries(&self, from: i64, through: i64, keep: impl Fn(&str) -> bool) -> Vec<Entry> {
         let mut out: Vec<Entry> = self
             .closed
             .iter()
             .flat_map(|c| {
                 let lo = c.entries.partition_point(|e| e.ts < from);
                 let hi = c.entries.partition_point(|e| e.ts < through);
-                c.entries[lo..hi.max(lo)].iter().cloned()
+                c.entries[lo..hi.max(lo)].iter()
             })
-            .chain(self.head.range(from, through, Direction::Forward).cloned())
+            .chain(self.head.range(from, through, Direction::Forward))
+            .filter(|e| keep(&e.line))
+            .cloned()
             .collect();
         out.sort_by_key(|e| e.ts);
-        if direction == Direction::Backward {
-            out.reverse();
-        }
         out
     }
 
@@ -470,7 +470,7 @@ mod tests {
         assert_eq!(p.select("c", &m).count(), 0);
         let m = parse_selector(r#"{app="x"}"#).unwrap();
         let s = p.select("b", &m).next().unwrap();
-        assert_eq!(s.entries(0, 10, Direction::Forward).len(), 1);
+        assert_eq!(s.entries(0, 10, |_| true).len(), 1);
     }
 
     #[test]
@@ -499,7 +499,7 @@ mod tests {
         p.apply_tick(&Tick { now: 6 * H + 1, max_chunk_age: 2 * H, chunk_idle_period: H, force: false });
         let queue = p.chunks_to_flush();
         assert_eq!(queue.len(), 2);
-        assert_eq!(p.select("t", &[]).next().unwrap().entries(0, 10, Direction::Forward).len(), 4);
+        assert_eq!(p.select("t", &[]).next().unwrap().entries(0, 10, |_| true).len(), 4);
         let flushed: Vec<FlushedChunk> = queue
             .iter()
             .map(|c| FlushedChunk {

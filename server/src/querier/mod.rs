@@ -148,11 +148,7 @@ impl Querier {
                 .read(p, |state| {
                     let mem: Vec<(LabelSet, Vec<Entry>)> = state
                         .select(tenant, matchers)
-                        .map(|st| {
-                            let mut e = st.entries(from, through, Direction::Forward);
-                            e.retain(|e| prefilter.iter().all(|f| f.matches(&e.line)));
-                            (st.labels.clone(), e)
-                        })
+                        .map(|st| (st.labels.clone(), st.entries(from, through, |line| prefilter.iter().all(|f| f.matches(line)))))
                         .filter(|(_, e)| !e.is_empty())
                         .collect();
                     (mem, state.pending_for(tenant))
@@ -273,14 +269,18 @@ impl Querier {
         let mut out = BTreeSet::new();
         let all: Vec<Vec<Matcher>> = if selectors.is_empty() { vec![Vec::new()] } else { selectors.to_vec() };
         for t in tenants {
-            for sel in &all {
-                let (on_tenant, rest) = split_tenant_matchers(sel);
-                if !on_tenant.iter().all(|m| m.matches(Some(t))) {
-                    continue;
-                }
-                for labels in self.tenant_series(t, std::slice::from_ref(&rest), start, end).await? {
-                    out.insert(tag_tenant(labels, t, tenants.len() > 1));
-                }
+            // The selectors that apply to this tenant, read in one pass.
+            let applicable: Vec<Vec<Matcher>> = all
+                .iter()
+                .map(|sel| split_tenant_matchers(sel))
+                .filter(|(on_tenant, _)| on_tenant.iter().all(|m| m.matches(Some(t))))
+                .map(|(_, rest)| rest)
+                .collect();
+            if applicable.is_empty() {
+                continue;
+            }
+            for labels in self.tenant_series(t, &applicable, start, end).await? {
+                out.insert(tag_tenant(labels, t, tenants.len() > 1));
             }
         }
         Ok(out.into_iter().collect())
@@ -293,7 +293,6 @@ impl Querier {
         start: i64,
         end: i64,
     ) -> Result<Vec<LabelSet>, QueryError> {
-        let all: Vec<Vec<Matcher>> = if selectors.is_empty() { vec![Vec::new()] } else { selectors.to_vec() };
         let mut out = BTreeSet::new();
         let mut refs: Vec<ChunkRef> = Vec::new();
         for p in 0..self.ingester.partition_count() {
@@ -301,7 +300,7 @@ impl Querier {
                 .ingester
                 .read(p, |state| {
                     let mut v = Vec::new();
-                    for m in &all {
+                    for m in selectors {
                         for s in state.select(tenant, m) {
                             if s.has_entries_in(start, end) {
                                 v.push(s.labels.clone());
@@ -320,7 +319,7 @@ impl Querier {
                 continue;
             }
             let Ok(labels) = LabelSet::parse(&r.labels) else { continue };
-            if all.iter().any(|ms| ms.iter().all(|m| m.matches(labels.get(&m.name)))) {
+            if selectors.iter().any(|ms| ms.iter().all(|m| m.matches(labels.get(&m.name)))) {
                 out.insert(labels);
             }
         }
