@@ -25,12 +25,25 @@ impl Drop for Server {
     }
 }
 
-/// The `balsa` binary: `--balsa`, else the one next to the running benchmark.
-pub fn balsa_binary(arg: &Option<PathBuf>) -> Result<PathBuf> {
-    Ok(match arg {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("balsa"),
-    })
+/// Options every benchmark takes.
+#[derive(clap::Args, Debug)]
+pub struct Common {
+    /// The balsa binary (default: next to this benchmark).
+    #[arg(long)]
+    pub balsa: Option<PathBuf>,
+    /// Parent of the working directory (its disk holds the data).
+    #[arg(long, default_value = "/var/tmp")]
+    pub dir: PathBuf,
+}
+
+impl Common {
+    /// The `balsa` binary: `--balsa`, else the one next to the benchmark.
+    pub fn balsa_binary(&self) -> Result<PathBuf> {
+        Ok(match &self.balsa {
+            Some(b) => b.clone(),
+            None => std::env::current_exe()?.with_file_name("balsa"),
+        })
+    }
 }
 
 fn free_port() -> Result<u16> {

@@ -6,21 +6,18 @@
 //! `cargo run --release -p balsa-bench --bin logql-bench -- --help`
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use balsa_bench::{balsa_binary, line, start, Rng, NEEDLE, UNLIMITED};
+use balsa_bench::{Common, line, start, Rng, NEEDLE, UNLIMITED};
 use clap::Parser;
 use serde_json::Value;
 
 #[derive(Parser, Debug)]
 struct Args {
-    #[arg(long)]
-    balsa: Option<PathBuf>,
-    #[arg(long, default_value = "/var/tmp")]
-    dir: PathBuf,
+    #[command(flatten)]
+    common: Common,
     /// MiB of raw log lines.
     #[arg(long, default_value_t = 1024)]
     mib: usize,
@@ -37,8 +34,8 @@ struct Question {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = balsa_binary(&args.balsa)?;
-    let work = tempfile::Builder::new().prefix("balsa-logql-").tempdir_in(&args.dir)?;
+    let bin = args.common.balsa_binary()?;
+    let work = tempfile::Builder::new().prefix("balsa-logql-").tempdir_in(&args.common.dir)?;
     let tsv = work.path().join("lines.tsv");
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
     let span: i64 = 2_900_000_000_000;

@@ -13,22 +13,18 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
-use balsa_bench::{balsa_binary, pct, start, UNLIMITED};
+use balsa_bench::{Common, pct, start, UNLIMITED};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The balsa binary (default: next to this one).
-    #[arg(long)]
-    balsa: Option<PathBuf>,
-    /// Parent directory of the data directory (its disk is measured).
-    #[arg(long, default_value = "/var/tmp")]
-    dir: PathBuf,
+    #[command(flatten)]
+    common: Common,
     /// Concurrent writers.
     #[arg(long, default_value_t = 8)]
     writers: usize,
@@ -80,8 +76,8 @@ fn disk_fsync_latency(dir: &Path, n: usize) -> Result<Vec<f64>> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = balsa_binary(&args.balsa)?;
-    let tmp = tempfile::Builder::new().prefix("balsa-bench-").tempdir_in(&args.dir)?;
+    let bin = args.common.balsa_binary()?;
+    let tmp = tempfile::Builder::new().prefix("balsa-bench-").tempdir_in(&args.common.dir)?;
 
     let seq_mbs = disk_sequential(tmp.path(), args.anchor_mib)?;
     let fsync = disk_fsync_latency(tmp.path(), 500)?;

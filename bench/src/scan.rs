@@ -11,23 +11,19 @@
 //! `cargo run --release -p balsa-bench --bin scan-bench -- --help`
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use balsa_bench::{balsa_binary, line, start, Rng, NEEDLE, UNLIMITED};
+use balsa_bench::{Common, line, start, Rng, NEEDLE, UNLIMITED};
 use clap::Parser;
 
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The balsa binary (default: next to this one).
-    #[arg(long)]
-    balsa: Option<PathBuf>,
-    /// Parent of the working directory.
-    #[arg(long, default_value = "/var/tmp")]
-    dir: PathBuf,
+    #[command(flatten)]
+    common: Common,
     /// MiB of raw log lines.
     #[arg(long, default_value_t = 1024)]
     mib: usize,
@@ -55,8 +51,8 @@ fn time_cmd(cmd: &str, args: &[&str]) -> Option<(f64, String)> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = balsa_binary(&args.balsa)?;
-    let work = tempfile::Builder::new().prefix("balsa-scan-").tempdir_in(&args.dir)?;
+    let bin = args.common.balsa_binary()?;
+    let work = tempfile::Builder::new().prefix("balsa-scan-").tempdir_in(&args.common.dir)?;
     let flat = work.path().join("lines.txt");
     let target = (args.mib as u64) << 20;
 
