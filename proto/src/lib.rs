@@ -6,6 +6,9 @@
 //!
 //! - [`logproto`]: Loki's push API (`logproto.PushRequest`, the `Pusher`
 //!   service), wire-compatible with Grafana Loki and its clients.
+//! - [`cluster`]: Balsa's internal services between the nodes of a cluster:
+//!   the batched Raft transport, the ingester's partition RPCs and the
+//!   controller that owns the ring.
 //!
 //! ```
 //! use balsa_proto::logproto::{EntryAdapter, PushRequest, StreamAdapter};
@@ -29,4 +32,9 @@
 /// Loki's push API (package `logproto`).
 pub mod logproto {
     tonic::include_proto!("logproto");
+}
+
+/// Balsa's internal services (package `balsa.cluster`).
+pub mod cluster {
+    tonic::include_proto!("balsa.cluster");
 }

@@ -9,9 +9,13 @@
 //!   votes and commit indexes of *all* groups in column families, with group
 //!   commit: appends of many groups are written as they come and made durable
 //!   together by one WAL fsync before any of their callbacks fire.
-//! - [`network`]: how groups reach their peers.
+//! - [`network`]: how groups reach their peers: one batching sender per peer
+//!   node for the messages of all groups, and the gRPC service that hands
+//!   incoming batches to the local groups ([`Groups`]).
+//! - [`state_machine`]: a replicated state machine with snapshot files,
+//!   generic over what it holds ([`Replicated`]).
 //!
-//! What it does not own: state machines, snapshots' contents, routing.
+//! What it does not own: what the state machines hold, routing, placement.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), balsa_raft::LogDbError> {
@@ -22,8 +26,11 @@
 
 mod log_store;
 pub mod network;
+pub mod state_machine;
 
 pub use log_store::{GroupLog, LogDb, LogDbError, LogDbStats};
+pub use network::{Groups, Peers};
+pub use state_machine::{Replicated, Shared, StateMachine};
 
 use std::io::Cursor;
 
@@ -53,3 +60,40 @@ openraft::declare_raft_types!(
 
 /// The openraft handle of one group.
 pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Opens (or creates) one group on this node: its state machine from
+/// `snapshot_path`, its log in `db`, its network through `peers`; and
+/// registers it in `groups` so peers' messages reach it. A group that was
+/// never initialized waits for a leader to add it.
+pub async fn open_group<S: Replicated>(
+    node: NodeId,
+    group: GroupId,
+    config: std::sync::Arc<openraft::Config>,
+    db: &LogDb,
+    peers: &Peers,
+    groups: &Groups,
+    snapshot_path: std::path::PathBuf,
+) -> Result<(Raft, std::sync::Arc<parking_lot::RwLock<Shared<S>>>), String> {
+    let (sm, shared) = StateMachine::<S>::open(snapshot_path).map_err(|e| e.to_string())?;
+    let raft = Raft::new(node, config, peers.network(group), db.group(group), sm).await.map_err(|e| e.to_string())?;
+    groups.insert(group, raft.clone());
+    Ok((raft, shared))
+}
+
+/// Timing and snapshot settings every Balsa group uses. Heartbeats every
+/// 250 ms, elections after 1–2 s without one: a failed leader is replaced
+/// in about two seconds, and idle groups cost few messages (which the
+/// transport batches per peer anyway).
+pub fn group_config(name: String, snapshot_logs_since_last: u64) -> Result<std::sync::Arc<openraft::Config>, String> {
+    let cfg = openraft::Config {
+        cluster_name: name,
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_logs_since_last),
+        max_in_snapshot_log_to_keep: (snapshot_logs_since_last / 10).min(200),
+        purge_batch_size: 256,
+        ..Default::default()
+    };
+    cfg.validate().map(std::sync::Arc::new).map_err(|e| format!("raft config: {e}"))
+}

@@ -112,6 +112,22 @@ impl LogDb {
         GroupLog { group, db: self.inner.clone() }
     }
 
+    /// Deletes every record of `group` (a replica that moved away). Durable
+    /// when it returns.
+    pub fn remove_group(&self, group: GroupId) -> Result<(), rocksdb::Error> {
+        let db = &self.inner.db;
+        let mut batch = WriteBatch::default();
+        let (log, state) = (cf(db, CF_LOG), cf(db, CF_STATE));
+        batch.delete_range_cf(log, log_key(group, 0), log_key(group, u64::MAX));
+        batch.delete_cf(log, log_key(group, u64::MAX));
+        for k in [StateKey::Vote, StateKey::Committed, StateKey::LastPurged] {
+            batch.delete_cf(state, state_key(group, k));
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        db.write_opt(batch, &opts)
+    }
+
     /// Group-commit counters.
     pub fn stats(&self) -> &LogDbStats {
         &self.inner.stats
@@ -189,10 +205,14 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AnyError> {
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
 
+fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    // Both families are created by `LogDb::open` (create_missing_column_families).
+    db.cf_handle(name).expect("column family created at open")
+}
+
 impl GroupLog {
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        // Both families are created by `LogDb::open` (create_missing_column_families).
-        self.db.db.cf_handle(name).expect("column family created at open")
+        cf(&self.db.db, name)
     }
 
     fn get_state<T: DeserializeOwned>(&self, key: StateKey) -> Result<Option<T>, AnyError> {
@@ -316,7 +336,7 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> SResult<()> {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(CF_LOG), log_key(self.group, log_id.index), log_key(self.group + 1, 0));
+        batch.delete_range_cf(self.cf(CF_LOG), log_key(self.group, log_id.index), log_key(self.group, u64::MAX));
         Ok(self.write_batch(batch).map_err(StorageIOError::write_logs)?)
     }
 

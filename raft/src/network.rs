@@ -1,71 +1,391 @@
-//! How a group reaches its peers.
+//! How groups reach their peers: one batching sender per peer node, and the
+//! gRPC service that hands incoming messages to the local groups.
 //!
-//! In single-node mode every group has exactly one voter, this node, so Raft
-//! never sends a message: [`NoPeers`] answers any attempt with `Unreachable`
-//! naming the peer. The batched multi-group gRPC transport of the cluster
-//! (one RPC per peer for many groups, coalesced heartbeats) replaces it there.
+//! Every Raft message (append-entries, heartbeats — which are empty
+//! append-entries — votes and snapshot chunks) of *every* group on this node
+//! bound for the same peer goes into that peer's queue. The peer's sender
+//! takes everything queued, sends it as one `RaftTransport/Send` RPC, and
+//! hands each reply back to the group that asked. While RPCs are in flight
+//! (at most [`MAX_IN_FLIGHT`] per peer), new messages wait and join the next
+//! batch: the busier the node, the bigger the batches, so the RPC rate stays
+//! bounded however many groups share a pair of nodes (TiKV's and
+//! CockroachDB's batching of Raft traffic).
+//!
+//! The receiving side ([`TransportService`]) hands each message to its group
+//! concurrently, so the followers' appends of one batch are made durable by
+//! one group-commit fsync, and answers once every message is answered.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use balsa_proto::cluster::raft_transport_client::RaftTransportClient;
+use balsa_proto::cluster::raft_transport_server::{RaftTransport, RaftTransportServer};
+use balsa_proto::cluster::{raft_reply, RaftBatch, RaftBatchReply, RaftKind, RaftMessage, RaftReply};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
 use openraft::{AnyError, BasicNode};
+use parking_lot::{Mutex, RwLock};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tonic::transport::{Channel, Endpoint};
 
-use crate::{NodeId, TypeConfig};
+use crate::{GroupId, NodeId, Raft, TypeConfig};
 
-/// Network of a node that has no peers.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoPeers;
+/// RPCs in flight to one peer at a time.
+pub const MAX_IN_FLIGHT: usize = 4;
 
-/// A connection attempt to a peer that cannot exist in single-node mode.
-#[derive(Clone, Debug)]
-pub struct NoPeer {
+/// Most messages in one RPC (snapshot chunks are large: they go alone).
+const MAX_BATCH_MESSAGES: usize = 4096;
+
+/// Bytes of payload after which a batch is sent without taking more.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
+/// Longest a batch RPC may take before every message in it fails.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest RPC a node accepts (snapshot chunks plus a full batch).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The groups hosted by this node, by id: where incoming messages go.
+#[derive(Clone, Default)]
+pub struct Groups {
+    inner: Arc<RwLock<HashMap<GroupId, Raft>>>,
+}
+
+impl Groups {
+    pub fn insert(&self, group: GroupId, raft: Raft) {
+        self.inner.write().insert(group, raft);
+    }
+
+    pub fn remove(&self, group: GroupId) -> Option<Raft> {
+        self.inner.write().remove(&group)
+    }
+
+    pub fn get(&self, group: GroupId) -> Option<Raft> {
+        self.inner.read().get(&group).cloned()
+    }
+
+    pub fn ids(&self) -> Vec<GroupId> {
+        let mut ids: Vec<GroupId> = self.inner.read().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// Counters an operator graphs: how well Raft traffic batches.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Batch RPCs sent.
+    pub batches_sent: AtomicU64,
+    /// Messages sent in those batches.
+    pub messages_sent: AtomicU64,
+    /// Batch RPCs that failed (peer down, timeout).
+    pub batches_failed: AtomicU64,
+    /// Messages received from peers.
+    pub messages_received: AtomicU64,
+}
+
+/// A message waiting for its peer's next batch.
+struct Pending {
+    message: RaftMessage,
+    reply: oneshot::Sender<Result<Vec<u8>, String>>,
+}
+
+/// The queue of one peer node and where it lives.
+struct Peer {
+    addr: String,
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+/// Senders to every peer this node has talked to; shared by all groups.
+#[derive(Clone)]
+pub struct Peers {
+    node_id: NodeId,
+    peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    stats: Arc<TransportStats>,
+}
+
+impl Peers {
+    /// `tls`: how to reach peers over TLS; `None` for plain HTTP/2.
+    pub fn new(node_id: NodeId, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        Self { node_id, peers: Arc::default(), tls, stats: Arc::default() }
+    }
+
+    pub fn stats(&self) -> &TransportStats {
+        &self.stats
+    }
+
+    /// The network factory of one group.
+    pub fn network(&self, group: GroupId) -> Network {
+        Network { peers: self.clone(), group }
+    }
+
+    /// The queue to `target` at `addr`, started on first use (and again if
+    /// the peer moved to a new address).
+    fn queue(&self, target: NodeId, addr: &str) -> mpsc::UnboundedSender<Pending> {
+        let mut peers = self.peers.lock();
+        if let Some(p) = peers.get(&target) {
+            if p.addr == addr && !p.queue.is_closed() {
+                return p.queue.clone();
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let channel = endpoint(addr, self.tls.clone()).map(|e| e.connect_lazy());
+        tokio::spawn(send_loop(self.node_id, target, channel, rx, self.stats.clone()));
+        peers.insert(target, Peer { addr: addr.to_string(), queue: tx.clone() });
+        tx
+    }
+}
+
+/// The gRPC endpoint of a peer address (`host:port`, or a full URI).
+pub fn endpoint(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let uri = if addr.contains("://") { addr.to_string() } else { format!("{scheme}://{addr}") };
+    let mut e = Endpoint::from_shared(uri)
+        .map_err(|e| format!("bad peer address {addr}: {e}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        e = e.tls_config(tls).map_err(|e| format!("TLS for {addr}: {e}"))?;
+    }
+    Ok(e)
+}
+
+/// Sends the queued messages of one peer in batches until every sender of
+/// the queue is gone.
+async fn send_loop(
+    from: NodeId,
+    to: NodeId,
+    channel: Result<Channel, String>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    stats: Arc<TransportStats>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        let mut bytes = batch[0].message.payload.len();
+        while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.message.payload.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let channel = channel.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            send_batch(from, to, channel, batch, &stats).await;
+        });
+    }
+}
+
+async fn send_batch(from: NodeId, to: NodeId, channel: Result<Channel, String>, batch: Vec<Pending>, stats: &TransportStats) {
+    let (messages, replies): (Vec<RaftMessage>, Vec<_>) = batch.into_iter().map(|p| (p.message, p.reply)).unzip();
+    let n = messages.len() as u64;
+    let result = match channel {
+        Err(e) => Err(e),
+        Ok(ch) => {
+            let mut client = RaftTransportClient::new(ch)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            let mut req = tonic::Request::new(RaftBatch { from, to, messages });
+            req.set_timeout(BATCH_TIMEOUT);
+            match client.send(req).await {
+                Ok(r) if r.get_ref().replies.len() == replies.len() => Ok(r.into_inner().replies),
+                Ok(r) => Err(format!("node {to} answered {} replies to {} messages", r.get_ref().replies.len(), replies.len())),
+                Err(s) => Err(format!("node {to}: {}", s.message())),
+            }
+        }
+    };
+    stats.batches_sent.fetch_add(1, Ordering::Relaxed);
+    stats.messages_sent.fetch_add(n, Ordering::Relaxed);
+    match result {
+        Ok(answers) => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let r = match answer.result {
+                    Some(raft_reply::Result::Answer(b)) => Ok(b),
+                    Some(raft_reply::Result::Unreachable(e)) => Err(e),
+                    None => Err(format!("node {to} sent an empty reply")),
+                };
+                let _ = reply.send(r);
+            }
+        }
+        Err(e) => {
+            stats.batches_failed.fetch_add(1, Ordering::Relaxed);
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// The network factory of one group.
+#[derive(Clone)]
+pub struct Network {
+    peers: Peers,
+    group: GroupId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient { group: self.group, target, queue: self.peers.queue(target, &node.addr) }
+    }
+}
+
+/// One group's connection to one peer: a handle on the peer's queue.
+pub struct PeerClient {
+    group: GroupId,
     target: NodeId,
+    queue: mpsc::UnboundedSender<Pending>,
 }
 
-impl NoPeer {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
-        RPCError::Unreachable(Unreachable::new(&AnyError::error(format!(
-            "node {} is not reachable: this node runs without peers",
-            self.target
-        ))))
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(|e| e.to_string())
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
+}
+
+impl PeerClient {
+    /// Queues `req` for the peer's next batch and waits for the answer.
+    async fn call<Req, Resp, E>(
+        &self,
+        kind: RaftKind,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let unreachable = |e: String| RPCError::Unreachable(Unreachable::new(&AnyError::error(e)));
+        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))?;
+        let (tx, rx) = oneshot::channel();
+        let message = RaftMessage { group: self.group, kind: kind as i32, payload };
+        self.queue
+            .send(Pending { message, reply: tx })
+            .map_err(|_| unreachable(format!("node {}: its sender stopped", self.target)))?;
+        let answer = match tokio::time::timeout(option.hard_ttl(), rx).await {
+            Ok(Ok(Ok(bytes))) => bytes,
+            Ok(Ok(Err(e))) => return Err(unreachable(e)),
+            Ok(Err(_)) => return Err(unreachable(format!("node {}: the batch was dropped", self.target))),
+            Err(_) => {
+                return Err(RPCError::Network(NetworkError::new(&AnyError::error(format!(
+                    "node {}: no answer within {:?}",
+                    self.target,
+                    option.hard_ttl()
+                )))))
+            }
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&answer).map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))?;
+        result.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeer;
-
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> NoPeer {
-        NoPeer { target }
-    }
-}
-
-impl RaftNetwork<TypeConfig> for NoPeer {
+impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call(RaftKind::AppendEntries, &rpc, &option).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        Err(self.unreachable())
+        self.call(RaftKind::InstallSnapshot, &rpc, &option).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call(RaftKind::Vote, &rpc, &option).await
     }
 }
 
+/// The receiving side: hands each message of a batch to its local group.
+pub struct TransportService {
+    node_id: NodeId,
+    groups: Groups,
+    stats: Arc<TransportStats>,
+}
+
+impl TransportService {
+    pub fn new(node_id: NodeId, groups: Groups, peers: &Peers) -> Self {
+        Self { node_id, groups, stats: peers.stats.clone() }
+    }
+
+    pub fn into_server(self) -> RaftTransportServer<Self> {
+        RaftTransportServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    async fn deliver(&self, m: RaftMessage) -> RaftReply {
+        let result = match self.groups.get(m.group) {
+            None => Err(format!("group {} is not hosted on node {}", m.group, self.node_id)),
+            Some(raft) => match RaftKind::try_from(m.kind) {
+                Ok(RaftKind::AppendEntries) => match decode::<AppendEntriesRequest<TypeConfig>>(&m.payload) {
+                    Ok(req) => encode(&raft.append_entries(req).await),
+                    Err(e) => Err(e),
+                },
+                Ok(RaftKind::Vote) => match decode::<VoteRequest<NodeId>>(&m.payload) {
+                    Ok(req) => encode(&raft.vote(req).await),
+                    Err(e) => Err(e),
+                },
+                Ok(RaftKind::InstallSnapshot) => match decode::<InstallSnapshotRequest<TypeConfig>>(&m.payload) {
+                    Ok(req) => encode(&raft.install_snapshot(req).await),
+                    Err(e) => Err(e),
+                },
+                _ => Err(format!("unknown Raft message kind {}", m.kind)),
+            },
+        };
+        RaftReply {
+            result: Some(match result {
+                Ok(b) => raft_reply::Result::Answer(b),
+                Err(e) => raft_reply::Result::Unreachable(e),
+            }),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for TransportService {
+    async fn send(&self, request: tonic::Request<RaftBatch>) -> Result<tonic::Response<RaftBatchReply>, tonic::Status> {
+        let batch = request.into_inner();
+        if batch.to != self.node_id {
+            return Err(tonic::Status::failed_precondition(format!(
+                "this is node {}, not node {} (a stale address in the ring?)",
+                self.node_id, batch.to
+            )));
+        }
+        self.stats.messages_received.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+        let replies = futures::future::join_all(batch.messages.into_iter().map(|m| self.deliver(m))).await;
+        Ok(tonic::Response::new(RaftBatchReply { replies }))
+    }
+}

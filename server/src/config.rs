@@ -61,18 +61,85 @@ pub struct Flags {
     /// Require X-Scope-OrgID on every request (default false: tenant `fake`).
     #[arg(long = "auth.enabled")]
     pub auth_enabled: Option<bool>,
-    /// Number of ring partitions, each one Raft group (default 8).
+    /// Number of ring partitions, each one Raft group (default 8). Fixed
+    /// when the cluster is bootstrapped.
     #[arg(long = "ring.partitions")]
     pub ring_partitions: Option<u32>,
+    /// Replicas per partition: 3, or 1 for a lone `--target=all` process
+    /// without `--join`. Partitions start once this many ingesters joined.
+    /// Fixed when the cluster is bootstrapped.
+    #[arg(long = "ring.replication-factor")]
+    pub replication_factor: Option<u32>,
+    /// This node's id in the cluster, above 0 (default 1).
+    #[arg(long = "node.id")]
+    pub node_id: Option<u64>,
+    /// This node's availability zone (default `zone-a`).
+    #[arg(long = "zone")]
+    pub zone: Option<String>,
+    /// gRPC addresses of ingesters to join through, comma-separated. An
+    /// ingester without it bootstraps a new cluster; distributors and
+    /// queriers need it to find the ring.
+    #[arg(long = "join", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Address other nodes use for this node's gRPC server (default: the
+    /// listen address, with 127.0.0.1 for an unspecified IP).
+    #[arg(long = "grpc.advertise-addr")]
+    pub grpc_advertise_addr: Option<String>,
     /// Log filter, e.g. `info` or `balsa=debug` (RUST_LOG wins).
     #[arg(long = "log.level", default_value = "info,openraft=warn")]
     pub log_level: String,
 }
 
-/// Roles a process can run.
+/// Roles a process runs (`--target=ingester,compactor`; `all` is every one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    All,
+pub struct Target {
+    /// Hosts partition replicas and a controller replica (stateful).
+    pub ingester: bool,
+    pub distributor: bool,
+    pub querier: bool,
+    pub query_frontend: bool,
+    /// Merges index segments, applies retention and deletes (run one).
+    pub compactor: bool,
+}
+
+impl Target {
+    pub const ALL: Target = Target { ingester: true, distributor: true, querier: true, query_frontend: true, compactor: true };
+
+    /// Parses Loki's comma-separated target list.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut t = Target { ingester: false, distributor: false, querier: false, query_frontend: false, compactor: false };
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "all" => t = Self::ALL,
+                "ingester" => t.ingester = true,
+                "distributor" => t.distributor = true,
+                "querier" => t.querier = true,
+                "query-frontend" => t.query_frontend = true,
+                "compactor" => t.compactor = true,
+                other => {
+                    return Err(format!(
+                        "unknown target '{other}'; expected one of all, distributor, ingester, querier, query-frontend, compactor"
+                    ))
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// The roles, comma-separated, as `/config` shows them.
+    pub fn names(&self) -> String {
+        if *self == Self::ALL {
+            return "all".into();
+        }
+        let all = [
+            (self.ingester, "ingester"),
+            (self.distributor, "distributor"),
+            (self.querier, "querier"),
+            (self.query_frontend, "query-frontend"),
+            (self.compactor, "compactor"),
+        ];
+        all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect::<Vec<_>>().join(",")
+    }
 }
 
 /// The validated configuration.
@@ -86,6 +153,15 @@ pub struct Config {
     pub partitions: u32,
     /// Raft node id of this process.
     pub node_id: u64,
+    /// Availability zone of this node.
+    pub zone: String,
+    /// Ingesters to join through (empty: bootstrap).
+    pub join: Vec<String>,
+    pub replication_factor: u32,
+    /// gRPC address peers use for this node.
+    pub grpc_advertise_addr: String,
+    /// HTTP address shown for this node in `/ring`.
+    pub http_advertise_addr: String,
     /// Largest accepted push body, compressed (Loki: 100 MiB).
     pub max_recv_msg_size: usize,
     /// Largest accepted push body after decompression.
@@ -172,6 +248,10 @@ struct RawCommon {
 struct RawRing {
     partitions: Option<u32>,
     node_id: Option<u64>,
+    zone: Option<String>,
+    join: Option<Vec<String>>,
+    replication_factor: Option<u32>,
+    advertise_addr: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,25 +363,8 @@ impl Config {
     }
 
     fn validate(raw: RawConfig, flags: &Flags) -> Result<Self, ConfigError> {
-        let target = match flags.target.as_deref().or(raw.target.as_deref()).unwrap_or("all") {
-            "all" => Target::All,
-            t @ ("distributor" | "ingester" | "querier" | "query-frontend" | "compactor") => {
-                return Err(ConfigError::Invalid {
-                    key: "target",
-                    problem: format!(
-                        "'{t}' alone is not available yet: this version runs every role in one process (use 'all')"
-                    ),
-                })
-            }
-            t => {
-                return Err(ConfigError::Invalid {
-                    key: "target",
-                    problem: format!(
-                        "unknown target '{t}'; expected one of all, distributor, ingester, querier, query-frontend, compactor"
-                    ),
-                })
-            }
-        };
+        let target = Target::parse(flags.target.as_deref().or(raw.target.as_deref()).unwrap_or("all"))
+            .map_err(|problem| ConfigError::Invalid { key: "target", problem })?;
         let http_addr = match flags.http_addr {
             Some(a) => a,
             None => addr("server.http_listen_address", raw.server.http_listen_address, raw.server.http_listen_port.unwrap_or(3100))?,
@@ -317,10 +380,42 @@ impl Config {
                 problem: format!("{partitions} is out of range; use 1 to 4096"),
             });
         }
-        let node_id = raw.ring.node_id.unwrap_or(1);
+        let node_id = flags.node_id.or(raw.ring.node_id).unwrap_or(1);
         if node_id == 0 {
             return Err(ConfigError::Invalid { key: "ring.node_id", problem: "must be at least 1".into() });
         }
+        let zone = flags.zone.clone().or(raw.ring.zone).unwrap_or_else(|| "zone-a".into());
+        if zone.is_empty() {
+            return Err(ConfigError::Invalid { key: "ring.zone", problem: "must not be empty".into() });
+        }
+        let join: Vec<String> = if flags.join.is_empty() { raw.ring.join.unwrap_or_default() } else { flags.join.clone() };
+        let join: Vec<String> = join.into_iter().map(|j| j.trim().to_string()).filter(|j| !j.is_empty()).collect();
+        if join.is_empty() && !target.ingester {
+            return Err(ConfigError::Invalid {
+                key: "ring.join",
+                problem: format!(
+                    "target '{}' hosts no ring: give --join with the gRPC address of at least one ingester",
+                    target.names()
+                ),
+            });
+        }
+        // One process on its own (everything, no --join) keeps one copy, as
+        // Loki's single binary does; anything that forms a cluster keeps 3.
+        let single = target == Target::ALL && join.is_empty();
+        let replication_factor =
+            flags.replication_factor.or(raw.ring.replication_factor).unwrap_or(if single { 1 } else { 3 });
+        if !(1..=7).contains(&replication_factor) {
+            return Err(ConfigError::Invalid {
+                key: "ring.replication_factor",
+                problem: format!("{replication_factor} is out of range; use 1 to 7"),
+            });
+        }
+        let advertise = |a: SocketAddr| {
+            let ip = if a.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { a.ip() };
+            SocketAddr::new(ip, a.port()).to_string()
+        };
+        let grpc_advertise_addr = flags.grpc_advertise_addr.clone().or(raw.ring.advertise_addr).unwrap_or_else(|| advertise(grpc_addr));
+        let http_advertise_addr = advertise(http_addr);
         let max_recv_msg_size = raw.distributor.max_recv_msg_size.map_or(100 << 20, |b| b.0);
         if max_recv_msg_size == 0 {
             return Err(ConfigError::Invalid { key: "distributor.max_recv_msg_size", problem: "must be positive".into() });
@@ -401,6 +496,11 @@ impl Config {
             data_dir,
             partitions,
             node_id,
+            zone,
+            join,
+            replication_factor,
+            grpc_advertise_addr,
+            http_advertise_addr,
             max_recv_msg_size: usize::try_from(max_recv_msg_size).unwrap_or(usize::MAX),
             max_decompressed_size: usize::try_from(max_decompressed_size).unwrap_or(usize::MAX),
             max_chunk_age,
@@ -444,12 +544,13 @@ impl Config {
                 "force_path_style": s3.force_path_style}}),
         };
         let v = serde_json::json!({
-            "target": "all",
+            "target": self.target.names(),
             "auth_enabled": self.auth_enabled,
             "server": {"http_listen_address": self.http_addr.ip().to_string(), "http_listen_port": self.http_addr.port(),
                 "grpc_listen_address": self.grpc_addr.ip().to_string(), "grpc_listen_port": self.grpc_addr.port()},
             "common": {"path_prefix": self.data_dir},
-            "ring": {"partitions": self.partitions, "node_id": self.node_id},
+            "ring": {"partitions": self.partitions, "node_id": self.node_id, "zone": self.zone, "join": self.join,
+                "replication_factor": self.replication_factor, "advertise_addr": self.grpc_advertise_addr},
             "distributor": {"max_recv_msg_size": self.max_recv_msg_size, "max_decompressed_size": self.max_decompressed_size},
             "ingester": {"max_chunk_age": d(self.max_chunk_age), "chunk_idle_period": d(self.chunk_idle_period),
                 "chunk_target_raw_size": self.chunk_target_raw_size, "chunk_encoding": format!("{:?}", self.chunk_encoding).to_lowercase(),

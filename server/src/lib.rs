@@ -2,7 +2,9 @@
 //!
 //! What this crate owns — one module per component, as in Loki's `pkg/`:
 //! - [`distributor`]: validates pushes and routes them to partitions;
-//! - [`ingester`]: the partitions' Raft groups and their state machines;
+//! - [`ingester`]: the partitions' Raft groups and their state machines,
+//!   and the router that sends a partition's request to its leader;
+//! - [`controller`]: the Raft group that owns the ring and places replicas;
 //! - [`frontend`]: queues, splits, parallelises and caches queries;
 //! - [`querier`]: reads partitions and object storage for queries;
 //! - [`compactor`]: merges index segments, applies retention and deletes;
@@ -28,6 +30,7 @@ pub mod api;
 pub mod cli;
 pub mod compactor;
 pub mod config;
+pub mod controller;
 pub mod deletes;
 pub mod distributor;
 pub mod frontend;

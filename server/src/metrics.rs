@@ -34,6 +34,8 @@ pub struct Metrics {
     memory_entries: IntGaugeVec,
     memory_bytes: IntGaugeVec,
     log_fsyncs: IntGaugeVec,
+    raft_transport: IntGaugeVec,
+    raft_follower_lag: IntGaugeVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -110,6 +112,16 @@ impl Metrics {
             memory_entries: gauge("balsa_ingester_memory_entries", "Entries held in memory.", &["partition"]),
             memory_bytes: gauge("balsa_ingester_memory_bytes", "Bytes of entries held in memory.", &["partition"]),
             log_fsyncs: gauge("balsa_raft_log_sync_stats", "Group commit: fsyncs, appends they covered, nanoseconds spent.", &["kind"]),
+            raft_transport: gauge(
+                "balsa_raft_transport_stats",
+                "Raft transport: batch RPCs sent and failed, messages sent in them and received.",
+                &["kind"],
+            ),
+            raft_follower_lag: gauge(
+                "balsa_raft_follower_lag_entries",
+                "On a partition's leader: log entries each follower is behind.",
+                &["partition", "follower"],
+            ),
             registry: r,
         }
     }
@@ -121,7 +133,7 @@ impl Metrics {
             self.runtime_config_ok.set(i64::from(o.last_reload_ok()));
         }
         if let Some(ing) = ingester {
-            for (p, m) in ing.raft_metrics().into_iter().enumerate() {
+            for (p, m) in ing.raft_metrics() {
                 let p = p.to_string();
                 let l = [p.as_str()];
                 self.raft_term.with_label_values(&l).set(m.current_term as i64);
@@ -129,15 +141,21 @@ impl Metrics {
                 self.raft_last_log_index.with_label_values(&l).set(m.last_log_index.unwrap_or(0) as i64);
                 self.raft_applied_index.with_label_values(&l).set(m.last_applied.map_or(0, |x| x.index) as i64);
                 self.raft_snapshot_index.with_label_values(&l).set(m.snapshot.map_or(0, |x| x.index) as i64);
+                if let (Some(rep), Some(last)) = (&m.replication, m.last_log_index) {
+                    for (f, matched) in rep {
+                        let lag = last.saturating_sub(matched.map_or(0, |x| x.index));
+                        self.raft_follower_lag.with_label_values(&[p.as_str(), f.to_string().as_str()]).set(lag as i64);
+                    }
+                }
             }
-            for (p, (streams, entries, bytes)) in ing.memory_sizes().into_iter().enumerate() {
+            for (p, (streams, entries, bytes)) in ing.memory_sizes() {
                 let l = [p.to_string()];
                 let l = [l[0].as_str()];
                 self.memory_streams.with_label_values(&l).set(streams as i64);
                 self.memory_entries.with_label_values(&l).set(entries as i64);
                 self.memory_bytes.with_label_values(&l).set(bytes as i64);
             }
-            for (p, n) in ing.flush_queue().into_iter().enumerate() {
+            for (p, n) in ing.flush_queue() {
                 self.flush_queue.with_label_values(&[p.to_string().as_str()]).set(n as i64);
             }
             let s = ing.log_db().stats();
@@ -145,6 +163,11 @@ impl Metrics {
             self.log_fsyncs.with_label_values(&["fsyncs"]).set(s.syncs.load(Relaxed) as i64);
             self.log_fsyncs.with_label_values(&["appends"]).set(s.synced_appends.load(Relaxed) as i64);
             self.log_fsyncs.with_label_values(&["nanoseconds"]).set(s.sync_nanos.load(Relaxed) as i64);
+            let t = ing.transport_stats();
+            self.raft_transport.with_label_values(&["batches_sent"]).set(t.batches_sent.load(Relaxed) as i64);
+            self.raft_transport.with_label_values(&["batches_failed"]).set(t.batches_failed.load(Relaxed) as i64);
+            self.raft_transport.with_label_values(&["messages_sent"]).set(t.messages_sent.load(Relaxed) as i64);
+            self.raft_transport.with_label_values(&["messages_received"]).set(t.messages_received.load(Relaxed) as i64);
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

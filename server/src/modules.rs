@@ -1,30 +1,37 @@
-//! The composition root: builds each component of a role and wires them.
-//! With `--target=all` (the only target today) that is, in order: metrics →
-//! ingester (Raft groups over the shared log) → distributor and querier →
-//! HTTP and gRPC servers.
+//! The composition root: builds the components of the roles in
+//! `--target` and wires them. In order: metrics and limits → (ingester role)
+//! the node's Raft log, transport, controller replica and partition
+//! replicas → the ring (from the local controller replica, or watched from
+//! the ingesters given by `--join`) → the router to partition leaders →
+//! distributor, querier, frontend, compactor → HTTP and gRPC servers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use balsa_raft::network::TransportService;
+use balsa_raft::{Groups, LogDb, Peers};
+use balsa_storage::object_store::{FilesystemStore, ObjectStore};
 use tokio::net::TcpListener;
 
 use crate::api::{self, Api};
-use crate::config::{Config, Target};
+use crate::compactor::Compactor;
+use crate::config::{Config, StorageConfig};
+use crate::controller::service::{watch_remote, ControllerService};
+use crate::controller::{Controller, ControllerConfig, ControllerError};
+use crate::deletes::{DeleteError, Deletes};
 use crate::distributor::Distributor;
 use crate::frontend::Frontend;
 use crate::grpc::PushService;
-use crate::compactor::Compactor;
-use crate::deletes::{DeleteError, Deletes};
-use crate::config::StorageConfig;
+use crate::ingester::client::IngesterClient;
 use crate::ingester::flush::{FlushConfig, Flusher};
+use crate::ingester::service::IngesterService;
 use crate::ingester::{Ingester, IngesterConfig, IngesterError};
-use crate::querier::store::StoreReader;
-use balsa_storage::object_store::{FilesystemStore, ObjectStore};
 use crate::metrics::Metrics;
 use crate::overrides::{Overrides, OverridesError};
+use crate::querier::store::StoreReader;
 use crate::querier::Querier;
-use crate::ring::Ring;
+use crate::ring::{NodeInfo, NodeState};
 
 /// Why the process could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,10 @@ pub enum RunError {
     DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Ingester(#[from] IngesterError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error("cannot open the Raft log: {0}")]
+    Log(#[from] balsa_raft::LogDbError),
     #[error(transparent)]
     Overrides(#[from] OverridesError),
     #[error("cannot load delete requests: {0}")]
@@ -45,28 +56,66 @@ pub enum RunError {
     Grpc(tonic::transport::Error),
 }
 
-/// Runs the roles of `cfg` until SIGINT or SIGTERM.
-pub async fn run(cfg: Config) -> Result<(), RunError> {
-    match cfg.target {
-        Target::All => run_all(cfg).await,
-    }
+/// The stateful parts of the ingester role.
+struct IngesterRole {
+    ingester: Arc<Ingester>,
+    controller: Arc<Controller>,
+    groups: Groups,
+    peers: Peers,
 }
 
-async fn run_all(cfg: Config) -> Result<(), RunError> {
+async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
+    let raft_dir = cfg.data_dir.join("raft");
+    let log_db = LogDb::open(&raft_dir)?;
+    let peers = Peers::new(cfg.node_id, None);
+    let groups = Groups::default();
+    let node = NodeInfo {
+        id: cfg.node_id,
+        zone: cfg.zone.clone(),
+        grpc_addr: cfg.grpc_advertise_addr.clone(),
+        http_addr: cfg.http_advertise_addr.clone(),
+        state: NodeState::Active,
+    };
+    let controller = Controller::open(
+        ControllerConfig {
+            node,
+            join: cfg.join.clone(),
+            partitions: cfg.partitions,
+            replication_factor: cfg.replication_factor,
+        },
+        &cfg.data_dir,
+        &log_db,
+        &peers,
+        &groups,
+        None,
+    )
+    .await?;
+    let ingester = Arc::new(Ingester::new(
+        IngesterConfig {
+            node_id: cfg.node_id,
+            data_dir: cfg.data_dir.clone(),
+            snapshot_logs_since_last: cfg.snapshot_logs_since_last,
+        },
+        log_db,
+        peers.clone(),
+        groups.clone(),
+        controller.watch(),
+    )?);
+    Ok(IngesterRole { ingester, controller, groups, peers })
+}
+
+/// Runs the roles of `cfg` until SIGINT or SIGTERM.
+pub async fn run(cfg: Config) -> Result<(), RunError> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|source| RunError::DataDir { path: cfg.data_dir.display().to_string(), source })?;
     let metrics = Arc::new(Metrics::new());
     let overrides = Arc::new(Overrides::new(cfg.limits.clone(), cfg.runtime_config_file.clone())?);
-    let ingester = Arc::new(
-        Ingester::open(&IngesterConfig {
-            node_id: cfg.node_id,
-            data_dir: cfg.data_dir.clone(),
-            partitions: cfg.partitions,
-            advertise_addr: cfg.grpc_addr.to_string(),
-            snapshot_logs_since_last: cfg.snapshot_logs_since_last,
-        })
-        .await?,
-    );
+    let role = if cfg.target.ingester { Some(start_ingester(&cfg).await?) } else { None };
+    let ring = match &role {
+        Some(r) => r.controller.watch(),
+        None => watch_remote(cfg.join.clone(), None),
+    };
+    let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, None, metrics.clone()));
     let store: Arc<dyn ObjectStore> = match &cfg.storage {
         StorageConfig::Filesystem { directory } => Arc::new(FilesystemStore::new(directory.clone())),
         StorageConfig::S3(s3) => Arc::new(balsa_storage::s3::S3Store::new(s3).await),
@@ -74,31 +123,35 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
     tracing::info!(store = %store.describe(), "object store");
     let deletes = Arc::new(Deletes::load(store.clone(), cfg.delete_request_cancel_period).await?);
     let distributor = Arc::new(Distributor::new(
-        Ring::new(cfg.partitions),
-        ingester.clone(),
+        ingesters.clone(),
         overrides.clone(),
         cfg.max_chunk_age,
         cfg.chunk_target_raw_size,
         metrics.clone(),
     ));
     let querier = Arc::new(Querier::new(
-        ingester.clone(),
+        ingesters.clone(),
         StoreReader::new(store.clone(), cfg.chunk_cache_bytes, metrics.clone()),
         overrides.clone(),
         deletes.clone(),
     ));
-    let compactor = Arc::new(Compactor::new(store.clone(), overrides.clone(), deletes.clone(), cfg.compaction_interval, metrics.clone()));
-    let flusher = Arc::new(Flusher::new(
-        ingester.clone(),
-        store,
-        FlushConfig {
-            max_chunk_age: cfg.max_chunk_age,
-            chunk_idle_period: cfg.chunk_idle_period,
-            codec: cfg.chunk_encoding,
-            period: cfg.flush_check_period,
-        },
-        metrics.clone(),
-    ));
+    let compactor = cfg
+        .target
+        .compactor
+        .then(|| Arc::new(Compactor::new(store.clone(), overrides.clone(), deletes.clone(), cfg.compaction_interval, metrics.clone())));
+    let flusher = role.as_ref().map(|r| {
+        Arc::new(Flusher::new(
+            r.ingester.clone(),
+            store.clone(),
+            FlushConfig {
+                max_chunk_age: cfg.max_chunk_age,
+                chunk_idle_period: cfg.chunk_idle_period,
+                codec: cfg.chunk_encoding,
+                period: cfg.flush_check_period,
+            },
+            metrics.clone(),
+        ))
+    });
     let frontend = Arc::new(Frontend::new(querier.clone(), cfg.max_outstanding_per_tenant, cfg.results_cache_entries));
     let api = Arc::new(Api {
         auth_enabled: cfg.auth_enabled,
@@ -110,7 +163,8 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         distributor: distributor.clone(),
         querier,
         frontend,
-        ingester: ingester.clone(),
+        ingester: role.as_ref().map(|r| r.ingester.clone()),
+        ingesters,
         metrics,
         flusher: flusher.clone(),
     });
@@ -122,47 +176,81 @@ async fn run_all(cfg: Config) -> Result<(), RunError> {
         .await
         .map_err(|source| RunError::Listen { addr: cfg.grpc_addr, source })?;
     tracing::info!(
+        target = %cfg.target.names(), node = cfg.node_id, zone = %cfg.zone,
         http = %cfg.http_addr, grpc = %cfg.grpc_addr, data = %cfg.data_dir.display(),
         partitions = cfg.partitions, auth_enabled = cfg.auth_enabled, "balsa started"
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let flush_loop = tokio::spawn(flusher.clone().run(stop_rx.clone()));
-    let compact_loop = tokio::spawn(compactor.run(stop_rx.clone()));
-    let overrides_loop = tokio::spawn(overrides.clone().run(cfg.runtime_config_period, stop_rx.clone()));
-    let http_stop = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+    let mut loops = Vec::new();
+    if let Some(f) = &flusher {
+        loops.push(tokio::spawn(f.clone().run(stop_rx.clone())));
+    }
+    if let Some(c) = compactor {
+        loops.push(tokio::spawn(c.run(stop_rx.clone())));
+    }
+    loops.push(tokio::spawn(overrides.clone().run(cfg.runtime_config_period, stop_rx.clone())));
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<RunError>();
+    if let Some(r) = &role {
+        loops.push(tokio::spawn(r.controller.clone().run(stop_rx.clone())));
+        let (ingester, stop, fatal) = (r.ingester.clone(), stop_rx.clone(), fatal_tx.clone());
+        loops.push(tokio::spawn(async move {
+            if let Err(e) = ingester.run(stop).await {
+                let _ = fatal.send(e.into());
+            }
+        }));
+        let (controller, stop) = (r.controller.clone(), stop_rx.clone());
+        loops.push(tokio::spawn(async move {
+            let _ = controller.join(stop).await;
+        }));
+    }
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
-    let grpc_stop = {
-        let mut rx = stop_rx;
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let http_server = axum::serve(http, api::router(api)).with_graceful_shutdown(http_stop);
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(PushService { auth_enabled: cfg.auth_enabled, distributor }.into_server())
-        .serve_with_incoming_shutdown(tokio_stream_listener(grpc), grpc_stop);
+    let http_server = axum::serve(http, api::router(api)).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let mut grpc_builder = tonic::transport::Server::builder();
+    let mut router = grpc_builder.add_service(PushService { auth_enabled: cfg.auth_enabled, distributor }.into_server());
+    if let Some(r) = &role {
+        router = router
+            .add_service(TransportService::new(cfg.node_id, r.groups.clone(), &r.peers).into_server())
+            .add_service(IngesterService { ingester: r.ingester.clone(), controller: r.controller.clone() }.into_server())
+            .add_service(ControllerService { controller: r.controller.clone() }.into_server());
+    }
+    let grpc_server = router.serve_with_incoming_shutdown(tokio_stream_listener(grpc), stopped(stop_rx.clone()));
 
     let signal = async {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
+        let fatal = tokio::select! {
+            _ = shutdown_signal() => None,
+            e = fatal_rx.recv() => e,
+        };
+        match &fatal {
+            None => tracing::info!("shutting down"),
+            Some(e) => tracing::error!(error = %e, "stopping"),
+        }
         let _ = stop_tx.send(true);
+        fatal
     };
-    let (http_res, grpc_res, ()) = tokio::join!(http_server, grpc_server, signal);
-    let _ = flush_loop.await;
-    let _ = compact_loop.await;
-    let _ = overrides_loop.await;
-    // Graceful shutdown hands everything over to object storage.
-    match tokio::time::timeout(Duration::from_secs(60), flusher.flush(true)).await {
-        Ok(Ok(())) => tracing::info!("flushed everything before exit"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "final flush failed; the Raft log still has the data"),
-        Err(_) => tracing::warn!("final flush timed out; the Raft log still has the data"),
+    let (http_res, grpc_res, fatal) = tokio::join!(http_server, grpc_server, signal);
+    drop(fatal_tx);
+    for l in loops {
+        let _ = l.await;
     }
-    ingester.shutdown(Duration::from_secs(5)).await;
+    if let Some(e) = fatal {
+        if let Some(r) = &role {
+            r.ingester.shutdown(Duration::from_secs(5)).await;
+        }
+        return Err(e);
+    }
+    if let (Some(r), Some(f)) = (&role, &flusher) {
+        // Graceful shutdown hands everything this node leads over to object storage.
+        match tokio::time::timeout(Duration::from_secs(60), f.flush(true)).await {
+            Ok(Ok(())) => tracing::info!("flushed everything before exit"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "final flush failed; the Raft log still has the data"),
+            Err(_) => tracing::warn!("final flush timed out; the Raft log still has the data"),
+        }
+        r.ingester.shutdown(Duration::from_secs(5)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), r.controller.raft().shutdown()).await;
+    }
     http_res.map_err(RunError::Http)?;
     grpc_res.map_err(RunError::Grpc)?;
     Ok(())

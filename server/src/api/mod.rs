@@ -5,6 +5,7 @@
 //!   `series`, with Loki's response JSON;
 //! - [`tail`]: `/loki/api/v1/tail`, a WebSocket of new lines;
 //! - [`index`]: index stats, volumes, detected labels and fields, patterns;
+//! - [`ring`]: `/ring`, the cluster's nodes and partitions (HTML or JSON);
 //! - [`params`]: Loki's parameter parsing; [`error`]: its error answers.
 
 mod delete;
@@ -13,6 +14,7 @@ mod index;
 mod params;
 mod push;
 mod query;
+mod ring;
 mod tail;
 
 use std::sync::Arc;
@@ -46,9 +48,12 @@ pub struct Api {
     pub distributor: Arc<Distributor>,
     pub querier: Arc<Querier>,
     pub frontend: Arc<crate::frontend::Frontend>,
-    pub ingester: Arc<Ingester>,
+    /// This process's replicas, when it runs the ingester role.
+    pub ingester: Option<Arc<Ingester>>,
+    /// The router to every partition's leader; its ring feeds `/ring`.
+    pub ingesters: Arc<crate::ingester::client::IngesterClient>,
     pub metrics: Arc<Metrics>,
-    pub flusher: Arc<Flusher>,
+    pub flusher: Option<Arc<Flusher>>,
 }
 
 type AppState = Arc<Api>;
@@ -169,6 +174,7 @@ pub fn router(api: Arc<Api>) -> Router {
             post(delete::create).put(delete::create).get(delete::list).delete(delete::cancel),
         )
         .route("/ready", get(ready))
+        .route("/ring", get(ring::ring))
         .route("/flush", post(flush))
         .route("/runtime_config", get(runtime_config))
         .route("/config", get(config))
@@ -197,15 +203,13 @@ async fn observe(State(api): State<AppState>, req: Request, next: Next) -> Respo
 }
 
 async fn ready(State(api): State<AppState>) -> Response {
-    let waiting = api.ingester.leaderless();
-    if waiting.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("Ingester not ready: partitions without a leader yet: {waiting:?}\n"),
-        )
-        .into_response()
+    let problem = match &api.ingester {
+        Some(ing) => ing.not_ready().map(|p| format!("Ingester not ready: {p}")),
+        None => (api.ingesters.partitions() == 0).then(|| "Not ready: no ring received from the ingesters yet".to_string()),
+    };
+    match problem {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(p) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{p}\n")).into_response(),
     }
 }
 
@@ -221,14 +225,17 @@ async fn runtime_config(State(api): State<AppState>) -> Response {
 
 /// `POST /flush`: cuts every head and flushes it, and ships the index, now.
 async fn flush(State(api): State<AppState>) -> Response {
-    match api.flusher.flush(true).await {
+    let Some(flusher) = &api.flusher else {
+        return ApiError::bad_request("this process runs no ingester: nothing to flush".to_string()).into_response();
+    };
+    match flusher.flush(true).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("flush failed: {e}\n")).into_response(),
     }
 }
 
 async fn metrics(State(api): State<AppState>) -> Response {
-    let body = api.metrics.render(Some(&api.ingester), Some(&api.overrides));
+    let body = api.metrics.render(api.ingester.as_deref(), Some(&api.overrides));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 

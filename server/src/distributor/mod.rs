@@ -15,22 +15,18 @@ pub mod decode;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use balsa_storage::Entry;
 
+use crate::ingester::client::IngesterClient;
 use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch};
-use crate::ingester::{Ingester, IngesterError};
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
-use crate::ring::Ring;
 use crate::labels::LabelSet;
 use crate::rate::RateLimiter;
 use crate::validation::{self, grouped, MISSING_STREAMS};
 pub use decode::{decode_body, BodyLimits, DecodeError, DecodedStream};
-
-/// How long a push keeps retrying a partition that has no leader.
-const RETRY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why a push was not (entirely) accepted.
 #[derive(Debug, thiserror::Error)]
@@ -58,15 +54,13 @@ pub struct PushSummary {
 
 /// Routes pushes to partitions.
 pub struct Distributor {
-    ring: Ring,
-    ingester: Arc<Ingester>,
+    ingesters: Arc<IngesterClient>,
     overrides: Arc<Overrides>,
     too_far_behind_window: i64,
     chunk_target_raw_size: u64,
     metrics: Arc<Metrics>,
     client_id: u64,
     next_seq: AtomicU64,
-    partitions: u32,
     tenant_rates: RateLimiter<String>,
     stream_rates: RateLimiter<(String, LabelSet)>,
 }
@@ -83,23 +77,20 @@ fn byte_size(n: u64) -> String {
 
 impl Distributor {
     pub fn new(
-        ring: Ring,
-        ingester: Arc<Ingester>,
+        ingesters: Arc<IngesterClient>,
         overrides: Arc<Overrides>,
         max_chunk_age: Duration,
         chunk_target_raw_size: u64,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            ingester,
+            ingesters,
             overrides,
             too_far_behind_window: (max_chunk_age / 2).as_nanos() as i64,
-            ring,
             chunk_target_raw_size,
             metrics,
             client_id: rand::random(),
             next_seq: AtomicU64::new(1),
-            partitions: ring.partitions(),
             tenant_rates: RateLimiter::default(),
             stream_rates: RateLimiter::default(),
         }
@@ -112,6 +103,12 @@ impl Distributor {
         if streams.is_empty() {
             return Err(PushError::NoStreams);
         }
+        let ring = self.ingesters.ring();
+        if ring.partitions.is_empty() {
+            return Err(PushError::Unavailable("the ring is not ready: no partitions received from the controller yet".into()));
+        }
+        let partitions = ring.partitions.len() as u32;
+        let ring = ring.ring();
         let now = crate::time::now_ns();
         let limits = self.overrides.get(tenant);
         let mut errors: Vec<String> = Vec::new();
@@ -138,7 +135,7 @@ impl Distributor {
                 }
             }
             if !valid.is_empty() {
-                let p = self.ring.partition_for(tenant, &labels);
+                let p = ring.partition_for(tenant, &labels);
                 by_partition.entry(p).or_default().push(StreamBatch { tenant: tenant.to_string(), labels, entries: valid });
             }
         }
@@ -184,7 +181,7 @@ impl Distributor {
         }
         let max_streams = match limits.max_global_streams_per_user as u64 {
             0 => 0,
-            n => n.div_ceil(u64::from(self.partitions)),
+            n => n.div_ceil(u64::from(partitions)),
         };
         let request_id = RequestId { client: self.client_id, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
         let proposals = by_partition.into_iter().filter(|(_, s)| !s.is_empty()).map(|(p, streams)| {
@@ -243,22 +240,10 @@ impl Distributor {
         self.metrics.discarded_bytes.with_label_values(&[reason, tenant]).inc_by(bytes);
     }
 
-    /// Proposes to a partition; while it has no leader (an election), retries
-    /// with the same request id, which the state machine applies only once.
+    /// Proposes to a partition's leader (retries, with the same request
+    /// id, are the router's).
     async fn propose(&self, p: u32, batch: PushBatch) -> Result<PushOutcome, PushError> {
-        let deadline = Instant::now() + RETRY_DEADLINE;
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            match self.ingester.push(p, batch.clone()).await {
-                Ok(o) => return Ok(o),
-                Err(IngesterError::NotLeader { .. }) if Instant::now() + backoff < deadline => {
-                    self.metrics.push_retries.inc();
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-                Err(e) => return Err(PushError::Unavailable(e.to_string())),
-            }
-        }
+        self.ingesters.push(p, &batch).await.map_err(|e| PushError::Unavailable(e.to_string()))
     }
 }
 

@@ -116,10 +116,8 @@ impl Flusher {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn flush(&self, force: bool) -> Result<(), FlushError> {
         let _one_at_a_time = self.round.lock().await;
-        for p in 0..self.ingester.partition_count() {
-            if self.ingester.is_leader(p) {
-                self.flush_partition(p, force).await?;
-            }
+        for p in self.ingester.led_partitions() {
+            self.flush_partition(p, force).await?;
         }
         Ok(())
     }

@@ -1,30 +1,37 @@
 //! The ingester: hosts this node's partition replicas, one openraft group
-//! each, all sharing one RocksDB log ([`balsa_raft::LogDb`]).
+//! each, all sharing one RocksDB log ([`balsa_raft::LogDb`]), one batching
+//! transport ([`balsa_raft::Peers`]) and the controller's ring.
 //!
 //! - [`command`]: what is proposed and answered, as bytes in the log;
 //! - [`partition`]: the pure state of a partition and how a push changes it;
 //! - [`flush`]: the leader's flush loop: cut, upload, record, ship index;
-//! - [`state_machine`]: openraft's view of it, with snapshots.
+//! - [`membership`]: replicas follow the ring (open, initialize, move, drop);
+//! - [`read`]: what queriers ask of a partition's leader;
+//! - [`service`] / [`client`]: the `Ingester` gRPC API and the router that
+//!   sends a partition's request to its leader, local or remote.
 
+pub mod client;
 pub mod command;
 pub mod flush;
+pub mod membership;
 pub mod partition;
-mod state_machine;
+pub mod read;
+pub mod service;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use balsa_raft::network::NoPeers;
-use balsa_raft::{LogDb, NodeId, Raft};
+use balsa_raft::{Groups, LogDb, NodeId, Peers, Raft, Shared};
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
+use openraft::{BasicNode, RaftMetrics};
 use parking_lot::RwLock;
 
 use command::{Command, PushBatch, PushOutcome};
 use partition::PartitionState;
-use state_machine::{PartitionMachine, Shared};
+
+use crate::ring::RingWatch;
 
 /// Why the ingester could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +40,14 @@ pub enum IngesterError {
     Open { path: String, problem: String },
     #[error("partition {partition} is not led by this node (leader: {leader:?})")]
     NotLeader { partition: u32, leader: Option<NodeId> },
-    #[error("partition {0} does not exist")]
+    #[error("partition {0} is not hosted here")]
     NoSuchPartition(u32),
     #[error("partition {partition} cannot serve: {problem}")]
     Unavailable { partition: u32, problem: String },
+    #[error("node {node} cannot be reached: {problem}")]
+    Unreachable { node: NodeId, problem: String },
+    #[error("the ring is not ready: {0}")]
+    NoRing(String),
 }
 
 /// Settings of the ingester role.
@@ -44,92 +55,50 @@ pub enum IngesterError {
 pub struct IngesterConfig {
     pub node_id: NodeId,
     pub data_dir: PathBuf,
-    pub partitions: u32,
-    /// Address peers use to reach this node's gRPC server.
-    pub advertise_addr: String,
     /// Log entries between snapshots.
     pub snapshot_logs_since_last: u64,
 }
 
-struct Partition {
+/// One partition replica hosted here.
+pub struct Partition {
     raft: Raft,
-    shared: Arc<RwLock<Shared>>,
+    shared: Arc<RwLock<Shared<PartitionState>>>,
 }
 
 /// This node's partition replicas.
 pub struct Ingester {
-    node_id: NodeId,
-    partitions: Vec<Partition>,
+    cfg: IngesterConfig,
+    snap_dir: PathBuf,
+    partitions: RwLock<BTreeMap<u32, Arc<Partition>>>,
     log_db: LogDb,
-}
-
-fn raft_config(partition: u32, snapshot_logs_since_last: u64) -> Result<Arc<openraft::Config>, IngesterError> {
-    let cfg = openraft::Config {
-        cluster_name: format!("balsa-partition-{partition}"),
-        heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs_since_last),
-        max_in_snapshot_log_to_keep: (snapshot_logs_since_last / 10).min(200),
-        purge_batch_size: 256,
-        ..Default::default()
-    };
-    cfg.validate()
-        .map(Arc::new)
-        .map_err(|e| IngesterError::Open { path: String::new(), problem: format!("raft config: {e}") })
-}
-
-/// Records the partition count on first start and refuses to start with
-/// another: the data on disk is laid out by partition.
-fn check_layout(dir: &Path, partitions: u32) -> Result<(), IngesterError> {
-    let file = dir.join("ring.partitions");
-    let err = |problem: String| IngesterError::Open { path: file.display().to_string(), problem };
-    match std::fs::read_to_string(&file) {
-        Ok(s) => match s.trim().parse::<u32>() {
-            Ok(n) if n == partitions => Ok(()),
-            Ok(n) => Err(err(format!(
-                "this data directory was created with {n} partitions; start with --ring.partitions={n} \
-                 (changing the partition count of existing data is not supported)"
-            ))),
-            Err(_) => Err(err(format!("unreadable partition count '{}'", s.trim()))),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::write(&file, format!("{partitions}\n")).map_err(|e| err(e.to_string()))
-        }
-        Err(e) => Err(err(e.to_string())),
-    }
+    peers: Peers,
+    groups: Groups,
+    ring: RingWatch,
+    /// Partitions whose membership this node is changing now.
+    changing: parking_lot::Mutex<HashSet<u32>>,
 }
 
 impl Ingester {
-    /// Opens the log and every partition's snapshot, starts the groups and,
-    /// on first start, makes this node the only voter of each.
-    pub async fn open(cfg: &IngesterConfig) -> Result<Self, IngesterError> {
-        let open_err = |path: &Path, problem: String| IngesterError::Open { path: path.display().to_string(), problem };
+    /// Prepares the ingester; replicas are opened by [`Ingester::run`] as
+    /// the ring assigns them.
+    pub fn new(cfg: IngesterConfig, log_db: LogDb, peers: Peers, groups: Groups, ring: RingWatch) -> Result<Self, IngesterError> {
         let snap_dir = cfg.data_dir.join("snapshots");
-        balsa_storage::object_store::create_dir_all_durable(&snap_dir).map_err(|e| open_err(&snap_dir, e.to_string()))?;
-        check_layout(&cfg.data_dir, cfg.partitions)?;
-        let raft_dir = cfg.data_dir.join("raft");
-        let log_db = LogDb::open(&raft_dir).map_err(|e| open_err(&raft_dir, e.to_string()))?;
-        let mut partitions = Vec::with_capacity(cfg.partitions as usize);
-        for p in 0..cfg.partitions {
-            let (sm, shared) = PartitionMachine::open(&snap_dir, p).map_err(|e| open_err(&snap_dir, e.to_string()))?;
-            let raft = Raft::new(cfg.node_id, raft_config(p, cfg.snapshot_logs_since_last)?, NoPeers, log_db.group(u64::from(p)), sm)
-                .await
-                .map_err(|e| open_err(&raft_dir, format!("partition {p}: {e}")))?;
-            let initialized = raft.is_initialized().await.map_err(|e| open_err(&raft_dir, e.to_string()))?;
-            if !initialized {
-                let members = BTreeMap::from([(cfg.node_id, BasicNode::new(cfg.advertise_addr.clone()))]);
-                raft.initialize(members)
-                    .await
-                    .map_err(|e| open_err(&raft_dir, format!("initializing partition {p}: {e}")))?;
-            }
-            partitions.push(Partition { raft, shared });
-        }
-        Ok(Self { node_id: cfg.node_id, partitions, log_db })
+        balsa_storage::object_store::create_dir_all_durable(&snap_dir)
+            .map_err(|e| IngesterError::Open { path: snap_dir.display().to_string(), problem: e.to_string() })?;
+        Ok(Self {
+            cfg,
+            snap_dir,
+            partitions: RwLock::default(),
+            log_db,
+            peers,
+            groups,
+            ring,
+            changing: Default::default(),
+        })
     }
 
-    fn partition(&self, p: u32) -> Result<&Partition, IngesterError> {
-        self.partitions.get(p as usize).ok_or(IngesterError::NoSuchPartition(p))
+    fn partition(&self, p: u32) -> Result<Arc<Partition>, IngesterError> {
+        self.partitions.read().get(&p).cloned().ok_or(IngesterError::NoSuchPartition(p))
     }
 
     /// Proposes `batch` to partition `p` and waits until it is committed on a
@@ -156,11 +125,15 @@ impl Ingester {
         }
     }
 
-    /// Whether this node leads partition `p`.
-    pub fn is_leader(&self, p: u32) -> bool {
+    /// Partitions this node leads now.
+    pub fn led_partitions(&self) -> Vec<u32> {
+        let me = self.cfg.node_id;
         self.partitions
-            .get(p as usize)
-            .is_some_and(|part| part.raft.metrics().borrow().current_leader == Some(self.node_id))
+            .read()
+            .iter()
+            .filter(|(_, part)| part.raft.metrics().borrow().current_leader == Some(me))
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     /// Runs `f` on partition `p`'s local state, without a read barrier (for
@@ -185,31 +158,50 @@ impl Ingester {
         Ok(f(&s.state))
     }
 
-    /// Number of partitions hosted.
-    pub fn partition_count(&self) -> u32 {
-        self.partitions.len() as u32
+    /// Why this node is not ready to serve: partitions the ring assigns
+    /// to it that are not open or have no leader yet.
+    pub fn not_ready(&self) -> Option<String> {
+        let ring = self.ring.borrow().clone();
+        if ring.partitions.is_empty() {
+            return Some("the ring is not bootstrapped yet".into());
+        }
+        if ring.partitions.iter().any(|a| a.replicas.is_empty()) {
+            let active = ring.nodes.values().filter(|n| n.state == crate::ring::NodeState::Active).count();
+            return Some(format!(
+                "waiting for {} ingesters to join before placing partitions ({active} joined)",
+                ring.replication_factor
+            ));
+        }
+        let parts = self.partitions.read();
+        let waiting: Vec<u32> = ring
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.replicas.contains(&self.cfg.node_id))
+            .map(|(p, _)| p as u32)
+            .filter(|p| parts.get(p).is_none_or(|part| part.raft.metrics().borrow().current_leader.is_none()))
+            .collect();
+        (!waiting.is_empty()).then(|| format!("partitions without a leader yet: {waiting:?}"))
     }
 
-    /// Partitions without a leader yet, for `/ready`.
-    pub fn leaderless(&self) -> Vec<u32> {
-        (0..self.partitions.len() as u32)
-            .filter(|&p| self.partitions[p as usize].raft.metrics().borrow().current_leader.is_none())
-            .collect()
+    /// openraft's metrics of every hosted partition, for `/metrics`.
+    pub fn raft_metrics(&self) -> Vec<(u32, RaftMetrics<NodeId, BasicNode>)> {
+        self.partitions.read().iter().map(|(p, part)| (*p, part.raft.metrics().borrow().clone())).collect()
     }
 
-    /// openraft's metrics of every partition, for `/metrics`.
-    pub fn raft_metrics(&self) -> Vec<RaftMetrics<NodeId, BasicNode>> {
-        self.partitions.iter().map(|p| p.raft.metrics().borrow().clone()).collect()
+    /// Closed chunks waiting for a flush, per hosted partition.
+    pub fn flush_queue(&self) -> Vec<(u32, usize)> {
+        self.partitions.read().iter().map(|(p, part)| (*p, part.shared.read().state.flush_queue_len())).collect()
     }
 
-    /// Closed chunks waiting for a flush, per partition.
-    pub fn flush_queue(&self) -> Vec<usize> {
-        self.partitions.iter().map(|p| p.shared.read().state.flush_queue_len()).collect()
+    /// (streams, entries, bytes) held in memory per hosted partition.
+    pub fn memory_sizes(&self) -> Vec<(u32, (usize, usize, usize))> {
+        self.partitions.read().iter().map(|(p, part)| (*p, part.shared.read().state.sizes())).collect()
     }
 
-    /// (streams, entries, bytes) held in memory per partition.
-    pub fn memory_sizes(&self) -> Vec<(usize, usize, usize)> {
-        self.partitions.iter().map(|p| p.shared.read().state.sizes()).collect()
+    /// Counters of the Raft transport.
+    pub fn transport_stats(&self) -> &balsa_raft::network::TransportStats {
+        self.peers.stats()
     }
 
     /// The shared log database, for its group-commit counters.
@@ -218,14 +210,15 @@ impl Ingester {
     }
 
     pub fn node_id(&self) -> NodeId {
-        self.node_id
+        self.cfg.node_id
     }
 
     /// Stops every group; waits up to `timeout` for each.
     pub async fn shutdown(&self, timeout: Duration) {
-        for (i, p) in self.partitions.iter().enumerate() {
-            if tokio::time::timeout(timeout, p.raft.shutdown()).await.is_err() {
-                tracing::warn!(partition = i, "raft group did not stop in time");
+        let parts: Vec<(u32, Arc<Partition>)> = self.partitions.read().iter().map(|(p, x)| (*p, x.clone())).collect();
+        for (p, part) in parts {
+            if tokio::time::timeout(timeout, part.raft.shutdown()).await.is_err() {
+                tracing::warn!(partition = p, "raft group did not stop in time");
             }
         }
     }

@@ -12,7 +12,7 @@ use balsa_storage::{Direction, Entry, HeadBlock};
 use serde::{Deserialize, Serialize};
 
 use super::command::{
-    FlushedChunk, PushBatch, PushOutcome, RequestId, StreamLimited, StreamRejections, Tick, MAX_LISTED_REJECTIONS,
+    self, Command, FlushedChunk, PushBatch, PushOutcome, RequestId, StreamLimited, StreamRejections, Tick, MAX_LISTED_REJECTIONS,
 };
 use crate::labels::LabelSet;
 use crate::logql::{MatchOp, Matcher};
@@ -131,6 +131,33 @@ impl Sessions {
             self.order.pop_front();
             self.done.remove(&id);
         }
+    }
+}
+
+impl balsa_raft::Replicated for PartitionState {
+    const SNAPSHOT_KIND: [u8; 4] = *b"BSNP";
+
+    fn apply(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let cmd: Command = command::decode(bytes).map_err(|e| e.to_string())?;
+        match cmd {
+            Command::Push(batch) => command::encode(&self.apply_push(&batch)).map_err(|e| e.to_string()),
+            Command::Tick(t) => {
+                self.apply_tick(&t);
+                Ok(Vec::new())
+            }
+            Command::ChunksFlushed(chunks) => {
+                self.apply_flushed(&chunks);
+                Ok(Vec::new())
+            }
+            Command::IndexShipped { through_seq } => {
+                self.apply_index_shipped(through_seq);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn loaded(&mut self) {
+        self.rebuild_indexes();
     }
 }
 

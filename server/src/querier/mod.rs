@@ -16,7 +16,9 @@ use balsa_storage::index::ChunkRef;
 use balsa_storage::{Direction, Entry};
 
 use crate::deletes::{filter_entries, Deletes};
-use crate::ingester::{Ingester, IngesterError};
+use crate::ingester::client::IngesterClient;
+use crate::ingester::read::{wire_matchers, ReadRequest};
+use crate::ingester::IngesterError;
 use crate::overrides::Overrides;
 use crate::labels::LabelSet;
 use crate::logql::eval::{self, EvalError, Fetched, Selection, Steps, Value};
@@ -90,15 +92,23 @@ pub enum QueryError {
 
 /// Reads partitions and object storage.
 pub struct Querier {
-    ingester: Arc<Ingester>,
+    ingesters: Arc<IngesterClient>,
     store: StoreReader,
     overrides: Arc<Overrides>,
     deletes: Arc<Deletes>,
 }
 
 impl Querier {
-    pub fn new(ingester: Arc<Ingester>, store: StoreReader, overrides: Arc<Overrides>, deletes: Arc<Deletes>) -> Self {
-        Self { ingester, store, overrides, deletes }
+    pub fn new(ingesters: Arc<IngesterClient>, store: StoreReader, overrides: Arc<Overrides>, deletes: Arc<Deletes>) -> Self {
+        Self { ingesters, store, overrides, deletes }
+    }
+
+    /// Partitions to read; an error while the ring is not known yet.
+    fn partitions(&self) -> Result<u32, QueryError> {
+        match self.ingesters.partitions() {
+            0 => Err(IngesterError::NoRing("no partitions received from the controller yet".into()).into()),
+            n => Ok(n),
+        }
     }
 
     /// Every stream of `tenants` matching `matchers` with entries in
@@ -142,22 +152,17 @@ impl Querier {
         let now = crate::time::now_ns();
         let mut by: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
         let mut refs: HashMap<String, ChunkRef> = HashMap::new();
-        for p in 0..self.ingester.partition_count() {
-            let (mem, pending) = self
-                .ingester
-                .read(p, |state| {
-                    let mem: Vec<(LabelSet, Vec<Entry>)> = state
-                        .select(tenant, matchers)
-                        .map(|st| (st.labels.clone(), st.entries(from, through, |line| prefilter.iter().all(|f| f.matches(line)))))
-                        .filter(|(_, e)| !e.is_empty())
-                        .collect();
-                    (mem, state.pending_for(tenant))
-                })
-                .await?;
-            for (labels, entries) in mem {
-                by.entry(labels).or_default().extend(entries);
+        let read = ReadRequest::Streams { tenant: tenant.to_string(), matchers: wire_matchers(matchers), from, through };
+        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read));
+        for reply in futures::future::join_all(reads).await {
+            let reply = reply?;
+            for (labels, mut entries) in reply.streams {
+                entries.retain(|e| prefilter.iter().all(|f| f.matches(&e.line)));
+                if !entries.is_empty() {
+                    by.entry(labels).or_default().extend(entries);
+                }
             }
-            refs.extend(pending.into_iter().map(|r| (r.key.clone(), r)));
+            refs.extend(reply.pending.into_iter().map(|r| (r.key.clone(), r)));
         }
         refs.extend(self.store.refs(tenant, from, through).await?.into_iter().map(|r| (r.key.clone(), r)));
         for r in refs.values() {
@@ -295,23 +300,17 @@ impl Querier {
     ) -> Result<Vec<LabelSet>, QueryError> {
         let mut out = BTreeSet::new();
         let mut refs: Vec<ChunkRef> = Vec::new();
-        for p in 0..self.ingester.partition_count() {
-            let (part, pending) = self
-                .ingester
-                .read(p, |state| {
-                    let mut v = Vec::new();
-                    for m in selectors {
-                        for s in state.select(tenant, m) {
-                            if s.has_entries_in(start, end) {
-                                v.push(s.labels.clone());
-                            }
-                        }
-                    }
-                    (v, state.pending_for(tenant))
-                })
-                .await?;
-            out.extend(part);
-            refs.extend(pending);
+        let read = ReadRequest::Series {
+            tenant: tenant.to_string(),
+            selectors: selectors.iter().map(|m| wire_matchers(m)).collect(),
+            from: start,
+            through: end,
+        };
+        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read));
+        for reply in futures::future::join_all(reads).await {
+            let reply = reply?;
+            out.extend(reply.series);
+            refs.extend(reply.pending);
         }
         refs.extend(self.store.refs(tenant, start, end).await?);
         for r in refs {

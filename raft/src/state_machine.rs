@@ -1,20 +1,18 @@
-//! openraft's state machine for a partition: applies committed commands to
-//! the [`PartitionState`] and keeps its snapshot.
+//! A replicated state machine with file snapshots, generic over what it
+//! holds: the ingester's partitions and the controller's ring both use it.
 //!
-//! A write's phases: the distributor's batch is proposed on the leader
-//! (`Ingester::push`) → replicated and fsynced with group commit
-//! (`balsa_raft::GroupLog::append`) → committed → [`PartitionMachine::apply`]
-//! here, whose outcome answers the proposer.
+//! A write's phases: a command is proposed on the leader → replicated and
+//! fsynced with group commit ([`crate::GroupLog`]) → committed →
+//! [`Replicated::apply`] on every replica, whose answer goes to the proposer.
 //!
-//! Snapshot file: `<dir>/partition-<n>.snap`, an [`envelope`] of kind `BSNP`
-//! around bincode([`SnapshotFile`]). It is written to a temporary name,
-//! fsynced and renamed, so a crash leaves the old or the new one, whole.
+//! Snapshot file: an [`envelope`] of the machine's kind around
+//! bincode(meta, state). It is written to a temporary name, fsynced and
+//! renamed, so a crash leaves the old or the new one, whole.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use balsa_raft::{NodeId, TypeConfig};
 use balsa_storage::envelope;
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -22,33 +20,47 @@ use openraft::{
     StoredMembership,
 };
 use parking_lot::RwLock;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::command::{self, Command};
-use super::partition::PartitionState;
+use crate::{NodeId, TypeConfig};
 
-const SNAPSHOT_KIND: [u8; 4] = *b"BSNP";
+/// What a group replicates. Applying must be deterministic: the same
+/// commands in the same order give every replica the same state.
+pub trait Replicated: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
+    /// Names the snapshot format (the envelope's kind).
+    const SNAPSHOT_KIND: [u8; 4];
 
-/// A partition's state with what has been applied to it.
+    /// Applies one committed command and returns the answer for its
+    /// proposer. An error (a record that cannot be decoded) stops the group
+    /// rather than skip an acknowledged write.
+    fn apply(&mut self, command: &[u8]) -> Result<Vec<u8>, String>;
+
+    /// Rebuilds what snapshots do not carry (indexes), after a load.
+    fn loaded(&mut self) {}
+}
+
+/// A group's state with what has been applied to it.
 #[derive(Debug, Default)]
-pub struct Shared {
-    pub state: PartitionState,
+pub struct Shared<S> {
+    pub state: S,
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: StoredMembership<NodeId, BasicNode>,
 }
 
 /// What a snapshot file holds.
 #[derive(Serialize, Deserialize)]
-struct SnapshotFile {
+#[serde(bound = "S: Serialize + DeserializeOwned")]
+struct SnapshotFile<S> {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    state: PartitionState,
+    state: S,
 }
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
 
-/// The state machine openraft drives for one partition.
-pub struct PartitionMachine {
-    shared: Arc<RwLock<Shared>>,
+/// The state machine openraft drives for one group.
+pub struct StateMachine<S> {
+    shared: Arc<RwLock<Shared<S>>>,
     file: SnapshotFileHandle,
 }
 
@@ -73,14 +85,14 @@ impl SnapshotFileHandle {
     }
 }
 
-impl PartitionMachine {
-    /// Loads the partition's latest snapshot, if any. A corrupt snapshot is
-    /// an error naming the file, never silently replaced by an empty state.
-    pub fn open(dir: &Path, partition: u32) -> Result<(Self, Arc<RwLock<Shared>>), StorageError<NodeId>> {
-        let snapshot_path = dir.join(format!("partition-{partition}.snap"));
+impl<S: Replicated> StateMachine<S> {
+    /// Loads the group's latest snapshot from `snapshot_path`, if any. A
+    /// corrupt snapshot is an error naming the file, never silently replaced
+    /// by an empty state.
+    pub fn open(snapshot_path: PathBuf) -> Result<(Self, Arc<RwLock<Shared<S>>>), StorageError<NodeId>> {
         let mut shared = Shared::default();
         if let Some(bytes) = read_if_exists(&snapshot_path)? {
-            let (meta, state) = decode_snapshot(&bytes, &snapshot_path)?;
+            let (meta, state) = decode_snapshot::<S>(&bytes, &snapshot_path)?;
             shared = Shared { state, last_applied: meta.last_log_id, membership: meta.last_membership };
         }
         let file = SnapshotFileHandle { path: snapshot_path, written: Arc::new(parking_lot::Mutex::new(shared.last_applied)) };
@@ -97,15 +109,26 @@ fn read_if_exists(path: &Path) -> SResult<Option<Vec<u8>>> {
     }
 }
 
-fn decode_snapshot(bytes: &[u8], path: &Path) -> SResult<(SnapshotMeta<NodeId, BasicNode>, PartitionState)> {
+/// Deletes a snapshot file and its temporary twin (a replica that moved away).
+pub fn remove_snapshot(path: &Path) -> std::io::Result<()> {
+    for p in [path.to_path_buf(), path.with_extension("snap.tmp")] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn decode_snapshot<S: Replicated>(bytes: &[u8], path: &Path) -> SResult<(SnapshotMeta<NodeId, BasicNode>, S)> {
     let corrupt = |what: String| -> StorageError<NodeId> {
         StorageIOError::read_snapshot(None, AnyError::error(format!("snapshot {}: {what}", path.display()))).into()
     };
-    let payload = envelope::open(SNAPSHOT_KIND, bytes).map_err(|e| corrupt(e.to_string()))?;
-    let (file, _): (SnapshotFile, _) =
+    let payload = envelope::open(S::SNAPSHOT_KIND, bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (file, _): (SnapshotFile<S>, _) =
         bincode::serde::decode_from_slice(payload, bincode::config::standard()).map_err(|e| corrupt(e.to_string()))?;
     let mut state = file.state;
-    state.rebuild_indexes();
+    state.loaded();
     Ok((file.meta, state))
 }
 
@@ -125,12 +148,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Builds snapshots from the shared state.
-pub struct Builder {
-    shared: Arc<RwLock<Shared>>,
+pub struct Builder<S> {
+    shared: Arc<RwLock<Shared<S>>>,
     file: SnapshotFileHandle,
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for Builder {
+impl<S: Replicated> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
     async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
         let shared = self.shared.clone();
         let file = self.file.clone();
@@ -148,7 +171,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
                 let file = SnapshotFileRef { meta: &meta, state: &s.state };
                 let payload = bincode::serde::encode_to_vec(&file, bincode::config::standard())
                     .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
-                (meta, envelope::seal(SNAPSHOT_KIND, &payload))
+                (meta, envelope::seal(S::SNAPSHOT_KIND, &payload))
             };
             file.write(&bytes, meta.last_log_id)
                 .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
@@ -160,13 +183,13 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
 
 /// Borrowing twin of [`SnapshotFile`], to encode without cloning the state.
 #[derive(Serialize)]
-struct SnapshotFileRef<'a> {
+struct SnapshotFileRef<'a, S> {
     meta: &'a SnapshotMeta<NodeId, BasicNode>,
-    state: &'a PartitionState,
+    state: &'a S,
 }
 
-impl RaftStateMachine<TypeConfig> for PartitionMachine {
-    type SnapshotBuilder = Builder;
+impl<S: Replicated> RaftStateMachine<TypeConfig> for StateMachine<S> {
+    type SnapshotBuilder = Builder<S>;
 
     async fn applied_state(&mut self) -> SResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
         let s = self.shared.read();
@@ -189,25 +212,8 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
                     out.push(Vec::new());
                 }
                 EntryPayload::Normal(bytes) => {
-                    // A record we cannot decode is corruption or a version we
-                    // do not know: stop rather than skip an acknowledged write.
-                    let cmd: Command = command::decode(&bytes).map_err(|err| StorageIOError::apply(e.log_id, AnyError::new(&err)))?;
-                    let answer = match cmd {
-                        Command::Push(batch) => command::encode(&s.state.apply_push(&batch)),
-                        Command::Tick(t) => {
-                            s.state.apply_tick(&t);
-                            Ok(Vec::new())
-                        }
-                        Command::ChunksFlushed(chunks) => {
-                            s.state.apply_flushed(&chunks);
-                            Ok(Vec::new())
-                        }
-                        Command::IndexShipped { through_seq } => {
-                            s.state.apply_index_shipped(through_seq);
-                            Ok(Vec::new())
-                        }
-                    };
-                    out.push(answer.map_err(|err| StorageIOError::apply(e.log_id, AnyError::new(&err)))?);
+                    let answer = s.state.apply(&bytes).map_err(|err| StorageIOError::apply(e.log_id, AnyError::error(err)))?;
+                    out.push(answer);
                 }
             }
             // Only what was applied counts as applied (a snapshot may be
@@ -217,7 +223,7 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
         Ok(out)
     }
 
-    async fn get_snapshot_builder(&mut self) -> Builder {
+    async fn get_snapshot_builder(&mut self) -> Builder<S> {
         Builder { shared: self.shared.clone(), file: self.file.clone() }
     }
 
@@ -231,7 +237,7 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> SResult<()> {
         let bytes = snapshot.into_inner();
-        let (_, state) = decode_snapshot(&bytes, &self.file.path)?;
+        let (_, state) = decode_snapshot::<S>(&bytes, &self.file.path)?;
         self.file
             .write(&bytes, meta.last_log_id)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
@@ -243,7 +249,7 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
     async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {
         let _serialized = self.file.written.lock();
         let Some(bytes) = read_if_exists(&self.file.path)? else { return Ok(None) };
-        let (meta, _) = decode_snapshot(&bytes, &self.file.path)?;
+        let (meta, _) = decode_snapshot::<S>(&bytes, &self.file.path)?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }

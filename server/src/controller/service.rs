@@ -1,0 +1,160 @@
+//! The `Controller` gRPC API, its client, and the ring watch of processes
+//! that host no controller replica (distributors, queriers).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use balsa_proto::cluster as pb;
+use balsa_proto::cluster::controller_client::ControllerClient;
+use balsa_proto::cluster::controller_server::{Controller as ControllerApi, ControllerServer};
+use futures::Stream;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use super::{Controller, ControllerCommand, ControllerError};
+use crate::ring::{NodeInfo, NodeState, RingState, RingWatch};
+
+/// Serves the controller API from this node's replica.
+pub struct ControllerService {
+    pub controller: Arc<Controller>,
+}
+
+impl ControllerService {
+    pub fn into_server(self) -> ControllerServer<Self> {
+        ControllerServer::new(self)
+    }
+}
+
+fn status(e: ControllerError) -> Status {
+    match e {
+        ControllerError::NoLeader(m) => Status::unavailable(m),
+        e => Status::internal(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl ControllerApi for ControllerService {
+    async fn join(&self, request: Request<pb::JoinRequest>) -> Result<Response<pb::ControllerReply>, Status> {
+        let n = request.into_inner().node.ok_or_else(|| Status::invalid_argument("join without a node"))?;
+        if n.id == 0 || n.grpc_addr.is_empty() {
+            return Err(Status::invalid_argument("a joining node needs an id above 0 and a gRPC address"));
+        }
+        let node = NodeInfo { id: n.id, zone: n.zone, grpc_addr: n.grpc_addr, http_addr: n.http_addr, state: NodeState::Active };
+        let epoch = self.controller.propose(&ControllerCommand::Join(node)).await.map_err(status)?;
+        Ok(Response::new(pb::ControllerReply { ring_epoch: epoch }))
+    }
+
+    async fn set_state(&self, request: Request<pb::SetStateRequest>) -> Result<Response<pb::ControllerReply>, Status> {
+        let r = request.into_inner();
+        let state = NodeState::from_pb(r.state).ok_or_else(|| Status::invalid_argument("unknown node state"))?;
+        if !self.controller.ring().nodes.contains_key(&r.node) {
+            return Err(Status::not_found(format!("node {} is not in the ring", r.node)));
+        }
+        let epoch = self.controller.propose(&ControllerCommand::SetState { node: r.node, state }).await.map_err(status)?;
+        Ok(Response::new(pb::ControllerReply { ring_epoch: epoch }))
+    }
+
+    async fn get_ring(&self, _request: Request<pb::RingRequest>) -> Result<Response<pb::Ring>, Status> {
+        Ok(Response::new(self.controller.ring().to_pb(self.controller.leader())))
+    }
+
+    type WatchRingStream = Pin<Box<dyn Stream<Item = Result<pb::Ring, Status>> + Send>>;
+
+    async fn watch_ring(&self, request: Request<pb::RingRequest>) -> Result<Response<Self::WatchRingStream>, Status> {
+        let after = request.into_inner().after_epoch;
+        let controller = self.controller.clone();
+        let rx = controller.watch();
+        let stream = futures::stream::unfold((rx, after, controller), |(mut rx, mut after, controller)| async move {
+            loop {
+                let ring = rx.borrow_and_update().clone();
+                if ring.epoch > after && !ring.partitions.is_empty() {
+                    after = ring.epoch;
+                    let msg = ring.to_pb(controller.leader());
+                    return Some((Ok(msg), (rx, after, controller)));
+                }
+                rx.changed().await.ok()?;
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+async fn client(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<ControllerClient<tonic::transport::Channel>, String> {
+    let channel = balsa_raft::network::endpoint(addr, tls)?
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    Ok(ControllerClient::new(channel))
+}
+
+/// Sends a command to the controller through the node at `addr`.
+pub async fn send(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>, cmd: &ControllerCommand) -> Result<u64, String> {
+    let mut c = client(addr, tls).await?;
+    let reply = match cmd {
+        ControllerCommand::Join(n) => {
+            c.join(pb::JoinRequest {
+                node: Some(pb::NodeInfo {
+                    id: n.id,
+                    zone: n.zone.clone(),
+                    grpc_addr: n.grpc_addr.clone(),
+                    http_addr: n.http_addr.clone(),
+                    state: pb::NodeState::Active as i32,
+                    ingester: true,
+                }),
+            })
+            .await
+        }
+        ControllerCommand::SetState { node, state } => {
+            let state = match state {
+                NodeState::Active => pb::NodeState::Active,
+                NodeState::Draining => pb::NodeState::Draining,
+                NodeState::Dead => pb::NodeState::Dead,
+                NodeState::Left => pb::NodeState::Left,
+            };
+            c.set_state(pb::SetStateRequest { node: *node, state: state as i32 }).await
+        }
+        ControllerCommand::Bootstrap { .. } => return Err("bootstrap is never forwarded".into()),
+    };
+    reply.map(|r| r.into_inner().ring_epoch).map_err(|s| s.message().to_string())
+}
+
+/// Follows the ring from the ingesters at `seeds` (and, once known, every
+/// node of the ring), reconnecting to the next one when a stream ends.
+pub fn watch_remote(seeds: Vec<String>, tls: Option<tonic::transport::ClientTlsConfig>) -> RingWatch {
+    let (tx, rx) = watch::channel(Arc::new(RingState::default()));
+    tokio::spawn(async move {
+        let mut i = 0usize;
+        loop {
+            let ring = tx.borrow().clone();
+            let mut addrs = seeds.clone();
+            addrs.extend(ring.nodes.values().filter(|n| n.state == NodeState::Active).map(|n| n.grpc_addr.clone()));
+            addrs.dedup();
+            let addr = addrs[i % addrs.len().max(1)].clone();
+            i += 1;
+            if let Err(e) = follow(&addr, tls.clone(), &tx).await {
+                tracing::debug!(%addr, error = %e, "ring watch ended; trying the next node");
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    rx
+}
+
+async fn follow(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>, tx: &watch::Sender<Arc<RingState>>) -> Result<(), String> {
+    let channel = balsa_raft::network::endpoint(addr, tls)?.connect().await.map_err(|e| e.to_string())?;
+    let mut c = ControllerClient::new(channel);
+    let after = tx.borrow().epoch;
+    let mut stream = c.watch_ring(pb::RingRequest { after_epoch: after }).await.map_err(|s| s.message().to_string())?.into_inner();
+    while let Some(r) = stream.message().await.map_err(|s| s.message().to_string())? {
+        let ring = RingState::from_pb(&r);
+        if ring.epoch > tx.borrow().epoch {
+            tx.send_replace(Arc::new(ring));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Replicas follow the ring. On every ring change (and every second):
+//!
+//! - a partition assigned to this node that is not open here is opened
+//!   (its snapshot and log, if any, are loaded); if this node is the first
+//!   of the partition's *initial* replicas and the group was never
+//!   initialized, it initializes it with those replicas;
+//! - on the partition's leader, the group's voters converge to the ring's
+//!   replicas: new nodes are added as learners and caught up (openraft's
+//!   blocking `add_learner`), then one joint-consensus change replaces the
+//!   voters; writes continue throughout;
+//! - a replica that is no longer assigned here and no longer a member of
+//!   its group is shut down and its log and snapshot deleted.
+//!
+//! A node whose data directory was lost must rejoin under a new node id:
+//! its old id is still a voter of groups it cannot rebuild alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use balsa_raft::NodeId;
+use openraft::{BasicNode, ChangeMembers};
+use tokio::sync::watch;
+
+use super::partition::PartitionState;
+use super::{Ingester, IngesterError, Partition};
+use crate::ring::RingState;
+
+/// Longest a learner may take to catch up before the move is retried.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Ingester {
+    /// Keeps the hosted replicas in step with the ring until `stop`. A
+    /// replica that cannot be opened (a corrupt snapshot, an unreadable
+    /// log) ends it with that error: the node must not serve without it.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), IngesterError> {
+        let mut ring = self.ring.clone();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let current = ring.borrow_and_update().clone();
+            self.reconcile(&current).await?;
+            tokio::select! {
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return Ok(()),
+                r = ring.changed() => if r.is_err() { return Ok(()) },
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    async fn reconcile(self: &Arc<Self>, ring: &RingState) -> Result<(), IngesterError> {
+        let me = self.cfg.node_id;
+        for (p, a) in ring.partitions.iter().enumerate() {
+            let p = p as u32;
+            let assigned = a.replicas.contains(&me);
+            let local = self.partitions.read().get(&p).cloned();
+            match local {
+                None if assigned => self.open_replica(p, ring).await?,
+                None => {}
+                Some(part) => {
+                    let m = part.raft.metrics().borrow().clone();
+                    let membership = m.membership_config.membership().clone();
+                    if m.current_leader == Some(me) {
+                        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+                        let wanted: BTreeSet<NodeId> = a.replicas.iter().copied().collect();
+                        let joint = membership.get_joint_config().len() > 1;
+                        if !joint && voters != wanted && !wanted.is_empty() && self.changing.lock().insert(p) {
+                            let this = self.clone();
+                            let nodes: BTreeMap<NodeId, String> =
+                                a.replicas.iter().filter_map(|n| Some((*n, ring.addr(*n)?.to_string()))).collect();
+                            tokio::spawn(async move {
+                                if let Err(e) = this.move_replicas(&part, p, nodes).await {
+                                    tracing::warn!(partition = p, error = %e, "changing replicas; will retry");
+                                }
+                                this.changing.lock().remove(&p);
+                            });
+                        }
+                    } else if !assigned && m.current_leader.is_some() && !membership.nodes().any(|(id, _)| *id == me) {
+                        self.drop_replica(p).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens partition `p` here; initializes it if this node is the first
+    /// of its initial replicas and it never was.
+    async fn open_replica(&self, p: u32, ring: &RingState) -> Result<(), IngesterError> {
+        let open_err = |problem: String| IngesterError::Open { path: self.snap_dir.display().to_string(), problem };
+        let config =
+            balsa_raft::group_config(format!("balsa-partition-{p}"), self.cfg.snapshot_logs_since_last).map_err(open_err)?;
+        let (raft, shared) = balsa_raft::open_group::<PartitionState>(
+            self.cfg.node_id,
+            u64::from(p),
+            config,
+            &self.log_db,
+            &self.peers,
+            &self.groups,
+            self.snap_dir.join(format!("partition-{p}.snap")),
+        )
+        .await
+        .map_err(|e| open_err(format!("partition {p}: {e}")))?;
+        let a = &ring.partitions[p as usize];
+        let initialized = raft.is_initialized().await.map_err(|e| open_err(e.to_string()))?;
+        if !initialized && a.initial.first() == Some(&self.cfg.node_id) {
+            let members: BTreeMap<NodeId, BasicNode> =
+                a.initial.iter().filter_map(|n| Some((*n, BasicNode::new(ring.addr(*n)?)))).collect();
+            tracing::info!(partition = p, ?members, "initializing partition");
+            raft.initialize(members).await.map_err(|e| open_err(format!("initializing partition {p}: {e}")))?;
+        }
+        self.partitions.write().insert(p, Arc::new(Partition { raft, shared }));
+        Ok(())
+    }
+
+    /// On the leader: makes `nodes` the voters of partition `p`.
+    async fn move_replicas(&self, part: &Partition, p: u32, nodes: BTreeMap<NodeId, String>) -> Result<(), String> {
+        let members: BTreeSet<NodeId> =
+            part.raft.metrics().borrow().membership_config.membership().nodes().map(|(id, _)| *id).collect();
+        for (id, addr) in &nodes {
+            if !members.contains(id) {
+                tracing::info!(partition = p, node = id, "adding a learner");
+                tokio::time::timeout(CATCH_UP_TIMEOUT, part.raft.add_learner(*id, BasicNode::new(addr.clone()), true))
+                    .await
+                    .map_err(|_| format!("node {id} did not catch up within {CATCH_UP_TIMEOUT:?}"))?
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let voters: BTreeSet<NodeId> = nodes.keys().copied().collect();
+        tracing::info!(partition = p, ?voters, "changing voters");
+        part.raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), false).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Shuts a replica that moved away down and deletes its data.
+    async fn drop_replica(&self, p: u32) {
+        let Some(part) = self.partitions.write().remove(&p) else { return };
+        self.groups.remove(u64::from(p));
+        if let Err(e) = part.raft.shutdown().await {
+            tracing::warn!(partition = p, error = %e, "stopping a removed replica");
+        }
+        if let Err(e) = self.log_db.remove_group(u64::from(p)) {
+            tracing::warn!(partition = p, error = %e, "deleting a removed replica's log");
+        }
+        if let Err(e) = balsa_raft::state_machine::remove_snapshot(&self.snap_dir.join(format!("partition-{p}.snap"))) {
+            tracing::warn!(partition = p, error = %e, "deleting a removed replica's snapshot");
+        }
+        tracing::info!(partition = p, "replica moved away; removed");
+    }
+}

@@ -1,0 +1,109 @@
+//! What queriers ask of a partition's leader, and its answers. Both travel
+//! as bincode between nodes; [`Ingester::serve_read`] answers on the leader
+//! after a linearizable read barrier.
+
+use balsa_storage::index::ChunkRef;
+use balsa_storage::Entry;
+use serde::{Deserialize, Serialize};
+
+use super::{Ingester, IngesterError};
+use crate::labels::LabelSet;
+use crate::logql::{MatchOp, Matcher};
+
+/// A label matcher in wire form.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireMatcher {
+    pub name: String,
+    /// `=`, `!=`, `=~` or `!~`.
+    pub op: String,
+    pub value: String,
+}
+
+impl WireMatcher {
+    pub fn from_matcher(m: &Matcher) -> Self {
+        let op = match m.op {
+            MatchOp::Eq => "=",
+            MatchOp::Neq => "!=",
+            MatchOp::Re => "=~",
+            MatchOp::Nre => "!~",
+        };
+        Self { name: m.name.clone(), op: op.into(), value: m.value.clone() }
+    }
+
+    fn to_matcher(&self) -> Result<Matcher, String> {
+        let op = match self.op.as_str() {
+            "=" => MatchOp::Eq,
+            "!=" => MatchOp::Neq,
+            "=~" => MatchOp::Re,
+            "!~" => MatchOp::Nre,
+            o => return Err(format!("unknown matcher operator {o}")),
+        };
+        Matcher::new(self.name.clone(), op, self.value.clone()).map_err(|e| e.to_string())
+    }
+}
+
+pub fn wire_matchers(ms: &[Matcher]) -> Vec<WireMatcher> {
+    ms.iter().map(WireMatcher::from_matcher).collect()
+}
+
+fn matchers(ws: &[WireMatcher]) -> Result<Vec<Matcher>, String> {
+    ws.iter().map(WireMatcher::to_matcher).collect()
+}
+
+/// A read of one partition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ReadRequest {
+    /// Unflushed entries in `[from, through)` of the tenant's streams
+    /// matching every matcher, and the tenant's flushed-but-unindexed refs.
+    Streams { tenant: String, matchers: Vec<WireMatcher>, from: i64, through: i64 },
+    /// Labels of the tenant's streams matching any selector with unflushed
+    /// entries in `[from, through)`, and the pending refs.
+    Series { tenant: String, selectors: Vec<Vec<WireMatcher>>, from: i64, through: i64 },
+}
+
+/// The answer to a [`ReadRequest`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReadReply {
+    pub streams: Vec<(LabelSet, Vec<Entry>)>,
+    pub series: Vec<LabelSet>,
+    /// Refs of flushed chunks that no index segment lists yet.
+    pub pending: Vec<ChunkRef>,
+}
+
+impl Ingester {
+    /// Answers a read of partition `p` once its state reflects every write
+    /// acknowledged before the call.
+    pub async fn serve_read(&self, p: u32, req: &ReadRequest) -> Result<ReadReply, IngesterError> {
+        let bad = |problem: String| IngesterError::Unavailable { partition: p, problem };
+        match req {
+            ReadRequest::Streams { tenant, matchers: ms, from, through } => {
+                let ms = matchers(ms).map_err(bad)?;
+                self.read(p, |state| ReadReply {
+                    streams: state
+                        .select(tenant, &ms)
+                        .map(|st| (st.labels.clone(), st.entries(*from, *through, |_| true)))
+                        .filter(|(_, e)| !e.is_empty())
+                        .collect(),
+                    series: Vec::new(),
+                    pending: state.pending_for(tenant),
+                })
+                .await
+            }
+            ReadRequest::Series { tenant, selectors, from, through } => {
+                let sels: Vec<Vec<Matcher>> = selectors.iter().map(|s| matchers(s)).collect::<Result<_, _>>().map_err(bad)?;
+                self.read(p, |state| {
+                    let mut series = Vec::new();
+                    for ms in &sels {
+                        for s in state.select(tenant, ms) {
+                            if s.has_entries_in(*from, *through) {
+                                series.push(s.labels.clone());
+                            }
+                        }
+                    }
+                    ReadReply { streams: Vec::new(), series, pending: state.pending_for(tenant) }
+                })
+                .await
+            }
+        }
+    }
+}
