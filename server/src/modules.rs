@@ -54,6 +54,9 @@ pub enum RunError {
     Http(std::io::Error),
     #[error("gRPC server failed: {0}")]
     Grpc(tonic::transport::Error),
+    /// Not a failure: the node was drained and leaves.
+    #[error("drained")]
+    Drained,
 }
 
 /// The stateful parts of the ingester role.
@@ -152,6 +155,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             metrics.clone(),
         ))
     });
+    // `POST /ingester/drain` asks for a drain; the process exits once drained.
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let frontend = Arc::new(Frontend::new(querier.clone(), cfg.max_outstanding_per_tenant, cfg.results_cache_entries));
     let api = Arc::new(Api {
         auth_enabled: cfg.auth_enabled,
@@ -167,6 +172,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         ingesters,
         metrics,
         flusher: flusher.clone(),
+        drain: role.as_ref().map(|_| drain_tx),
     });
 
     let http = TcpListener::bind(cfg.http_addr)
@@ -203,6 +209,18 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         loops.push(tokio::spawn(async move {
             let _ = controller.join(stop).await;
         }));
+        let (ingester, controller, fatal, mut asked, mut stop) =
+            (r.ingester.clone(), r.controller.clone(), fatal_tx.clone(), drain_rx, stop_rx.clone());
+        loops.push(tokio::spawn(async move {
+            tokio::select! {
+                r = asked.wait_for(|d| *d) => if r.is_err() { return },
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            }
+            let _ = fatal.send(match ingester.drain(&controller).await {
+                Ok(()) => RunError::Drained,
+                Err(e) => e.into(),
+            });
+        }));
     }
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -238,8 +256,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     if let Some(e) = fatal {
         if let Some(r) = &role {
             r.ingester.shutdown(Duration::from_secs(5)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), r.controller.raft().shutdown()).await;
         }
-        return Err(e);
+        return match e {
+            RunError::Drained => Ok(()),
+            e => Err(e),
+        };
     }
     if let (Some(r), Some(f)) = (&role, &flusher) {
         // Graceful shutdown hands everything this node leads over to object storage.

@@ -54,6 +54,8 @@ pub struct Api {
     pub ingesters: Arc<crate::ingester::client::IngesterClient>,
     pub metrics: Arc<Metrics>,
     pub flusher: Option<Arc<Flusher>>,
+    /// Set to start draining this ingester (`POST /ingester/drain`).
+    pub drain: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 type AppState = Arc<Api>;
@@ -176,6 +178,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/ready", get(ready))
         .route("/ring", get(ring::ring))
         .route("/flush", post(flush))
+        .route("/ingester/drain", post(drain))
         .route("/runtime_config", get(runtime_config))
         .route("/config", get(config))
         .route("/metrics", get(metrics))
@@ -231,6 +234,19 @@ async fn flush(State(api): State<AppState>) -> Response {
     match flusher.flush(true).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("flush failed: {e}\n")).into_response(),
+    }
+}
+
+/// `POST /ingester/drain`: moves every replica of this ingester to other
+/// nodes, then the process exits. Answers 202 at once; `/ring` shows the
+/// progress.
+async fn drain(State(api): State<AppState>) -> Response {
+    match &api.drain {
+        Some(tx) => {
+            tx.send_replace(true);
+            (StatusCode::ACCEPTED, "draining: replicas move away, then this process exits\n").into_response()
+        }
+        None => ApiError::bad_request("this process runs no ingester: nothing to drain".to_string()).into_response(),
     }
 }
 

@@ -24,7 +24,8 @@ use tokio::sync::watch;
 
 use super::partition::PartitionState;
 use super::{Ingester, IngesterError, Partition};
-use crate::ring::RingState;
+use crate::controller::{Controller, ControllerCommand};
+use crate::ring::{NodeState, RingState};
 
 /// Longest a learner may take to catch up before the move is retried.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -60,7 +61,7 @@ impl Ingester {
                 Some(part) => {
                     let m = part.raft.metrics().borrow().clone();
                     let membership = m.membership_config.membership().clone();
-                    if m.current_leader == Some(me) {
+                    if m.state == openraft::ServerState::Leader {
                         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
                         let wanted: BTreeSet<NodeId> = a.replicas.iter().copied().collect();
                         let joint = membership.get_joint_config().len() > 1;
@@ -75,8 +76,14 @@ impl Ingester {
                                 this.changing.lock().remove(&p);
                             });
                         }
-                    } else if !assigned && m.current_leader.is_some() && !membership.nodes().any(|(id, _)| *id == me) {
-                        self.drop_replica(p).await;
+                    }
+                    if !assigned && m.state != openraft::ServerState::Leader {
+                        let member = membership.nodes().any(|(id, _)| *id == me);
+                        // A removed follower may never hear of its removal
+                        // (the leader stops sending): ask the leader.
+                        if !member || !self.leader_keeps_me(ring, p).await {
+                            self.drop_replica(p).await;
+                        }
                     }
                 }
             }
@@ -130,6 +137,47 @@ impl Ingester {
         tracing::info!(partition = p, ?voters, "changing voters");
         part.raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), false).await.map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// Drains this node: marks it `DRAINING` so placement moves every
+    /// replica (and with it every leadership) away, waits until it hosts
+    /// none, then marks it `LEFT`. The caller exits afterwards.
+    pub async fn drain(&self, controller: &Controller) -> Result<(), IngesterError> {
+        let me = self.cfg.node_id;
+        let fail = |e: crate::controller::ControllerError| IngesterError::NoRing(e.to_string());
+        controller.propose(&ControllerCommand::SetState { node: me, state: NodeState::Draining }).await.map_err(fail)?;
+        tracing::info!(node = me, "draining: moving every replica away");
+        let mut ring = self.ring.clone();
+        loop {
+            let assigned = ring.borrow().partitions.iter().filter(|a| a.replicas.contains(&me)).count();
+            let hosted = self.partitions.read().len();
+            if assigned == 0 && hosted == 0 {
+                break;
+            }
+            tracing::info!(assigned, hosted, "draining");
+            let _ = tokio::time::timeout(Duration::from_secs(1), ring.changed()).await;
+        }
+        controller.propose(&ControllerCommand::SetState { node: me, state: NodeState::Left }).await.map_err(fail)?;
+        tracing::info!(node = me, "drained: no replica left here");
+        Ok(())
+    }
+
+    /// Whether partition `p`'s leader (found among the ring's replicas)
+    /// still counts this node as a member. Unknown counts as yes: data is
+    /// only deleted on a definite answer.
+    async fn leader_keeps_me(&self, ring: &RingState, p: u32) -> bool {
+        use balsa_proto::cluster::ingester_client::IngesterClient as GrpcClient;
+        let me = self.cfg.node_id;
+        for n in &ring.partitions[p as usize].replicas {
+            let Some(addr) = ring.addr(*n) else { continue };
+            let Ok(ep) = balsa_raft::network::endpoint(addr, None) else { continue };
+            let Ok(channel) = ep.timeout(Duration::from_secs(1)).connect().await else { continue };
+            let Ok(status) = GrpcClient::new(channel).status(balsa_proto::cluster::StatusRequest {}).await else { continue };
+            if let Some(r) = status.get_ref().replicas.iter().find(|r| r.partition == p && r.role == "leader") {
+                return r.voters.contains(&me) || r.learners.contains(&me);
+            }
+        }
+        true
     }
 
     /// Shuts a replica that moved away down and deletes its data.

@@ -19,10 +19,14 @@ pub const LINES_PER_PUSH: usize = 50;
 pub struct History {
     pub acked: Vec<String>,
     pub indeterminate: Vec<String>,
+    /// Pushes answered with an error status: (status, body).
+    pub failures: Vec<(u16, String)>,
 }
 
 /// Runs WRITERS threads pushing unique lines (stream `{writer="wN"}`) until
 /// `stop`; each stops at its first transport error (the process was killed).
+/// A push answered with an error leaves its lines indeterminate (some of its
+/// partitions may have committed) and is recorded as a failure.
 pub fn load(
     b: &Balsa,
     round: usize,
@@ -57,9 +61,13 @@ pub fn load(
                             h.acked.extend(lines);
                             pushes.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(resp) => panic!("unexpected status {}", resp.status()),
+                        Ok(resp) => {
+                            h.failures.push((resp.status(), String::new()));
+                            h.indeterminate.extend(lines);
+                        }
                         Err(ureq::Error::Status(code, resp)) => {
-                            panic!("push refused: {code} {}", resp.into_string().unwrap_or_default())
+                            h.failures.push((code, resp.into_string().unwrap_or_default()));
+                            h.indeterminate.extend(lines);
                         }
                         Err(_) => {
                             h.indeterminate.extend(lines);
@@ -83,8 +91,10 @@ pub fn stored(b: &Balsa) -> HashMap<String, usize> {
     counts
 }
 
-/// No acknowledged line lost, none twice, none that was never written.
+/// No push refused, no acknowledged line lost, none twice, none that was
+/// never written.
 pub fn check_exactly_once(counts: &HashMap<String, usize>, h: &History, what: &str) {
+    assert!(h.failures.is_empty(), "{what}: {} pushes failed, e.g. {:?}", h.failures.len(), &h.failures[..h.failures.len().min(3)]);
     let acked: HashSet<&String> = h.acked.iter().collect();
     let indeterminate: HashSet<&String> = h.indeterminate.iter().collect();
     let lost: Vec<&&String> = acked.iter().filter(|l| !counts.contains_key(**l)).collect();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
 pub mod load;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_balsa");
@@ -37,15 +38,51 @@ fn free_port() -> u16 {
 impl Balsa {
     /// Starts balsa with default settings plus `args`, and waits for /ready.
     pub fn start(args: &[&str]) -> Self {
-        let mut b = Balsa {
+        let mut b = Self::new(args);
+        b.spawn();
+        b
+    }
+
+    /// A process not started yet, with its directory and ports chosen.
+    pub fn new(args: &[&str]) -> Self {
+        Balsa {
             dir: tempfile::tempdir().expect("temp dir"),
             http_port: free_port(),
             grpc_port: free_port(),
             child: None,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
-        };
-        b.spawn();
-        b
+        }
+    }
+
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// Adds arguments for the next start.
+    pub fn add_args(&mut self, args: &[String]) {
+        self.extra_args.extend(args.iter().cloned());
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, `TERM`) to the process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill").success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    /// Waits up to `deadline` for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -54,6 +91,12 @@ impl Balsa {
 
     /// Starts the process again on the same data directory and ports.
     pub fn spawn(&mut self) {
+        self.spawn_nowait();
+        self.wait_ready();
+    }
+
+    /// Starts the process without waiting for it to be ready.
+    pub fn spawn_nowait(&mut self) {
         let log = std::fs::File::create(self.dir.path().join(format!("balsa-{}.log", Instant::now().elapsed().as_nanos())))
             .expect("log file");
         let child = Command::new(BIN)
@@ -66,12 +109,11 @@ impl Balsa {
             .spawn()
             .expect("spawn balsa");
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    /// Polls /ready until 200; panics with the process state after 30 s.
+    /// Polls /ready until 200; panics with the process state after 60 s.
     pub fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = ureq::get(&self.url("/ready")).timeout(Duration::from_secs(2)).call() {
                 if r.status() == 200 {
@@ -81,7 +123,7 @@ impl Balsa {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("balsa exited before becoming ready: {status}");
             }
-            assert!(Instant::now() < deadline, "balsa not ready after 30 s");
+            assert!(Instant::now() < deadline, "balsa not ready after 60 s: {}", self.get("/ready", &[], &[]).1);
             std::thread::sleep(Duration::from_millis(50));
         }
     }
