@@ -173,6 +173,9 @@ async fn send_loop(
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        // Let the other groups' messages of this instant (a heartbeat
+        // round) join the batch.
+        tokio::task::yield_now().await;
         let mut batch = vec![first];
         let mut bytes = batch[0].message.payload.len();
         while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {

@@ -199,6 +199,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<RunError>();
     if let Some(r) = &role {
         loops.push(tokio::spawn(r.controller.clone().run(stop_rx.clone())));
+        loops.push(tokio::spawn(balsa_raft::heartbeats(r.groups.clone(), stop_rx.clone())));
         let (ingester, stop, fatal) = (r.ingester.clone(), stop_rx.clone(), fatal_tx.clone());
         loops.push(tokio::spawn(async move {
             if let Err(e) = ingester.run(stop).await {
@@ -216,7 +217,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                 r = asked.wait_for(|d| *d) => if r.is_err() { return },
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
             }
-            let _ = fatal.send(match ingester.drain(&controller).await {
+            let outcome = tokio::select! {
+                r = ingester.drain(&controller) => r,
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            };
+            let _ = fatal.send(match outcome {
                 Ok(()) => RunError::Drained,
                 Err(e) => e.into(),
             });
