@@ -90,6 +90,35 @@ pub struct Flags {
     pub log_level: String,
 }
 
+/// PEM files of the cluster's TLS: this node's certificate and key, and
+/// the CA that signed every node's certificate.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub ca: Vec<u8>,
+    pub cert_file: PathBuf,
+}
+
+impl TlsFiles {
+    /// The gRPC server's TLS: our identity; clients must present a
+    /// certificate signed by the CA.
+    pub fn server(&self) -> tonic::transport::ServerTlsConfig {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .client_ca_root(Certificate::from_pem(&self.ca))
+    }
+
+    /// Node-to-node clients: trust the CA, present our identity.
+    pub fn client(&self) -> tonic::transport::ClientTlsConfig {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .identity(Identity::from_pem(&self.cert, &self.key))
+    }
+}
+
 /// Roles a process runs (`--target=ingester,compactor`; `all` is every one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -181,6 +210,8 @@ pub struct Config {
     pub flush_check_period: Duration,
     /// Where flushed chunks and index segments live.
     pub storage: StorageConfig,
+    /// TLS of the gRPC server and of node-to-node clients; `None`: plain.
+    pub tls: Option<TlsFiles>,
     /// Bytes of chunks the querier keeps in memory (`querier.chunk_cache_size`, 256MB).
     pub chunk_cache_bytes: usize,
     /// How often the compactor runs (`compactor.compaction_interval`, 10m).
@@ -235,6 +266,17 @@ struct RawServer {
     http_listen_port: Option<u16>,
     grpc_listen_address: Option<String>,
     grpc_listen_port: Option<u16>,
+    grpc_tls_config: Option<RawTls>,
+}
+
+/// `server.grpc_tls_config`: TLS for every gRPC connection of the cluster,
+/// mutual (each node presents its certificate and checks its peer's).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +415,21 @@ impl Config {
             Some(a) => a,
             None => addr("server.grpc_listen_address", raw.server.grpc_listen_address, raw.server.grpc_listen_port.unwrap_or(9095))?,
         };
+        let tls = match raw.server.grpc_tls_config {
+            None => None,
+            Some(t) => {
+                let read = |key: &'static str, f: Option<PathBuf>| -> Result<(PathBuf, Vec<u8>), ConfigError> {
+                    let f = f.ok_or_else(|| ConfigError::Invalid { key, problem: "required when grpc_tls_config is set".into() })?;
+                    let bytes = std::fs::read(&f)
+                        .map_err(|e| ConfigError::Invalid { key, problem: format!("cannot read {}: {e}", f.display()) })?;
+                    Ok((f, bytes))
+                };
+                let (cert_file, cert) = read("server.grpc_tls_config.cert_file", t.cert_file)?;
+                let (_, key) = read("server.grpc_tls_config.key_file", t.key_file)?;
+                let (_, ca) = read("server.grpc_tls_config.client_ca_file", t.client_ca_file)?;
+                Some(TlsFiles { cert, key, ca, cert_file })
+            }
+        };
         let partitions = flags.ring_partitions.or(raw.ring.partitions).unwrap_or(8);
         if !(1..=4096).contains(&partitions) {
             return Err(ConfigError::Invalid {
@@ -509,6 +566,7 @@ impl Config {
             chunk_encoding,
             flush_check_period,
             storage,
+            tls,
             chunk_cache_bytes: usize::try_from(chunk_cache_bytes).unwrap_or(usize::MAX),
             compaction_interval,
             delete_request_cancel_period: raw
@@ -547,7 +605,8 @@ impl Config {
             "target": self.target.names(),
             "auth_enabled": self.auth_enabled,
             "server": {"http_listen_address": self.http_addr.ip().to_string(), "http_listen_port": self.http_addr.port(),
-                "grpc_listen_address": self.grpc_addr.ip().to_string(), "grpc_listen_port": self.grpc_addr.port()},
+                "grpc_listen_address": self.grpc_addr.ip().to_string(), "grpc_listen_port": self.grpc_addr.port(),
+                "grpc_tls_config": self.tls.as_ref().map(|t| serde_json::json!({"cert_file": t.cert_file, "key_file": "<redacted>"}))},
             "common": {"path_prefix": self.data_dir},
             "ring": {"partitions": self.partitions, "node_id": self.node_id, "zone": self.zone, "join": self.join,
                 "replication_factor": self.replication_factor, "advertise_addr": self.grpc_advertise_addr},

@@ -6,6 +6,9 @@ use balsa::config::{normalize_args, Config, Flags};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Two TLS backends are linked (ring for gRPC, aws-lc for the S3 client);
+    // rustls needs to be told which one serves connections without their own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut flags = match Flags::try_parse_from(normalize_args(std::env::args())) {
         Ok(f) => f,
         Err(e) => e.exit(),

@@ -70,7 +70,8 @@ struct IngesterRole {
 async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
     let raft_dir = cfg.data_dir.join("raft");
     let log_db = LogDb::open(&raft_dir)?;
-    let peers = Peers::new(cfg.node_id, None);
+    let tls = cfg.tls.as_ref().map(|t| t.client());
+    let peers = Peers::new(cfg.node_id, tls.clone());
     let groups = Groups::default();
     let node = NodeInfo {
         id: cfg.node_id,
@@ -90,7 +91,7 @@ async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
         &log_db,
         &peers,
         &groups,
-        None,
+        tls.clone(),
     )
     .await?;
     let ingester = Arc::new(Ingester::new(
@@ -98,6 +99,7 @@ async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
             node_id: cfg.node_id,
             data_dir: cfg.data_dir.clone(),
             snapshot_logs_since_last: cfg.snapshot_logs_since_last,
+            tls,
         },
         log_db,
         peers.clone(),
@@ -114,11 +116,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
     let overrides = Arc::new(Overrides::new(cfg.limits.clone(), cfg.runtime_config_file.clone())?);
     let role = if cfg.target.ingester { Some(start_ingester(&cfg).await?) } else { None };
+    let client_tls = cfg.tls.as_ref().map(|t| t.client());
     let ring = match &role {
         Some(r) => r.controller.watch(),
-        None => watch_remote(cfg.join.clone(), None),
+        None => watch_remote(cfg.join.clone(), client_tls.clone()),
     };
-    let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, None, metrics.clone()));
+    let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, client_tls, metrics.clone()));
     let store: Arc<dyn ObjectStore> = match &cfg.storage {
         StorageConfig::Filesystem { directory } => Arc::new(FilesystemStore::new(directory.clone())),
         StorageConfig::S3(s3) => Arc::new(balsa_storage::s3::S3Store::new(s3).await),
@@ -232,6 +235,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     };
     let http_server = axum::serve(http, api::router(api)).with_graceful_shutdown(stopped(stop_rx.clone()));
     let mut grpc_builder = tonic::transport::Server::builder();
+    if let Some(t) = &cfg.tls {
+        grpc_builder = grpc_builder.tls_config(t.server()).map_err(RunError::Grpc)?;
+    }
     let mut router = grpc_builder.add_service(PushService { auth_enabled: cfg.auth_enabled, distributor }.into_server());
     if let Some(r) = &role {
         router = router

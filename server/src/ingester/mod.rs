@@ -57,6 +57,8 @@ pub struct IngesterConfig {
     pub data_dir: PathBuf,
     /// Log entries between snapshots.
     pub snapshot_logs_since_last: u64,
+    /// TLS for calls to other nodes.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// One partition replica hosted here.
