@@ -214,6 +214,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Bytes of chunks the querier keeps in memory (`querier.chunk_cache_size`, 256MB).
     pub chunk_cache_bytes: usize,
+    /// How queriers read unflushed data (`querier.read_consistency`).
+    pub read_consistency: crate::ingester::read::ReadConsistency,
     /// How often the compactor runs (`compactor.compaction_interval`, 10m).
     pub compaction_interval: Duration,
     /// How long a delete request can be cancelled before the compactor
@@ -338,6 +340,7 @@ struct RawCompactor {
 #[serde(default, deny_unknown_fields)]
 struct RawQuerier {
     chunk_cache_size: Option<ByteSize>,
+    read_consistency: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -535,6 +538,17 @@ impl Config {
             }
         };
         let chunk_cache_bytes = raw.querier.chunk_cache_size.map_or(256 << 20, |b| b.0);
+        let read_consistency = match raw.querier.read_consistency.as_deref().unwrap_or("linearizable") {
+            "linearizable" => crate::ingester::read::ReadConsistency::Linearizable,
+            "leader" => crate::ingester::read::ReadConsistency::Leader,
+            "any" => crate::ingester::read::ReadConsistency::Any,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "querier.read_consistency",
+                    problem: format!("'{other}' is not one of linearizable, leader, any"),
+                })
+            }
+        };
         let compaction_interval = positive(
             "compactor.compaction_interval",
             raw.compactor.compaction_interval.map_or(Duration::from_secs(600), |d| d.0),
@@ -568,6 +582,7 @@ impl Config {
             storage,
             tls,
             chunk_cache_bytes: usize::try_from(chunk_cache_bytes).unwrap_or(usize::MAX),
+            read_consistency,
             compaction_interval,
             delete_request_cancel_period: raw
                 .compactor
@@ -615,7 +630,7 @@ impl Config {
                 "chunk_target_raw_size": self.chunk_target_raw_size, "chunk_encoding": format!("{:?}", self.chunk_encoding).to_lowercase(),
                 "flush_check_period": d(self.flush_check_period)},
             "storage": storage,
-            "querier": {"chunk_cache_size": self.chunk_cache_bytes},
+            "querier": {"chunk_cache_size": self.chunk_cache_bytes, "read_consistency": self.read_consistency.name()},
             "frontend": {"max_outstanding_per_tenant": self.max_outstanding_per_tenant, "results_cache_entries": self.results_cache_entries},
             "compactor": {"compaction_interval": d(self.compaction_interval),
                 "delete_request_cancel_period": d(self.delete_request_cancel_period)},
@@ -783,6 +798,10 @@ mod tests {
         assert!(e.contains("unknown unit"), "{e}");
         let e = load_yaml("ring:\n  partitions: 0\n").unwrap_err().to_string();
         assert!(e.contains("ring.partitions"), "{e}");
+        let e = load_yaml("querier:\n  read_consistency: eventual\n").unwrap_err().to_string();
+        assert!(e.contains("querier.read_consistency") && e.contains("linearizable, leader, any"), "{e}");
+        let e = load_yaml("target: querier\n").unwrap_err().to_string();
+        assert!(e.contains("--join"), "a querier without ingesters to join is refused: {e}");
         let e = load_yaml("target: ingestr\n").unwrap_err().to_string();
         assert!(e.contains("unknown target 'ingestr'"), "{e}");
     }

@@ -137,6 +137,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     ));
     let querier = Arc::new(Querier::new(
         ingesters.clone(),
+        cfg.read_consistency,
         StoreReader::new(store.clone(), cfg.chunk_cache_bytes, metrics.clone()),
         overrides.clone(),
         deletes.clone(),

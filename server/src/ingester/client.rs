@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use tonic::transport::Channel;
 
 use super::command::{self, PushBatch, PushOutcome};
-use super::read::{ReadReply, ReadRequest};
+use super::read::{ReadConsistency, ReadReply, ReadRequest};
 use super::{Ingester, IngesterError};
 use crate::metrics::Metrics;
 use crate::ring::{RingState, RingWatch};
@@ -27,8 +27,9 @@ use crate::ring::{RingState, RingWatch};
 /// How long a call keeps retrying a partition that has no reachable leader.
 pub const RETRY_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Longest one remote call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest one remote call may take before the next replica is tried (a
+/// paused or partitioned node must not hold a request for long).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Routes partition calls to leaders.
 pub struct IngesterClient {
@@ -42,7 +43,7 @@ pub struct IngesterClient {
 
 enum Call<'a> {
     Push(&'a PushBatch),
-    Read(&'a ReadRequest),
+    Read(&'a ReadRequest, ReadConsistency),
 }
 
 enum Answer {
@@ -83,9 +84,10 @@ impl IngesterClient {
         }
     }
 
-    /// Reads partition `p` on its leader.
-    pub async fn read(&self, p: u32, req: &ReadRequest) -> Result<ReadReply, IngesterError> {
-        match self.call(p, Call::Read(req)).await? {
+    /// Reads partition `p`: on its leader, or with `Any` on the replica
+    /// nearest (this process's own, else the ring's first).
+    pub async fn read(&self, p: u32, req: &ReadRequest, consistency: ReadConsistency) -> Result<ReadReply, IngesterError> {
+        match self.call(p, Call::Read(req, consistency)).await? {
             Answer::Read(r) => Ok(r),
             Answer::Pushed(_) => Err(IngesterError::Unavailable { partition: p, problem: "mismatched answer".into() }),
         }
@@ -101,7 +103,11 @@ impl IngesterClient {
             if a.replicas.is_empty() {
                 return Err(IngesterError::NoRing(format!("partition {p} has no replicas yet")));
             }
-            let target = self.leaders.lock().get(&p).copied().unwrap_or(a.replicas[attempt % a.replicas.len()]);
+            let local = self.local.as_ref().map(|l| l.node_id()).filter(|id| a.replicas.contains(id));
+            let target = match (&call, local) {
+                (Call::Read(_, ReadConsistency::Any), Some(me)) if attempt == 0 => me,
+                _ => self.leaders.lock().get(&p).copied().unwrap_or(a.replicas[attempt % a.replicas.len()]),
+            };
             let err = match self.call_node(&ring, target, p, &call).await {
                 Ok(answer) => {
                     self.leaders.lock().insert(p, target);
@@ -138,7 +144,7 @@ impl IngesterClient {
         if let Some(local) = self.local.as_ref().filter(|l| l.node_id() == node) {
             return match call {
                 Call::Push(b) => local.push(p, (*b).clone()).await.map(Answer::Pushed),
-                Call::Read(r) => local.serve_read(p, r).await.map(Answer::Read),
+                Call::Read(r, c) => local.serve_read(p, r, *c).await.map(Answer::Read),
             };
         }
         let addr = ring.addr(node).ok_or(IngesterError::Unreachable { node, problem: "not in the ring".into() })?;
@@ -148,14 +154,14 @@ impl IngesterClient {
             .max_encoding_message_size(balsa_raft::network::MAX_MESSAGE_BYTES);
         let payload = match call {
             Call::Push(b) => command::encode(*b),
-            Call::Read(r) => command::encode(*r),
+            Call::Read(r, c) => command::encode(&(*c, *r)),
         }
         .map_err(|e| IngesterError::Unavailable { partition: p, problem: e.to_string() })?;
         let mut req = tonic::Request::new(pb::PartitionRequest { partition: p, payload });
         req.set_timeout(CALL_TIMEOUT);
         let reply = match call {
             Call::Push(_) => client.push(req).await,
-            Call::Read(_) => client.read(req).await,
+            Call::Read(..) => client.read(req).await,
         }
         .map_err(|s| unreachable(s.message().to_string()))?
         .into_inner();
@@ -170,7 +176,7 @@ impl IngesterClient {
         let bad = |e: command::CodecError| IngesterError::Unavailable { partition: p, problem: e.to_string() };
         Ok(match call {
             Call::Push(_) => Answer::Pushed(command::decode(&bytes).map_err(bad)?),
-            Call::Read(_) => Answer::Read(command::decode(&bytes).map_err(bad)?),
+            Call::Read(..) => Answer::Read(command::decode(&bytes).map_err(bad)?),
         })
     }
 

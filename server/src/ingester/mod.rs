@@ -146,16 +146,31 @@ impl Ingester {
         Ok(f(&s.state))
     }
 
-    /// Runs `f` on partition `p`'s state once it reflects every write
-    /// acknowledged before this call (a linearizable read).
-    pub async fn read<R>(&self, p: u32, f: impl FnOnce(&PartitionState) -> R) -> Result<R, IngesterError> {
+    /// Runs `f` on partition `p`'s state: with `Linearizable` once it
+    /// reflects every write acknowledged before this call; with `Leader` if
+    /// this node believes it leads; with `Any` as it is.
+    pub async fn read_with<R>(
+        &self,
+        p: u32,
+        consistency: read::ReadConsistency,
+        f: impl FnOnce(&PartitionState) -> R,
+    ) -> Result<R, IngesterError> {
         let part = self.partition(p)?;
-        part.raft.ensure_linearizable().await.map_err(|e| match e {
-            RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
-                IngesterError::NotLeader { partition: p, leader: f.leader_id }
+        match consistency {
+            read::ReadConsistency::Linearizable => part.raft.ensure_linearizable().await.map(|_| ()).map_err(|e| match e {
+                RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
+                    IngesterError::NotLeader { partition: p, leader: f.leader_id }
+                }
+                e => IngesterError::Unavailable { partition: p, problem: e.to_string() },
+            })?,
+            read::ReadConsistency::Leader => {
+                let m = part.raft.metrics().borrow().clone();
+                if m.state != openraft::ServerState::Leader {
+                    return Err(IngesterError::NotLeader { partition: p, leader: m.current_leader });
+                }
             }
-            e => IngesterError::Unavailable { partition: p, problem: e.to_string() },
-        })?;
+            read::ReadConsistency::Any => {}
+        }
         let s = part.shared.read();
         Ok(f(&s.state))
     }

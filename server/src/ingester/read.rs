@@ -50,6 +50,31 @@ fn matchers(ws: &[WireMatcher]) -> Result<Vec<Matcher>, String> {
     ws.iter().map(WireMatcher::to_matcher).collect()
 }
 
+/// How a querier's read of unflushed data is served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadConsistency {
+    /// On the leader after confirming its leadership with a quorum (read
+    /// index): sees every write acknowledged before the query. The default.
+    #[default]
+    Linearizable,
+    /// On the node that believes it leads, without the quorum round: one
+    /// RPC cheaper; during a leader change it may miss the newest writes.
+    Leader,
+    /// On any replica (this process's own if it hosts one): cheapest, and
+    /// may lag the leader by what is still being replicated.
+    Any,
+}
+
+impl ReadConsistency {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadConsistency::Linearizable => "linearizable",
+            ReadConsistency::Leader => "leader",
+            ReadConsistency::Any => "any",
+        }
+    }
+}
+
 /// A read of one partition.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ReadRequest {
@@ -71,14 +96,15 @@ pub struct ReadReply {
 }
 
 impl Ingester {
-    /// Answers a read of partition `p` once its state reflects every write
-    /// acknowledged before the call.
-    pub async fn serve_read(&self, p: u32, req: &ReadRequest) -> Result<ReadReply, IngesterError> {
+    /// Answers a read of partition `p` as `consistency` asks: with
+    /// `Linearizable`, once its state reflects every write acknowledged
+    /// before the call.
+    pub async fn serve_read(&self, p: u32, req: &ReadRequest, consistency: ReadConsistency) -> Result<ReadReply, IngesterError> {
         let bad = |problem: String| IngesterError::Unavailable { partition: p, problem };
         match req {
             ReadRequest::Streams { tenant, matchers: ms, from, through } => {
                 let ms = matchers(ms).map_err(bad)?;
-                self.read(p, |state| ReadReply {
+                self.read_with(p, consistency, |state| ReadReply {
                     streams: state
                         .select(tenant, &ms)
                         .map(|st| (st.labels.clone(), st.entries(*from, *through, |_| true)))
@@ -91,7 +117,7 @@ impl Ingester {
             }
             ReadRequest::Series { tenant, selectors, from, through } => {
                 let sels: Vec<Vec<Matcher>> = selectors.iter().map(|s| matchers(s)).collect::<Result<_, _>>().map_err(bad)?;
-                self.read(p, |state| {
+                self.read_with(p, consistency, |state| {
                     let mut series = Vec::new();
                     for ms in &sels {
                         for s in state.select(tenant, ms) {

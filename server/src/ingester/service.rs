@@ -8,7 +8,7 @@ use balsa_proto::cluster::ingester_server::{Ingester as IngesterApi, IngesterSer
 use tonic::{Request, Response, Status};
 
 use super::command::{self, PushBatch};
-use super::read::ReadRequest;
+use super::read::{ReadConsistency, ReadRequest};
 use super::{Ingester, IngesterError};
 use crate::controller::{replica_status, Controller};
 
@@ -56,9 +56,9 @@ impl IngesterApi for IngesterService {
 
     async fn read(&self, request: Request<pb::PartitionRequest>) -> Result<Response<pb::PartitionReply>, Status> {
         let r = request.into_inner();
-        let req: ReadRequest =
+        let (consistency, req): (ReadConsistency, ReadRequest) =
             command::decode(&r.payload).map_err(|e| Status::invalid_argument(format!("undecodable read: {e}")))?;
-        let result = match self.ingester.serve_read(r.partition, &req).await {
+        let result = match self.ingester.serve_read(r.partition, &req, consistency).await {
             Ok(answer) => command::encode(&answer)
                 .map_err(|e| IngesterError::Unavailable { partition: r.partition, problem: e.to_string() }),
             Err(e) => Err(e),

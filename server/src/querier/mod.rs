@@ -17,7 +17,7 @@ use balsa_storage::{Direction, Entry};
 
 use crate::deletes::{filter_entries, Deletes};
 use crate::ingester::client::IngesterClient;
-use crate::ingester::read::{wire_matchers, ReadRequest};
+use crate::ingester::read::{wire_matchers, ReadConsistency, ReadRequest};
 use crate::ingester::IngesterError;
 use crate::overrides::Overrides;
 use crate::labels::LabelSet;
@@ -93,14 +93,21 @@ pub enum QueryError {
 /// Reads partitions and object storage.
 pub struct Querier {
     ingesters: Arc<IngesterClient>,
+    consistency: ReadConsistency,
     store: StoreReader,
     overrides: Arc<Overrides>,
     deletes: Arc<Deletes>,
 }
 
 impl Querier {
-    pub fn new(ingesters: Arc<IngesterClient>, store: StoreReader, overrides: Arc<Overrides>, deletes: Arc<Deletes>) -> Self {
-        Self { ingesters, store, overrides, deletes }
+    pub fn new(
+        ingesters: Arc<IngesterClient>,
+        consistency: ReadConsistency,
+        store: StoreReader,
+        overrides: Arc<Overrides>,
+        deletes: Arc<Deletes>,
+    ) -> Self {
+        Self { ingesters, consistency, store, overrides, deletes }
     }
 
     /// Partitions to read; an error while the ring is not known yet.
@@ -153,7 +160,7 @@ impl Querier {
         let mut by: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
         let mut refs: HashMap<String, ChunkRef> = HashMap::new();
         let read = ReadRequest::Streams { tenant: tenant.to_string(), matchers: wire_matchers(matchers), from, through };
-        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read));
+        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read, self.consistency));
         for reply in futures::future::join_all(reads).await {
             let reply = reply?;
             for (labels, mut entries) in reply.streams {
@@ -306,7 +313,7 @@ impl Querier {
             from: start,
             through: end,
         };
-        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read));
+        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read, self.consistency));
         for reply in futures::future::join_all(reads).await {
             let reply = reply?;
             out.extend(reply.series);
