@@ -191,6 +191,8 @@ pub struct Config {
     pub grpc_advertise_addr: String,
     /// HTTP address shown for this node in `/ring`.
     pub http_advertise_addr: String,
+    /// An unreachable ingester is marked dead after this (`ring.dead_node_timeout`, 5m).
+    pub dead_node_timeout: Duration,
     /// Largest accepted push body, compressed (Loki: 100 MiB).
     pub max_recv_msg_size: usize,
     /// Largest accepted push body after decompression.
@@ -296,6 +298,7 @@ struct RawRing {
     join: Option<Vec<String>>,
     replication_factor: Option<u32>,
     advertise_addr: Option<String>,
+    dead_node_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -476,6 +479,13 @@ impl Config {
         };
         let grpc_advertise_addr = flags.grpc_advertise_addr.clone().or(raw.ring.advertise_addr).unwrap_or_else(|| advertise(grpc_addr));
         let http_advertise_addr = advertise(http_addr);
+        let dead_node_timeout = raw.ring.dead_node_timeout.map_or(Duration::from_secs(300), |d| d.0);
+        if dead_node_timeout < Duration::from_secs(5) {
+            return Err(ConfigError::Invalid {
+                key: "ring.dead_node_timeout",
+                problem: "must be at least 5s (a restart must not count as a death)".into(),
+            });
+        }
         let max_recv_msg_size = raw.distributor.max_recv_msg_size.map_or(100 << 20, |b| b.0);
         if max_recv_msg_size == 0 {
             return Err(ConfigError::Invalid { key: "distributor.max_recv_msg_size", problem: "must be positive".into() });
@@ -572,6 +582,7 @@ impl Config {
             replication_factor,
             grpc_advertise_addr,
             http_advertise_addr,
+            dead_node_timeout,
             max_recv_msg_size: usize::try_from(max_recv_msg_size).unwrap_or(usize::MAX),
             max_decompressed_size: usize::try_from(max_decompressed_size).unwrap_or(usize::MAX),
             max_chunk_age,
@@ -624,7 +635,8 @@ impl Config {
                 "grpc_tls_config": self.tls.as_ref().map(|t| serde_json::json!({"cert_file": t.cert_file, "key_file": "<redacted>"}))},
             "common": {"path_prefix": self.data_dir},
             "ring": {"partitions": self.partitions, "node_id": self.node_id, "zone": self.zone, "join": self.join,
-                "replication_factor": self.replication_factor, "advertise_addr": self.grpc_advertise_addr},
+                "replication_factor": self.replication_factor, "advertise_addr": self.grpc_advertise_addr,
+                "dead_node_timeout": d(self.dead_node_timeout)},
             "distributor": {"max_recv_msg_size": self.max_recv_msg_size, "max_decompressed_size": self.max_decompressed_size},
             "ingester": {"max_chunk_age": d(self.max_chunk_age), "chunk_idle_period": d(self.chunk_idle_period),
                 "chunk_target_raw_size": self.chunk_target_raw_size, "chunk_encoding": format!("{:?}", self.chunk_encoding).to_lowercase(),

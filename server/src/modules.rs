@@ -86,6 +86,7 @@ async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
             join: cfg.join.clone(),
             partitions: cfg.partitions,
             replication_factor: cfg.replication_factor,
+            dead_node_timeout: cfg.dead_node_timeout,
         },
         &cfg.data_dir,
         &log_db,

@@ -167,3 +167,33 @@ fn nodes_talk_over_mutual_tls_when_configured() {
     let plain = ureq::get(&format!("http://127.0.0.1:{}/", c.ingesters[0].grpc_port)).timeout(Duration::from_secs(5)).call();
     assert!(matches!(plain, Err(ureq::Error::Transport(_))), "plaintext was answered: {plain:?}");
 }
+
+#[test]
+fn a_dead_node_is_replaced_within_its_zone_and_welcomed_back() {
+    let mut c = Cluster::start(3, PARTITIONS, "ring:\n  dead_node_timeout: 5s\n");
+    let i = c.add_ingester(4, "zone-a");
+    c.ingesters[i].wait_ready();
+    let holds = |r: &serde_json::Value, id: u64| {
+        r["nodes"].as_array().into_iter().flatten().find(|n| n["id"] == id).and_then(|n| n["replicas"].as_u64()).unwrap_or(0)
+    };
+    wait_for("node 4 holds replicas", Duration::from_secs(60), || {
+        let r = c.ring();
+        settled(&r) && holds(&r, 4) > 0
+    });
+    let h = under_load(&mut c, 0, |c, pushes| {
+        c.node(4).kill9();
+        wait_for("node 4 declared dead and replaced", Duration::from_secs(60), || {
+            let r = c.ring();
+            let state = r["nodes"].as_array().into_iter().flatten().find(|n| n["id"] == 4).map(|n| n["state"].clone());
+            state == Some(serde_json::json!("DEAD")) && holds(&r, 4) == 0 && settled(&r)
+        });
+        assert!(zone_aware(&c.ring()), "replaced within zone-a: {:#}", c.ring());
+        progress(pushes, 30, "pushes after the replacement");
+        c.node(4).spawn();
+        wait_for("node 4 active with replicas again", Duration::from_secs(60), || {
+            let r = c.ring();
+            settled(&r) && holds(&r, 4) > 0
+        });
+    });
+    check_exactly_once(&stored(&c.front), &h, "after a node died and came back");
+}

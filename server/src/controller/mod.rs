@@ -123,6 +123,9 @@ pub struct ControllerConfig {
     pub join: Vec<String>,
     pub partitions: u32,
     pub replication_factor: u32,
+    /// An active node the controller's leader cannot reach for this long is
+    /// marked `DEAD` (its replicas move where a zone has room).
+    pub dead_node_timeout: Duration,
 }
 
 /// This node's replica of the controller group.
@@ -132,6 +135,8 @@ pub struct Controller {
     shared: Arc<RwLock<Shared<RingState>>>,
     ring_tx: watch::Sender<Arc<RingState>>,
     tls: Option<tonic::transport::ClientTlsConfig>,
+    /// On the leader: when each node last answered.
+    last_seen: parking_lot::Mutex<std::collections::HashMap<NodeId, Instant>>,
 }
 
 impl Controller {
@@ -164,7 +169,7 @@ impl Controller {
         }
         let ring = Arc::new(shared.read().state.clone());
         let (ring_tx, _) = watch::channel(ring);
-        Ok(Arc::new(Self { cfg, raft, shared, ring_tx, tls }))
+        Ok(Arc::new(Self { cfg, raft, shared, ring_tx, tls, last_seen: Default::default() }))
     }
 
     /// The newest ring this replica has applied.
@@ -284,6 +289,11 @@ impl Controller {
                         if let Err(e) = self.lead().await {
                             tracing::warn!(error = %e, "controller duties");
                         }
+                        if let Err(e) = self.detect_dead().await {
+                            tracing::warn!(error = %e, "dead-node detection");
+                        }
+                    } else {
+                        self.last_seen.lock().clear();
                     }
                 }
             }
@@ -345,6 +355,48 @@ impl Controller {
                 .change_membership(ChangeMembers::RemoveNodes(gone), false)
                 .await
                 .map_err(|e| ControllerError::Failed(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Controller {
+    /// On the leader: asks every active node for its status; marks one that
+    /// has not answered for `dead_node_timeout` as `DEAD`.
+    async fn detect_dead(&self) -> Result<(), ControllerError> {
+        use balsa_proto::cluster::ingester_client::IngesterClient;
+        let ring = self.ring();
+        let now = Instant::now();
+        let probes = ring.nodes.values().filter(|n| n.state == NodeState::Active).map(|n| {
+            let tls = self.tls.clone();
+            async move {
+                let ok = async {
+                    let ep = balsa_raft::network::endpoint(&n.grpc_addr, tls).ok()?;
+                    let ch = ep.timeout(Duration::from_secs(1)).connect().await.ok()?;
+                    IngesterClient::new(ch).status(pb::StatusRequest {}).await.ok()
+                }
+                .await
+                .is_some();
+                (n.id, ok)
+            }
+        });
+        let answers = futures::future::join_all(probes).await;
+        let mut dead = Vec::new();
+        {
+            let mut seen = self.last_seen.lock();
+            for (id, ok) in answers {
+                let last = seen.entry(id).or_insert(now);
+                if ok || id == self.cfg.node.id {
+                    *last = now;
+                } else if now.duration_since(*last) >= self.cfg.dead_node_timeout {
+                    dead.push(id);
+                }
+            }
+        }
+        for id in dead {
+            tracing::warn!(node = id, timeout = ?self.cfg.dead_node_timeout, "node unreachable; marking it dead");
+            self.propose_here(&ControllerCommand::SetState { node: id, state: NodeState::Dead }).await?;
+            self.last_seen.lock().remove(&id);
         }
         Ok(())
     }
