@@ -14,6 +14,9 @@
 //!   incoming batches to the local groups ([`Groups`]).
 //! - [`state_machine`]: a replicated state machine with snapshot files,
 //!   generic over what it holds ([`Replicated`]).
+//! - [`elections`]: campaigns only after a pre-vote, for all groups of a
+//!   node from one loop; [`heartbeats`]: the leaders' heartbeats of all
+//!   groups at once.
 //!
 //! What it does not own: what the state machines hold, routing, placement.
 //!
@@ -24,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod elections;
 mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -85,17 +89,20 @@ pub async fn open_group<S: Replicated>(
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Timing and snapshot settings every Balsa group uses. A follower that has
-/// not heard from its leader for 1.5–3 s campaigns, so a failed leader is
-/// replaced in a few seconds. Groups do not send their own heartbeats:
+/// not heard from its leader for 1.5–3 s asks for a pre-vote and campaigns
+/// once its peers' leases (3 s) ran out too ([`elections`]), so a failed
+/// leader is replaced in about 3–4 s. Groups do not send their own heartbeats:
 /// [`heartbeats`] sends those of every group on a node at the same instant,
 /// so they travel to each peer in one batch (coalesced heartbeats).
 pub fn group_config(name: String, snapshot_logs_since_last: u64) -> Result<std::sync::Arc<openraft::Config>, String> {
     let cfg = openraft::Config {
         cluster_name: name,
         heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
-        election_timeout_min: 1500,
-        election_timeout_max: 3000,
+        election_timeout_min: elections::ELECTION_TIMEOUT_MIN.as_millis() as u64,
+        election_timeout_max: elections::ELECTION_TIMEOUT_MAX.as_millis() as u64,
         enable_heartbeat: false,
+        // Elections are decided by `elections::run`, after a pre-vote.
+        enable_elect: false,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_logs_since_last),
         max_in_snapshot_log_to_keep: (snapshot_logs_since_last / 10).min(200),
         purge_batch_size: 256,

@@ -36,7 +36,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{GroupId, NodeId, Raft, TypeConfig};
+use crate::elections::{answer_pre_vote, Contacts, PreVoteRequest};
+use crate::{GroupId, LogDb, NodeId, Raft, TypeConfig};
 
 /// RPCs in flight to one peer at a time.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -111,16 +112,37 @@ pub struct Peers {
     peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
     tls: Option<tonic::transport::ClientTlsConfig>,
     stats: Arc<TransportStats>,
+    contacts: Contacts,
 }
 
 impl Peers {
     /// `tls`: how to reach peers over TLS; `None` for plain HTTP/2.
     pub fn new(node_id: NodeId, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
-        Self { node_id, peers: Arc::default(), tls, stats: Arc::default() }
+        Self { node_id, peers: Arc::default(), tls, stats: Arc::default(), contacts: Contacts::default() }
     }
 
     pub fn stats(&self) -> &TransportStats {
         &self.stats
+    }
+
+    /// When each local group last heard from its leader.
+    pub fn contacts(&self) -> &Contacts {
+        &self.contacts
+    }
+
+    /// Asks `target` whether this node may campaign in `group`; any
+    /// failure counts as no.
+    pub async fn pre_vote(&self, target: NodeId, addr: &str, group: GroupId, last: &PreVoteRequest) -> bool {
+        let Ok(payload) = encode(last) else { return false };
+        let (tx, rx) = oneshot::channel();
+        let message = RaftMessage { group, kind: RaftKind::PreVote as i32, payload };
+        if self.queue(target, addr).send(Pending { message, reply: tx }).is_err() {
+            return false;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), rx).await {
+            Ok(Ok(Ok(answer))) => decode::<bool>(&answer).unwrap_or(false),
+            _ => false,
+        }
     }
 
     /// The network factory of one group.
@@ -336,11 +358,13 @@ pub struct TransportService {
     node_id: NodeId,
     groups: Groups,
     stats: Arc<TransportStats>,
+    contacts: Contacts,
+    db: LogDb,
 }
 
 impl TransportService {
-    pub fn new(node_id: NodeId, groups: Groups, peers: &Peers) -> Self {
-        Self { node_id, groups, stats: peers.stats.clone() }
+    pub fn new(node_id: NodeId, groups: Groups, peers: &Peers, db: LogDb) -> Self {
+        Self { node_id, groups, stats: peers.stats.clone(), contacts: peers.contacts.clone(), db }
     }
 
     pub fn into_server(self) -> RaftTransportServer<Self> {
@@ -354,7 +378,17 @@ impl TransportService {
             None => Err(format!("group {} is not hosted on node {}", m.group, self.node_id)),
             Some(raft) => match RaftKind::try_from(m.kind) {
                 Ok(RaftKind::AppendEntries) => match decode::<AppendEntriesRequest<TypeConfig>>(&m.payload) {
-                    Ok(req) => encode(&raft.append_entries(req).await),
+                    Ok(req) => {
+                        let answer = raft.append_entries(req).await;
+                        if matches!(&answer, Ok(r) if r.is_success()) {
+                            self.contacts.heard(m.group);
+                        }
+                        encode(&answer)
+                    }
+                    Err(e) => Err(e),
+                },
+                Ok(RaftKind::PreVote) => match decode::<PreVoteRequest>(&m.payload) {
+                    Ok(last) => encode(&answer_pre_vote(&self.contacts, &self.db, m.group, &last).await),
                     Err(e) => Err(e),
                 },
                 Ok(RaftKind::Vote) => match decode::<VoteRequest<NodeId>>(&m.payload) {

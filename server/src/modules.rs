@@ -65,6 +65,7 @@ struct IngesterRole {
     controller: Arc<Controller>,
     groups: Groups,
     peers: Peers,
+    log_db: LogDb,
 }
 
 async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
@@ -102,12 +103,12 @@ async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
             snapshot_logs_since_last: cfg.snapshot_logs_since_last,
             tls,
         },
-        log_db,
+        log_db.clone(),
         peers.clone(),
         groups.clone(),
         controller.watch(),
     )?);
-    Ok(IngesterRole { ingester, controller, groups, peers })
+    Ok(IngesterRole { ingester, controller, groups, peers, log_db })
 }
 
 /// Runs the roles of `cfg` until SIGINT or SIGTERM.
@@ -205,6 +206,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     if let Some(r) = &role {
         loops.push(tokio::spawn(r.controller.clone().run(stop_rx.clone())));
         loops.push(tokio::spawn(balsa_raft::heartbeats(r.groups.clone(), stop_rx.clone())));
+        loops.push(tokio::spawn(balsa_raft::elections::run(
+            cfg.node_id,
+            r.groups.clone(),
+            r.peers.clone(),
+            r.log_db.clone(),
+            stop_rx.clone(),
+        )));
         let (ingester, stop, fatal) = (r.ingester.clone(), stop_rx.clone(), fatal_tx.clone());
         loops.push(tokio::spawn(async move {
             if let Err(e) = ingester.run(stop).await {
@@ -243,7 +251,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let mut router = grpc_builder.add_service(PushService { auth_enabled: cfg.auth_enabled, distributor }.into_server());
     if let Some(r) = &role {
         router = router
-            .add_service(TransportService::new(cfg.node_id, r.groups.clone(), &r.peers).into_server())
+            .add_service(TransportService::new(cfg.node_id, r.groups.clone(), &r.peers, r.log_db.clone()).into_server())
             .add_service(IngesterService { ingester: r.ingester.clone(), controller: r.controller.clone() }.into_server())
             .add_service(ControllerService { controller: r.controller.clone() }.into_server());
     }

@@ -57,24 +57,33 @@ fn killing_partition_leaders_under_load_loses_and_duplicates_nothing() {
 }
 
 #[test]
-fn a_paused_leader_causes_no_split_brain_and_loses_nothing() {
+fn a_paused_leader_causes_no_split_brain_and_its_return_deposes_nobody() {
     let mut c = Cluster::start(3, PARTITIONS, "");
+    let mut paused = 0;
+    let mut before = serde_json::Value::Null;
     let h = under_load(&mut c, 0, |c, pushes| {
-        let leader = c.leader_of(0).expect("a leader");
-        c.node(leader).signal("STOP");
-        // Longer than the election timeout (1-2 s): the others elect.
+        paused = c.leader_of(0).expect("a leader");
+        before = c.ring();
+        c.node(paused).signal("STOP");
+        // Longer than the election timeout: the others elect.
         wait_for("a new leader of partition 0", Duration::from_secs(30), || {
-            c.leader_of(0).is_some_and(|l| l != leader)
+            c.leader_of(0).is_some_and(|l| l != paused)
         });
         progress(pushes, 30, "pushes while the old leader is paused");
-        c.node(leader).signal("CONT");
+        c.node(paused).signal("CONT");
         c.wait_settled(Duration::from_secs(60));
+        progress(pushes, 30, "pushes after the return");
     });
-    // One leader per partition, and the resumed node follows it.
     let r = c.ring();
-    for p in r["partitions"].as_array().expect("partitions") {
+    for (p, was) in r["partitions"].as_array().expect("partitions").iter().zip(before["partitions"].as_array().expect("before")) {
+        // One leader per partition, and the resumed node follows it.
         let leaders = p["members"].as_array().expect("members").iter().filter(|m| m["role"] == "leader").count();
         assert_eq!(leaders, 1, "{p:#}");
+        // Pre-vote: where the paused node was a follower, its return (after
+        // its election timeout passed) did not start an election.
+        if was["leader"].as_u64() != Some(paused) {
+            assert_eq!((p["leader"].clone(), p["term"].clone()), (was["leader"].clone(), was["term"].clone()), "before: {was:#}\nafter: {p:#}");
+        }
     }
     check_exactly_once(&stored(&c.front), &h, "after a pause");
 }
