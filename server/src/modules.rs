@@ -253,7 +253,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         router = router
             .add_service(TransportService::new(cfg.node_id, r.groups.clone(), &r.peers, r.log_db.clone()).into_server())
             .add_service(IngesterService { ingester: r.ingester.clone(), controller: r.controller.clone() }.into_server())
-            .add_service(ControllerService { controller: r.controller.clone() }.into_server());
+            .add_service(ControllerService { controller: r.controller.clone(), stop: stop_rx.clone() }.into_server());
     }
     let grpc_server = router.serve_with_incoming_shutdown(tokio_stream_listener(grpc), stopped(stop_rx.clone()));
 

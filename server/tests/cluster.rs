@@ -206,3 +206,18 @@ fn a_dead_node_is_replaced_within_its_zone_and_welcomed_back() {
     });
     check_exactly_once(&stored(&c.front), &h, "after a node died and came back");
 }
+
+#[test]
+fn a_rolling_restart_with_sigterm_fails_no_push() {
+    let mut c = Cluster::start(3, PARTITIONS, "");
+    let h = under_load(&mut c, 0, |c, pushes| {
+        for id in 1..=3 {
+            c.node(id).signal("TERM");
+            assert_eq!(c.node(id).wait_exit(Duration::from_secs(90)), Some(0), "node {id} stops cleanly on SIGTERM");
+            progress(pushes, 20, "pushes while a node restarts");
+            c.node(id).spawn();
+            c.wait_settled(Duration::from_secs(60));
+        }
+    });
+    check_exactly_once(&stored(&c.front), &h, "after a rolling restart");
+}

@@ -18,6 +18,9 @@ use crate::ring::{NodeInfo, NodeState, RingState, RingWatch};
 /// Serves the controller API from this node's replica.
 pub struct ControllerService {
     pub controller: Arc<Controller>,
+    /// Set when the process stops: ring streams end, so the server's
+    /// graceful shutdown does not wait on them.
+    pub stop: watch::Receiver<bool>,
 }
 
 impl ControllerService {
@@ -65,15 +68,22 @@ impl ControllerApi for ControllerService {
         let after = request.into_inner().after_epoch;
         let controller = self.controller.clone();
         let rx = controller.watch();
-        let stream = futures::stream::unfold((rx, after, controller), |(mut rx, mut after, controller)| async move {
+        let stop = self.stop.clone();
+        let stream = futures::stream::unfold((rx, after, controller, stop), |(mut rx, mut after, controller, mut stop)| async move {
             loop {
+                if *stop.borrow() {
+                    return None;
+                }
                 let ring = rx.borrow_and_update().clone();
                 if ring.epoch > after && !ring.partitions.is_empty() {
                     after = ring.epoch;
                     let msg = ring.to_pb(controller.leader());
-                    return Some((Ok(msg), (rx, after, controller)));
+                    return Some((Ok(msg), (rx, after, controller, stop)));
                 }
-                rx.changed().await.ok()?;
+                tokio::select! {
+                    r = rx.changed() => r.ok()?,
+                    r = stop.changed() => r.ok()?,
+                }
             }
         });
         Ok(Response::new(Box::pin(stream)))
