@@ -97,6 +97,8 @@ impl IngesterClient {
         let deadline = Instant::now() + RETRY_DEADLINE;
         let mut backoff = Duration::from_millis(20);
         let mut attempt = 0usize;
+        // Nodes that did not answer during this call: tried last.
+        let mut silent: Vec<NodeId> = Vec::new();
         loop {
             let ring = self.ready_ring(deadline).await?;
             let Some(a) = ring.partitions.get(p as usize) else { return Err(IngesterError::NoSuchPartition(p)) };
@@ -106,9 +108,19 @@ impl IngesterClient {
             let local = self.local.as_ref().map(|l| l.node_id()).filter(|id| a.replicas.contains(id));
             let target = match (&call, local) {
                 (Call::Read(_, ReadConsistency::Any), Some(me)) if attempt == 0 => me,
-                _ => self.leaders.lock().get(&p).copied().unwrap_or(a.replicas[attempt % a.replicas.len()]),
+                _ => self.leaders.lock().get(&p).copied().unwrap_or_else(|| {
+                    let n = a.replicas.len();
+                    (0..n).map(|i| a.replicas[(attempt + i) % n]).find(|r| !silent.contains(r)).unwrap_or(a.replicas[attempt % n])
+                }),
             };
-            let err = match self.call_node(&ring, target, p, &call).await {
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+            let answer = tokio::time::timeout(CALL_TIMEOUT.min(remaining), self.call_node(&ring, target, p, &call))
+                .await
+                .unwrap_or_else(|_| Err(IngesterError::Unreachable { node: target, problem: format!("no answer within {CALL_TIMEOUT:?}") }));
+            if matches!(answer, Err(IngesterError::Unreachable { .. })) && !silent.contains(&target) {
+                silent.push(target);
+            }
+            let err = match answer {
                 Ok(answer) => {
                     self.leaders.lock().insert(p, target);
                     return Ok(answer);
