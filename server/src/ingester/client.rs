@@ -5,7 +5,8 @@
 //! Leaders are learned from answers: the first guess is the ring's
 //! preferred replica, a `NotLeader{hint}` redirects at once, and an
 //! unreachable node or a leaderless partition is retried on the next
-//! replica with backoff until [`RETRY_DEADLINE`]. A push keeps its request
+//! replica with backoff until [`RETRY_DEADLINE`] (each call at most
+//! [`CALL_TIMEOUT`]). A push keeps its request
 //! id across every retry, so the partition applies it once.
 
 use std::collections::HashMap;
@@ -24,12 +25,13 @@ use super::{Ingester, IngesterError};
 use crate::metrics::Metrics;
 use crate::ring::{RingState, RingWatch};
 
-/// How long a call keeps retrying a partition that has no reachable leader.
-pub const RETRY_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a call keeps retrying a partition that has no reachable leader:
+/// a failover (3–4 s) with room for a slow, loaded machine.
+pub const RETRY_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Longest one remote call may take before the next replica is tried (a
 /// paused or partitioned node must not hold a request for long).
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Routes partition calls to leaders.
 pub struct IngesterClient {
@@ -125,8 +127,11 @@ impl IngesterClient {
                     self.leaders.lock().insert(p, target);
                     return Ok(answer);
                 }
-                Err(IngesterError::NotLeader { leader: Some(l), .. }) if l != target && ring.nodes.contains_key(&l) => {
-                    // A redirect: go straight to the named leader.
+                // A redirect, unless to a node that just did not answer (a
+                // follower's stale idea of a leader that is gone).
+                Err(IngesterError::NotLeader { leader: Some(l), .. })
+                    if l != target && ring.nodes.contains_key(&l) && !silent.contains(&l) =>
+                {
                     self.leaders.lock().insert(p, l);
                     self.metrics.push_retries.inc();
                     if Instant::now() < deadline {

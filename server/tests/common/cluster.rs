@@ -8,6 +8,10 @@ use serde_json::Value;
 
 use super::{wait_for, Balsa};
 
+/// Clusters of one test binary run one at a time: each is five processes
+/// plus eight writers, and two at once overload a 2-core machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Cluster {
     pub ingesters: Vec<Balsa>,
     /// Distributor + querier + query-frontend.
@@ -15,6 +19,7 @@ pub struct Cluster {
     pub objects: tempfile::TempDir,
     config: std::path::PathBuf,
     partitions: usize,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
@@ -34,7 +39,8 @@ impl Cluster {
             ),
         )
         .expect("config");
-        let mut c = Cluster { ingesters: Vec::new(), front: Balsa::new(&[]), objects, config, partitions };
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut c = Cluster { ingesters: Vec::new(), front: Balsa::new(&[]), objects, config, partitions, _turn: turn };
         for id in 1..=n as u64 {
             c.add_ingester(id, ZONES[(id as usize - 1) % 3]);
         }

@@ -52,7 +52,7 @@ pub fn load(
                         .collect();
                     let body = json!({"streams": [{"stream": {"writer": format!("w{w}"), "round": round.to_string()}, "values": values}]});
                     let r = ureq::post(&url)
-                        .timeout(Duration::from_secs(20))
+                        .timeout(Duration::from_secs(40))
                         .set("Content-Type", "application/json")
                         .send_string(&body.to_string());
                     let mut h = hist.lock().unwrap();

@@ -123,7 +123,15 @@ impl Balsa {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("balsa exited before becoming ready: {status}");
             }
-            assert!(Instant::now() < deadline, "balsa not ready after 60 s: {}", self.get("/ready", &[], &[]).1);
+            if Instant::now() > deadline {
+                let logs = self.logs();
+                let tail: Vec<&str> = logs.lines().rev().take(30).collect();
+                panic!(
+                    "balsa not ready after 60 s: {}\nlast log lines (newest first):\n{}",
+                    self.get("/ready", &[], &[]).1,
+                    tail.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
