@@ -33,6 +33,10 @@ pub const RETRY_DEADLINE: Duration = Duration::from_secs(20);
 /// paused or partitioned node must not hold a request for long).
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// Timeout of a call to a node that already failed to answer during the
+/// same request (it may be back, or still gone).
+const RECALL_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Routes partition calls to leaders.
 pub struct IngesterClient {
     local: Option<Arc<Ingester>>,
@@ -116,7 +120,8 @@ impl IngesterClient {
                 }),
             };
             let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-            let answer = tokio::time::timeout(CALL_TIMEOUT.min(remaining), self.call_node(&ring, target, p, &call))
+            let limit = if silent.contains(&target) { RECALL_TIMEOUT } else { CALL_TIMEOUT };
+            let answer = tokio::time::timeout(limit.min(remaining), self.call_node(&ring, target, p, &call))
                 .await
                 .unwrap_or_else(|_| Err(IngesterError::Unreachable { node: target, problem: format!("no answer within {CALL_TIMEOUT:?}") }));
             if matches!(answer, Err(IngesterError::Unreachable { .. })) && !silent.contains(&target) {
@@ -127,11 +132,9 @@ impl IngesterClient {
                     self.leaders.lock().insert(p, target);
                     return Ok(answer);
                 }
-                // A redirect, unless to a node that just did not answer (a
-                // follower's stale idea of a leader that is gone).
-                Err(IngesterError::NotLeader { leader: Some(l), .. })
-                    if l != target && ring.nodes.contains_key(&l) && !silent.contains(&l) =>
-                {
+                // A redirect: go to the named leader (if it did not answer
+                // before, it gets a short timeout: the hint may be stale).
+                Err(IngesterError::NotLeader { leader: Some(l), .. }) if l != target && ring.nodes.contains_key(&l) => {
                     self.leaders.lock().insert(p, l);
                     self.metrics.push_retries.inc();
                     if Instant::now() < deadline {

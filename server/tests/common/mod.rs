@@ -31,8 +31,24 @@ pub struct Balsa {
     extra_args: Vec<String>,
 }
 
+/// A port that is free now, below Linux's ephemeral range (32768+), so an
+/// outgoing connection cannot take it before the server binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 1_000) as u16 * 12, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        let p = if p >= 32_000 {
+            NEXT.store(20_001, Ordering::SeqCst);
+            20_000
+        } else {
+            p
+        };
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 impl Balsa {
@@ -121,7 +137,9 @@ impl Balsa {
                 }
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("balsa exited before becoming ready: {status}");
+                let logs = self.logs();
+                let tail: Vec<&str> = logs.lines().rev().take(10).collect();
+                panic!("balsa exited before becoming ready: {status}\nlast log lines (newest first):\n{}", tail.join("\n"));
             }
             if Instant::now() > deadline {
                 let logs = self.logs();
