@@ -16,11 +16,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use balsa_bench::{pct, Common, UNLIMITED};
+use balsa_bench::{pct, push_lines, run_load, Common, UNLIMITED};
 use base64::Engine;
 use clap::Parser;
 
@@ -162,48 +161,6 @@ fn start_etcd(bin: &Path, dir: &Path) -> Result<(Procs, Vec<String>)> {
     Ok((procs, urls))
 }
 
-/// What a load run measured.
-struct Run {
-    ops: usize,
-    bytes: u64,
-    secs: f64,
-    latencies: Vec<f64>,
-}
-
-/// `clients` threads call `op(client, seq)` (returning payload bytes) until
-/// `seconds` pass.
-fn run_load(clients: usize, seconds: u64, op: impl Fn(usize, u64) -> Result<u64> + Send + Sync + 'static) -> Result<Run> {
-    let op = Arc::new(op);
-    let results = Arc::new(Mutex::new((0u64, Vec::new())));
-    let started = Instant::now();
-    let until = started + Duration::from_secs(seconds);
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
-            let (op, results) = (op.clone(), results.clone());
-            std::thread::spawn(move || -> Result<()> {
-                let mut seq = 0;
-                while Instant::now() < until {
-                    let t = Instant::now();
-                    let bytes = op(c, seq)?;
-                    let ms = t.elapsed().as_secs_f64() * 1000.0;
-                    let mut r = results.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                    r.0 += bytes;
-                    r.1.push(ms);
-                    seq += 1;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let (bytes, mut latencies) = results.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    latencies.sort_by(f64::total_cmp);
-    Ok(Run { ops: latencies.len(), bytes, secs, latencies })
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let bin = args.common.balsa_binary()?;
@@ -213,23 +170,7 @@ fn main() -> Result<()> {
     let url = format!("{base}/loki/api/v1/push");
     let pad = "x".repeat(args.line_bytes.saturating_sub(40));
     let lines = args.lines;
-    let balsa = run_load(args.clients, args.seconds, move |w, seq| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
-        let mut raw = 0u64;
-        let values: Vec<serde_json::Value> = (0..lines)
-            .map(|i| {
-                let line = format!("level=info writer={w} seq={seq} i={i} msg=\"{pad}\"");
-                raw += line.len() as u64;
-                serde_json::json!([(now + i as i64).to_string(), line])
-            })
-            .collect();
-        let body = serde_json::json!({"streams": [{"stream": {"job": "bench", "writer": w.to_string()}, "values": values}]});
-        match ureq::post(&url).set("Content-Type", "application/json").send_string(&body.to_string()) {
-            Ok(r) if r.status() == 204 => Ok(raw),
-            Ok(r) => bail!("push answered {}", r.status()),
-            Err(e) => bail!("push failed: {e}"),
-        }
-    })?;
+    let balsa = run_load(args.clients, args.seconds, move |w, seq| push_lines(&url, w, seq, lines, &pad))?;
     drop(procs);
 
     let (etcd_procs, urls) = start_etcd(&args.etcd, &tmp.path().join("etcd"))?;

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
@@ -116,3 +117,68 @@ pub fn line(rng: &mut Rng, i: usize, rare_every: usize) -> String {
     )
 }
 
+
+/// What a load run measured.
+pub struct Run {
+    pub ops: usize,
+    /// Payload bytes the operations carried.
+    pub bytes: u64,
+    pub secs: f64,
+    /// Milliseconds per operation, sorted.
+    pub latencies: Vec<f64>,
+}
+
+/// `clients` threads call `op(client, seq)` (returning the payload bytes it
+/// carried) back to back until `seconds` pass; any error ends the run.
+pub fn run_load(clients: usize, seconds: u64, op: impl Fn(usize, u64) -> Result<u64> + Send + Sync + 'static) -> Result<Run> {
+    let op = Arc::new(op);
+    let results = Arc::new(Mutex::new((0u64, Vec::new())));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (op, results) = (op.clone(), results.clone());
+            std::thread::spawn(move || -> Result<()> {
+                let mut seq = 0;
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    let bytes = op(c, seq)?;
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    let mut r = results.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                    r.0 += bytes;
+                    r.1.push(ms);
+                    seq += 1;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (bytes, mut latencies) = results.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    latencies.sort_by(f64::total_cmp);
+    Ok(Run { ops: latencies.len(), bytes, secs, latencies })
+}
+
+/// Pushes `lines` logfmt lines padded with `pad` as writer `w`'s `seq`-th
+/// batch (stream `{job="bench", writer="w"}`) and waits for the 204;
+/// returns the raw bytes of the lines.
+pub fn push_lines(url: &str, w: usize, seq: u64, lines: usize, pad: &str) -> Result<u64> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
+    let mut raw = 0u64;
+    let values: Vec<serde_json::Value> = (0..lines)
+        .map(|i| {
+            let line = format!("level=info writer={w} seq={seq} i={i} msg=\"{pad}\"");
+            raw += line.len() as u64;
+            serde_json::json!([(now + i as i64).to_string(), line])
+        })
+        .collect();
+    let body = serde_json::json!({"streams": [{"stream": {"job": "bench", "writer": w.to_string()}, "values": values}]});
+    match ureq::post(url).set("Content-Type", "application/json").send_string(&body.to_string()) {
+        Ok(r) if r.status() == 204 => Ok(raw),
+        Ok(r) => bail!("push answered {}", r.status()),
+        Err(e) => bail!("push failed: {e}"),
+    }
+}

@@ -14,11 +14,10 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use anyhow::{bail, Result};
-use balsa_bench::{Common, pct, start, UNLIMITED};
+use anyhow::Result;
+use balsa_bench::{pct, push_lines, run_load, start, Common, UNLIMITED};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -85,58 +84,13 @@ fn main() -> Result<()> {
     println!("anchor  4 KiB write+fdatasync: p50 {:.3} ms, p99 {:.3} ms", pct(&fsync, 0.5), pct(&fsync, 0.99));
 
     let server = start(&bin, &tmp.path().join("data"), UNLIMITED)?;
-    let base = server.base.clone();
-    let url = format!("{base}/loki/api/v1/push");
+    let url = format!("{}/loki/api/v1/push", server.base);
     let pad = "x".repeat(args.line_bytes.saturating_sub(40));
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let bytes = Arc::new(Mutex::new(0u64));
-    let started = Instant::now();
-    let until = started + Duration::from_secs(args.seconds);
-    let threads: Vec<_> = (0..args.writers)
-        .map(|w| {
-            let (url, pad, latencies, bytes) = (url.clone(), pad.clone(), latencies.clone(), bytes.clone());
-            let lines = args.lines;
-            std::thread::spawn(move || -> Result<()> {
-                let mut seq = 0u64;
-                while Instant::now() < until {
-                    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
-                    let mut raw = 0u64;
-                    let values: Vec<serde_json::Value> = (0..lines)
-                        .map(|i| {
-                            let line = format!("level=info writer={w} seq={seq} i={i} msg=\"{pad}\"");
-                            raw += line.len() as u64;
-                            serde_json::json!([(now + i as i64).to_string(), line])
-                        })
-                        .collect();
-                    let body = serde_json::json!({"streams": [
-                        {"stream": {"job": "bench", "writer": w.to_string()}, "values": values}
-                    ]})
-                    .to_string();
-                    let t = Instant::now();
-                    let r = ureq::post(&url).set("Content-Type", "application/json").send_string(&body);
-                    let ms = t.elapsed().as_secs_f64() * 1000.0;
-                    match r {
-                        Ok(resp) if resp.status() == 204 => {}
-                        Ok(resp) => bail!("push answered {}", resp.status()),
-                        Err(e) => bail!("push failed: {e}"),
-                    }
-                    latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(ms);
-                    *bytes.lock().map_err(|_| anyhow::anyhow!("poisoned"))? += raw;
-                    seq += 1;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    lat.sort_by(f64::total_cmp);
-    let pushes = lat.len();
+    let lines = args.lines;
+    let run = run_load(args.writers, args.seconds, move |w, seq| push_lines(&url, w, seq, lines, &pad))?;
+    let (secs, lat, pushes) = (run.secs, run.latencies, run.ops);
     let lines_s = (pushes * args.lines) as f64 / secs;
-    let mbs = *bytes.lock().map_err(|_| anyhow::anyhow!("poisoned"))? as f64 / 1e6 / secs;
+    let mbs = run.bytes as f64 / 1e6 / secs;
     println!(
         "balsa   {} writers x {} lines of ~{} B: {pushes} pushes in {secs:.1} s",
         args.writers, args.lines, args.line_bytes

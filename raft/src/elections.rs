@@ -86,7 +86,8 @@ fn rand_u64() -> u64 {
 /// Runs the elections of every group on this node until `stop`.
 pub async fn run(node: NodeId, groups: Groups, peers: Peers, db: LogDb, mut stop: watch::Receiver<bool>) {
     let mut timeouts: HashMap<GroupId, Duration> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut candidates = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -94,46 +95,58 @@ pub async fn run(node: NodeId, groups: Groups, peers: Peers, db: LogDb, mut stop
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
         for g in groups.ids() {
+            // Most groups heard from their leader recently: one map look-up.
+            let silence = peers.contacts().silence(g);
+            if silence < ELECTION_TIMEOUT_MIN {
+                continue;
+            }
             let Some(raft) = groups.get(g) else { continue };
-            let m = raft.metrics().borrow().clone();
-            if m.state == ServerState::Leader || m.state == ServerState::Shutdown {
-                peers.contacts().heard(g);
-                continue;
-            }
-            let membership = m.membership_config.membership().clone();
-            let voters: Vec<NodeId> = membership.voter_ids().collect();
-            if !voters.contains(&node) {
-                continue;
-            }
-            if voters.len() == 1 {
+            let (voters, others): (usize, Vec<(NodeId, String)>) = {
+                let m = raft.metrics();
+                let m = m.borrow();
+                let membership = m.membership_config.membership();
+                if m.state == ServerState::Leader || m.state == ServerState::Shutdown || !membership.voter_ids().any(|v| v == node) {
+                    continue;
+                }
+                let voter_ids: Vec<NodeId> = membership.voter_ids().collect();
+                let others = membership
+                    .nodes()
+                    .filter(|(id, _)| **id != node && voter_ids.contains(id))
+                    .map(|(id, n)| (*id, n.addr.clone()))
+                    .collect();
+                (voter_ids.len(), others)
+            };
+            if voters == 1 {
                 // The only voter: nobody to ask, nobody to disturb.
                 let _ = raft.trigger().elect().await;
                 continue;
             }
             let timeout = *timeouts.entry(g).or_insert_with(draw_timeout);
-            if peers.contacts().silence(g) < timeout {
+            if silence < timeout {
                 continue;
             }
             timeouts.insert(g, draw_timeout());
-            let last = match db.group(g).get_log_state().await {
-                Ok(st) => st.last_log_id,
-                Err(_) => continue,
-            };
-            let others: Vec<(NodeId, String)> = membership
-                .nodes()
-                .filter(|(id, _)| **id != node && voters.contains(id))
-                .map(|(id, n)| (*id, n.addr.clone()))
-                .collect();
-            let asks = others.iter().map(|(id, addr)| peers.pre_vote(*id, addr, g, &last));
-            let granted = 1 + futures::future::join_all(asks).await.into_iter().filter(|ok| *ok).count();
-            if granted * 2 > voters.len() {
-                tracing::info!(group = g, granted, voters = voters.len(), "pre-vote won; campaigning");
-                let _ = raft.trigger().elect().await;
-                // The campaign counts as contact: give it a timeout to finish.
-                peers.contacts().heard(g);
-            } else {
-                tracing::debug!(group = g, granted, voters = voters.len(), "pre-vote lost; not campaigning");
-            }
+            candidates.push((g, raft, voters, others));
         }
+        // Every group due for an election asks at once: when a node dies,
+        // the hundreds of groups it led must not wait for each other.
+        let rounds = candidates.drain(..).map(|(g, raft, voters, others)| {
+            let (peers, db) = (&peers, &db);
+            async move {
+                let Ok(st) = db.group(g).get_log_state().await else { return };
+                let last = st.last_log_id;
+                let asks = others.iter().map(|(id, addr)| peers.pre_vote(*id, addr, g, &last));
+                let granted = 1 + futures::future::join_all(asks).await.into_iter().filter(|ok| *ok).count();
+                if granted * 2 > voters {
+                    tracing::info!(group = g, granted, voters, "pre-vote won; campaigning");
+                    let _ = raft.trigger().elect().await;
+                    // The campaign counts as contact: give it a timeout to finish.
+                    peers.contacts().heard(g);
+                } else {
+                    tracing::debug!(group = g, granted, voters, "pre-vote lost; not campaigning");
+                }
+            }
+        });
+        futures::future::join_all(rounds).await;
     }
 }

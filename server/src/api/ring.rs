@@ -107,32 +107,31 @@ fn render_html(v: &Value) -> String {
          <style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>\
          </head><body><h1>Ring</h1>",
     );
-    let _ = write!(h, "<p>epoch {} · replication factor {}</p><h2>Nodes</h2><table><tr>", cell(&v["epoch"]), cell(&v["replication_factor"]));
-    let cols = ["id", "zone", "state", "health", "grpc_addr", "http_addr", "replicas", "leaders"];
-    for c in cols {
-        let _ = write!(h, "<th>{c}</th>");
-    }
-    h.push_str("</tr>");
-    for n in v["nodes"].as_array().into_iter().flatten() {
-        h.push_str("<tr>");
-        for c in cols {
-            let _ = write!(h, "<td>{}</td>", cell(&n[c]));
-        }
-        h.push_str("</tr>");
-    }
-    h.push_str("</table><h2>Partitions</h2><table><tr>");
-    let cols = ["partition", "epoch", "replicas", "leader", "term", "voters", "commit_index", "applied_index", "lag"];
-    for c in cols {
-        let _ = write!(h, "<th>{c}</th>");
-    }
-    h.push_str("</tr>");
-    for p in v["partitions"].as_array().into_iter().flatten() {
-        h.push_str("<tr>");
-        for c in cols {
-            let _ = write!(h, "<td>{}</td>", cell(&p[c]));
-        }
-        h.push_str("</tr>");
-    }
-    h.push_str("</table></body></html>");
+    let _ = write!(h, "<p>epoch {} · replication factor {}</p>", cell(&v["epoch"]), cell(&v["replication_factor"]));
+    table(&mut h, "Nodes", &v["nodes"], &["id", "zone", "state", "health", "grpc_addr", "http_addr", "replicas", "leaders"]);
+    table(
+        &mut h,
+        "Partitions",
+        &v["partitions"],
+        &["partition", "epoch", "replicas", "leader", "term", "voters", "commit_index", "applied_index", "lag"],
+    );
+    h.push_str("</body></html>");
     h
+}
+
+/// An HTML table of `rows` (a JSON array of objects), one column per key.
+fn table(h: &mut String, title: &str, rows: &Value, cols: &[&str]) {
+    let _ = write!(h, "<h2>{title}</h2><table><tr>");
+    for c in cols {
+        let _ = write!(h, "<th>{c}</th>");
+    }
+    h.push_str("</tr>");
+    for r in rows.as_array().into_iter().flatten() {
+        h.push_str("<tr>");
+        for c in cols {
+            let _ = write!(h, "<td>{}</td>", cell(&r[*c]));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>");
 }
