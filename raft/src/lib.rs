@@ -86,7 +86,7 @@ pub async fn open_group<S: Replicated>(
 
 /// Interval of the leaders' heartbeats, sent for all groups at once by
 /// [`heartbeats`].
-pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// Timing and snapshot settings every Balsa group uses. A follower that has
 /// not heard from its leader for 1.5–3 s asks for a pre-vote and campaigns
@@ -111,7 +111,8 @@ pub fn group_config(name: String, snapshot_logs_since_last: u64) -> Result<std::
     cfg.validate().map(std::sync::Arc::new).map_err(|e| format!("raft config: {e}"))
 }
 
-/// Every [`HEARTBEAT_INTERVAL`], makes every group this node leads send its
+/// Every [`HEARTBEAT_INTERVAL`] (1 s; followers wait a 3 s lease before a
+/// pre-vote succeeds), makes every group this node leads send its
 /// heartbeats, all at once: the transport then carries them to each peer
 /// in one or a few RPCs, however many groups there are. Runs until `stop`.
 pub async fn heartbeats(groups: Groups, mut stop: tokio::sync::watch::Receiver<bool>) {
