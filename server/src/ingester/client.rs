@@ -105,6 +105,7 @@ impl IngesterClient {
         let mut attempt = 0usize;
         // Nodes that did not answer during this call: tried last.
         let mut silent: Vec<NodeId> = Vec::new();
+        let mut redirects = 0usize;
         loop {
             let ring = self.ready_ring(deadline).await?;
             let Some(a) = ring.partitions.get(p as usize) else { return Err(IngesterError::NoSuchPartition(p)) };
@@ -137,6 +138,13 @@ impl IngesterClient {
                 Err(IngesterError::NotLeader { leader: Some(l), .. }) if l != target && ring.nodes.contains_key(&l) => {
                     self.leaders.lock().insert(p, l);
                     self.metrics.push_retries.inc();
+                    redirects += 1;
+                    // Two nodes can name each other while an election settles:
+                    // after a few hops, wait before the next.
+                    if redirects > 3 {
+                        tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                    }
                     if Instant::now() < deadline {
                         continue;
                     }
