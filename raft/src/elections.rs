@@ -86,10 +86,6 @@ fn rand_u64() -> u64 {
 /// Runs the elections of every group on this node until `stop`.
 pub async fn run(node: NodeId, groups: Groups, peers: Peers, db: LogDb, mut stop: watch::Receiver<bool>) {
     let mut timeouts: HashMap<GroupId, Duration> = HashMap::new();
-    // When this node last campaigned per group: paces its own attempts. It
-    // is not contact with a leader, so it never makes this node refuse a
-    // peer's pre-vote (two candidates doing so would block each other).
-    let mut campaigned: HashMap<GroupId, Instant> = HashMap::new();
     let mut candidates = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -126,11 +122,10 @@ pub async fn run(node: NodeId, groups: Groups, peers: Peers, db: LogDb, mut stop
                 continue;
             }
             let timeout = *timeouts.entry(g).or_insert_with(draw_timeout);
-            if silence < timeout || campaigned.get(&g).is_some_and(|t| t.elapsed() < timeout) {
+            if silence < timeout {
                 continue;
             }
             timeouts.insert(g, draw_timeout());
-            campaigned.insert(g, Instant::now());
             candidates.push((g, raft, voters, others));
         }
         // Every group due for an election asks at once: when a node dies,
@@ -145,6 +140,8 @@ pub async fn run(node: NodeId, groups: Groups, peers: Peers, db: LogDb, mut stop
                 if granted * 2 > voters {
                     tracing::info!(group = g, granted, voters, "pre-vote won; campaigning");
                     let _ = raft.trigger().elect().await;
+                    // The campaign counts as contact: give it a timeout to finish.
+                    peers.contacts().heard(g);
                 } else {
                     tracing::debug!(group = g, granted, voters, "pre-vote lost; not campaigning");
                 }

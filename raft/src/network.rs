@@ -58,8 +58,6 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 #[derive(Clone, Default)]
 pub struct Groups {
     inner: Arc<RwLock<HashMap<GroupId, Raft>>>,
-    /// Groups whose leader here sends no heartbeats (handing leadership over).
-    muted: Arc<Mutex<std::collections::HashSet<GroupId>>>,
 }
 
 impl Groups {
@@ -79,20 +77,6 @@ impl Groups {
         let mut ids: Vec<GroupId> = self.inner.read().keys().copied().collect();
         ids.sort_unstable();
         ids
-    }
-
-    /// Stops (`true`) or resumes the heartbeats of a group led here.
-    pub fn mute(&self, group: GroupId, muted: bool) {
-        let mut m = self.muted.lock();
-        if muted {
-            m.insert(group);
-        } else {
-            m.remove(&group);
-        }
-    }
-
-    pub fn is_muted(&self, group: GroupId) -> bool {
-        self.muted.lock().contains(&group)
     }
 }
 

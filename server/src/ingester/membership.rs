@@ -51,11 +51,6 @@ impl Ingester {
 
     async fn reconcile(self: &Arc<Self>, ring: &RingState) -> Result<(), IngesterError> {
         let me = self.cfg.node_id;
-        // Leader balance: a node leading more than its share hands
-        // partitions to their preferred replica.
-        let active = ring.nodes.values().filter(|n| n.state == NodeState::Active).count().max(1);
-        let share = ring.partitions.len().div_ceil(active);
-        let mut leading = self.led_partitions().len();
         for (p, a) in ring.partitions.iter().enumerate() {
             let p = p as u32;
             let assigned = a.replicas.contains(&me);
@@ -70,9 +65,6 @@ impl Ingester {
                         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
                         let wanted: BTreeSet<NodeId> = a.replicas.iter().copied().collect();
                         let joint = membership.get_joint_config().len() > 1;
-                        if !joint && voters == wanted && leading > share && self.hand_over(&part, p, a.replicas[0], &m) {
-                            leading -= 1;
-                        }
                         if !joint && voters != wanted && !wanted.is_empty() && self.changing.lock().insert(p) {
                             let this = self.clone();
                             let nodes: BTreeMap<NodeId, String> =
@@ -126,44 +118,6 @@ impl Ingester {
         }
         self.partitions.write().insert(p, Arc::new(Partition { raft, shared }));
         Ok(())
-    }
-
-    /// On the leader: hands partition `p` to `to` (its preferred replica) if
-    /// that one is a caught-up voter and `p` was not handed over in the last
-    /// minute. openraft 0.9 has no leadership transfer, so this node stops
-    /// the group's heartbeats and redirects its requests to `to`; after the
-    /// followers' lease (3 s) a pre-vote succeeds and a new leader is
-    /// elected. Writes to `p` wait (the router retries) meanwhile.
-    fn hand_over(self: &Arc<Self>, part: &Arc<Partition>, p: u32, to: NodeId, m: &openraft::RaftMetrics<NodeId, BasicNode>) -> bool {
-        const COOLDOWN: Duration = Duration::from_secs(60);
-        const GIVE_UP: Duration = Duration::from_secs(15);
-        if to == self.cfg.node_id || !m.membership_config.membership().voter_ids().any(|v| v == to) {
-            return false;
-        }
-        let caught_up = m
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&to))
-            .and_then(|l| *l)
-            .is_some_and(|l| l.index + 100 >= m.last_log_index.unwrap_or(0));
-        let recent = self.handed_over_at.lock().get(&p).is_some_and(|t| t.elapsed() < COOLDOWN);
-        if !caught_up || recent || self.handing_over.lock().contains_key(&p) {
-            return false;
-        }
-        tracing::info!(partition = p, to, "handing leadership over (this node leads more than its share)");
-        self.handed_over_at.lock().insert(p, std::time::Instant::now());
-        self.handing_over.lock().insert(p, to);
-        self.groups.mute(u64::from(p), true);
-        let (this, part) = (self.clone(), part.clone());
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + GIVE_UP;
-            let mut metrics = part.raft.metrics();
-            let stepped_down = async move { metrics.wait_for(|m| m.state != openraft::ServerState::Leader).await.is_ok() };
-            let _ = tokio::time::timeout_at(deadline, stepped_down).await;
-            this.groups.mute(u64::from(p), false);
-            this.handing_over.lock().remove(&p);
-        });
-        true
     }
 
     /// On the leader: makes `nodes` the voters of partition `p`.

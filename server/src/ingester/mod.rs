@@ -78,10 +78,6 @@ pub struct Ingester {
     ring: RingWatch,
     /// Partitions whose membership this node is changing now.
     changing: parking_lot::Mutex<HashSet<u32>>,
-    /// Partitions whose leadership this node is handing to another node.
-    handing_over: parking_lot::Mutex<std::collections::HashMap<u32, NodeId>>,
-    /// When this node last handed each partition over (against churn).
-    handed_over_at: parking_lot::Mutex<std::collections::HashMap<u32, std::time::Instant>>,
 }
 
 impl Ingester {
@@ -100,8 +96,6 @@ impl Ingester {
             groups,
             ring,
             changing: Default::default(),
-            handing_over: Default::default(),
-            handed_over_at: Default::default(),
         })
     }
 
@@ -121,7 +115,6 @@ impl Ingester {
     /// Proposes a command and waits until it is committed and applied;
     /// returns the state machine's encoded answer.
     pub async fn propose(&self, p: u32, cmd: &Command) -> Result<Vec<u8>, IngesterError> {
-        self.check_not_handing_over(p)?;
         let part = self.partition(p)?;
         let unavailable = |problem: String| IngesterError::Unavailable { partition: p, problem };
         let bytes = command::encode(cmd).map_err(|e| unavailable(e.to_string()))?;
@@ -131,14 +124,6 @@ impl Ingester {
                 Err(IngesterError::NotLeader { partition: p, leader: f.leader_id })
             }
             Err(e) => Err(unavailable(e.to_string())),
-        }
-    }
-
-    /// While partition `p` is handed over, its requests go to the new leader.
-    fn check_not_handing_over(&self, p: u32) -> Result<(), IngesterError> {
-        match self.handing_over.lock().get(&p) {
-            Some(&to) => Err(IngesterError::NotLeader { partition: p, leader: Some(to) }),
-            None => Ok(()),
         }
     }
 
@@ -170,7 +155,6 @@ impl Ingester {
         consistency: read::ReadConsistency,
         f: impl FnOnce(&PartitionState) -> R,
     ) -> Result<R, IngesterError> {
-        self.check_not_handing_over(p)?;
         let part = self.partition(p)?;
         match consistency {
             read::ReadConsistency::Linearizable => part.raft.ensure_linearizable().await.map(|_| ()).map_err(|e| match e {
