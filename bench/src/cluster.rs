@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use balsa_bench::{pct, push_lines, run_load, Common, UNLIMITED};
+use balsa_bench::{pct, push_lines, run_load, Common, PushLoad, UNLIMITED};
 use base64::Engine;
 use clap::Parser;
 
@@ -27,18 +27,8 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     common: Common,
-    /// Concurrent clients, for both systems.
-    #[arg(long, default_value_t = 8)]
-    clients: usize,
-    /// Lines per Balsa push.
-    #[arg(long, default_value_t = 1000)]
-    lines: usize,
-    /// Bytes per line (about).
-    #[arg(long, default_value_t = 200)]
-    line_bytes: usize,
-    /// Seconds of load for each system.
-    #[arg(long, default_value_t = 20)]
-    seconds: u64,
+    #[command(flatten)]
+    load: PushLoad,
     /// Ring partitions of the Balsa cluster.
     #[arg(long, default_value_t = 8)]
     partitions: u32,
@@ -168,15 +158,15 @@ fn main() -> Result<()> {
 
     let (procs, base) = start_balsa(&bin, &tmp.path().join("balsa"), args.partitions)?;
     let url = format!("{base}/loki/api/v1/push");
-    let pad = "x".repeat(args.line_bytes.saturating_sub(40));
-    let lines = args.lines;
-    let balsa = run_load(args.clients, args.seconds, move |w, seq| push_lines(&url, w, seq, lines, &pad))?;
+    let pad = "x".repeat(args.load.line_bytes.saturating_sub(40));
+    let lines = args.load.lines;
+    let balsa = run_load(args.load.clients, args.load.seconds, move |w, seq| push_lines(&url, w, seq, lines, &pad))?;
     drop(procs);
 
     let (etcd_procs, urls) = start_etcd(&args.etcd, &tmp.path().join("etcd"))?;
     let value = base64::engine::general_purpose::STANDARD.encode(vec![b'v'; 1024]);
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
-    let etcd = run_load(args.clients, args.seconds, move |c, seq| {
+    let etcd = run_load(args.load.clients, args.load.seconds, move |c, seq| {
         let key = base64::engine::general_purpose::STANDARD.encode(format!("bench/{c}/{seq}"));
         let body = serde_json::json!({"key": key, "value": value});
         let u = &urls[c % urls.len()];
@@ -188,17 +178,17 @@ fn main() -> Result<()> {
     })?;
     drop(etcd_procs);
 
-    let b_lines = (balsa.ops * args.lines) as f64 / balsa.secs;
+    let b_lines = (balsa.ops * args.load.lines) as f64 / balsa.secs;
     let b_mbs = balsa.bytes as f64 / 1e6 / balsa.secs;
     let e_puts = etcd.ops as f64 / etcd.secs;
     let e_mbs = etcd.bytes as f64 / 1e6 / etcd.secs;
     println!(
         "balsa   3 ingesters RF=3, {} clients x {} lines of ~{} B: {} pushes in {:.1} s",
-        args.clients, args.lines, args.line_bytes, balsa.ops, balsa.secs
+        args.load.clients, args.load.lines, args.load.line_bytes, balsa.ops, balsa.secs
     );
     println!("balsa   {b_lines:.0} lines/s, {b_mbs:.2} MB/s of raw lines, replicated and fsynced");
     println!("balsa   push latency: p50 {:.1} ms, p99 {:.1} ms", pct(&balsa.latencies, 0.5), pct(&balsa.latencies, 0.99));
-    println!("anchor  etcd 3 members, {} clients x 1 KiB puts: {} puts in {:.1} s", args.clients, etcd.ops, etcd.secs);
+    println!("anchor  etcd 3 members, {} clients x 1 KiB puts: {} puts in {:.1} s", args.load.clients, etcd.ops, etcd.secs);
     println!("anchor  etcd {e_puts:.0} puts/s, {e_mbs:.2} MB/s of values");
     println!("anchor  etcd put latency: p50 {:.1} ms, p99 {:.1} ms", pct(&etcd.latencies, 0.5), pct(&etcd.latencies, 0.99));
     println!("ratio   balsa MB/s / etcd MB/s: {:.1}", b_mbs / e_mbs);

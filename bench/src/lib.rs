@@ -37,6 +37,23 @@ pub struct Common {
     pub dir: PathBuf,
 }
 
+/// The push load both push benchmarks generate.
+#[derive(clap::Args, Debug)]
+pub struct PushLoad {
+    /// Concurrent clients (writers).
+    #[arg(long, visible_alias = "writers", default_value_t = 8)]
+    pub clients: usize,
+    /// Lines per push.
+    #[arg(long, default_value_t = 1000)]
+    pub lines: usize,
+    /// Bytes per line (about).
+    #[arg(long, default_value_t = 200)]
+    pub line_bytes: usize,
+    /// Seconds of load (for each system measured).
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+}
+
 impl Common {
     /// The `balsa` binary: `--balsa`, else the one next to the benchmark.
     pub fn balsa_binary(&self) -> Result<PathBuf> {

@@ -17,25 +17,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use balsa_bench::{pct, push_lines, run_load, start, Common, UNLIMITED};
+use balsa_bench::{pct, push_lines, run_load, start, Common, PushLoad, UNLIMITED};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
     common: Common,
-    /// Concurrent writers.
-    #[arg(long, default_value_t = 8)]
-    writers: usize,
-    /// Lines per push.
-    #[arg(long, default_value_t = 1000)]
-    lines: usize,
-    /// Bytes per line (about).
-    #[arg(long, default_value_t = 200)]
-    line_bytes: usize,
-    /// Seconds of load.
-    #[arg(long, default_value_t = 20)]
-    seconds: u64,
+    #[command(flatten)]
+    load: PushLoad,
     /// MiB written for the disk's sequential anchor.
     #[arg(long, default_value_t = 256)]
     anchor_mib: usize,
@@ -85,15 +75,15 @@ fn main() -> Result<()> {
 
     let server = start(&bin, &tmp.path().join("data"), UNLIMITED)?;
     let url = format!("{}/loki/api/v1/push", server.base);
-    let pad = "x".repeat(args.line_bytes.saturating_sub(40));
-    let lines = args.lines;
-    let run = run_load(args.writers, args.seconds, move |w, seq| push_lines(&url, w, seq, lines, &pad))?;
+    let pad = "x".repeat(args.load.line_bytes.saturating_sub(40));
+    let lines = args.load.lines;
+    let run = run_load(args.load.clients, args.load.seconds, move |w, seq| push_lines(&url, w, seq, lines, &pad))?;
     let (secs, lat, pushes) = (run.secs, run.latencies, run.ops);
-    let lines_s = (pushes * args.lines) as f64 / secs;
+    let lines_s = (pushes * args.load.lines) as f64 / secs;
     let mbs = run.bytes as f64 / 1e6 / secs;
     println!(
         "balsa   {} writers x {} lines of ~{} B: {pushes} pushes in {secs:.1} s",
-        args.writers, args.lines, args.line_bytes
+        args.load.clients, args.load.lines, args.load.line_bytes
     );
     println!("balsa   {lines_s:.0} lines/s, {mbs:.1} MB/s of raw lines");
     println!("balsa   push latency: p50 {:.1} ms, p99 {:.1} ms", pct(&lat, 0.5), pct(&lat, 0.99));

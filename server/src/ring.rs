@@ -80,7 +80,7 @@ impl NodeState {
         }
     }
 
-    fn to_pb(self) -> pb::NodeState {
+    pub fn to_pb(self) -> pb::NodeState {
         match self {
             NodeState::Active => pb::NodeState::Active,
             NodeState::Draining => pb::NodeState::Draining,
@@ -108,6 +108,19 @@ pub struct NodeInfo {
     pub grpc_addr: String,
     pub http_addr: String,
     pub state: NodeState,
+}
+
+impl NodeInfo {
+    pub fn to_pb(&self) -> pb::NodeInfo {
+        pb::NodeInfo {
+            id: self.id,
+            zone: self.zone.clone(),
+            grpc_addr: self.grpc_addr.clone(),
+            http_addr: self.http_addr.clone(),
+            state: self.state.to_pb() as i32,
+            ingester: true,
+        }
+    }
 }
 
 /// Where a partition's replicas live.
@@ -148,18 +161,7 @@ impl RingState {
         pb::Ring {
             epoch: self.epoch,
             replication_factor: self.replication_factor,
-            nodes: self
-                .nodes
-                .values()
-                .map(|n| pb::NodeInfo {
-                    id: n.id,
-                    zone: n.zone.clone(),
-                    grpc_addr: n.grpc_addr.clone(),
-                    http_addr: n.http_addr.clone(),
-                    state: n.state.to_pb() as i32,
-                    ingester: true,
-                })
-                .collect(),
+            nodes: self.nodes.values().map(NodeInfo::to_pb).collect(),
             partitions: self
                 .partitions
                 .iter()

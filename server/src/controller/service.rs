@@ -103,27 +103,12 @@ async fn client(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> R
 pub async fn send(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>, cmd: &ControllerCommand) -> Result<u64, String> {
     let mut c = client(addr, tls).await?;
     let reply = match cmd {
+        // A joining node asks to be active, whatever its state was.
         ControllerCommand::Join(n) => {
-            c.join(pb::JoinRequest {
-                node: Some(pb::NodeInfo {
-                    id: n.id,
-                    zone: n.zone.clone(),
-                    grpc_addr: n.grpc_addr.clone(),
-                    http_addr: n.http_addr.clone(),
-                    state: pb::NodeState::Active as i32,
-                    ingester: true,
-                }),
-            })
-            .await
+            c.join(pb::JoinRequest { node: Some(pb::NodeInfo { state: pb::NodeState::Active as i32, ..n.to_pb() }) }).await
         }
         ControllerCommand::SetState { node, state } => {
-            let state = match state {
-                NodeState::Active => pb::NodeState::Active,
-                NodeState::Draining => pb::NodeState::Draining,
-                NodeState::Dead => pb::NodeState::Dead,
-                NodeState::Left => pb::NodeState::Left,
-            };
-            c.set_state(pb::SetStateRequest { node: *node, state: state as i32 }).await
+            c.set_state(pb::SetStateRequest { node: *node, state: state.to_pb() as i32 }).await
         }
         ControllerCommand::Bootstrap { .. } => return Err("bootstrap is never forwarded".into()),
     };
