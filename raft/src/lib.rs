@@ -125,7 +125,7 @@ pub async fn heartbeats(groups: Groups, mut stop: tokio::sync::watch::Receiver<b
         }
         for id in groups.ids() {
             let Some(raft) = groups.get(id) else { continue };
-            if raft.metrics().borrow().state == openraft::ServerState::Leader {
+            if raft.metrics().borrow().state == openraft::ServerState::Leader && !groups.is_muted(id) {
                 let _ = raft.trigger().heartbeat().await;
             }
         }

@@ -58,6 +58,8 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 #[derive(Clone, Default)]
 pub struct Groups {
     inner: Arc<RwLock<HashMap<GroupId, Raft>>>,
+    /// Groups led here whose heartbeats are stopped (being handed over).
+    muted: Arc<Mutex<std::collections::HashSet<GroupId>>>,
 }
 
 impl Groups {
@@ -77,6 +79,20 @@ impl Groups {
         let mut ids: Vec<GroupId> = self.inner.read().keys().copied().collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// Stops (`true`) or resumes the heartbeats of a group led here.
+    pub fn mute(&self, group: GroupId, muted: bool) {
+        let mut m = self.muted.lock();
+        if muted {
+            m.insert(group);
+        } else {
+            m.remove(&group);
+        }
+    }
+
+    pub fn is_muted(&self, group: GroupId) -> bool {
+        self.muted.lock().contains(&group)
     }
 }
 
@@ -113,12 +129,23 @@ pub struct Peers {
     tls: Option<tonic::transport::ClientTlsConfig>,
     stats: Arc<TransportStats>,
     contacts: Contacts,
+    answered: Answered,
 }
+
+/// When each peer last answered a batch.
+type Answered = Arc<Mutex<HashMap<NodeId, std::time::Instant>>>;
 
 impl Peers {
     /// `tls`: how to reach peers over TLS; `None` for plain HTTP/2.
     pub fn new(node_id: NodeId, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
-        Self { node_id, peers: Arc::default(), tls, stats: Arc::default(), contacts: Contacts::default() }
+        Self { node_id, peers: Arc::default(), tls, stats: Arc::default(), contacts: Contacts::default(), answered: Arc::default() }
+    }
+
+    /// When `node` last answered a batch from this node: leaders send
+    /// heartbeats every second, so this is a free liveness signal for
+    /// every peer that shares a group with this node.
+    pub fn last_answer(&self, node: NodeId) -> Option<std::time::Instant> {
+        self.answered.lock().get(&node).copied()
     }
 
     pub fn stats(&self) -> &TransportStats {
@@ -133,9 +160,21 @@ impl Peers {
     /// Asks `target` whether this node may campaign in `group`; any
     /// failure counts as no.
     pub async fn pre_vote(&self, target: NodeId, addr: &str, group: GroupId, last: &PreVoteRequest) -> bool {
-        let Ok(payload) = encode(last) else { return false };
+        self.ask(target, addr, group, RaftKind::PreVote, last).await
+    }
+
+    /// Tells `target` that `next` is to lead `group` (see
+    /// [`crate::elections::start_hand_over`]); true once `target` noted it.
+    pub async fn announce_hand_over(&self, target: NodeId, addr: &str, group: GroupId, next: NodeId) -> bool {
+        self.ask(target, addr, group, RaftKind::HandOver, &next).await
+    }
+
+    /// A yes/no question to `target` about `group`, through its queue;
+    /// no answer within a second counts as no.
+    async fn ask<Q: Serialize>(&self, target: NodeId, addr: &str, group: GroupId, kind: RaftKind, question: &Q) -> bool {
+        let Ok(payload) = encode(question) else { return false };
         let (tx, rx) = oneshot::channel();
-        let message = RaftMessage { group, kind: RaftKind::PreVote as i32, payload };
+        let message = RaftMessage { group, kind: kind as i32, payload };
         if self.queue(target, addr).send(Pending { message, reply: tx }).is_err() {
             return false;
         }
@@ -161,7 +200,7 @@ impl Peers {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let channel = endpoint(addr, self.tls.clone()).map(|e| e.connect_lazy());
-        tokio::spawn(send_loop(self.node_id, target, channel, rx, self.stats.clone()));
+        tokio::spawn(send_loop(self.node_id, target, channel, rx, self.stats.clone(), self.answered.clone()));
         peers.insert(target, Peer { addr: addr.to_string(), queue: tx.clone() });
         tx
     }
@@ -191,6 +230,7 @@ async fn send_loop(
     channel: Result<Channel, String>,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     stats: Arc<TransportStats>,
+    answered: Answered,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
@@ -210,15 +250,18 @@ async fn send_loop(
             }
         }
         let channel = channel.clone();
-        let stats = stats.clone();
+        let (stats, answered) = (stats.clone(), answered.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            send_batch(from, to, channel, batch, &stats).await;
+            if send_batch(from, to, channel, batch, &stats).await {
+                answered.lock().insert(to, std::time::Instant::now());
+            }
         });
     }
 }
 
-async fn send_batch(from: NodeId, to: NodeId, channel: Result<Channel, String>, batch: Vec<Pending>, stats: &TransportStats) {
+/// Sends one batch and hands out the replies; true if the peer answered.
+async fn send_batch(from: NodeId, to: NodeId, channel: Result<Channel, String>, batch: Vec<Pending>, stats: &TransportStats) -> bool {
     let (messages, replies): (Vec<RaftMessage>, Vec<_>) = batch.into_iter().map(|p| (p.message, p.reply)).unzip();
     let n = messages.len() as u64;
     let result = match channel {
@@ -248,12 +291,14 @@ async fn send_batch(from: NodeId, to: NodeId, channel: Result<Channel, String>, 
                 };
                 let _ = reply.send(r);
             }
+            true
         }
         Err(e) => {
             stats.batches_failed.fetch_add(1, Ordering::Relaxed);
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }
+            false
         }
     }
 }
@@ -373,7 +418,7 @@ impl TransportService {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    async fn deliver(&self, m: RaftMessage) -> RaftReply {
+    async fn deliver(&self, from: NodeId, m: RaftMessage) -> RaftReply {
         let result = match self.groups.get(m.group) {
             None => Err(format!("group {} is not hosted on node {}", m.group, self.node_id)),
             Some(raft) => match RaftKind::try_from(m.kind) {
@@ -388,7 +433,17 @@ impl TransportService {
                     Err(e) => Err(e),
                 },
                 Ok(RaftKind::PreVote) => match decode::<PreVoteRequest>(&m.payload) {
-                    Ok(last) => encode(&answer_pre_vote(&self.contacts, &self.db, m.group, &last).await),
+                    Ok(last) => encode(&answer_pre_vote(&self.contacts, &self.db, &raft, m.group, from, &last).await),
+                    Err(e) => Err(e),
+                },
+                Ok(RaftKind::HandOver) => match decode::<NodeId>(&m.payload) {
+                    // A node shutting down takes no leadership.
+                    Ok(next) if next == self.node_id && self.contacts.is_retiring() => encode(&false),
+                    Ok(next) => {
+                        tracing::info!(group = m.group, from, next, "leader hands the group over");
+                        self.contacts.handing_over(m.group, next);
+                        encode(&true)
+                    }
                     Err(e) => Err(e),
                 },
                 Ok(RaftKind::Vote) => match decode::<VoteRequest<NodeId>>(&m.payload) {
@@ -422,7 +477,8 @@ impl RaftTransport for TransportService {
             )));
         }
         self.stats.messages_received.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
-        let replies = futures::future::join_all(batch.messages.into_iter().map(|m| self.deliver(m))).await;
+        let from = batch.from;
+        let replies = futures::future::join_all(batch.messages.into_iter().map(|m| self.deliver(from, m))).await;
         Ok(tonic::Response::new(RaftBatchReply { replies }))
     }
 }

@@ -36,6 +36,7 @@ pub struct Metrics {
     log_fsyncs: IntGaugeVec,
     raft_transport: IntGaugeVec,
     raft_follower_lag: IntGaugeVec,
+    raft_hand_overs: IntGaugeVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -122,6 +123,11 @@ impl Metrics {
                 "On a partition's leader: log entries each follower is behind.",
                 &["partition", "follower"],
             ),
+            raft_hand_overs: gauge(
+                "balsa_raft_leader_hand_overs",
+                "Leaderships this node handed to their preferred replica (leader balance), by result.",
+                &["result"],
+            ),
             registry: r,
         }
     }
@@ -163,6 +169,9 @@ impl Metrics {
             self.log_fsyncs.with_label_values(&["fsyncs"]).set(s.syncs.load(Relaxed) as i64);
             self.log_fsyncs.with_label_values(&["appends"]).set(s.synced_appends.load(Relaxed) as i64);
             self.log_fsyncs.with_label_values(&["nanoseconds"]).set(s.sync_nanos.load(Relaxed) as i64);
+            let (completed, failed) = ing.hand_over_counts();
+            self.raft_hand_overs.with_label_values(&["completed"]).set(completed as i64);
+            self.raft_hand_overs.with_label_values(&["failed"]).set(failed as i64);
             let t = ing.transport_stats();
             self.raft_transport.with_label_values(&["batches_sent"]).set(t.batches_sent.load(Relaxed) as i64);
             self.raft_transport.with_label_values(&["batches_failed"]).set(t.batches_failed.load(Relaxed) as i64);

@@ -263,7 +263,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             e = fatal_rx.recv() => e,
         };
         match &fatal {
-            None => tracing::info!("shutting down"),
+            None => {
+                tracing::info!("shutting down");
+                // Leaderships move while this node still answers, so
+                // writes go on elsewhere before it stops.
+                if let Some(r) = &role {
+                    r.ingester.hand_over_leaderships().await;
+                }
+            }
             Some(e) => tracing::error!(error = %e, "stopping"),
         }
         let _ = stop_tx.send(true);

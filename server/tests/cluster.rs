@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -171,7 +172,17 @@ fn nodes_talk_over_mutual_tls_when_configured() {
     let certs = tempfile::tempdir().unwrap();
     let mut c = Cluster::start(3, 2, &tls_files(certs.path()));
     let h = under_load(&mut c, 0, |_, pushes| progress(pushes, 20, "pushes over TLS"));
-    check_exactly_once(&stored(&c.front), &h, "over TLS");
+    let all = stored(&c.front);
+    check_exactly_once(&all, &h, "over TLS");
+    // Line filters reach the ingesters' unflushed entries too (over the
+    // wire, the front being a separate process): same answer as filtering
+    // everything here.
+    let filtered: HashSet<String> =
+        c.front.query_lines(None, r#"{writer="w1"} |= "-i7" != "-s1""#, 1, 1_000_000).into_iter().map(|(_, l)| l).collect();
+    let expected: HashSet<String> =
+        all.keys().filter(|l| l.contains("-w1-") && l.contains("-i7") && !l.contains("-s1")).cloned().collect();
+    assert!(!expected.is_empty());
+    assert_eq!(filtered, expected);
     // The gRPC port speaks TLS only: a plaintext request gets no answer.
     let plain = ureq::get(&format!("http://127.0.0.1:{}/", c.ingesters[0].grpc_port)).timeout(Duration::from_secs(5)).call();
     assert!(matches!(plain, Err(ureq::Error::Transport(_))), "plaintext was answered: {plain:?}");
@@ -189,35 +200,68 @@ fn a_dead_node_is_replaced_within_its_zone_and_welcomed_back() {
         let r = c.ring();
         settled(&r) && holds(&r, 4) > 0
     });
+    // Node 1 dies: the node that bootstrapped the cluster, its first
+    // controller leader; node 4 shares its zone.
     let h = under_load(&mut c, 0, |c, pushes| {
-        c.node(4).kill9();
-        wait_for("node 4 declared dead and replaced", Duration::from_secs(60), || {
+        c.node(1).kill9();
+        wait_for("node 1 declared dead and replaced", Duration::from_secs(60), || {
             let r = c.ring();
-            let state = r["nodes"].as_array().into_iter().flatten().find(|n| n["id"] == 4).map(|n| n["state"].clone());
-            state == Some(serde_json::json!("DEAD")) && holds(&r, 4) == 0 && settled(&r)
+            let state = r["nodes"].as_array().into_iter().flatten().find(|n| n["id"] == 1).map(|n| n["state"].clone());
+            state == Some(serde_json::json!("DEAD")) && holds(&r, 1) == 0 && settled(&r)
         });
         assert!(zone_aware(&c.ring()), "replaced within zone-a: {:#}", c.ring());
         progress(pushes, 30, "pushes after the replacement");
-        c.node(4).spawn();
-        wait_for("node 4 active with replicas again", Duration::from_secs(60), || {
+        c.node(1).spawn();
+        wait_for("node 1 active with replicas again", Duration::from_secs(60), || {
             let r = c.ring();
-            settled(&r) && holds(&r, 4) > 0
+            let active = r["nodes"].as_array().into_iter().flatten().any(|n| n["id"] == 1 && n["state"] == "ACTIVE");
+            active && settled(&r) && holds(&r, 1) > 0
         });
     });
     check_exactly_once(&stored(&c.front), &h, "after a node died and came back");
 }
 
 #[test]
-fn a_rolling_restart_with_sigterm_fails_no_push() {
+fn a_rolling_restart_with_sigterm_moves_leaders_first_and_fails_no_push() {
     let mut c = Cluster::start(3, PARTITIONS, "");
     let h = under_load(&mut c, 0, |c, pushes| {
         for id in 1..=3 {
             c.node(id).signal("TERM");
             assert_eq!(c.node(id).wait_exit(Duration::from_secs(90)), Some(0), "node {id} stops cleanly on SIGTERM");
+            // It handed its leaderships over before exiting: every
+            // partition is led by a running node already, no election due.
+            let r = c.ring();
+            for p in r["partitions"].as_array().expect("partitions") {
+                assert!(p["leader"].as_u64().is_some_and(|l| l != id), "node {id} exited still leading: {p:#}");
+            }
             progress(pushes, 20, "pushes while a node restarts");
             c.node(id).spawn();
             c.wait_settled(Duration::from_secs(60));
         }
     });
     check_exactly_once(&stored(&c.front), &h, "after a rolling restart");
+}
+
+#[test]
+fn leaders_move_back_to_a_restarted_node_without_failing_pushes() {
+    let mut c = Cluster::start(3, 6, "");
+    let leads = |r: &serde_json::Value| -> Vec<u64> {
+        r["nodes"].as_array().into_iter().flatten().map(|n| n["leaders"].as_u64().unwrap_or(0)).collect()
+    };
+    let h = under_load(&mut c, 0, |c, pushes| {
+        c.node(1).kill9();
+        wait_for("nodes 2 and 3 lead every partition", Duration::from_secs(60), || {
+            let r = c.ring();
+            r["partitions"].as_array().is_some_and(|ps| ps.iter().all(|p| p["leader"].as_u64().is_some_and(|l| l != 1)))
+        });
+        c.node(1).spawn();
+        progress(pushes, 20, "pushes after the restart");
+        // Six partitions over three nodes: each leads the two it is the
+        // preferred replica of once the others handed them back.
+        wait_for("two leaderships per node again", Duration::from_secs(60), || {
+            let r = c.ring();
+            settled(&r) && leads(&r) == vec![2, 2, 2]
+        });
+    });
+    check_exactly_once(&stored(&c.front), &h, "after leaders moved back");
 }

@@ -135,7 +135,10 @@ pub struct Controller {
     shared: Arc<RwLock<Shared<RingState>>>,
     ring_tx: watch::Sender<Arc<RingState>>,
     tls: Option<tonic::transport::ClientTlsConfig>,
-    /// On the leader: when each node last answered.
+    /// The Raft transport: when each node last answered (the leader's
+    /// heartbeats reach every node, all being members of this group).
+    peers: Peers,
+    /// On the leader: when each node was last known alive.
     last_seen: parking_lot::Mutex<std::collections::HashMap<NodeId, Instant>>,
 }
 
@@ -169,7 +172,7 @@ impl Controller {
         }
         let ring = Arc::new(shared.read().state.clone());
         let (ring_tx, _) = watch::channel(ring);
-        Ok(Arc::new(Self { cfg, raft, shared, ring_tx, tls, last_seen: Default::default() }))
+        Ok(Arc::new(Self { cfg, raft, shared, ring_tx, tls, peers: peers.clone(), last_seen: Default::default() }))
     }
 
     /// The newest ring this replica has applied.
@@ -233,12 +236,18 @@ impl Controller {
         let join = ControllerCommand::Join(self.cfg.node.clone());
         loop {
             let result = if self.cfg.join.is_empty() {
+                // The bootstrapping node: on its first start it is the
+                // group's only voter and creates the ring; restarted, it
+                // already holds the ring and only re-joins (forwarded to
+                // the leader, which may be another node by then).
                 let boot = ControllerCommand::Bootstrap {
                     partitions: self.cfg.partitions,
                     replication_factor: self.cfg.replication_factor,
                 };
-                match self.propose(&boot).await {
-                    Ok(_) => self.propose(&join).await.map(|_| ()),
+                let fresh = self.shared.read().state.partitions.is_empty();
+                let booted = if fresh { self.propose(&boot).await.map(|_| ()) } else { Ok(()) };
+                match booted {
+                    Ok(()) => self.propose(&join).await.map(|_| ()),
                     Err(e) => Err(e),
                 }
             } else {
@@ -361,26 +370,19 @@ impl Controller {
 }
 
 impl Controller {
-    /// On the leader: asks every active node for its status; marks one that
-    /// has not answered for `dead_node_timeout` as `DEAD`.
+    /// On the leader: marks an active node that has not answered the Raft
+    /// transport (this group's heartbeats reach every node each second) for
+    /// `dead_node_timeout` as `DEAD`. No extra RPC.
     async fn detect_dead(&self) -> Result<(), ControllerError> {
-        use balsa_proto::cluster::ingester_client::IngesterClient;
+        // Answered a heartbeat batch within the last few seconds.
+        const ALIVE: Duration = Duration::from_secs(3);
         let ring = self.ring();
         let now = Instant::now();
-        let probes = ring.nodes.values().filter(|n| n.state == NodeState::Active).map(|n| {
-            let tls = self.tls.clone();
-            async move {
-                let ok = async {
-                    let ep = balsa_raft::network::endpoint(&n.grpc_addr, tls).ok()?;
-                    let ch = ep.timeout(Duration::from_secs(1)).connect().await.ok()?;
-                    IngesterClient::new(ch).status(pb::StatusRequest {}).await.ok()
-                }
-                .await
-                .is_some();
-                (n.id, ok)
-            }
-        });
-        let answers = futures::future::join_all(probes).await;
+        let answers = ring
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Active)
+            .map(|n| (n.id, self.peers.last_answer(n.id).is_some_and(|t| now.duration_since(t) < ALIVE)));
         let mut dead = Vec::new();
         {
             let mut seen = self.last_seen.lock();

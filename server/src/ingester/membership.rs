@@ -9,7 +9,13 @@
 //!   blocking `add_learner`), then one joint-consensus change replaces the
 //!   voters; writes continue throughout;
 //! - a replica that is no longer assigned here and no longer a member of
-//!   its group is shut down and its log and snapshot deleted.
+//!   its group is shut down and its log and snapshot deleted;
+//! - leader balance: a node leading more than its share of partitions
+//!   (⌈partitions ÷ active nodes⌉) hands those whose preferred replica (the
+//!   ring's first) is another active, caught-up voter to that replica
+//!   ([`balsa_raft::elections::start_hand_over`]). A partition only ever moves to
+//!   its preferred replica, so leaderships converge to the placement's
+//!   spread without moving back and forth.
 //!
 //! A node whose data directory was lost must rejoin under a new node id:
 //! its old id is still a voter of groups it cannot rebuild alone.
@@ -26,6 +32,21 @@ use super::partition::PartitionState;
 use super::{Ingester, IngesterError, Partition};
 use crate::controller::{Controller, ControllerCommand};
 use crate::ring::{NodeState, RingState};
+
+/// Least time between two hand-overs of one partition from one node.
+const HAND_OVER_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// Time before a hand-over the target did not accept is tried again.
+const HAND_OVER_RETRY: Duration = Duration::from_secs(5);
+
+/// Most entries a node may be behind to be handed a leadership.
+const MAX_HAND_OVER_LAG: u64 = 100;
+
+/// On a leader: how many entries `node` is behind (None: not replicated to).
+fn lag_of(m: &openraft::RaftMetrics<NodeId, BasicNode>, node: NodeId) -> Option<u64> {
+    let matched = m.replication.as_ref()?.get(&node)?.map_or(0, |l| l.index);
+    Some(m.last_log_index.unwrap_or(0).saturating_sub(matched))
+}
 
 /// Longest a learner may take to catch up before the move is retried.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -51,6 +72,9 @@ impl Ingester {
 
     async fn reconcile(self: &Arc<Self>, ring: &RingState) -> Result<(), IngesterError> {
         let me = self.cfg.node_id;
+        let active = ring.nodes.values().filter(|n| n.state == NodeState::Active).count().max(1);
+        let share = ring.partitions.len().div_ceil(active);
+        let mut leading = self.led_partitions().len();
         for (p, a) in ring.partitions.iter().enumerate() {
             let p = p as u32;
             let assigned = a.replicas.contains(&me);
@@ -65,6 +89,9 @@ impl Ingester {
                         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
                         let wanted: BTreeSet<NodeId> = a.replicas.iter().copied().collect();
                         let joint = membership.get_joint_config().len() > 1;
+                        if !joint && voters == wanted && leading > share && self.hand_over(ring, p, a.replicas[0], &m) {
+                            leading -= 1;
+                        }
                         if !joint && voters != wanted && !wanted.is_empty() && self.changing.lock().insert(p) {
                             let this = self.clone();
                             let nodes: BTreeMap<NodeId, String> =
@@ -118,6 +145,81 @@ impl Ingester {
         }
         self.partitions.write().insert(p, Arc::new(Partition { raft, shared }));
         Ok(())
+    }
+
+    /// On the leader of partition `p`: starts handing it to `to`, its
+    /// preferred replica, if that is another active node, caught up, and
+    /// `p` was not handed over from here in the last minute (nor refused
+    /// by `to` in the last seconds: it may be down).
+    fn hand_over(self: &Arc<Self>, ring: &RingState, p: u32, to: NodeId, m: &openraft::RaftMetrics<NodeId, BasicNode>) -> bool {
+        let active = ring.nodes.get(&to).is_some_and(|n| n.state == NodeState::Active);
+        let now = std::time::Instant::now();
+        let waiting = self.hand_over_after.lock().get(&p).is_some_and(|t| now < *t);
+        if to == self.cfg.node_id || !active || lag_of(m, to).is_none_or(|l| l > MAX_HAND_OVER_LAG) || waiting {
+            return false;
+        }
+        self.hand_over_after.lock().insert(p, now + HAND_OVER_COOLDOWN);
+        tokio::spawn(self.clone().hand_over_to(p, to, "this node leads more than its share"));
+        true
+    }
+
+    /// Hands partition `p` to `to` and waits until done. Requests for `p`
+    /// are redirected to `to` meanwhile (about the 3 s lease; the router
+    /// retries them).
+    async fn hand_over_to(self: Arc<Self>, p: u32, to: NodeId, why: &'static str) {
+        let me = self.cfg.node_id;
+        let result = match balsa_raft::elections::start_hand_over(me, &self.groups, &self.peers, u64::from(p), to).await {
+            Ok(h) => {
+                tracing::info!(partition = p, to, why, "handing leadership over");
+                self.handing_over.lock().insert(p, to);
+                let r = h.finish(balsa_raft::elections::HAND_OVER_WINDOW).await;
+                self.handing_over.lock().remove(&p);
+                r
+            }
+            Err(e) => {
+                // Not started: `to` may be down or restarting; ask again soon.
+                let soon = std::time::Instant::now() + HAND_OVER_RETRY;
+                self.hand_over_after.lock().insert(p, soon);
+                Err(e)
+            }
+        };
+        let counter = match &result {
+            Ok(()) => &self.hand_overs[0],
+            Err(e) => {
+                tracing::warn!(partition = p, to, error = %e, "leader hand-over failed");
+                &self.hand_overs[1]
+            }
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// On shutdown (SIGTERM): this node stops campaigning and hands every
+    /// partition it leads to its most caught-up other voter that is active,
+    /// so writes move on before the process goes. Returns when every
+    /// hand-over ended (at most ~11 s).
+    pub async fn hand_over_leaderships(self: &Arc<Self>) {
+        self.peers.contacts().retire();
+        let ring = self.ring.borrow().clone();
+        let mut moves = Vec::new();
+        for p in self.led_partitions() {
+            let Ok(part) = self.partition(p) else { continue };
+            let m = part.raft.metrics().borrow().clone();
+            let target = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|v| *v != self.cfg.node_id && ring.nodes.get(v).is_some_and(|n| n.state == NodeState::Active))
+                .filter_map(|v| Some((lag_of(&m, v)?, v)))
+                .filter(|(lag, _)| *lag <= MAX_HAND_OVER_LAG)
+                .min();
+            if let Some((_, to)) = target {
+                moves.push(self.clone().hand_over_to(p, to, "shutting down"));
+            }
+        }
+        if !moves.is_empty() {
+            tracing::info!(partitions = moves.len(), "handing leaderships over before exiting");
+            futures::future::join_all(moves).await;
+        }
     }
 
     /// On the leader: makes `nodes` the voters of partition `p`.

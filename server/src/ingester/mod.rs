@@ -78,6 +78,12 @@ pub struct Ingester {
     ring: RingWatch,
     /// Partitions whose membership this node is changing now.
     changing: parking_lot::Mutex<HashSet<u32>>,
+    /// Leader balance (see `membership`): partitions this node is handing
+    /// to another node now, when each may be handed over again, and how
+    /// many hand-overs completed and failed.
+    handing_over: parking_lot::Mutex<std::collections::HashMap<u32, NodeId>>,
+    hand_over_after: parking_lot::Mutex<std::collections::HashMap<u32, std::time::Instant>>,
+    hand_overs: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl Ingester {
@@ -96,6 +102,9 @@ impl Ingester {
             groups,
             ring,
             changing: Default::default(),
+            handing_over: Default::default(),
+            hand_over_after: Default::default(),
+            hand_overs: Default::default(),
         })
     }
 
@@ -115,6 +124,7 @@ impl Ingester {
     /// Proposes a command and waits until it is committed and applied;
     /// returns the state machine's encoded answer.
     pub async fn propose(&self, p: u32, cmd: &Command) -> Result<Vec<u8>, IngesterError> {
+        self.check_not_handing_over(p)?;
         let part = self.partition(p)?;
         let unavailable = |problem: String| IngesterError::Unavailable { partition: p, problem };
         let bytes = command::encode(cmd).map_err(|e| unavailable(e.to_string()))?;
@@ -125,6 +135,20 @@ impl Ingester {
             }
             Err(e) => Err(unavailable(e.to_string())),
         }
+    }
+
+    /// While partition `p` is handed to another node, its requests go there.
+    fn check_not_handing_over(&self, p: u32) -> Result<(), IngesterError> {
+        match self.handing_over.lock().get(&p) {
+            Some(&to) => Err(IngesterError::NotLeader { partition: p, leader: Some(to) }),
+            None => Ok(()),
+        }
+    }
+
+    /// Leader hand-overs from this node: (completed, failed).
+    pub fn hand_over_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hand_overs[0].load(Relaxed), self.hand_overs[1].load(Relaxed))
     }
 
     /// Partitions this node leads now.
@@ -155,6 +179,8 @@ impl Ingester {
         consistency: read::ReadConsistency,
         f: impl FnOnce(&PartitionState) -> R,
     ) -> Result<R, IngesterError> {
+        // A read index would reach the followers and renew their lease.
+        self.check_not_handing_over(p)?;
         let part = self.partition(p)?;
         match consistency {
             read::ReadConsistency::Linearizable => part.raft.ensure_linearizable().await.map(|_| ()).map_err(|e| match e {

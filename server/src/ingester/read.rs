@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ingester, IngesterError};
 use crate::labels::LabelSet;
-use crate::logql::{MatchOp, Matcher};
+use crate::logql::{LineFilter, LineFilterSpec, MatchOp, Matcher};
 
 /// A label matcher in wire form.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,8 +79,10 @@ impl ReadConsistency {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ReadRequest {
     /// Unflushed entries in `[from, through)` of the tenant's streams
-    /// matching every matcher, and the tenant's flushed-but-unindexed refs.
-    Streams { tenant: String, matchers: Vec<WireMatcher>, from: i64, through: i64 },
+    /// matching every matcher and passing every line filter (the query's
+    /// leading ones, applied where the entries are), and the tenant's
+    /// flushed-but-unindexed refs.
+    Streams { tenant: String, matchers: Vec<WireMatcher>, filters: Vec<LineFilterSpec>, from: i64, through: i64 },
     /// Labels of the tenant's streams matching any selector with unflushed
     /// entries in `[from, through)`, and the pending refs.
     Series { tenant: String, selectors: Vec<Vec<WireMatcher>>, from: i64, through: i64 },
@@ -102,12 +104,14 @@ impl Ingester {
     pub async fn serve_read(&self, p: u32, req: &ReadRequest, consistency: ReadConsistency) -> Result<ReadReply, IngesterError> {
         let bad = |problem: String| IngesterError::Unavailable { partition: p, problem };
         match req {
-            ReadRequest::Streams { tenant, matchers: ms, from, through } => {
+            ReadRequest::Streams { tenant, matchers: ms, filters, from, through } => {
                 let ms = matchers(ms).map_err(bad)?;
+                let filters: Vec<LineFilter> = filters.iter().map(LineFilterSpec::compile).collect::<Result<_, _>>().map_err(bad)?;
+                let keep = |line: &str| filters.iter().all(|f| f.matches(line));
                 self.read_with(p, consistency, |state| ReadReply {
                     streams: state
                         .select(tenant, &ms)
-                        .map(|st| (st.labels.clone(), st.entries(*from, *through, |_| true)))
+                        .map(|st| (st.labels.clone(), st.entries(*from, *through, keep)))
                         .filter(|(_, e)| !e.is_empty())
                         .collect(),
                     series: Vec::new(),

@@ -118,7 +118,7 @@ impl Matcher {
 }
 
 /// How a line filter tests a line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LineFilterOp {
     /// `|=`: contains.
     Contains,
@@ -137,6 +137,32 @@ pub enum LineFilterOp {
 impl LineFilterOp {
     pub fn negated(self) -> bool {
         matches!(self, Self::NotContains | Self::NotMatch | Self::NotPattern)
+    }
+}
+
+/// One alternative of a line filter as written: what travels to the
+/// ingesters that scan their unflushed entries (see [`LineFilterSpec`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LineTestSpec {
+    /// A substring.
+    Text(String),
+    /// A regular expression.
+    Regex(String),
+    /// A `|>` pattern.
+    Pattern(String),
+    /// `ip("…")`: an address, range or CIDR.
+    Ip(String),
+}
+
+impl LineTestSpec {
+    /// The matcher; errors name the problem in Loki's words.
+    pub fn compile(&self) -> Result<LineTest, String> {
+        Ok(match self {
+            LineTestSpec::Text(s) => LineTest::Text(memmem::Finder::new(s.as_bytes()).into_owned()),
+            LineTestSpec::Regex(s) => LineTest::Regex(Regex::new(s).map_err(|e| format!("error parsing regexp: {e}"))?),
+            LineTestSpec::Pattern(s) => LineTest::Pattern(LinePattern::new(s)?),
+            LineTestSpec::Ip(s) => LineTest::Ip(super::ip::IpMatcher::new(s)?),
+        })
     }
 }
 
@@ -160,19 +186,39 @@ impl LineTest {
     }
 }
 
+/// A line filter as written (operator and alternatives): serializable, so
+/// a querier can hand its leading line filters to the ingesters.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LineFilterSpec {
+    pub op: LineFilterOp,
+    pub alternatives: Vec<LineTestSpec>,
+}
+
+impl LineFilterSpec {
+    pub fn compile(&self) -> Result<LineFilter, String> {
+        let tests = self.alternatives.iter().map(LineTestSpec::compile).collect::<Result<_, _>>()?;
+        Ok(LineFilter::new(self.clone(), tests))
+    }
+}
+
 /// `|= "a" or "b"`: passes a line when any alternative matches (for the
 /// negated operators: when none does).
 #[derive(Clone, Debug)]
 pub struct LineFilter {
-    pub op: LineFilterOp,
-    pub alternatives: Vec<LineTest>,
+    pub spec: LineFilterSpec,
+    tests: Vec<LineTest>,
 }
 
 impl LineFilter {
+    /// `tests`: `spec`'s alternatives, compiled, in order.
+    pub(super) fn new(spec: LineFilterSpec, tests: Vec<LineTest>) -> Self {
+        Self { spec, tests }
+    }
+
     /// Whether `line` passes this filter.
     pub fn matches(&self, line: &str) -> bool {
-        let any = self.alternatives.iter().any(|t| t.test(line));
-        any != self.op.negated()
+        let any = self.tests.iter().any(|t| t.test(line));
+        any != self.spec.op.negated()
     }
 }
 

@@ -24,7 +24,8 @@ pub mod template;
 pub mod units;
 
 pub use ast::{
-    BinOp, CmpOp, Expr, Grouping, LabelFilter, LineFilter, LineFilterOp, LogExpr, MatchOp, Matcher, RangeAgg, RangeOp,
+    BinOp, CmpOp, Expr, Grouping, LabelFilter, LineFilter, LineFilterOp, LineFilterSpec, LineTestSpec, LogExpr, MatchOp, Matcher,
+    RangeAgg, RangeOp,
     Stage, VecOp,
 };
 pub use format::format_query;

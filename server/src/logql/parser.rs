@@ -217,30 +217,28 @@ impl Parser {
         }
     }
 
-    fn line_test(&mut self, op: LineFilterOp) -> PResult<LineTest> {
+    /// One alternative of a line filter: as written, and compiled (so
+    /// errors carry the position).
+    fn line_test(&mut self, op: LineFilterOp) -> PResult<(LineTestSpec, LineTest)> {
         let at = self.here();
-        if self.peek_ident() == Some("ip") && self.peek_at(1) == Some(&Tok::LParen) {
+        let spec = if self.peek_ident() == Some("ip") && self.peek_at(1) == Some(&Tok::LParen) {
             if !matches!(op, LineFilterOp::Contains | LineFilterOp::NotContains) {
                 return Err(ParseError::at(at.0, at.1, "ip: invalid operation: ip() only works with |= and !=".into()));
             }
             self.pos += 2;
             let p = self.string()?;
             self.expect(Tok::RParen, ")")?;
-            let m = IpMatcher::new(&p).map_err(|e| ParseError::at(at.0, at.1, e))?;
-            return Ok(LineTest::Ip(m));
-        }
-        let s = self.string()?;
-        Ok(match op {
-            LineFilterOp::Contains | LineFilterOp::NotContains => {
-                LineTest::Text(memchr::memmem::Finder::new(s.as_bytes()).into_owned())
+            LineTestSpec::Ip(p)
+        } else {
+            let s = self.string()?;
+            match op {
+                LineFilterOp::Contains | LineFilterOp::NotContains => LineTestSpec::Text(s),
+                LineFilterOp::Match | LineFilterOp::NotMatch => LineTestSpec::Regex(s),
+                LineFilterOp::Pattern | LineFilterOp::NotPattern => LineTestSpec::Pattern(s),
             }
-            LineFilterOp::Match | LineFilterOp::NotMatch => LineTest::Regex(
-                regex::Regex::new(&s).map_err(|e| ParseError::at(at.0, at.1, format!("error parsing regexp: {e}")))?,
-            ),
-            LineFilterOp::Pattern | LineFilterOp::NotPattern => {
-                LineTest::Pattern(LinePattern::new(&s).map_err(|e| ParseError::at(at.0, at.1, e))?)
-            }
-        })
+        };
+        let test = spec.compile().map_err(|e| ParseError::at(at.0, at.1, e))?;
+        Ok((spec, test))
     }
 
     fn line_filter_op(&self) -> Option<LineFilterOp> {
@@ -270,7 +268,8 @@ impl Parser {
                     self.pos += 1;
                     alternatives.push(self.line_test(op)?);
                 }
-                stages.push(Stage::LineFilter(LineFilter { op, alternatives }));
+                let (alternatives, tests) = alternatives.into_iter().unzip();
+                stages.push(Stage::LineFilter(LineFilter::new(LineFilterSpec { op, alternatives }, tests)));
                 continue;
             }
             if self.peek() != Some(&Tok::Pipe) {

@@ -159,12 +159,17 @@ impl Querier {
         let now = crate::time::now_ns();
         let mut by: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
         let mut refs: HashMap<String, ChunkRef> = HashMap::new();
-        let read = ReadRequest::Streams { tenant: tenant.to_string(), matchers: wire_matchers(matchers), from, through };
+        let read = ReadRequest::Streams {
+            tenant: tenant.to_string(),
+            matchers: wire_matchers(matchers),
+            filters: prefilter.iter().map(|f| f.spec.clone()).collect(),
+            from,
+            through,
+        };
         let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read, self.consistency));
         for reply in futures::future::join_all(reads).await {
             let reply = reply?;
-            for (labels, mut entries) in reply.streams {
-                entries.retain(|e| prefilter.iter().all(|f| f.matches(&e.line)));
+            for (labels, entries) in reply.streams {
                 if !entries.is_empty() {
                     by.entry(labels).or_default().extend(entries);
                 }

@@ -153,3 +153,22 @@ pub fn zone_aware(r: &Value) -> bool {
         })
     })
 }
+
+/// A failed test shows what the cluster looked like: the ring and the last
+/// log lines of every node.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let ring = self.front.get("/ring", &[("format", "json")], &[]).1;
+        eprintln!("--- ring at failure:\n{ring}");
+        for (i, n) in self.ingesters.iter().enumerate() {
+            // Balsa's own lines (openraft's are many and rarely the clue).
+            let logs = n.logs();
+            let ours: Vec<&str> = logs.lines().filter(|l| l.contains("balsa")).collect();
+            let tail = &ours[ours.len().saturating_sub(40)..];
+            eprintln!("--- node {} (last lines):\n{}", i + 1, tail.join("\n"));
+        }
+    }
+}

@@ -254,9 +254,17 @@ impl Drop for Balsa {
 }
 
 fn into_pair(r: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+    // Not `into_string`: it stops at 10 MB, and exactly-once checks read more.
+    let body = |resp: ureq::Response| {
+        let mut s = String::new();
+        match resp.into_reader().read_to_string(&mut s) {
+            Ok(_) => s,
+            Err(e) => format!("reading the body failed: {e}"),
+        }
+    };
     match r {
-        Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+        Ok(resp) => (resp.status(), body(resp)),
+        Err(ureq::Error::Status(code, resp)) => (code, body(resp)),
         Err(e) => (0, format!("transport error: {e}")),
     }
 }
