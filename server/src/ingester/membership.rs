@@ -10,6 +10,10 @@
 //!   voters; writes continue throughout;
 //! - a replica that is no longer assigned here and no longer a member of
 //!   its group is shut down and its log and snapshot deleted;
+//! - a node among a partition's *initial* replicas hosts it even when the
+//!   ring has moved it elsewhere, until the group's leader says the node is
+//!   out: the ring can change before the group first elects a leader, and
+//!   the group's first voters are the only ones who can elect it;
 //! - leader balance: a node leading more than its share of partitions
 //!   (⌈partitions ÷ active nodes⌉) hands those whose preferred replica (the
 //!   ring's first) is another active, caught-up voter to that replica
@@ -81,6 +85,19 @@ impl Ingester {
             let local = self.partitions.read().get(&p).cloned();
             match local {
                 None if assigned => self.open_replica(p, ring).await?,
+                // One of the group's first voters: the ring may have moved
+                // the partition before the group first elected a leader,
+                // and then the group needs this node to elect one and
+                // hand its replicas over. Joins unless its leader is known
+                // to have moved on.
+                None if a.initial.contains(&me) && !self.out_of_initial.lock().contains(&p) => {
+                    match self.leader_says_member(ring, p).await {
+                        Some(false) => {
+                            self.out_of_initial.lock().insert(p);
+                        }
+                        _ => self.open_replica(p, ring).await?,
+                    }
+                }
                 None => {}
                 Some(part) => {
                     let m = part.raft.metrics().borrow().clone();
@@ -106,10 +123,21 @@ impl Ingester {
                     }
                     if !assigned && m.state != openraft::ServerState::Leader {
                         let member = membership.nodes().any(|(id, _)| *id == me);
+                        let never_joined = membership.voter_ids().next().is_none();
                         // A removed follower may never hear of its removal
-                        // (the leader stops sending): ask the leader.
-                        if !member || !self.leader_keeps_me(ring, p).await {
+                        // (the leader stops sending): ask the leader. A
+                        // replica that never heard from its group (see
+                        // above) waits for a leader that says it is out.
+                        let out = if never_joined {
+                            self.leader_says_member(ring, p).await == Some(false)
+                        } else {
+                            !member || self.leader_says_member(ring, p).await == Some(false)
+                        };
+                        if out {
                             self.drop_replica(p).await;
+                            if a.initial.contains(&me) {
+                                self.out_of_initial.lock().insert(p);
+                            }
                         }
                     }
                 }
@@ -264,22 +292,24 @@ impl Ingester {
         Ok(())
     }
 
-    /// Whether partition `p`'s leader (found among the ring's replicas)
-    /// still counts this node as a member. Unknown counts as yes: data is
-    /// only deleted on a definite answer.
-    async fn leader_keeps_me(&self, ring: &RingState, p: u32) -> bool {
+    /// Whether partition `p`'s leader (looked for among the ring's current
+    /// and initial replicas) counts this node as a member; `None` when no
+    /// leader answered. Data is only deleted on a definite answer.
+    async fn leader_says_member(&self, ring: &RingState, p: u32) -> Option<bool> {
         use balsa_proto::cluster::ingester_client::IngesterClient as GrpcClient;
         let me = self.cfg.node_id;
-        for n in &ring.partitions[p as usize].replicas {
+        let a = &ring.partitions[p as usize];
+        let mut asked = BTreeSet::new();
+        for n in a.replicas.iter().chain(&a.initial).filter(|n| **n != me && asked.insert(**n)) {
             let Some(addr) = ring.addr(*n) else { continue };
             let Ok(ep) = balsa_raft::network::endpoint(addr, self.cfg.tls.clone()) else { continue };
             let Ok(channel) = ep.timeout(Duration::from_secs(1)).connect().await else { continue };
             let Ok(status) = GrpcClient::new(channel).status(balsa_proto::cluster::StatusRequest {}).await else { continue };
             if let Some(r) = status.get_ref().replicas.iter().find(|r| r.partition == p && r.role == "leader") {
-                return r.voters.contains(&me) || r.learners.contains(&me);
+                return Some(r.voters.contains(&me) || r.learners.contains(&me));
             }
         }
-        true
+        None
     }
 
     /// Shuts a replica that moved away down and deletes its data.

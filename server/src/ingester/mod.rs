@@ -78,6 +78,9 @@ pub struct Ingester {
     ring: RingWatch,
     /// Partitions whose membership this node is changing now.
     changing: parking_lot::Mutex<HashSet<u32>>,
+    /// Partitions this node was an initial replica of, and whose leader
+    /// said it is no longer a member (see `membership`).
+    out_of_initial: parking_lot::Mutex<HashSet<u32>>,
     /// Leader balance (see `membership`): partitions this node is handing
     /// to another node now, when each may be handed over again, and how
     /// many hand-overs completed and failed.
@@ -102,6 +105,7 @@ impl Ingester {
             groups,
             ring,
             changing: Default::default(),
+            out_of_initial: Default::default(),
             handing_over: Default::default(),
             hand_over_after: Default::default(),
             hand_overs: Default::default(),

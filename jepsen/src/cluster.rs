@@ -1,0 +1,422 @@
+//! A fresh Balsa cluster of real processes: `n` ingesters spread over
+//! zones (replication factor 3) and one front (distributor, querier,
+//! query-frontend) that the clients talk to.
+//!
+//! With [`Net::Namespaces`] (needs root) every ingester runs in its own
+//! network namespace, joined to a bridge by a veth pair, so the nemesis can
+//! cut links with nftables inside a node's namespace. With [`Net::Local`]
+//! everything listens on 127.0.0.1 and network partitions are unavailable.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Why the cluster could not be started or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("{0}")]
+    NotReady(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
+    let what = what.into();
+    move |source| ClusterError::Io { what, source }
+}
+
+/// How nodes are connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Net {
+    /// One network namespace per ingester (root only): partitions possible.
+    Namespaces,
+    /// Everything on 127.0.0.1.
+    Local,
+}
+
+/// Runs a command and fails with its stderr.
+fn run(cmd: &str, args: &[&str]) -> Result<(), ClusterError> {
+    let out = Command::new(cmd).args(args).output().map_err(io(format!("running {cmd}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ClusterError::Command {
+            command: format!("{cmd} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// The namespaces, veths and bridge of one test, removed on drop.
+struct Network {
+    tag: String,
+    subnet: u8,
+    nodes: usize,
+}
+
+impl Network {
+    fn bridge(&self) -> String {
+        format!("{}br", self.tag)
+    }
+
+    fn ns(&self, id: u64) -> String {
+        format!("{}n{id}", self.tag)
+    }
+
+    fn ip(&self, id: u64) -> String {
+        format!("10.213.{}.{id}", self.subnet)
+    }
+
+    fn host_ip(&self) -> String {
+        format!("10.213.{}.254", self.subnet)
+    }
+
+    fn create(nodes: usize) -> Result<Self, ClusterError> {
+        let pid = std::process::id();
+        let net = Network { tag: format!("bj{:x}", pid % 0xfff), subnet: (pid % 250) as u8, nodes };
+        let br = net.bridge();
+        run("ip", &["link", "add", &br, "type", "bridge"])?;
+        run("ip", &["addr", "add", &format!("{}/24", net.host_ip()), "dev", &br])?;
+        run("ip", &["link", "set", &br, "up"])?;
+        for id in 1..=nodes as u64 {
+            let (ns, host, inner) = (net.ns(id), format!("{}h{id}", net.tag), format!("{}v{id}", net.tag));
+            run("ip", &["netns", "add", &ns])?;
+            run("ip", &["link", "add", &host, "type", "veth", "peer", "name", &inner])?;
+            run("ip", &["link", "set", &inner, "netns", &ns])?;
+            run("ip", &["link", "set", &host, "master", &br])?;
+            run("ip", &["link", "set", &host, "up"])?;
+            run("ip", &["netns", "exec", &ns, "ip", "addr", "add", &format!("{}/24", net.ip(id)), "dev", &inner])?;
+            run("ip", &["netns", "exec", &ns, "ip", "link", "set", &inner, "up"])?;
+            run("ip", &["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+
+    /// Drops all traffic between node `id` and `others` (both directions).
+    fn cut(&self, id: u64, others: &[u64]) -> Result<(), ClusterError> {
+        if others.is_empty() {
+            return Ok(());
+        }
+        let ips: Vec<String> = others.iter().map(|o| self.ip(*o)).collect();
+        let set = format!("{{ {} }}", ips.join(", "));
+        let rules = format!(
+            "table inet jepsen {{\n chain in {{ type filter hook input priority 0; ip saddr {set} drop; }}\n chain out {{ type filter hook output priority 0; ip daddr {set} drop; }}\n}}\n"
+        );
+        let ns = self.ns(id);
+        let _ = run("ip", &["netns", "exec", &ns, "nft", "delete", "table", "inet", "jepsen"]);
+        let file = std::env::temp_dir().join(format!("{}-{id}.nft", self.tag));
+        std::fs::write(&file, rules).map_err(io("writing nft rules"))?;
+        let r = run("ip", &["netns", "exec", &ns, "nft", "-f", &file.display().to_string()]);
+        let _ = std::fs::remove_file(&file);
+        r
+    }
+
+    fn heal(&self, id: u64) {
+        let _ = run("ip", &["netns", "exec", &self.ns(id), "nft", "delete", "table", "inet", "jepsen"]);
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for id in 1..=self.nodes as u64 {
+            let _ = run("ip", &["link", "del", &format!("{}h{id}", self.tag)]);
+            let _ = run("ip", &["netns", "del", &self.ns(id)]);
+        }
+        let _ = run("ip", &["link", "del", &self.bridge()]);
+    }
+}
+
+/// One balsa process.
+pub struct Node {
+    pub id: u64,
+    pub zone: String,
+    pub http: String,
+    pub grpc: String,
+    data: PathBuf,
+    log: PathBuf,
+    args: Vec<String>,
+    netns: Option<String>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Node {
+    fn spawn(&mut self, bin: &Path) -> Result<(), ClusterError> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).map_err(io("opening a node log"))?;
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        cmd.arg(format!("--http.addr={}", self.http))
+            .arg(format!("--grpc.addr={}", self.grpc))
+            .arg(format!("--data.dir={}", self.data.display()))
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().map_err(io(format!("starting node {}", self.id)))?);
+        self.paused = false;
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) with a pid of a child this harness started.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// kill -9, and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.paused = false;
+    }
+
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.paused = false;
+    }
+
+    fn ready(&self) -> bool {
+        ureq::get(&format!("http://{}/ready", self.http))
+            .timeout(Duration::from_secs(2))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.paused {
+            self.resume();
+        }
+        self.kill();
+    }
+}
+
+/// The whole cluster.
+pub struct Cluster {
+    pub ingesters: Vec<Node>,
+    pub front: Node,
+    pub zones: usize,
+    bin: PathBuf,
+    net: Option<Network>,
+}
+
+/// A free TCP port on 127.0.0.1 below the ephemeral range.
+fn free_port(used: &mut Vec<u16>) -> u16 {
+    let base = 20000 + (std::process::id() % 5000) as u16 * 4;
+    let mut p = base;
+    loop {
+        if !used.contains(&p) && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            used.push(p);
+            return p;
+        }
+        p += 1;
+    }
+}
+
+impl Cluster {
+    /// Starts `nodes` ingesters over `zones` zones with `partitions` ring
+    /// partitions, and the front; waits until the front is ready and every
+    /// partition has a leader. Data and logs go under `dir`.
+    pub fn start(bin: &Path, dir: &Path, nodes: usize, zones: usize, partitions: u32, net: Net) -> Result<Self, ClusterError> {
+        let network = match net {
+            Net::Namespaces => Some(Network::create(nodes)?),
+            Net::Local => None,
+        };
+        let config = dir.join("cluster.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "auth_enabled: true\nstorage:\n  filesystem:\n    directory: {}\nlimits_config:\n  max_entries_limit_per_query: 10000000\n  ingestion_rate_mb: 1000\n  ingestion_burst_size_mb: 1000\nring:\n  dead_node_timeout: 10m\n",
+                dir.join("objects").display()
+            ),
+        )
+        .map_err(io("writing the cluster config"))?;
+        let mut used = Vec::new();
+        let mut ingesters = Vec::new();
+        for id in 1..=nodes as u64 {
+            let zone = format!("zone-{}", (b'a' + ((id as usize - 1) % zones) as u8) as char);
+            let (http, grpc, netns) = match &network {
+                Some(n) => (format!("{}:3100", n.ip(id)), format!("{}:9095", n.ip(id)), Some(n.ns(id))),
+                None => (format!("127.0.0.1:{}", free_port(&mut used)), format!("127.0.0.1:{}", free_port(&mut used)), None),
+            };
+            let mut args = vec![
+                "--target=ingester".to_string(),
+                format!("--node.id={id}"),
+                format!("--zone={zone}"),
+                format!("--config.file={}", config.display()),
+                format!("--ring.partitions={partitions}"),
+                "--ring.replication-factor=3".to_string(),
+            ];
+            if let Some(first) = ingesters.first() {
+                let first: &Node = first;
+                args.push(format!("--join={}", first.grpc));
+            }
+            let node_dir = dir.join(format!("node-{id}"));
+            std::fs::create_dir_all(&node_dir).map_err(io("creating a node directory"))?;
+            let mut node = Node {
+                id,
+                zone,
+                http,
+                grpc,
+                data: node_dir.join("data"),
+                log: node_dir.join("balsa.log"),
+                args,
+                netns,
+                child: None,
+                paused: false,
+            };
+            node.spawn(bin)?;
+            ingesters.push(node);
+        }
+        let seeds: Vec<String> = ingesters.iter().map(|n| n.grpc.clone()).collect();
+        let front_dir = dir.join("front");
+        std::fs::create_dir_all(&front_dir).map_err(io("creating the front's directory"))?;
+        let mut front = Node {
+            id: 100,
+            zone: "zone-a".into(),
+            http: format!("127.0.0.1:{}", free_port(&mut used)),
+            grpc: format!("127.0.0.1:{}", free_port(&mut used)),
+            data: front_dir.join("data"),
+            log: front_dir.join("balsa.log"),
+            args: vec![
+                "--target=distributor,querier,query-frontend".into(),
+                "--node.id=100".into(),
+                format!("--join={}", seeds.join(",")),
+                format!("--config.file={}", config.display()),
+            ],
+            netns: None,
+            child: None,
+            paused: false,
+        };
+        front.spawn(bin)?;
+        let c = Cluster { ingesters, front, zones, bin: bin.to_path_buf(), net: network };
+        c.wait_healthy(Duration::from_secs(120))?;
+        Ok(c)
+    }
+
+    pub fn has_network(&self) -> bool {
+        self.net.is_some()
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut Node {
+        &mut self.ingesters[id as usize - 1]
+    }
+
+    /// Starts a killed ingester again on its data.
+    pub fn restart(&mut self, id: u64) -> Result<(), ClusterError> {
+        let bin = self.bin.clone();
+        let n = self.node(id);
+        if !n.running() {
+            n.spawn(&bin)?;
+        }
+        Ok(())
+    }
+
+    /// `/ring` as JSON, from the front.
+    pub fn ring(&self) -> Option<Value> {
+        let r = ureq::get(&format!("http://{}/ring?format=json", self.front.http)).timeout(Duration::from_secs(5)).call().ok()?;
+        r.into_json().ok()
+    }
+
+    /// The leader of partition `p`, as the ring shows it.
+    pub fn leader_of(&self, p: usize) -> Option<u64> {
+        self.ring()?["partitions"][p]["leader"].as_u64()
+    }
+
+    /// The controller group's leader.
+    pub fn controller_leader(&self) -> Option<u64> {
+        let r = self.ring()?;
+        r["controller"].as_array()?.iter().find(|c| c["role"] == "leader")?["node"].as_u64()
+    }
+
+    pub fn partitions(&self) -> usize {
+        self.ring().and_then(|r| r["partitions"].as_array().map(Vec::len)).unwrap_or(0)
+    }
+
+    /// Waits until every ingester and the front answer `/ready` and every
+    /// partition has a leader.
+    pub fn wait_healthy(&self, deadline: Duration) -> Result<Duration, ClusterError> {
+        let start = Instant::now();
+        loop {
+            let problem = self.health_problem();
+            let Some(problem) = problem else { return Ok(start.elapsed()) };
+            if start.elapsed() > deadline {
+                return Err(ClusterError::NotReady(format!("cluster not healthy after {deadline:?}: {problem}; see the node logs")));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// What keeps the cluster from being healthy, if anything.
+    fn health_problem(&self) -> Option<String> {
+        if !self.front.ready() {
+            return Some("the front is not ready".into());
+        }
+        let unready: Vec<u64> = self.ingesters.iter().filter(|n| !n.ready()).map(|n| n.id).collect();
+        if !unready.is_empty() {
+            return Some(format!("ingesters {unready:?} not ready"));
+        }
+        let Some(ring) = self.ring() else { return Some("no ring from the front".into()) };
+        let ps = ring["partitions"].as_array().cloned().unwrap_or_default();
+        let leaderless: Vec<usize> = ps.iter().enumerate().filter(|(_, p)| !p["leader"].is_u64()).map(|(i, _)| i).collect();
+        if ps.is_empty() {
+            Some("the ring has no partitions yet".into())
+        } else if !leaderless.is_empty() {
+            Some(format!("partitions {leaderless:?} have no leader"))
+        } else {
+            None
+        }
+    }
+
+    /// Cuts every link between the groups (each node only reaches nodes of
+    /// its own group).
+    pub fn partition(&self, groups: &[Vec<u64>]) -> Result<(), ClusterError> {
+        let Some(net) = &self.net else {
+            return Err(ClusterError::NotReady("network partitions need --net netns (root)".into()));
+        };
+        for g in groups {
+            let others: Vec<u64> = groups.iter().filter(|o| *o != g).flatten().copied().collect();
+            for id in g {
+                net.cut(*id, &others)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every cut.
+    pub fn heal_network(&self) {
+        if let Some(net) = &self.net {
+            for n in &self.ingesters {
+                net.heal(n.id);
+            }
+        }
+    }
+}

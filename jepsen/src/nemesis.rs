@@ -1,0 +1,193 @@
+//! Faults and their schedule. The schedule is drawn from a seed before the
+//! test starts and printed, so a run can be replayed with `--seed`; which
+//! node is "the leader of partition p" is resolved when the fault starts.
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::cluster::{Cluster, ClusterError};
+
+/// A kind of fault the nemesis can inject (`--nemesis`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// kill -9 of a node (random, a partition leader, or the controller leader), then restart.
+    Kill,
+    /// SIGSTOP of a node longer than the election timeout, then SIGCONT.
+    Pause,
+    /// Network partition: random halves, an isolated leader, or a zone cut off.
+    Partition,
+    /// Every ingester killed at once, then all restarted (power loss).
+    CrashAll,
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "kill" => Kind::Kill,
+            "pause" => Kind::Pause,
+            "partition" => Kind::Partition,
+            "crash-all" => Kind::CrashAll,
+            other => return Err(format!("unknown nemesis `{other}` (known: kill, pause, partition, crash-all)")),
+        })
+    }
+}
+
+/// Who a fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// A node drawn with this number (modulo the node count).
+    Random(u64),
+    /// The leader of this partition (modulo the partition count).
+    LeaderOf(u64),
+    ControllerLeader,
+    /// Partition: a random half (by this draw) against the rest.
+    Halves(u64),
+    /// Partition: this zone (modulo the zones) against the rest.
+    Zone(u64),
+    All,
+}
+
+/// One scheduled fault.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fault {
+    /// Seconds after the start of the load.
+    pub at: f64,
+    /// How long it lasts before it is healed.
+    pub hold: f64,
+    pub kind: Kind,
+    pub target: Target,
+}
+
+/// Draws the faults of a test: every `interval` seconds (jittered) a fault
+/// of one of `kinds`, held for `hold` seconds, until `time_limit`.
+pub fn schedule(seed: u64, kinds: &[Kind], time_limit: f64, interval: f64, hold: f64) -> Vec<Fault> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    let mut t = interval / 2.0;
+    while !kinds.is_empty() && t + hold < time_limit {
+        let Some(&kind) = kinds.choose(&mut rng) else { break };
+        let draw: u64 = rng.random();
+        let target = match (kind, rng.random_range(0..3)) {
+            (Kind::CrashAll, _) => Target::All,
+            (Kind::Kill | Kind::Pause, 0) => Target::Random(draw),
+            (Kind::Kill | Kind::Pause, 1) => Target::LeaderOf(draw),
+            (Kind::Kill | Kind::Pause, _) => Target::ControllerLeader,
+            (Kind::Partition, 0) => Target::Halves(draw),
+            (Kind::Partition, 1) => Target::LeaderOf(draw),
+            (Kind::Partition, _) => Target::Zone(draw),
+        };
+        let h = hold * rng.random_range(0.75..1.25);
+        out.push(Fault { at: t, hold: h, kind, target });
+        t += h + interval * rng.random_range(0.75..1.25);
+    }
+    out
+}
+
+/// A fault in progress: what to undo.
+pub enum Active {
+    Killed(Vec<u64>),
+    Paused(Vec<u64>),
+    Partitioned,
+}
+
+/// Resolves `target` to node ids now.
+fn nodes_of(c: &Cluster, target: Target) -> Vec<u64> {
+    let n = c.ingesters.len() as u64;
+    let pick = |d: u64| d % n + 1;
+    match target {
+        Target::Random(d) | Target::Halves(d) => vec![pick(d)],
+        Target::LeaderOf(d) => {
+            let parts = c.partitions().max(1) as u64;
+            vec![c.leader_of((d % parts) as usize).unwrap_or_else(|| pick(d))]
+        }
+        Target::ControllerLeader => vec![c.controller_leader().unwrap_or(1)],
+        Target::Zone(d) => {
+            let zone = format!("zone-{}", (b'a' + (d % c.zones as u64) as u8) as char);
+            c.ingesters.iter().filter(|x| x.zone == zone).map(|x| x.id).collect()
+        }
+        Target::All => c.ingesters.iter().map(|x| x.id).collect(),
+    }
+}
+
+/// Starts `f`; returns what to heal and the nodes hit.
+pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterError> {
+    let ids = nodes_of(c, f.target);
+    Ok(match f.kind {
+        Kind::Kill | Kind::CrashAll => {
+            for id in &ids {
+                c.node(*id).kill();
+            }
+            (Active::Killed(ids.clone()), ids)
+        }
+        Kind::Pause => {
+            for id in &ids {
+                c.node(*id).pause();
+            }
+            (Active::Paused(ids.clone()), ids)
+        }
+        Kind::Partition => {
+            let all: Vec<u64> = c.ingesters.iter().map(|x| x.id).collect();
+            let side: Vec<u64> = match f.target {
+                // A random minority of the nodes (at least one).
+                Target::Halves(d) => {
+                    let mut rng = StdRng::seed_from_u64(d);
+                    let k = (all.len() - 1) / 2;
+                    let mut v = all.clone();
+                    rand::seq::SliceRandom::shuffle(v.as_mut_slice(), &mut rng);
+                    v.truncate(k.max(1));
+                    v
+                }
+                _ => ids,
+            };
+            let rest: Vec<u64> = all.iter().copied().filter(|x| !side.contains(x)).collect();
+            c.partition(&[side.clone(), rest])?;
+            (Active::Partitioned, side)
+        }
+    })
+}
+
+/// Undoes a fault.
+pub fn heal(c: &mut Cluster, a: Active) -> Result<(), ClusterError> {
+    match a {
+        Active::Killed(ids) => {
+            for id in ids {
+                c.restart(id)?;
+            }
+        }
+        Active::Paused(ids) => {
+            for id in ids {
+                c.node(id).resume();
+            }
+        }
+        Active::Partitioned => c.heal_network(),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        let kinds = [Kind::Kill, Kind::Pause, Kind::Partition];
+        let a = schedule(42, &kinds, 120.0, 10.0, 8.0);
+        let b = schedule(42, &kinds, 120.0, 10.0, 8.0);
+        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        assert!(a.len() >= 4, "{a:?}");
+        assert!(a.iter().all(|f| f.at + f.hold < 120.0));
+        assert!(a.windows(2).all(|w| w[0].at + w[0].hold < w[1].at), "faults do not overlap");
+        let c = schedule(43, &kinds, 120.0, 10.0, 8.0);
+        assert_ne!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&c).unwrap());
+    }
+
+    #[test]
+    fn no_kinds_no_faults() {
+        assert!(schedule(1, &[], 60.0, 5.0, 5.0).is_empty());
+    }
+}
