@@ -1,7 +1,7 @@
 //! Checkers: pure functions from a history to the anomalies it contains.
 //!
-//! - **set** (Jepsen's set-full): per element, *lost* (acknowledged, absent
-//!   from the final read), *unexpected* (read but never attempted, or
+//! - **set** (Jepsen's set-full): per element, *lost* (acknowledged, or
+//!   seen by any read, and absent from a final read), *unexpected* (read but never attempted, or
 //!   attempted and definitely failed), *duplicated* (more than once in one
 //!   read), *stale* (acknowledged before a read began, missing from it,
 //!   present in the final read), *recovered* (indeterminate and present:
@@ -128,12 +128,21 @@ pub fn check(events: &[Event]) -> Analysis {
         }
     }
 
-    // The final state per tenant: the union of its final reads.
+    // The final state per tenant: what every one of its final reads (both
+    // directions) returned.
     let mut finals: HashMap<&str, HashSet<u64>> = HashMap::new();
     for r in reads.iter().filter(|r| r.final_read) {
-        let f = finals.entry(r.tenant).or_default();
-        f.extend(r.streams.iter().flat_map(|(_, els)| els.iter().map(|e| e.id)));
+        let ids: HashSet<u64> = r.streams.iter().flat_map(|(_, els)| els.iter().map(|e| e.id)).collect();
+        match finals.get_mut(r.tenant) {
+            Some(f) => f.retain(|id| ids.contains(id)),
+            None => {
+                finals.insert(r.tenant, ids);
+            }
+        }
     }
+    // Elements some read returned: present from then on, whatever their
+    // push's outcome.
+    let observed: HashSet<u64> = reads.iter().flat_map(|r| r.streams.iter().flat_map(|(_, els)| els.iter().map(|e| e.id))).collect();
     let mut tenants: Vec<&str> = tenants.into_iter().collect();
     tenants.sort_unstable();
     for t in &tenants {
@@ -202,12 +211,12 @@ pub fn check(events: &[Event]) -> Analysis {
     let mut recovered = 0;
     for (id, w) in ids {
         let Some(fin) = finals.get(w.tenant.as_str()) else { continue };
-        match w.outcome {
-            Some(OpType::Ok) if !fin.contains(id) => {
-                a.add("lost", format!("element {id} (tenant {}, stream {}) acknowledged at {:.3} s", w.tenant, w.stream, w.done))
-            }
-            Some(OpType::Info) | None if fin.contains(id) => recovered += 1,
-            _ => {}
+        let acked = w.outcome == Some(OpType::Ok);
+        if (acked || observed.contains(id)) && !fin.contains(id) {
+            let how = if acked { format!("acknowledged at {:.3} s", w.done) } else { "returned by a read".to_string() };
+            a.add("lost", format!("element {id} (tenant {}, stream {}) {how}, missing from a final read", w.tenant, w.stream));
+        } else if !acked && w.outcome != Some(OpType::Fail) && fin.contains(id) {
+            recovered += 1;
         }
     }
     a.counts.insert("recovered", recovered);
@@ -276,7 +285,7 @@ mod tests {
             .add(0, "t", "s0", &[el(1, 10), el(2, 11)], OpType::Ok)
             .add(1, "t", "s1", &[el(3, 10)], OpType::Info)
             .read(2, "t", Direction::Forward, true, &[("s0", &[el(1, 10), el(2, 11)]), ("s1", &[el(3, 10)])])
-            .read(2, "t", Direction::Backward, true, &[("s0", &[el(2, 11), el(1, 10)])])
+            .read(2, "t", Direction::Backward, true, &[("s0", &[el(2, 11), el(1, 10)]), ("s1", &[el(3, 10)])])
             .check();
         assert!(a.valid, "{a:#?}");
         assert_eq!((a.attempted, a.acknowledged, a.indeterminate), (3, 2, 1));
@@ -292,6 +301,26 @@ mod tests {
         assert!(!a.valid);
         assert_eq!(count(&a, "lost"), 1);
         assert!(a.examples[0].detail.contains("element 2"));
+    }
+
+    #[test]
+    fn an_element_once_read_and_then_gone_is_lost_even_if_indeterminate() {
+        let a = H::new()
+            .add(0, "t", "s0", &[el(1, 10)], OpType::Info)
+            .read(2, "t", Direction::Forward, false, &[("s0", &[el(1, 10)])])
+            .read(2, "t", Direction::Forward, true, &[])
+            .check();
+        assert_eq!(count(&a, "lost"), 1, "{a:#?}");
+    }
+
+    #[test]
+    fn every_final_read_must_hold_every_acknowledged_element() {
+        let a = H::new()
+            .add(0, "t", "s0", &[el(1, 10), el(2, 11)], OpType::Ok)
+            .read(2, "t", Direction::Forward, true, &[("s0", &[el(1, 10), el(2, 11)])])
+            .read(2, "t", Direction::Backward, true, &[("s0", &[el(2, 11)])])
+            .check();
+        assert_eq!(count(&a, "lost"), 1, "{a:#?}");
     }
 
     #[test]

@@ -77,6 +77,7 @@ impl Network {
 
     fn create(nodes: usize) -> Result<Self, ClusterError> {
         let pid = std::process::id();
+        // Built first: if a step below fails, dropping it removes what exists.
         let net = Network { tag: format!("bj{:x}", pid % 0xfff), subnet: (pid % 250) as u8, nodes };
         let br = net.bridge();
         run("ip", &["link", "add", &br, "type", "bridge"])?;
@@ -96,15 +97,17 @@ impl Network {
         Ok(net)
     }
 
-    /// Drops all traffic between node `id` and `others` (both directions).
-    fn cut(&self, id: u64, others: &[u64]) -> Result<(), ClusterError> {
+    /// Drops traffic between node `id` and `others` (both directions): all
+    /// of it, or `loss` percent of the packets at random.
+    fn cut(&self, id: u64, others: &[u64], loss: Option<u32>) -> Result<(), ClusterError> {
         if others.is_empty() {
             return Ok(());
         }
         let ips: Vec<String> = others.iter().map(|o| self.ip(*o)).collect();
         let set = format!("{{ {} }}", ips.join(", "));
+        let share = loss.map_or(String::new(), |p| format!("numgen random mod 100 < {p} "));
         let rules = format!(
-            "table inet jepsen {{\n chain in {{ type filter hook input priority 0; ip saddr {set} drop; }}\n chain out {{ type filter hook output priority 0; ip daddr {set} drop; }}\n}}\n"
+            "table inet jepsen {{\n chain in {{ type filter hook input priority 0; ip saddr {set} {share}drop; }}\n chain out {{ type filter hook output priority 0; ip daddr {set} {share}drop; }}\n}}\n"
         );
         let ns = self.ns(id);
         let _ = run("ip", &["netns", "exec", &ns, "nft", "delete", "table", "inet", "jepsen"]);
@@ -140,9 +143,14 @@ pub struct Node {
     log: PathBuf,
     args: Vec<String>,
     netns: Option<String>,
+    /// libfaketime's offset file, when clocks may be skewed.
+    faketime: Option<PathBuf>,
     child: Option<Child>,
     paused: bool,
 }
+
+/// libfaketime (Debian package `faketime`), multi-threaded flavour.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 impl Node {
     fn spawn(&mut self, bin: &Path) -> Result<(), ClusterError> {
@@ -161,6 +169,13 @@ impl Node {
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(rc) = &self.faketime {
+            // Wall clock only: timers and leases run on the monotonic clock.
+            cmd.env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME_TIMESTAMP_FILE", rc)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         self.child = Some(cmd.spawn().map_err(io(format!("starting node {}", self.id)))?);
         self.paused = false;
         Ok(())
@@ -245,7 +260,17 @@ impl Cluster {
     /// Starts `nodes` ingesters over `zones` zones with `partitions` ring
     /// partitions, and the front; waits until the front is ready and every
     /// partition has a leader. Data and logs go under `dir`.
-    pub fn start(bin: &Path, dir: &Path, nodes: usize, zones: usize, partitions: u32, net: Net) -> Result<Self, ClusterError> {
+    /// With `fake_clock`, ingesters run under libfaketime so that
+    /// [`Cluster::skew_clock`] works.
+    pub fn start(
+        bin: &Path,
+        dir: &Path,
+        nodes: usize,
+        zones: usize,
+        partitions: u32,
+        net: Net,
+        fake_clock: bool,
+    ) -> Result<Self, ClusterError> {
         let network = match net {
             Net::Namespaces => Some(Network::create(nodes)?),
             Net::Local => None,
@@ -281,6 +306,13 @@ impl Cluster {
             }
             let node_dir = dir.join(format!("node-{id}"));
             std::fs::create_dir_all(&node_dir).map_err(io("creating a node directory"))?;
+            let faketime = if fake_clock {
+                let rc = node_dir.join("faketime.rc");
+                std::fs::write(&rc, "+0\n").map_err(io("writing a faketime file"))?;
+                Some(rc)
+            } else {
+                None
+            };
             let mut node = Node {
                 id,
                 zone,
@@ -290,6 +322,7 @@ impl Cluster {
                 log: node_dir.join("balsa.log"),
                 args,
                 netns,
+                faketime,
                 child: None,
                 paused: false,
             };
@@ -313,6 +346,7 @@ impl Cluster {
                 format!("--config.file={}", config.display()),
             ],
             netns: None,
+            faketime: None,
             child: None,
             paused: false,
         };
@@ -405,9 +439,50 @@ impl Cluster {
         for g in groups {
             let others: Vec<u64> = groups.iter().filter(|o| *o != g).flatten().copied().collect();
             for id in g {
-                net.cut(*id, &others)?;
+                net.cut(*id, &others, None)?;
             }
         }
+        Ok(())
+    }
+
+    /// Per node, drops its traffic with the listed nodes: all of it, or
+    /// `loss` percent.
+    pub fn cut(&self, cuts: &[(u64, Vec<u64>)], loss: Option<u32>) -> Result<(), ClusterError> {
+        let Some(net) = &self.net else {
+            return Err(ClusterError::NotReady("network faults need --net netns (root)".into()));
+        };
+        for (id, others) in cuts {
+            net.cut(*id, others, loss)?;
+        }
+        Ok(())
+    }
+
+    /// Sets ingester `id`'s wall clock `secs` seconds off the real one
+    /// (0: true time again); takes effect within a second.
+    pub fn skew_clock(&mut self, id: u64, secs: i64) -> Result<(), ClusterError> {
+        let Some(rc) = self.node(id).faketime.clone() else {
+            return Err(ClusterError::NotReady("clock skew needs the cluster started with fake clocks".into()));
+        };
+        std::fs::write(&rc, format!("{secs:+}\n")).map_err(io("writing a faketime file"))
+    }
+
+    /// Drains ingester `id` (`POST /ingester/drain`) and waits until it has
+    /// moved everything away and exited (at most two minutes).
+    pub fn drain(&mut self, id: u64) -> Result<(), ClusterError> {
+        let url = format!("http://{}/ingester/drain", self.node(id).http);
+        ureq::post(&url)
+            .timeout(Duration::from_secs(10))
+            .call()
+            .map_err(|e| ClusterError::NotReady(format!("draining node {id}: {e}")))?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let node = self.node(id);
+        while node.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+            if Instant::now() > deadline {
+                return Err(ClusterError::NotReady(format!("node {id} still running 120 s after its drain began")));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        node.child = None;
         Ok(())
     }
 

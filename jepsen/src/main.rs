@@ -40,7 +40,8 @@ struct TestArgs {
     /// too), tenants (two tenants with the same labels).
     #[arg(long, default_value = "set,order,tenants")]
     workload: String,
-    /// Faults, comma-separated: kill, pause, partition, crash-all; or none.
+    /// Faults, comma-separated: kill, pause, partition, loss, clock, drain,
+    /// crash-all; or none.
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// Seconds of load under faults.
@@ -120,6 +121,9 @@ fn test(a: TestArgs) -> Result<ExitCode> {
     };
     if net == Net::Local && nemesis.contains(&Kind::Partition) {
         bail!("the partition nemesis needs network namespaces: run as root with nftables installed, or drop `partition`");
+    }
+    if nemesis.contains(&Kind::Clock) && !std::path::Path::new(jepsen::cluster::LIBFAKETIME).is_file() {
+        bail!("the clock nemesis needs libfaketime at {} (Debian package faketime)", jepsen::cluster::LIBFAKETIME);
     }
     let balsa = match a.balsa {
         Some(b) => b,

@@ -17,8 +17,18 @@ pub enum Kind {
     Kill,
     /// SIGSTOP of a node longer than the election timeout, then SIGCONT.
     Pause,
-    /// Network partition: random halves, an isolated leader, or a zone cut off.
+    /// Network partition: random halves, an isolated leader, a zone cut
+    /// off, or a majority ring (each node reaches a different majority).
     Partition,
+    /// Packet loss: a node drops a share of its peers' packets (nftables
+    /// `numgen random`).
+    Loss,
+    /// Clock skew: a node's wall clock jumps by tens of seconds, forward
+    /// or back (libfaketime; monotonic clocks are left alone).
+    Clock,
+    /// Membership change: a node is drained (`POST /ingester/drain`: its
+    /// replicas move away, it exits), then started again and rejoins.
+    Drain,
     /// Every ingester killed at once, then all restarted (power loss).
     CrashAll,
 }
@@ -31,7 +41,10 @@ impl std::str::FromStr for Kind {
             "pause" => Kind::Pause,
             "partition" => Kind::Partition,
             "crash-all" => Kind::CrashAll,
-            other => return Err(format!("unknown nemesis `{other}` (known: kill, pause, partition, crash-all)")),
+            "loss" => Kind::Loss,
+            "drain" => Kind::Drain,
+            "clock" => Kind::Clock,
+            other => return Err(format!("unknown nemesis `{other}` (known: kill, pause, partition, loss, clock, drain, crash-all)")),
         })
     }
 }
@@ -49,6 +62,8 @@ pub enum Target {
     Halves(u64),
     /// Partition: this zone (modulo the zones) against the rest.
     Zone(u64),
+    /// Partition: node i reaches only its ring neighbours i-1 and i+1.
+    MajorityRing,
     All,
 }
 
@@ -72,14 +87,17 @@ pub fn schedule(seed: u64, kinds: &[Kind], time_limit: f64, interval: f64, hold:
     while !kinds.is_empty() && t + hold < time_limit {
         let Some(&kind) = kinds.choose(&mut rng) else { break };
         let draw: u64 = rng.random();
-        let target = match (kind, rng.random_range(0..3)) {
+        let target = match (kind, rng.random_range(0..4)) {
             (Kind::CrashAll, _) => Target::All,
-            (Kind::Kill | Kind::Pause, 0) => Target::Random(draw),
+            (Kind::Loss | Kind::Drain | Kind::Clock, 0 | 1) => Target::Random(draw),
+            (Kind::Loss | Kind::Drain | Kind::Clock, _) => Target::LeaderOf(draw),
+            (Kind::Kill | Kind::Pause, 0 | 3) => Target::Random(draw),
             (Kind::Kill | Kind::Pause, 1) => Target::LeaderOf(draw),
             (Kind::Kill | Kind::Pause, _) => Target::ControllerLeader,
             (Kind::Partition, 0) => Target::Halves(draw),
             (Kind::Partition, 1) => Target::LeaderOf(draw),
-            (Kind::Partition, _) => Target::Zone(draw),
+            (Kind::Partition, 2) => Target::Zone(draw),
+            (Kind::Partition, _) => Target::MajorityRing,
         };
         let h = hold * rng.random_range(0.75..1.25);
         out.push(Fault { at: t, hold: h, kind, target });
@@ -93,7 +111,11 @@ pub enum Active {
     Killed(Vec<u64>),
     Paused(Vec<u64>),
     Partitioned,
+    Skewed(Vec<u64>),
 }
+
+/// Share of packets a lossy node drops.
+const LOSS_PERCENT: u32 = 30;
 
 /// Resolves `target` to node ids now.
 fn nodes_of(c: &Cluster, target: Target) -> Vec<u64> {
@@ -110,7 +132,7 @@ fn nodes_of(c: &Cluster, target: Target) -> Vec<u64> {
             let zone = format!("zone-{}", (b'a' + (d % c.zones as u64) as u8) as char);
             c.ingesters.iter().filter(|x| x.zone == zone).map(|x| x.id).collect()
         }
-        Target::All => c.ingesters.iter().map(|x| x.id).collect(),
+        Target::All | Target::MajorityRing => c.ingesters.iter().map(|x| x.id).collect(),
     }
 }
 
@@ -129,6 +151,38 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
                 c.node(*id).pause();
             }
             (Active::Paused(ids.clone()), ids)
+        }
+        Kind::Partition if f.target == Target::MajorityRing => {
+            let n = ids.len();
+            let cuts: Vec<(u64, Vec<u64>)> = (0..n)
+                .map(|i| {
+                    let near = [ids[(i + n - 1) % n], ids[i], ids[(i + 1) % n]];
+                    (ids[i], ids.iter().copied().filter(|x| !near.contains(x)).collect())
+                })
+                .collect();
+            c.cut(&cuts, None)?;
+            (Active::Partitioned, ids)
+        }
+        Kind::Loss => {
+            let all: Vec<u64> = c.ingesters.iter().map(|x| x.id).collect();
+            let cuts: Vec<(u64, Vec<u64>)> =
+                ids.iter().map(|id| (*id, all.iter().copied().filter(|x| x != id).collect())).collect();
+            c.cut(&cuts, Some(LOSS_PERCENT))?;
+            (Active::Partitioned, ids)
+        }
+        Kind::Clock => {
+            // 20–80 s, forward or back, from the schedule.
+            let secs = 20 + (f.at as i64 * 7919) % 61;
+            let offset = if (f.at as i64) % 2 == 0 { secs } else { -secs };
+            for id in &ids {
+                c.skew_clock(*id, offset)?;
+            }
+            (Active::Skewed(ids.clone()), ids)
+        }
+        Kind::Drain => {
+            let id = ids[0];
+            c.drain(id)?;
+            (Active::Killed(vec![id]), ids)
         }
         Kind::Partition => {
             let all: Vec<u64> = c.ingesters.iter().map(|x| x.id).collect();
@@ -155,8 +209,15 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
 pub fn heal(c: &mut Cluster, a: Active) -> Result<(), ClusterError> {
     match a {
         Active::Killed(ids) => {
+            // Every node is restarted even if one fails to start.
+            let mut first_error = None;
             for id in ids {
-                c.restart(id)?;
+                if let Err(e) = c.restart(id) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
             }
         }
         Active::Paused(ids) => {
@@ -165,6 +226,11 @@ pub fn heal(c: &mut Cluster, a: Active) -> Result<(), ClusterError> {
             }
         }
         Active::Partitioned => c.heal_network(),
+        Active::Skewed(ids) => {
+            for id in ids {
+                c.skew_clock(id, 0)?;
+            }
+        }
     }
     Ok(())
 }

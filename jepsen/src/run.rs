@@ -84,7 +84,8 @@ pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
     std::fs::write(dir.join("schedule.json"), json).map_err(io("writing schedule.json"))?;
 
     println!("starting {} ingesters in {} zones ({:?}) and a front; data and logs in {}", cfg.nodes, cfg.zones, cfg.net, dir.display());
-    let mut cluster = Cluster::start(&cfg.balsa, &dir, cfg.nodes, cfg.zones, cfg.partitions, cfg.net)?;
+    let fake_clock = cfg.nemesis.contains(&Kind::Clock);
+    let mut cluster = Cluster::start(&cfg.balsa, &dir, cfg.nodes, cfg.zones, cfg.partitions, cfg.net, fake_clock)?;
     let tenants: Vec<String> = if cfg.tenants { vec!["jepsen-a".into(), "jepsen-b".into()] } else { vec!["jepsen".into()] };
     let load = Load {
         url: format!("http://{}", cluster.front.http),

@@ -55,7 +55,9 @@ pub const HAND_OVER_WINDOW: Duration = Duration::from_secs(10);
 #[derive(Clone, Default)]
 pub struct Contacts {
     inner: Arc<Mutex<HashMap<GroupId, Instant>>>,
-    hand_overs: Arc<Mutex<HashMap<GroupId, (NodeId, Instant)>>>,
+    /// Per group: the announced next leader, the announcing leader's term,
+    /// and when.
+    hand_overs: Arc<Mutex<HashMap<GroupId, (NodeId, u64, Instant)>>>,
     retiring: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -70,16 +72,16 @@ impl Contacts {
         self.retiring.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// `group`'s leader announced that `target` is to lead it next.
-    pub fn handing_over(&self, group: GroupId, target: NodeId) {
-        self.hand_overs.lock().insert(group, (target, Instant::now()));
+    /// `group`'s leader of `term` announced that `target` is to lead it next.
+    pub fn handing_over(&self, group: GroupId, target: NodeId, term: u64) {
+        self.hand_overs.lock().insert(group, (target, term, Instant::now()));
     }
 
     /// The announced next leader of `group`, within [`HAND_OVER_WINDOW`].
     pub fn hand_over_target(&self, group: GroupId) -> Option<NodeId> {
         let mut h = self.hand_overs.lock();
         match h.get(&group) {
-            Some((target, at)) if at.elapsed() < HAND_OVER_WINDOW => Some(*target),
+            Some((target, _, at)) if at.elapsed() < HAND_OVER_WINDOW => Some(*target),
             Some(_) => {
                 h.remove(&group);
                 None
@@ -88,9 +90,15 @@ impl Contacts {
         }
     }
 
-    /// A leader's append-entries for `group` arrived now.
-    pub fn heard(&self, group: GroupId) {
+    /// An append-entries of `group`'s leader of `term` arrived now. A
+    /// leader of a later term than an announced hand-over ends it (the
+    /// hand-over happened, or another leader took over).
+    pub fn heard(&self, group: GroupId, term: u64) {
         self.inner.lock().insert(group, Instant::now());
+        let mut h = self.hand_overs.lock();
+        if h.get(&group).is_some_and(|(_, announced, _)| term > *announced) {
+            h.remove(&group);
+        }
     }
 
     /// Time since the last contact; a group never heard from counts from
@@ -205,23 +213,23 @@ pub async fn start_hand_over(
     target: NodeId,
 ) -> Result<HandOver, HandOverError> {
     let raft = groups.get(group).ok_or(HandOverError::NotLeader(group))?;
-    let others = {
+    let (others, term) = {
         let m = raft.metrics();
         let m = m.borrow();
         if m.state != ServerState::Leader {
             return Err(HandOverError::NotLeader(group));
         }
-        other_voters(&m, node)
+        (other_voters(&m, node), m.current_term)
     };
     let Some(addr) = others.iter().find(|(id, _)| *id == target).map(|(_, a)| a.clone()) else {
         return Err(HandOverError::NotVoter { group, target });
     };
-    if !peers.announce_hand_over(target, &addr, group, target).await {
+    if !peers.announce_hand_over(target, &addr, group, target, term).await {
         return Err(HandOverError::Declined { group, target });
     }
     let rest = others.iter().filter(|(id, _)| *id != target);
-    futures::future::join_all(rest.map(|(id, addr)| peers.announce_hand_over(*id, addr, group, target))).await;
-    peers.contacts().handing_over(group, target);
+    futures::future::join_all(rest.map(|(id, addr)| peers.announce_hand_over(*id, addr, group, target, term))).await;
+    peers.contacts().handing_over(group, target, term);
     groups.mute(group, true);
     Ok(HandOver { groups: groups.clone(), raft, group, target })
 }
@@ -357,12 +365,17 @@ mod tests {
     }
 
     #[test]
-    fn a_hand_over_announcement_expires() {
+    fn a_hand_over_announcement_ends_with_a_new_leader_or_in_time() {
         let c = Contacts::default();
         assert_eq!(c.hand_over_target(5), None);
-        c.handing_over(5, 3);
+        c.handing_over(5, 3, 7);
         assert_eq!(c.hand_over_target(5), Some(3));
-        c.hand_overs.lock().insert(5, (3, Instant::now() - HAND_OVER_WINDOW));
-        assert_eq!(c.hand_over_target(5), None);
+        c.heard(5, 7);
+        assert_eq!(c.hand_over_target(5), Some(3), "the announcing leader's own appends");
+        c.heard(5, 8);
+        assert_eq!(c.hand_over_target(5), None, "a later leader ends it");
+        c.handing_over(5, 3, 8);
+        c.hand_overs.lock().insert(5, (3, 8, Instant::now() - HAND_OVER_WINDOW));
+        assert_eq!(c.hand_over_target(5), None, "and so does time");
     }
 }

@@ -165,8 +165,8 @@ impl Peers {
 
     /// Tells `target` that `next` is to lead `group` (see
     /// [`crate::elections::start_hand_over`]); true once `target` noted it.
-    pub async fn announce_hand_over(&self, target: NodeId, addr: &str, group: GroupId, next: NodeId) -> bool {
-        self.ask(target, addr, group, RaftKind::HandOver, &next).await
+    pub async fn announce_hand_over(&self, target: NodeId, addr: &str, group: GroupId, next: NodeId, term: u64) -> bool {
+        self.ask(target, addr, group, RaftKind::HandOver, &(next, term)).await
     }
 
     /// A yes/no question to `target` about `group`, through its queue;
@@ -424,9 +424,10 @@ impl TransportService {
             Some(raft) => match RaftKind::try_from(m.kind) {
                 Ok(RaftKind::AppendEntries) => match decode::<AppendEntriesRequest<TypeConfig>>(&m.payload) {
                     Ok(req) => {
+                        let term = req.vote.leader_id().get_term();
                         let answer = raft.append_entries(req).await;
                         if matches!(&answer, Ok(r) if r.is_success()) {
-                            self.contacts.heard(m.group);
+                            self.contacts.heard(m.group, term);
                         }
                         encode(&answer)
                     }
@@ -436,12 +437,14 @@ impl TransportService {
                     Ok(last) => encode(&answer_pre_vote(&self.contacts, &self.db, &raft, m.group, from, &last).await),
                     Err(e) => Err(e),
                 },
-                Ok(RaftKind::HandOver) => match decode::<NodeId>(&m.payload) {
-                    // A node shutting down takes no leadership.
-                    Ok(next) if next == self.node_id && self.contacts.is_retiring() => encode(&false),
-                    Ok(next) => {
-                        tracing::info!(group = m.group, from, next, "leader hands the group over");
-                        self.contacts.handing_over(m.group, next);
+                Ok(RaftKind::HandOver) => match decode::<(NodeId, u64)>(&m.payload) {
+                    // A node shutting down takes no leadership; an
+                    // announcement from an older term is stale.
+                    Ok((next, _)) if next == self.node_id && self.contacts.is_retiring() => encode(&false),
+                    Ok((_, term)) if term < raft.metrics().borrow().current_term => encode(&false),
+                    Ok((next, term)) => {
+                        tracing::info!(group = m.group, from, next, term, "leader hands the group over");
+                        self.contacts.handing_over(m.group, next, term);
                         encode(&true)
                     }
                     Err(e) => Err(e),

@@ -213,9 +213,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             r.log_db.clone(),
             stop_rx.clone(),
         )));
-        let (ingester, stop, fatal) = (r.ingester.clone(), stop_rx.clone(), fatal_tx.clone());
+        let (ingester, controller, stop, fatal) = (r.ingester.clone(), r.controller.clone(), stop_rx.clone(), fatal_tx.clone());
         loops.push(tokio::spawn(async move {
-            if let Err(e) = ingester.run(stop).await {
+            if let Err(e) = ingester.run(controller, stop).await {
                 let _ = fatal.send(e.into());
             }
         }));

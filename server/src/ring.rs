@@ -133,6 +133,11 @@ pub struct Assignment {
     /// The first replica set the partition ever had: the group's initial
     /// voters, initialized by the first of them (once).
     pub initial: Vec<NodeId>,
+    /// A leader reported the group's voters equal to `replicas` once. Until
+    /// then placement leaves the partition where it is (only the initial
+    /// replicas can form the group), and only until then may the first
+    /// initial replica initialize it.
+    pub led: bool,
 }
 
 /// The ring as the controller group replicates it.
@@ -166,7 +171,13 @@ impl RingState {
                 .partitions
                 .iter()
                 .enumerate()
-                .map(|(i, a)| pb::PartitionInfo { id: i as u32, replicas: a.replicas.clone(), epoch: a.epoch, initial: a.initial.clone() })
+                .map(|(i, a)| pb::PartitionInfo {
+                    id: i as u32,
+                    replicas: a.replicas.clone(),
+                    epoch: a.epoch,
+                    initial: a.initial.clone(),
+                    led: a.led,
+                })
                 .collect(),
             controller_leader_known: controller_leader.is_some(),
             controller_leader: controller_leader.unwrap_or(0),
@@ -177,7 +188,7 @@ impl RingState {
         let mut partitions = vec![Assignment::default(); r.partitions.len()];
         for p in &r.partitions {
             if let Some(a) = partitions.get_mut(p.id as usize) {
-                *a = Assignment { replicas: p.replicas.clone(), epoch: p.epoch, initial: p.initial.clone() };
+                *a = Assignment { replicas: p.replicas.clone(), epoch: p.epoch, initial: p.initial.clone(), led: p.led };
             }
         }
         Self {

@@ -51,6 +51,8 @@ pub enum ControllerCommand {
     /// left or died is active again.
     Join(NodeInfo),
     SetState { node: NodeId, state: NodeState },
+    /// Partition `partition`'s leader has the voters of ring epoch `epoch`.
+    Converged { partition: u32, epoch: u64 },
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
@@ -89,6 +91,13 @@ impl Replicated for RingState {
             ControllerCommand::SetState { node, state } => match self.nodes.get_mut(&node) {
                 Some(n) if n.state != state => {
                     n.state = state;
+                    true
+                }
+                _ => false,
+            },
+            ControllerCommand::Converged { partition, epoch } => match self.partitions.get_mut(partition as usize) {
+                Some(a) if a.epoch == epoch && !a.led => {
+                    a.led = true;
                     true
                 }
                 _ => false,
@@ -140,6 +149,8 @@ pub struct Controller {
     peers: Peers,
     /// On the leader: when each node was last known alive.
     last_seen: parking_lot::Mutex<std::collections::HashMap<NodeId, Instant>>,
+    /// When dead-node detection last ran.
+    last_detection: parking_lot::Mutex<Option<Instant>>,
 }
 
 impl Controller {
@@ -172,7 +183,7 @@ impl Controller {
         }
         let ring = Arc::new(shared.read().state.clone());
         let (ring_tx, _) = watch::channel(ring);
-        Ok(Arc::new(Self { cfg, raft, shared, ring_tx, tls, peers: peers.clone(), last_seen: Default::default() }))
+        Ok(Arc::new(Self { cfg, raft, shared, ring_tx, tls, peers: peers.clone(), last_seen: Default::default(), last_detection: Default::default() }))
     }
 
     /// The newest ring this replica has applied.
@@ -378,6 +389,16 @@ impl Controller {
         const ALIVE: Duration = Duration::from_secs(3);
         let ring = self.ring();
         let now = Instant::now();
+        {
+            // After a stall of this process (suspended, starved) nobody's
+            // answers are fresh: start counting again rather than declare
+            // every node dead at once.
+            let mut last = self.last_detection.lock();
+            if last.is_some_and(|t| now.duration_since(t) > ALIVE) {
+                self.last_seen.lock().clear();
+            }
+            *last = Some(now);
+        }
         let answers = ring
             .nodes
             .values()

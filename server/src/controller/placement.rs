@@ -17,6 +17,9 @@
 //!    compatible zone holding at least two fewer, so a joining node takes
 //!    its share.
 //!
+//! A partition whose group never reported its voters equal to its replicas
+//! (`led`) is left as it is: only its initial replicas can form the group.
+//!
 //! Nodes are visited in id order and ties broken by id, so the result
 //! depends only on the ring.
 
@@ -38,14 +41,15 @@ pub fn place(ring: &mut RingState) -> bool {
     let rf = (ring.replication_factor.max(1) as usize).min(active.len());
 
     let before: Vec<Vec<NodeId>> = ring.partitions.iter().map(|a| a.replicas.clone()).collect();
+    let frozen: Vec<bool> = ring.partitions.iter().map(|a| !a.led && !a.replicas.is_empty()).collect();
     let mut load: BTreeMap<NodeId, usize> = active.iter().map(|&n| (n, 0)).collect();
     let mut sets: Vec<Vec<NodeId>> = Vec::with_capacity(before.len());
-    for replicas in &before {
+    for (replicas, frozen) in before.iter().zip(&frozen) {
         // Keep active replicas and dead ones (decided below); drop the rest.
         let keep: Vec<NodeId> = replicas
             .iter()
             .copied()
-            .filter(|n| matches!(state(n), Some(NodeState::Active | NodeState::Dead)))
+            .filter(|n| *frozen || matches!(state(n), Some(NodeState::Active | NodeState::Dead)))
             .collect();
         for n in &keep {
             if let Some(l) = load.get_mut(n) {
@@ -60,7 +64,10 @@ pub fn place(ring: &mut RingState) -> bool {
             *l += 1;
         }
     }
-    for set in sets.iter_mut() {
+    for (set, frozen) in sets.iter_mut().zip(&frozen) {
+        if *frozen {
+            continue;
+        }
         if set.is_empty() {
             if active.len() < ring.replication_factor.max(1) as usize {
                 continue; // not enough nodes to start this partition yet
@@ -110,7 +117,7 @@ pub fn place(ring: &mut RingState) -> bool {
     // nodes (each move strictly lowers the sum of squared loads, so this ends).
     loop {
         let mut moved = false;
-        for set in sets.iter_mut() {
+        for (set, _) in sets.iter_mut().zip(&frozen).filter(|(_, f)| !**f) {
             for i in 0..set.len() {
                 let r = set[i];
                 let Some(&lr) = load.get(&r) else { continue };
@@ -182,6 +189,13 @@ mod tests {
         l
     }
 
+    /// Every placed partition's group reports its voters.
+    fn led(r: &mut RingState) {
+        for a in &mut r.partitions {
+            a.led = !a.replicas.is_empty();
+        }
+    }
+
     fn node(id: NodeId, zone: &str) -> NodeInfo {
         NodeInfo { id, zone: zone.into(), grpc_addr: String::new(), http_addr: String::new(), state: NodeState::Active }
     }
@@ -217,6 +231,7 @@ mod tests {
     fn a_joining_node_takes_its_share_within_its_zone() {
         let mut r = ring(&[(1, "a"), (2, "b"), (3, "c")], 12, 3);
         place(&mut r);
+        led(&mut r);
         r.nodes.insert(4, node(4, "a"));
         assert!(place(&mut r));
         let l = loads(&r);
@@ -226,9 +241,25 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_stays_put_until_its_group_reported_its_voters() {
+        let mut r = ring(&[(1, "a"), (2, "b"), (3, "c")], 6, 3);
+        place(&mut r);
+        let first: Vec<Vec<NodeId>> = r.partitions.iter().map(|a| a.replicas.clone()).collect();
+        r.nodes.insert(4, node(4, "a"));
+        r.nodes.insert(5, node(5, "b"));
+        r.nodes.get_mut(&3).unwrap().state = NodeState::Draining;
+        assert!(!place(&mut r), "nothing moves before the groups formed");
+        assert_eq!(r.partitions.iter().map(|a| a.replicas.clone()).collect::<Vec<_>>(), first);
+        led(&mut r);
+        assert!(place(&mut r));
+        assert!(r.partitions.iter().all(|a| !a.replicas.contains(&3)), "then the drain proceeds");
+    }
+
+    #[test]
     fn draining_moves_replicas_and_dead_ones_move_only_to_a_free_zone() {
         let mut r = ring(&[(1, "a"), (2, "b"), (3, "c"), (4, "a")], 8, 3);
         place(&mut r);
+        led(&mut r);
         r.nodes.get_mut(&4).unwrap().state = NodeState::Draining;
         place(&mut r);
         assert!(r.partitions.iter().all(|a| !a.replicas.contains(&4) && a.replicas.len() == 3));

@@ -58,6 +58,16 @@ impl ControllerApi for ControllerService {
         Ok(Response::new(pb::ControllerReply { ring_epoch: epoch }))
     }
 
+    async fn converged(&self, request: Request<pb::ConvergedRequest>) -> Result<Response<pb::ControllerReply>, Status> {
+        let r = request.into_inner();
+        if r.partition as usize >= self.controller.ring().partitions.len() {
+            return Err(Status::not_found(format!("no partition {}", r.partition)));
+        }
+        let cmd = ControllerCommand::Converged { partition: r.partition, epoch: r.epoch };
+        let epoch = self.controller.propose(&cmd).await.map_err(status)?;
+        Ok(Response::new(pb::ControllerReply { ring_epoch: epoch }))
+    }
+
     async fn get_ring(&self, _request: Request<pb::RingRequest>) -> Result<Response<pb::Ring>, Status> {
         Ok(Response::new(self.controller.ring().to_pb(self.controller.leader())))
     }
@@ -109,6 +119,9 @@ pub async fn send(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>, cm
         }
         ControllerCommand::SetState { node, state } => {
             c.set_state(pb::SetStateRequest { node: *node, state: state.to_pb() as i32 }).await
+        }
+        ControllerCommand::Converged { partition, epoch } => {
+            c.converged(pb::ConvergedRequest { partition: *partition, epoch: *epoch }).await
         }
         ControllerCommand::Bootstrap { .. } => return Err("bootstrap is never forwarded".into()),
     };

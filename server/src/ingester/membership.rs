@@ -4,16 +4,16 @@
 //!   (its snapshot and log, if any, are loaded); if this node is the first
 //!   of the partition's *initial* replicas and the group was never
 //!   initialized, it initializes it with those replicas;
+//! - on the partition's leader, once the group's voters are the ring's
+//!   replicas for the first time, the controller is told (`Converged`): only
+//!   then may placement move the partition (before, only its initial
+//!   replicas can form the group), and never again is it initialized;
 //! - on the partition's leader, the group's voters converge to the ring's
 //!   replicas: new nodes are added as learners and caught up (openraft's
 //!   blocking `add_learner`), then one joint-consensus change replaces the
 //!   voters; writes continue throughout;
 //! - a replica that is no longer assigned here and no longer a member of
 //!   its group is shut down and its log and snapshot deleted;
-//! - a node among a partition's *initial* replicas hosts it even when the
-//!   ring has moved it elsewhere, until the group's leader says the node is
-//!   out: the ring can change before the group first elects a leader, and
-//!   the group's first voters are the only ones who can elect it;
 //! - leader balance: a node leading more than its share of partitions
 //!   (⌈partitions ÷ active nodes⌉) hands those whose preferred replica (the
 //!   ring's first) is another active, caught-up voter to that replica
@@ -59,13 +59,13 @@ impl Ingester {
     /// Keeps the hosted replicas in step with the ring until `stop`. A
     /// replica that cannot be opened (a corrupt snapshot, an unreadable
     /// log) ends it with that error: the node must not serve without it.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<(), IngesterError> {
+    pub async fn run(self: Arc<Self>, controller: Arc<Controller>, mut stop: watch::Receiver<bool>) -> Result<(), IngesterError> {
         let mut ring = self.ring.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let current = ring.borrow_and_update().clone();
-            self.reconcile(&current).await?;
+            self.reconcile(&current, &controller).await?;
             tokio::select! {
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => return Ok(()),
                 r = ring.changed() => if r.is_err() { return Ok(()) },
@@ -74,30 +74,18 @@ impl Ingester {
         }
     }
 
-    async fn reconcile(self: &Arc<Self>, ring: &RingState) -> Result<(), IngesterError> {
+    async fn reconcile(self: &Arc<Self>, ring: &RingState, controller: &Arc<Controller>) -> Result<(), IngesterError> {
         let me = self.cfg.node_id;
         let active = ring.nodes.values().filter(|n| n.state == NodeState::Active).count().max(1);
         let share = ring.partitions.len().div_ceil(active);
-        let mut leading = self.led_partitions().len();
+        // Partitions being handed over no longer count.
+        let mut leading = self.led_partitions().len().saturating_sub(self.handing_over.lock().len());
         for (p, a) in ring.partitions.iter().enumerate() {
             let p = p as u32;
             let assigned = a.replicas.contains(&me);
             let local = self.partitions.read().get(&p).cloned();
             match local {
                 None if assigned => self.open_replica(p, ring).await?,
-                // One of the group's first voters: the ring may have moved
-                // the partition before the group first elected a leader,
-                // and then the group needs this node to elect one and
-                // hand its replicas over. Joins unless its leader is known
-                // to have moved on.
-                None if a.initial.contains(&me) && !self.out_of_initial.lock().contains(&p) => {
-                    match self.leader_says_member(ring, p).await {
-                        Some(false) => {
-                            self.out_of_initial.lock().insert(p);
-                        }
-                        _ => self.open_replica(p, ring).await?,
-                    }
-                }
                 None => {}
                 Some(part) => {
                     let m = part.raft.metrics().borrow().clone();
@@ -106,6 +94,17 @@ impl Ingester {
                         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
                         let wanted: BTreeSet<NodeId> = a.replicas.iter().copied().collect();
                         let joint = membership.get_joint_config().len() > 1;
+                        if !joint && voters == wanted && !a.led && self.changing.lock().insert(p) {
+                            // The group formed: the ring may move it now.
+                            let (this, controller, epoch) = (self.clone(), controller.clone(), a.epoch);
+                            tokio::spawn(async move {
+                                let cmd = ControllerCommand::Converged { partition: p, epoch };
+                                if let Err(e) = controller.propose(&cmd).await {
+                                    tracing::warn!(partition = p, error = %e, "reporting the group's voters; will retry");
+                                }
+                                this.changing.lock().remove(&p);
+                            });
+                        }
                         if !joint && voters == wanted && leading > share && self.hand_over(ring, p, a.replicas[0], &m) {
                             leading -= 1;
                         }
@@ -123,21 +122,10 @@ impl Ingester {
                     }
                     if !assigned && m.state != openraft::ServerState::Leader {
                         let member = membership.nodes().any(|(id, _)| *id == me);
-                        let never_joined = membership.voter_ids().next().is_none();
                         // A removed follower may never hear of its removal
-                        // (the leader stops sending): ask the leader. A
-                        // replica that never heard from its group (see
-                        // above) waits for a leader that says it is out.
-                        let out = if never_joined {
-                            self.leader_says_member(ring, p).await == Some(false)
-                        } else {
-                            !member || self.leader_says_member(ring, p).await == Some(false)
-                        };
-                        if out {
+                        // (the leader stops sending): ask the leader.
+                        if !member || self.leader_says_member(ring, p).await == Some(false) {
                             self.drop_replica(p).await;
-                            if a.initial.contains(&me) {
-                                self.out_of_initial.lock().insert(p);
-                            }
                         }
                     }
                 }
@@ -165,7 +153,9 @@ impl Ingester {
         .map_err(|e| open_err(format!("partition {p}: {e}")))?;
         let a = &ring.partitions[p as usize];
         let initialized = raft.is_initialized().await.map_err(|e| open_err(e.to_string()))?;
-        if !initialized && a.initial.first() == Some(&self.cfg.node_id) {
+        // Once the group reported its voters (`led`) it exists: a node that
+        // lost or dropped its copy must never create a second one.
+        if !initialized && !a.led && a.initial.first() == Some(&self.cfg.node_id) {
             let members: BTreeMap<NodeId, BasicNode> =
                 a.initial.iter().filter_map(|n| Some((*n, BasicNode::new(ring.addr(*n)?)))).collect();
             tracing::info!(partition = p, ?members, "initializing partition");
@@ -196,13 +186,19 @@ impl Ingester {
     /// retries them).
     async fn hand_over_to(self: Arc<Self>, p: u32, to: NodeId, why: &'static str) {
         let me = self.cfg.node_id;
+        {
+            // One hand-over of a partition at a time; its requests are
+            // redirected from now on.
+            let mut h = self.handing_over.lock();
+            if h.contains_key(&p) {
+                return;
+            }
+            h.insert(p, to);
+        }
         let result = match balsa_raft::elections::start_hand_over(me, &self.groups, &self.peers, u64::from(p), to).await {
             Ok(h) => {
                 tracing::info!(partition = p, to, why, "handing leadership over");
-                self.handing_over.lock().insert(p, to);
-                let r = h.finish(balsa_raft::elections::HAND_OVER_WINDOW).await;
-                self.handing_over.lock().remove(&p);
-                r
+                h.finish(balsa_raft::elections::HAND_OVER_WINDOW).await
             }
             Err(e) => {
                 // Not started: `to` may be down or restarting; ask again soon.
@@ -211,6 +207,7 @@ impl Ingester {
                 Err(e)
             }
         };
+        self.handing_over.lock().remove(&p);
         let counter = match &result {
             Ok(()) => &self.hand_overs[0],
             Err(e) => {
@@ -292,15 +289,13 @@ impl Ingester {
         Ok(())
     }
 
-    /// Whether partition `p`'s leader (looked for among the ring's current
-    /// and initial replicas) counts this node as a member; `None` when no
-    /// leader answered. Data is only deleted on a definite answer.
+    /// Whether partition `p`'s leader (looked for among the ring's
+    /// replicas) counts this node as a member; `None` when no leader
+    /// answered. Data is only deleted on a definite answer.
     async fn leader_says_member(&self, ring: &RingState, p: u32) -> Option<bool> {
         use balsa_proto::cluster::ingester_client::IngesterClient as GrpcClient;
         let me = self.cfg.node_id;
-        let a = &ring.partitions[p as usize];
-        let mut asked = BTreeSet::new();
-        for n in a.replicas.iter().chain(&a.initial).filter(|n| **n != me && asked.insert(**n)) {
+        for n in ring.partitions[p as usize].replicas.iter().filter(|n| **n != me) {
             let Some(addr) = ring.addr(*n) else { continue };
             let Ok(ep) = balsa_raft::network::endpoint(addr, self.cfg.tls.clone()) else { continue };
             let Ok(channel) = ep.timeout(Duration::from_secs(1)).connect().await else { continue };

@@ -76,11 +76,9 @@ pub struct Ingester {
     peers: Peers,
     groups: Groups,
     ring: RingWatch,
-    /// Partitions whose membership this node is changing now.
+    /// Partitions with membership work in flight from here: a change of
+    /// voters, or reporting them to the controller.
     changing: parking_lot::Mutex<HashSet<u32>>,
-    /// Partitions this node was an initial replica of, and whose leader
-    /// said it is no longer a member (see `membership`).
-    out_of_initial: parking_lot::Mutex<HashSet<u32>>,
     /// Leader balance (see `membership`): partitions this node is handing
     /// to another node now, when each may be handed over again, and how
     /// many hand-overs completed and failed.
@@ -105,7 +103,6 @@ impl Ingester {
             groups,
             ring,
             changing: Default::default(),
-            out_of_initial: Default::default(),
             handing_over: Default::default(),
             hand_over_after: Default::default(),
             hand_overs: Default::default(),
