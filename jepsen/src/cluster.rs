@@ -145,12 +145,35 @@ pub struct Node {
     netns: Option<String>,
     /// libfaketime's offset file, when clocks may be skewed.
     faketime: Option<PathBuf>,
+    /// libfiu's control-pipe prefix, when disk faults may be injected.
+    fiu: Option<PathBuf>,
     child: Option<Child>,
     paused: bool,
 }
 
 /// libfaketime (Debian package `faketime`), multi-threaded flavour.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// libfiu's preload libraries (Debian package `fiu-utils`): remote control,
+/// and failure points in POSIX I/O.
+pub const LIBFIU: [&str; 2] = ["/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so"];
+
+/// What a node's process needs preloaded and in its environment.
+fn preload(cmd: &mut Command, faketime: Option<&Path>, fiu: Option<&Path>) {
+    let mut libs: Vec<&str> = Vec::new();
+    if let Some(prefix) = fiu {
+        libs.extend(LIBFIU);
+        cmd.env("FIU_ENABLE", "").env("FIU_CTRL_FIFO", prefix);
+    }
+    if let Some(rc) = faketime {
+        libs.push(LIBFAKETIME);
+        // Wall clock only: timers and leases run on the monotonic clock.
+        cmd.env("FAKETIME_TIMESTAMP_FILE", rc).env("FAKETIME_CACHE_DURATION", "1").env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    }
+    if !libs.is_empty() {
+        cmd.env("LD_PRELOAD", libs.join(" "));
+    }
+}
 
 impl Node {
     fn spawn(&mut self, bin: &Path) -> Result<(), ClusterError> {
@@ -169,13 +192,7 @@ impl Node {
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log);
-        if let Some(rc) = &self.faketime {
-            // Wall clock only: timers and leases run on the monotonic clock.
-            cmd.env("LD_PRELOAD", LIBFAKETIME)
-                .env("FAKETIME_TIMESTAMP_FILE", rc)
-                .env("FAKETIME_CACHE_DURATION", "1")
-                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-        }
+        preload(&mut cmd, self.faketime.as_deref(), self.fiu.as_deref());
         self.child = Some(cmd.spawn().map_err(io(format!("starting node {}", self.id)))?);
         self.paused = false;
         Ok(())
@@ -261,7 +278,9 @@ impl Cluster {
     /// partitions, and the front; waits until the front is ready and every
     /// partition has a leader. Data and logs go under `dir`.
     /// With `fake_clock`, ingesters run under libfaketime so that
-    /// [`Cluster::skew_clock`] works.
+    /// [`Cluster::skew_clock`] works; with `fiu`, under libfiu so that
+    /// [`Cluster::fail_disk`] does.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         bin: &Path,
         dir: &Path,
@@ -270,6 +289,7 @@ impl Cluster {
         partitions: u32,
         net: Net,
         fake_clock: bool,
+        fiu: bool,
     ) -> Result<Self, ClusterError> {
         let network = match net {
             Net::Namespaces => Some(Network::create(nodes)?),
@@ -313,6 +333,7 @@ impl Cluster {
             } else {
                 None
             };
+            let fiu = fiu.then(|| node_dir.join("fiu-ctrl"));
             let mut node = Node {
                 id,
                 zone,
@@ -323,6 +344,7 @@ impl Cluster {
                 args,
                 netns,
                 faketime,
+                fiu,
                 child: None,
                 paused: false,
             };
@@ -347,6 +369,7 @@ impl Cluster {
             ],
             netns: None,
             faketime: None,
+            fiu: None,
             child: None,
             paused: false,
         };
@@ -464,6 +487,27 @@ impl Cluster {
             return Err(ClusterError::NotReady("clock skew needs the cluster started with fake clocks".into()));
         };
         std::fs::write(&rc, format!("{secs:+}\n")).map_err(io("writing a faketime file"))
+    }
+
+    /// Makes every fsync and fdatasync of ingester `id` fail (libfiu). The
+    /// node must stop acknowledging what it cannot make durable; it is
+    /// restarted (kill -9, start) to heal.
+    pub fn fail_disk(&mut self, id: u64) -> Result<(), ClusterError> {
+        let node = self.node(id);
+        let (Some(prefix), Some(pid)) = (node.fiu.clone(), node.pid()) else {
+            return Err(ClusterError::NotReady("disk faults need the cluster started with libfiu".into()));
+        };
+        let out = Command::new("fiu-ctrl")
+            .arg("-f")
+            .arg(&prefix)
+            .args(["-c", "enable name=posix/io/sync/*", &pid.to_string()])
+            .output()
+            .map_err(io("running fiu-ctrl"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(ClusterError::Command { command: "fiu-ctrl".into(), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        }
     }
 
     /// Drains ingester `id` (`POST /ingester/drain`) and waits until it has

@@ -40,8 +40,8 @@ struct TestArgs {
     /// too), tenants (two tenants with the same labels).
     #[arg(long, default_value = "set,order,tenants")]
     workload: String,
-    /// Faults, comma-separated: kill, pause, partition, loss, clock, drain,
-    /// crash-all; or none.
+    /// Faults, comma-separated: kill, pause, partition, loss, clock, disk,
+    /// drain, crash-all; or none.
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// Seconds of load under faults.
@@ -124,6 +124,9 @@ fn test(a: TestArgs) -> Result<ExitCode> {
     }
     if nemesis.contains(&Kind::Clock) && !std::path::Path::new(jepsen::cluster::LIBFAKETIME).is_file() {
         bail!("the clock nemesis needs libfaketime at {} (Debian package faketime)", jepsen::cluster::LIBFAKETIME);
+    }
+    if nemesis.contains(&Kind::Disk) && !jepsen::cluster::LIBFIU.iter().all(|l| std::path::Path::new(l).is_file()) {
+        bail!("the disk nemesis needs libfiu ({}; Debian package fiu-utils)", jepsen::cluster::LIBFIU.join(", "));
     }
     let balsa = match a.balsa {
         Some(b) => b,

@@ -26,6 +26,9 @@ pub enum Kind {
     /// Clock skew: a node's wall clock jumps by tens of seconds, forward
     /// or back (libfaketime; monotonic clocks are left alone).
     Clock,
+    /// Disk faults: every fsync of a node fails (libfiu); healed by a
+    /// restart.
+    Disk,
     /// Membership change: a node is drained (`POST /ingester/drain`: its
     /// replicas move away, it exits), then started again and rejoins.
     Drain,
@@ -44,7 +47,8 @@ impl std::str::FromStr for Kind {
             "loss" => Kind::Loss,
             "drain" => Kind::Drain,
             "clock" => Kind::Clock,
-            other => return Err(format!("unknown nemesis `{other}` (known: kill, pause, partition, loss, clock, drain, crash-all)")),
+            "disk" => Kind::Disk,
+            other => return Err(format!("unknown nemesis `{other}` (known: kill, pause, partition, loss, clock, disk, drain, crash-all)")),
         })
     }
 }
@@ -89,8 +93,8 @@ pub fn schedule(seed: u64, kinds: &[Kind], time_limit: f64, interval: f64, hold:
         let draw: u64 = rng.random();
         let target = match (kind, rng.random_range(0..4)) {
             (Kind::CrashAll, _) => Target::All,
-            (Kind::Loss | Kind::Drain | Kind::Clock, 0 | 1) => Target::Random(draw),
-            (Kind::Loss | Kind::Drain | Kind::Clock, _) => Target::LeaderOf(draw),
+            (Kind::Loss | Kind::Drain | Kind::Clock | Kind::Disk, 0 | 1) => Target::Random(draw),
+            (Kind::Loss | Kind::Drain | Kind::Clock | Kind::Disk, _) => Target::LeaderOf(draw),
             (Kind::Kill | Kind::Pause, 0 | 3) => Target::Random(draw),
             (Kind::Kill | Kind::Pause, 1) => Target::LeaderOf(draw),
             (Kind::Kill | Kind::Pause, _) => Target::ControllerLeader,
@@ -112,6 +116,8 @@ pub enum Active {
     Paused(Vec<u64>),
     Partitioned,
     Skewed(Vec<u64>),
+    /// Disks failing: restart to heal.
+    Broken(Vec<u64>),
 }
 
 /// Share of packets a lossy node drops.
@@ -179,6 +185,12 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
             }
             (Active::Skewed(ids.clone()), ids)
         }
+        Kind::Disk => {
+            for id in &ids {
+                c.fail_disk(*id)?;
+            }
+            (Active::Broken(ids.clone()), ids)
+        }
         Kind::Drain => {
             let id = ids[0];
             c.drain(id)?;
@@ -208,6 +220,12 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
 /// Undoes a fault.
 pub fn heal(c: &mut Cluster, a: Active) -> Result<(), ClusterError> {
     match a {
+        Active::Broken(ids) => {
+            for id in &ids {
+                c.node(*id).kill();
+            }
+            return heal(c, Active::Killed(ids));
+        }
         Active::Killed(ids) => {
             // Every node is restarted even if one fails to start.
             let mut first_error = None;

@@ -85,7 +85,8 @@ pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
 
     println!("starting {} ingesters in {} zones ({:?}) and a front; data and logs in {}", cfg.nodes, cfg.zones, cfg.net, dir.display());
     let fake_clock = cfg.nemesis.contains(&Kind::Clock);
-    let mut cluster = Cluster::start(&cfg.balsa, &dir, cfg.nodes, cfg.zones, cfg.partitions, cfg.net, fake_clock)?;
+    let fiu = cfg.nemesis.contains(&Kind::Disk);
+    let mut cluster = Cluster::start(&cfg.balsa, &dir, cfg.nodes, cfg.zones, cfg.partitions, cfg.net, fake_clock, fiu)?;
     let tenants: Vec<String> = if cfg.tenants { vec!["jepsen-a".into(), "jepsen-b".into()] } else { vec!["jepsen".into()] };
     let load = Load {
         url: format!("http://{}", cluster.front.http),

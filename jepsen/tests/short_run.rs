@@ -1,8 +1,8 @@
 //! The short failure-injection run `.ci/run` does on every change: a fresh
 //! 5-node cluster in 3 zones for 60 s under kills, pauses, drains, full
 //! crashes and, where the machine allows, network partitions, packet loss
-//! (root and nftables) and clock skew (libfaketime); the history must be
-//! valid.
+//! (root and nftables), clock skew (libfaketime) and failing fsyncs
+//! (libfiu); the history must be valid.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,18 +17,23 @@ fn balsa() -> PathBuf {
 fn a_short_run_under_faults_loses_nothing() {
     let root = unsafe { libc::geteuid() } == 0;
     let nft = Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
-    let faketime = std::path::Path::new(jepsen::cluster::LIBFAKETIME).is_file();
-    // Network faults need root and nftables, clock skew libfaketime (.ci/run
-    // installs both and runs as root).
-    let nemesis = match (root && nft, faketime) {
-        (true, true) => "kill,pause,partition,loss,clock,drain,crash-all",
-        (true, false) => "kill,pause,partition,loss,drain,crash-all",
-        (false, true) => "kill,pause,clock,drain,crash-all",
-        (false, false) => "kill,pause,drain,crash-all",
-    };
+    let have = |path: &str| std::path::Path::new(path).is_file();
+    // Network faults need root and nftables, clock skew libfaketime, disk
+    // faults libfiu (.ci/run installs them all and runs as root).
+    let mut nemesis = vec!["kill", "pause", "drain", "crash-all"];
+    if root && nft {
+        nemesis.extend(["partition", "loss"]);
+    }
+    if have(jepsen::cluster::LIBFAKETIME) {
+        nemesis.push("clock");
+    }
+    if jepsen::cluster::LIBFIU.iter().all(|l| have(l)) {
+        nemesis.push("disk");
+    }
+    let nemesis = nemesis.join(",");
     let results = tempfile_dir();
     let out = Command::new(env!("CARGO_BIN_EXE_jepsen"))
-        .args(["test", "--nodes", "5", "--zones", "3", "--workload", "set,order,tenants", "--nemesis", nemesis])
+        .args(["test", "--nodes", "5", "--zones", "3", "--workload", "set,order,tenants", "--nemesis", &nemesis])
         .args(["--time-limit", "75", "--rate", "100", "--interval", "3", "--hold", "6", "--seed", "20261126"])
         .arg("--balsa")
         .arg(balsa())

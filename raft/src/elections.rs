@@ -50,14 +50,22 @@ pub const LEASE: Duration = ELECTION_TIMEOUT_MAX;
 /// How long the voters of a group being handed over favour the named target.
 pub const HAND_OVER_WINDOW: Duration = Duration::from_secs(10);
 
+/// A hand-over announced by a group's leader.
+#[derive(Clone, Copy, Debug)]
+struct Announced {
+    /// The node to lead next.
+    target: NodeId,
+    /// The announcing leader's term.
+    term: u64,
+    at: Instant,
+}
+
 /// When each group last heard from a leader, and which groups are being
 /// handed to whom, per node.
 #[derive(Clone, Default)]
 pub struct Contacts {
     inner: Arc<Mutex<HashMap<GroupId, Instant>>>,
-    /// Per group: the announced next leader, the announcing leader's term,
-    /// and when.
-    hand_overs: Arc<Mutex<HashMap<GroupId, (NodeId, u64, Instant)>>>,
+    hand_overs: Arc<Mutex<HashMap<GroupId, Announced>>>,
     retiring: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -74,14 +82,14 @@ impl Contacts {
 
     /// `group`'s leader of `term` announced that `target` is to lead it next.
     pub fn handing_over(&self, group: GroupId, target: NodeId, term: u64) {
-        self.hand_overs.lock().insert(group, (target, term, Instant::now()));
+        self.hand_overs.lock().insert(group, Announced { target, term, at: Instant::now() });
     }
 
     /// The announced next leader of `group`, within [`HAND_OVER_WINDOW`].
     pub fn hand_over_target(&self, group: GroupId) -> Option<NodeId> {
         let mut h = self.hand_overs.lock();
         match h.get(&group) {
-            Some((target, _, at)) if at.elapsed() < HAND_OVER_WINDOW => Some(*target),
+            Some(a) if a.at.elapsed() < HAND_OVER_WINDOW => Some(a.target),
             Some(_) => {
                 h.remove(&group);
                 None
@@ -96,7 +104,7 @@ impl Contacts {
     pub fn heard(&self, group: GroupId, term: u64) {
         self.inner.lock().insert(group, Instant::now());
         let mut h = self.hand_overs.lock();
-        if h.get(&group).is_some_and(|(_, announced, _)| term > *announced) {
+        if h.get(&group).is_some_and(|a| term > a.term) {
             h.remove(&group);
         }
     }
@@ -375,7 +383,7 @@ mod tests {
         c.heard(5, 8);
         assert_eq!(c.hand_over_target(5), None, "a later leader ends it");
         c.handing_over(5, 3, 8);
-        c.hand_overs.lock().insert(5, (3, 8, Instant::now() - HAND_OVER_WINDOW));
+        c.hand_overs.lock().insert(5, Announced { target: 3, term: 8, at: Instant::now() - HAND_OVER_WINDOW });
         assert_eq!(c.hand_over_target(5), None, "and so does time");
     }
 }
