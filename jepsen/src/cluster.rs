@@ -257,7 +257,43 @@ pub struct Cluster {
     pub front: Node,
     pub zones: usize,
     bin: PathBuf,
+    /// The S3-compatible server (`moto_server`), when chunks go to S3.
+    store: Option<Child>,
     net: Option<Network>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.store.take() {
+            // SAFETY: kill(2) on a child this harness started.
+            unsafe {
+                libc::kill(s.id() as i32, libc::SIGCONT);
+            }
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+}
+
+/// Starts `moto_server` (PyPI `moto[server]`) on `host` with a bucket
+/// `jepsen`; returns it and its endpoint.
+fn start_store(host: &str, used: &mut Vec<u16>) -> Result<(Child, String), ClusterError> {
+    let port = free_port(used);
+    let child = Command::new("moto_server")
+        .args(["-H", host, "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(io("starting moto_server (pip install 'moto[server]')"))?;
+    let endpoint = format!("http://{host}:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::put(&format!("{endpoint}/jepsen")).timeout(Duration::from_secs(2)).call().is_err() {
+        if Instant::now() > deadline {
+            return Err(ClusterError::NotReady("moto_server did not answer within 30 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok((child, endpoint))
 }
 
 /// A free TCP port on 127.0.0.1 below the ephemeral range.
@@ -279,7 +315,9 @@ impl Cluster {
     /// partition has a leader. Data and logs go under `dir`.
     /// With `fake_clock`, ingesters run under libfaketime so that
     /// [`Cluster::skew_clock`] works; with `fiu`, under libfiu so that
-    /// [`Cluster::fail_disk`] does.
+    /// [`Cluster::fail_disk`] does; with `s3`, chunks are cut within seconds
+    /// and flushed to an S3-compatible server that [`Cluster::pause_store`]
+    /// can stop.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         bin: &Path,
@@ -290,21 +328,31 @@ impl Cluster {
         net: Net,
         fake_clock: bool,
         fiu: bool,
+        s3: bool,
     ) -> Result<Self, ClusterError> {
         let network = match net {
             Net::Namespaces => Some(Network::create(nodes)?),
             Net::Local => None,
         };
+        let mut used = Vec::new();
+        let (store, storage) = if s3 {
+            let host = network.as_ref().map_or("127.0.0.1".to_string(), Network::host_ip);
+            let (child, endpoint) = start_store(&host, &mut used)?;
+            let yaml = format!(
+                "storage:\n  backend: s3\n  s3:\n    bucket: jepsen\n    endpoint: {endpoint}\n    region: us-east-1\n    access_key_id: test\n    secret_access_key: test\n    force_path_style: true\ningester:\n  chunk_idle_period: 3s\n  max_chunk_age: 20s\n  flush_check_period: 2s\n"
+            );
+            (Some(child), yaml)
+        } else {
+            (None, format!("storage:\n  filesystem:\n    directory: {}\n", dir.join("objects").display()))
+        };
         let config = dir.join("cluster.yaml");
         std::fs::write(
             &config,
             format!(
-                "auth_enabled: true\nstorage:\n  filesystem:\n    directory: {}\nlimits_config:\n  max_entries_limit_per_query: 10000000\n  ingestion_rate_mb: 1000\n  ingestion_burst_size_mb: 1000\nring:\n  dead_node_timeout: 10m\n",
-                dir.join("objects").display()
+                "auth_enabled: true\n{storage}limits_config:\n  max_entries_limit_per_query: 10000000\n  ingestion_rate_mb: 1000\n  ingestion_burst_size_mb: 1000\nring:\n  dead_node_timeout: 10m\n"
             ),
         )
         .map_err(io("writing the cluster config"))?;
-        let mut used = Vec::new();
         let mut ingesters = Vec::new();
         for id in 1..=nodes as u64 {
             let zone = format!("zone-{}", (b'a' + ((id as usize - 1) % zones) as u8) as char);
@@ -374,7 +422,7 @@ impl Cluster {
             paused: false,
         };
         front.spawn(bin)?;
-        let c = Cluster { ingesters, front, zones, bin: bin.to_path_buf(), net: network };
+        let c = Cluster { ingesters, front, zones, bin: bin.to_path_buf(), store, net: network };
         c.wait_healthy(Duration::from_secs(120))?;
         Ok(c)
     }
@@ -508,6 +556,20 @@ impl Cluster {
         } else {
             Err(ClusterError::Command { command: "fiu-ctrl".into(), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
         }
+    }
+
+    /// Stops (`true`: SIGSTOP) or resumes the S3-compatible server: an
+    /// object-store outage during flushes.
+    pub fn pause_store(&mut self, paused: bool) -> Result<(), ClusterError> {
+        let Some(s) = &self.store else {
+            return Err(ClusterError::NotReady("object-store faults need the cluster started with S3".into()));
+        };
+        let sig = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: kill(2) on a child this harness started.
+        unsafe {
+            libc::kill(s.id() as i32, sig);
+        }
+        Ok(())
     }
 
     /// Drains ingester `id` (`POST /ingester/drain`) and waits until it has

@@ -41,7 +41,8 @@ struct TestArgs {
     #[arg(long, default_value = "set,order,tenants")]
     workload: String,
     /// Faults, comma-separated: kill, pause, partition, loss, clock, disk,
-    /// drain, crash-all; or none.
+    /// store (chunks go to an S3-compatible server, which is stopped), drain,
+    /// crash-all; or none.
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// Seconds of load under faults.

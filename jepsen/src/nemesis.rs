@@ -29,6 +29,9 @@ pub enum Kind {
     /// Disk faults: every fsync of a node fails (libfiu); healed by a
     /// restart.
     Disk,
+    /// Object-store outage: the S3-compatible server stops answering while
+    /// chunks are being flushed (SIGSTOP), then resumes.
+    Store,
     /// Membership change: a node is drained (`POST /ingester/drain`: its
     /// replicas move away, it exits), then started again and rejoins.
     Drain,
@@ -48,7 +51,10 @@ impl std::str::FromStr for Kind {
             "drain" => Kind::Drain,
             "clock" => Kind::Clock,
             "disk" => Kind::Disk,
-            other => return Err(format!("unknown nemesis `{other}` (known: kill, pause, partition, loss, clock, disk, drain, crash-all)")),
+            "store" => Kind::Store,
+            other => {
+                return Err(format!("unknown nemesis `{other}` (known: kill, pause, partition, loss, clock, disk, store, drain, crash-all)"))
+            }
         })
     }
 }
@@ -92,7 +98,7 @@ pub fn schedule(seed: u64, kinds: &[Kind], time_limit: f64, interval: f64, hold:
         let Some(&kind) = kinds.choose(&mut rng) else { break };
         let draw: u64 = rng.random();
         let target = match (kind, rng.random_range(0..4)) {
-            (Kind::CrashAll, _) => Target::All,
+            (Kind::CrashAll | Kind::Store, _) => Target::All,
             (Kind::Loss | Kind::Drain | Kind::Clock | Kind::Disk, 0 | 1) => Target::Random(draw),
             (Kind::Loss | Kind::Drain | Kind::Clock | Kind::Disk, _) => Target::LeaderOf(draw),
             (Kind::Kill | Kind::Pause, 0 | 3) => Target::Random(draw),
@@ -118,6 +124,7 @@ pub enum Active {
     Skewed(Vec<u64>),
     /// Disks failing: restart to heal.
     Broken(Vec<u64>),
+    StoreDown,
 }
 
 /// Share of packets a lossy node drops.
@@ -185,6 +192,10 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
             }
             (Active::Skewed(ids.clone()), ids)
         }
+        Kind::Store => {
+            c.pause_store(true)?;
+            (Active::StoreDown, Vec::new())
+        }
         Kind::Disk => {
             for id in &ids {
                 c.fail_disk(*id)?;
@@ -220,6 +231,7 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
 /// Undoes a fault.
 pub fn heal(c: &mut Cluster, a: Active) -> Result<(), ClusterError> {
     match a {
+        Active::StoreDown => c.pause_store(false)?,
         Active::Broken(ids) => {
             for id in &ids {
                 c.node(*id).kill();

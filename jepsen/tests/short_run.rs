@@ -1,8 +1,9 @@
 //! The short failure-injection run `.ci/run` does on every change: a fresh
 //! 5-node cluster in 3 zones for 60 s under kills, pauses, drains, full
 //! crashes and, where the machine allows, network partitions, packet loss
-//! (root and nftables), clock skew (libfaketime) and failing fsyncs
-//! (libfiu); the history must be valid.
+//! (root and nftables), clock skew (libfaketime), failing fsyncs (libfiu)
+//! and an object-store outage during flushes (moto_server); the history
+//! must be valid.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,6 +30,10 @@ fn a_short_run_under_faults_loses_nothing() {
     }
     if jepsen::cluster::LIBFIU.iter().all(|l| have(l)) {
         nemesis.push("disk");
+    }
+    // With `store`, chunks are flushed to moto_server within seconds.
+    if Command::new("moto_server").arg("--help").output().is_ok_and(|o| o.status.success()) {
+        nemesis.push("store");
     }
     let nemesis = nemesis.join(",");
     let results = tempfile_dir();
