@@ -51,8 +51,9 @@ pub enum ControllerCommand {
     /// left or died is active again.
     Join(NodeInfo),
     SetState { node: NodeId, state: NodeState },
-    /// Partition `partition`'s leader has the voters of ring epoch `epoch`.
-    Converged { partition: u32, epoch: u64 },
+    /// Each (partition, epoch): the partition's leader has the voters of
+    /// that ring epoch.
+    Converged { partitions: Vec<(u32, u64)> },
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
@@ -95,13 +96,16 @@ impl Replicated for RingState {
                 }
                 _ => false,
             },
-            ControllerCommand::Converged { partition, epoch } => match self.partitions.get_mut(partition as usize) {
-                Some(a) if a.epoch == epoch && !a.led => {
-                    a.led = true;
-                    true
+            ControllerCommand::Converged { partitions } => {
+                let mut changed = false;
+                for (p, epoch) in partitions {
+                    if let Some(a) = self.partitions.get_mut(p as usize).filter(|a| a.epoch == epoch && !a.led) {
+                        a.led = true;
+                        changed = true;
+                    }
                 }
-                _ => false,
-            },
+                changed
+            }
         };
         if changed {
             placement::place(self);

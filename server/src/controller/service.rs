@@ -59,11 +59,15 @@ impl ControllerApi for ControllerService {
     }
 
     async fn converged(&self, request: Request<pb::ConvergedRequest>) -> Result<Response<pb::ControllerReply>, Status> {
-        let r = request.into_inner();
-        if r.partition as usize >= self.controller.ring().partitions.len() {
-            return Err(Status::not_found(format!("no partition {}", r.partition)));
+        let known = self.controller.ring().partitions.len();
+        let mut partitions = Vec::new();
+        for pe in request.into_inner().partitions {
+            if pe.partition as usize >= known {
+                return Err(Status::not_found(format!("no partition {}", pe.partition)));
+            }
+            partitions.push((pe.partition, pe.epoch));
         }
-        let cmd = ControllerCommand::Converged { partition: r.partition, epoch: r.epoch };
+        let cmd = ControllerCommand::Converged { partitions };
         let epoch = self.controller.propose(&cmd).await.map_err(status)?;
         Ok(Response::new(pb::ControllerReply { ring_epoch: epoch }))
     }
@@ -120,8 +124,9 @@ pub async fn send(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>, cm
         ControllerCommand::SetState { node, state } => {
             c.set_state(pb::SetStateRequest { node: *node, state: state.to_pb() as i32 }).await
         }
-        ControllerCommand::Converged { partition, epoch } => {
-            c.converged(pb::ConvergedRequest { partition: *partition, epoch: *epoch }).await
+        ControllerCommand::Converged { partitions } => {
+            let partitions = partitions.iter().map(|(partition, epoch)| pb::PartitionEpoch { partition: *partition, epoch: *epoch }).collect();
+            c.converged(pb::ConvergedRequest { partitions }).await
         }
         ControllerCommand::Bootstrap { .. } => return Err("bootstrap is never forwarded".into()),
     };

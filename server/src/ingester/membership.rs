@@ -80,6 +80,9 @@ impl Ingester {
         let share = ring.partitions.len().div_ceil(active);
         // Partitions being handed over no longer count.
         let mut leading = self.led_partitions().len().saturating_sub(self.handing_over.lock().len());
+        // Groups led here that formed: reported together, so a new cluster
+        // of many partitions changes the ring once, not once per partition.
+        let mut formed: Vec<(u32, u64)> = Vec::new();
         for (p, a) in ring.partitions.iter().enumerate() {
             let p = p as u32;
             let assigned = a.replicas.contains(&me);
@@ -94,16 +97,8 @@ impl Ingester {
                         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
                         let wanted: BTreeSet<NodeId> = a.replicas.iter().copied().collect();
                         let joint = membership.get_joint_config().len() > 1;
-                        if !joint && voters == wanted && !a.led && self.changing.lock().insert(p) {
-                            // The group formed: the ring may move it now.
-                            let (this, controller, epoch) = (self.clone(), controller.clone(), a.epoch);
-                            tokio::spawn(async move {
-                                let cmd = ControllerCommand::Converged { partition: p, epoch };
-                                if let Err(e) = controller.propose(&cmd).await {
-                                    tracing::warn!(partition = p, error = %e, "reporting the group's voters; will retry");
-                                }
-                                this.changing.lock().remove(&p);
-                            });
+                        if !joint && voters == wanted && !a.led {
+                            formed.push((p, a.epoch));
                         }
                         if !joint && voters == wanted && leading > share && self.hand_over(ring, p, a.replicas[0], &m) {
                             leading -= 1;
@@ -130,6 +125,17 @@ impl Ingester {
                     }
                 }
             }
+        }
+        if !formed.is_empty() && !self.reporting.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            // The groups formed: the ring may move them now.
+            let (this, controller) = (self.clone(), controller.clone());
+            tokio::spawn(async move {
+                let n = formed.len();
+                if let Err(e) = controller.propose(&ControllerCommand::Converged { partitions: formed }).await {
+                    tracing::warn!(partitions = n, error = %e, "reporting groups' voters; will retry");
+                }
+                this.reporting.store(false, std::sync::atomic::Ordering::Release);
+            });
         }
         Ok(())
     }

@@ -76,9 +76,10 @@ pub struct Ingester {
     peers: Peers,
     groups: Groups,
     ring: RingWatch,
-    /// Partitions with membership work in flight from here: a change of
-    /// voters, or reporting them to the controller.
+    /// Partitions whose voters this node is changing now.
     changing: parking_lot::Mutex<HashSet<u32>>,
+    /// Formed groups are being reported to the controller now.
+    reporting: std::sync::atomic::AtomicBool,
     /// Leader balance (see `membership`): partitions this node is handing
     /// to another node now, when each may be handed over again, and how
     /// many hand-overs completed and failed.
@@ -103,6 +104,7 @@ impl Ingester {
             groups,
             ring,
             changing: Default::default(),
+            reporting: Default::default(),
             handing_over: Default::default(),
             hand_over_after: Default::default(),
             hand_overs: Default::default(),
