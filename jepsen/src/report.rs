@@ -23,12 +23,15 @@ pub struct Interval {
 
 /// One completed client operation.
 struct Done {
+    process: i64,
     invoked: f64,
     latency: f64,
     kind: OpType,
     add: bool,
 }
 
+/// Every client operation's invocation paired with its completion, in
+/// order of completion.
 fn completed(events: &[Event]) -> Vec<Done> {
     let mut open = std::collections::HashMap::new();
     let mut out = Vec::new();
@@ -36,7 +39,8 @@ fn completed(events: &[Event]) -> Vec<Done> {
         if e.kind == OpType::Invoke {
             open.insert(e.process, e.time);
         } else if let Some(t) = open.remove(&e.process) {
-            out.push(Done { invoked: t, latency: e.time - t, kind: e.kind, add: matches!(e.op, Op::Add { .. }) });
+            let add = matches!(e.op, Op::Add { .. });
+            out.push(Done { process: e.process, invoked: t, latency: e.time - t, kind: e.kind, add });
         }
     }
     out
@@ -46,21 +50,8 @@ fn completed(events: &[Event]) -> Vec<Done> {
 pub fn intervals(events: &[Event]) -> Vec<Interval> {
     // Per writer: (invoked, acknowledged) of each acknowledged push.
     let mut acks: std::collections::BTreeMap<i64, Vec<(f64, f64)>> = Default::default();
-    let mut open = std::collections::HashMap::new();
-    for e in events.iter().filter(|e| matches!(e.op, Op::Add { .. })) {
-        match e.kind {
-            OpType::Invoke => {
-                open.insert(e.process, e.time);
-            }
-            OpType::Ok => {
-                if let Some(t) = open.remove(&e.process) {
-                    acks.entry(e.process).or_default().push((t, e.time));
-                }
-            }
-            _ => {
-                open.remove(&e.process);
-            }
-        }
+    for d in completed(events).into_iter().filter(|d| d.add && d.kind == OpType::Ok) {
+        acks.entry(d.process).or_default().push((d.invoked, d.invoked + d.latency));
     }
     let recovered = |heal: f64| -> Option<f64> {
         let mut worst: f64 = 0.0;
