@@ -145,8 +145,8 @@ pub struct Node {
     netns: Option<String>,
     /// libfaketime's offset file, when clocks may be skewed.
     faketime: Option<PathBuf>,
-    /// libfiu's control-pipe prefix, when disk faults may be injected.
-    fiu: Option<PathBuf>,
+    /// faultio, when disk faults may be injected.
+    disk: Option<Faultio>,
     child: Option<Child>,
     paused: bool,
 }
@@ -154,19 +154,26 @@ pub struct Node {
 /// libfaketime (Debian package `faketime`), multi-threaded flavour.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
-/// libfiu's preload libraries (Debian package `fiu-utils`): remote control,
-/// and failure points in POSIX I/O.
-pub const LIBFIU: [&str; 2] = ["/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so"];
+/// `faultio/faultio.c`, built by build.rs: while the file named by
+/// `BALSA_FAULTIO_CONTROL` exists, writes and syncs of files fail with EIO.
+const FAULTIO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libfaultio.so"));
+
+/// A node's faultio: the library, and the file that arms it.
+#[derive(Clone)]
+struct Faultio {
+    lib: PathBuf,
+    control: PathBuf,
+}
 
 /// What a node's process needs preloaded and in its environment.
-fn preload(cmd: &mut Command, faketime: Option<&Path>, fiu: Option<&Path>) {
-    let mut libs: Vec<&str> = Vec::new();
-    if let Some(prefix) = fiu {
-        libs.extend(LIBFIU);
-        cmd.env("FIU_ENABLE", "").env("FIU_CTRL_FIFO", prefix);
+fn preload(cmd: &mut Command, faketime: Option<&Path>, disk: Option<&Faultio>) {
+    let mut libs: Vec<String> = Vec::new();
+    if let Some(f) = disk {
+        libs.push(f.lib.display().to_string());
+        cmd.env("BALSA_FAULTIO_CONTROL", &f.control);
     }
     if let Some(rc) = faketime {
-        libs.push(LIBFAKETIME);
+        libs.push(LIBFAKETIME.to_string());
         // Wall clock only: timers and leases run on the monotonic clock.
         cmd.env("FAKETIME_TIMESTAMP_FILE", rc).env("FAKETIME_CACHE_DURATION", "1").env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     }
@@ -192,7 +199,7 @@ impl Node {
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log);
-        preload(&mut cmd, self.faketime.as_deref(), self.fiu.as_deref());
+        preload(&mut cmd, self.faketime.as_deref(), self.disk.as_ref());
         self.child = Some(cmd.spawn().map_err(io(format!("starting node {}", self.id)))?);
         self.paused = false;
         Ok(())
@@ -314,8 +321,8 @@ impl Cluster {
     /// partitions, and the front; waits until the front is ready and every
     /// partition has a leader. Data and logs go under `dir`.
     /// With `fake_clock`, ingesters run under libfaketime so that
-    /// [`Cluster::skew_clock`] works; with `fiu`, under libfiu so that
-    /// [`Cluster::fail_disk`] does; with `s3`, chunks are cut within seconds
+    /// [`Cluster::skew_clock`] works; with `faulty_disks`, with faultio
+    /// preloaded so that [`Cluster::fail_disk`] does; with `s3`, chunks are cut within seconds
     /// and flushed to an S3-compatible server that [`Cluster::pause_store`]
     /// can stop.
     #[allow(clippy::too_many_arguments)]
@@ -327,9 +334,12 @@ impl Cluster {
         partitions: u32,
         net: Net,
         fake_clock: bool,
-        fiu: bool,
+        faulty_disks: bool,
         s3: bool,
     ) -> Result<Self, ClusterError> {
+        if faulty_disks {
+            std::fs::write(dir.join("libfaultio.so"), FAULTIO).map_err(io("writing libfaultio.so"))?;
+        }
         let network = match net {
             Net::Namespaces => Some(Network::create(nodes)?),
             Net::Local => None,
@@ -381,7 +391,7 @@ impl Cluster {
             } else {
                 None
             };
-            let fiu = fiu.then(|| node_dir.join("fiu-ctrl"));
+            let disk = faulty_disks.then(|| Faultio { lib: dir.join("libfaultio.so"), control: node_dir.join("disk-failing") });
             let mut node = Node {
                 id,
                 zone,
@@ -392,7 +402,7 @@ impl Cluster {
                 args,
                 netns,
                 faketime,
-                fiu,
+                disk,
                 child: None,
                 paused: false,
             };
@@ -417,7 +427,7 @@ impl Cluster {
             ],
             netns: None,
             faketime: None,
-            fiu: None,
+            disk: None,
             child: None,
             paused: false,
         };
@@ -537,25 +547,27 @@ impl Cluster {
         std::fs::write(&rc, format!("{secs:+}\n")).map_err(io("writing a faketime file"))
     }
 
-    /// Makes every fsync and fdatasync of ingester `id` fail (libfiu). The
-    /// node must stop acknowledging what it cannot make durable; it is
-    /// restarted (kill -9, start) to heal.
+    /// Makes every write and sync of files by ingester `id` fail with EIO
+    /// (faultio; within 100 ms). The node must stop acknowledging what it
+    /// cannot make durable; [`Cluster::repair_disk`] heals it.
     pub fn fail_disk(&mut self, id: u64) -> Result<(), ClusterError> {
-        let node = self.node(id);
-        let (Some(prefix), Some(pid)) = (node.fiu.clone(), node.pid()) else {
-            return Err(ClusterError::NotReady("disk faults need the cluster started with libfiu".into()));
+        let Some(Faultio { control, .. }) = self.node(id).disk.clone() else {
+            return Err(ClusterError::NotReady("disk faults need the cluster started with faulty disks".into()));
         };
-        let out = Command::new("fiu-ctrl")
-            .arg("-f")
-            .arg(&prefix)
-            .args(["-c", "enable name=posix/io/sync/*", &pid.to_string()])
-            .output()
-            .map_err(io("running fiu-ctrl"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(ClusterError::Command { command: "fiu-ctrl".into(), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        std::fs::write(&control, b"").map_err(io("arming faultio"))
+    }
+
+    /// Restarts ingester `id` (kill -9) on a working disk again.
+    pub fn repair_disk(&mut self, id: u64) -> Result<(), ClusterError> {
+        let node = self.node(id);
+        node.kill();
+        if let Some(f) = &node.disk {
+            match std::fs::remove_file(&f.control) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("disarming faultio")(e)),
+                _ => {}
+            }
         }
+        self.restart(id)
     }
 
     /// Stops (`true`: SIGSTOP) or resumes the S3-compatible server: an

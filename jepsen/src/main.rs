@@ -126,9 +126,6 @@ fn test(a: TestArgs) -> Result<ExitCode> {
     if nemesis.contains(&Kind::Clock) && !std::path::Path::new(jepsen::cluster::LIBFAKETIME).is_file() {
         bail!("the clock nemesis needs libfaketime at {} (Debian package faketime)", jepsen::cluster::LIBFAKETIME);
     }
-    if nemesis.contains(&Kind::Disk) && !jepsen::cluster::LIBFIU.iter().all(|l| std::path::Path::new(l).is_file()) {
-        bail!("the disk nemesis needs libfiu ({}; Debian package fiu-utils)", jepsen::cluster::LIBFIU.join(", "));
-    }
     let balsa = match a.balsa {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("balsa"),

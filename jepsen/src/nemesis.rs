@@ -26,8 +26,8 @@ pub enum Kind {
     /// Clock skew: a node's wall clock jumps by tens of seconds, forward
     /// or back (libfaketime; monotonic clocks are left alone).
     Clock,
-    /// Disk faults: every fsync of a node fails (libfiu); healed by a
-    /// restart.
+    /// Disk faults: every write and fsync of a node's files fails with EIO
+    /// (faultio, preloaded); healed by a restart.
     Disk,
     /// Object-store outage: the S3-compatible server stops answering while
     /// chunks are being flushed (SIGSTOP), then resumes.
@@ -233,10 +233,9 @@ pub fn heal(c: &mut Cluster, a: Active) -> Result<(), ClusterError> {
     match a {
         Active::StoreDown => c.pause_store(false)?,
         Active::Broken(ids) => {
-            for id in &ids {
-                c.node(*id).kill();
+            for id in ids {
+                c.repair_disk(id)?;
             }
-            return heal(c, Active::Killed(ids));
         }
         Active::Killed(ids) => {
             // Every node is restarted even if one fails to start.

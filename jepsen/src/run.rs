@@ -85,9 +85,9 @@ pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
 
     println!("starting {} ingesters in {} zones ({:?}) and a front; data and logs in {}", cfg.nodes, cfg.zones, cfg.net, dir.display());
     let fake_clock = cfg.nemesis.contains(&Kind::Clock);
-    let fiu = cfg.nemesis.contains(&Kind::Disk);
+    let faulty_disks = cfg.nemesis.contains(&Kind::Disk);
     let s3 = cfg.nemesis.contains(&Kind::Store);
-    let mut cluster = Cluster::start(&cfg.balsa, &dir, cfg.nodes, cfg.zones, cfg.partitions, cfg.net, fake_clock, fiu, s3)?;
+    let mut cluster = Cluster::start(&cfg.balsa, &dir, cfg.nodes, cfg.zones, cfg.partitions, cfg.net, fake_clock, faulty_disks, s3)?;
     let tenants: Vec<String> = if cfg.tenants { vec!["jepsen-a".into(), "jepsen-b".into()] } else { vec!["jepsen".into()] };
     let load = Load {
         url: format!("http://{}", cluster.front.http),

@@ -1,7 +1,7 @@
 //! The short failure-injection run `.ci/run` does on every change: a fresh
 //! 5-node cluster in 3 zones for 60 s under kills, pauses, drains, full
 //! crashes and, where the machine allows, network partitions, packet loss
-//! (root and nftables), clock skew (libfaketime), failing fsyncs (libfiu)
+//! (root and nftables), clock skew (libfaketime), failing writes and fsyncs (faultio)
 //! and an object-store outage during flushes (moto_server); the history
 //! must be valid.
 
@@ -19,8 +19,8 @@ fn a_short_run_under_faults_loses_nothing() {
     let root = unsafe { libc::geteuid() } == 0;
     let nft = Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
     let have = |path: &str| std::path::Path::new(path).is_file();
-    // Network faults need root and nftables, clock skew libfaketime, disk
-    // faults libfiu (.ci/run installs them all and runs as root).
+    // Network faults need root and nftables, clock skew libfaketime (.ci/run
+    // installs them and runs as root); disk faults are jepsen's own.
     let mut nemesis = vec!["kill", "pause", "drain", "crash-all"];
     if root && nft {
         nemesis.extend(["partition", "loss"]);
@@ -28,9 +28,7 @@ fn a_short_run_under_faults_loses_nothing() {
     if have(jepsen::cluster::LIBFAKETIME) {
         nemesis.push("clock");
     }
-    if jepsen::cluster::LIBFIU.iter().all(|l| have(l)) {
-        nemesis.push("disk");
-    }
+    nemesis.push("disk");
     // With `store`, chunks are flushed to moto_server within seconds.
     if Command::new("moto_server").arg("--help").output().is_ok_and(|o| o.status.success()) {
         nemesis.push("store");

@@ -23,11 +23,20 @@
 //!   next synced write (RocksDB's WAL is ordered) persists them. Losing one in
 //!   a crash is safe: openraft redoes a truncation, and a purge or committed
 //!   index that went missing only means replaying a little more log.
+//!
+//! # When the disk fails
+//! The first failed write or fsync marks the database failed until the
+//! process restarts ([`LogDb::failure`]): every later write is refused
+//! without touching RocksDB. Retrying is unsafe — after a failed fsync the
+//! kernel may have dropped the dirty pages, and a second fsync can succeed
+//! without them — and RocksDB's own writers must not be used after an error
+//! (debug builds of RocksDB abort). On restart RocksDB replays its WAL and
+//! Raft repairs whatever the node had not acknowledged.
 
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::thread;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -83,6 +92,40 @@ struct Inner {
     db: DB,
     to_syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
     stats: Arc<LogDbStats>,
+    /// The first write or fsync error; set once, never cleared.
+    failed: OnceLock<String>,
+}
+
+impl Inner {
+    /// Writes `batch` (synced or not) unless the database has failed; a
+    /// failure of this write fails the database.
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), AnyError> {
+        self.usable()?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(batch, &wo).map_err(|e| self.fail("write", &e))
+    }
+
+    /// Makes everything written so far durable, unless the database has failed.
+    fn sync(&self) -> Result<(), AnyError> {
+        self.usable()?;
+        self.db.flush_wal(true).map_err(|e| self.fail("fsync", &e))
+    }
+
+    fn usable(&self) -> Result<(), AnyError> {
+        match self.failed.get() {
+            Some(first) => Err(AnyError::error(format!("the Raft log's disk failed earlier ({first}); restart the node"))),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, what: &str, e: &rocksdb::Error) -> AnyError {
+        let first = format!("{what}: {e}");
+        if self.failed.set(first.clone()).is_ok() {
+            tracing::error!(error = %first, "the Raft log's disk failed: this node acknowledges nothing more until it restarts");
+        }
+        AnyError::new(e)
+    }
 }
 
 impl LogDb {
@@ -91,6 +134,12 @@ impl LogDb {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // RocksDB's own info log (the `LOG` file) only for fatal errors: Balsa
+        // logs the errors that matter itself. When the disk fails, RocksDB
+        // reports the error to that log on the same disk, and RocksDB builds
+        // with assertions (Debian's) abort on the second write to a file that
+        // failed, before the error reaches us.
+        opts.set_log_level(rocksdb::LogLevel::Fatal);
         let cfs = [CF_LOG, CF_STATE].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| LogDbError::Open {
             path: dir.display().to_string(),
@@ -98,7 +147,7 @@ impl LogDb {
         })?;
         let (to_syncer, from_groups) = mpsc::channel();
         let stats = Arc::new(LogDbStats::default());
-        let inner = Arc::new(Inner { db, to_syncer, stats: stats.clone() });
+        let inner = Arc::new(Inner { db, to_syncer, stats: stats.clone(), failed: OnceLock::new() });
         let weak = Arc::downgrade(&inner);
         thread::Builder::new()
             .name("raft-log-sync".into())
@@ -114,7 +163,7 @@ impl LogDb {
 
     /// Deletes every record of `group` (a replica that moved away). Durable
     /// when it returns.
-    pub fn remove_group(&self, group: GroupId) -> Result<(), rocksdb::Error> {
+    pub fn remove_group(&self, group: GroupId) -> Result<(), AnyError> {
         let db = &self.inner.db;
         let mut batch = WriteBatch::default();
         let (log, state) = (cf(db, CF_LOG), cf(db, CF_STATE));
@@ -123,9 +172,13 @@ impl LogDb {
         for k in [StateKey::Vote, StateKey::Committed, StateKey::LastPurged] {
             batch.delete_cf(state, state_key(group, k));
         }
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        db.write_opt(batch, &opts)
+        self.inner.write(batch, true)
+    }
+
+    /// Why the database refuses writes (its first write or fsync error),
+    /// if it does: the node must be restarted.
+    pub fn failure(&self) -> Option<&str> {
+        self.inner.failed.get().map(String::as_str)
     }
 
     /// Group-commit counters.
@@ -147,14 +200,11 @@ fn syncer(
         pending.extend(from_groups.try_iter());
         let Some(inner) = db.upgrade() else { break };
         let started = std::time::Instant::now();
-        let result = inner.db.flush_wal(true);
+        let result = inner.sync();
         drop(inner);
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         stats.synced_appends.fetch_add(pending.len() as u64, Ordering::Relaxed);
         stats.sync_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "fsync of the Raft log failed; not acknowledging");
-        }
         for cb in pending.drain(..) {
             let r = result
                 .as_ref()
@@ -225,11 +275,9 @@ impl GroupLog {
     }
 
     fn put_state<T: Serialize>(&self, key: StateKey, v: &T, sync: bool) -> Result<(), AnyError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(sync);
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_STATE), state_key(self.group, key), encode(v)?);
-        self.db.db.write_opt(batch, &wo).map_err(|e| AnyError::new(&e))
+        self.db.write(batch, sync)
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId<NodeId>>, AnyError> {
@@ -246,9 +294,7 @@ impl GroupLog {
     }
 
     fn write_batch(&self, batch: WriteBatch) -> Result<(), AnyError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(false);
-        self.db.db.write_opt(batch, &wo).map_err(|e| AnyError::new(&e))
+        self.db.write(batch, false)
     }
 }
 

@@ -34,6 +34,7 @@ pub struct Metrics {
     memory_entries: IntGaugeVec,
     memory_bytes: IntGaugeVec,
     log_fsyncs: IntGaugeVec,
+    log_disk_failed: IntGaugeVec,
     raft_transport: IntGaugeVec,
     raft_follower_lag: IntGaugeVec,
     raft_hand_overs: IntGaugeVec,
@@ -113,6 +114,11 @@ impl Metrics {
             memory_entries: gauge("balsa_ingester_memory_entries", "Entries held in memory.", &["partition"]),
             memory_bytes: gauge("balsa_ingester_memory_bytes", "Bytes of entries held in memory.", &["partition"]),
             log_fsyncs: gauge("balsa_raft_log_sync_stats", "Group commit: fsyncs, appends they covered, nanoseconds spent.", &["kind"]),
+            log_disk_failed: gauge(
+                "balsa_raft_log_disk_failed",
+                "1 once a write or fsync of the Raft log failed: the node acknowledges nothing until restarted.",
+                &[],
+            ),
             raft_transport: gauge(
                 "balsa_raft_transport_stats",
                 "Raft transport: batch RPCs sent and failed, messages sent in them and received.",
@@ -169,6 +175,7 @@ impl Metrics {
             self.log_fsyncs.with_label_values(&["fsyncs"]).set(s.syncs.load(Relaxed) as i64);
             self.log_fsyncs.with_label_values(&["appends"]).set(s.synced_appends.load(Relaxed) as i64);
             self.log_fsyncs.with_label_values(&["nanoseconds"]).set(s.sync_nanos.load(Relaxed) as i64);
+            self.log_disk_failed.with_label_values(&[] as &[&str]).set(i64::from(ing.log_db().failure().is_some()));
             let (completed, failed) = ing.hand_over_counts();
             self.raft_hand_overs.with_label_values(&["completed"]).set(completed as i64);
             self.raft_hand_overs.with_label_values(&["failed"]).set(failed as i64);

@@ -207,6 +207,9 @@ impl Ingester {
     /// Why this node is not ready to serve: partitions the ring assigns
     /// to it that are not open or have no leader yet.
     pub fn not_ready(&self) -> Option<String> {
+        if let Some(failure) = self.log_db.failure() {
+            return Some(format!("the Raft log's disk failed ({failure}); restart the node"));
+        }
         let ring = self.ring.borrow().clone();
         if ring.partitions.is_empty() {
             return Some("the ring is not bootstrapped yet".into());
