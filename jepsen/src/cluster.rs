@@ -4,14 +4,18 @@
 //!
 //! With [`Net::Namespaces`] (needs root) every ingester runs in its own
 //! network namespace, joined to a bridge by a veth pair, so the nemesis can
-//! cut links with nftables inside a node's namespace. With [`Net::Local`]
-//! everything listens on 127.0.0.1 and network partitions are unavailable.
+//! cut links with nftables inside a node's namespace. With [`Net::Proxy`]
+//! everything listens on 127.0.0.1 and nodes reach each other through
+//! jepsen's TCP proxy ([`crate::proxy`]), which cuts and delays links. With
+//! [`Net::Local`] nodes talk directly and the network is left alone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::proxy::{self, Proxy, Route};
 
 /// Why the cluster could not be started or changed.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +36,13 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
 /// How nodes are connected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Net {
-    /// One network namespace per ingester (root only): partitions possible.
+    /// One network namespace per ingester (root only): partitions and
+    /// packet loss with nftables.
     Namespaces,
-    /// Everything on 127.0.0.1.
+    /// Everything on 127.0.0.1, nodes linked through jepsen's TCP proxy:
+    /// partitions and added latency, no root needed.
+    Proxy,
+    /// Everything on 127.0.0.1, no network faults.
     Local,
 }
 
@@ -55,7 +63,8 @@ fn run(cmd: &str, args: &[&str]) -> Result<(), ClusterError> {
 struct Network {
     tag: String,
     subnet: u8,
-    nodes: usize,
+    /// The nodes whose namespace and veth exist.
+    nodes: Vec<u64>,
 }
 
 impl Network {
@@ -78,23 +87,29 @@ impl Network {
     fn create(nodes: usize) -> Result<Self, ClusterError> {
         let pid = std::process::id();
         // Built first: if a step below fails, dropping it removes what exists.
-        let net = Network { tag: format!("bj{:x}", pid % 0xfff), subnet: (pid % 250) as u8, nodes };
+        let mut net = Network { tag: format!("bj{:x}", pid % 0xfff), subnet: (pid % 250) as u8, nodes: Vec::new() };
         let br = net.bridge();
         run("ip", &["link", "add", &br, "type", "bridge"])?;
         run("ip", &["addr", "add", &format!("{}/24", net.host_ip()), "dev", &br])?;
         run("ip", &["link", "set", &br, "up"])?;
         for id in 1..=nodes as u64 {
-            let (ns, host, inner) = (net.ns(id), format!("{}h{id}", net.tag), format!("{}v{id}", net.tag));
-            run("ip", &["netns", "add", &ns])?;
-            run("ip", &["link", "add", &host, "type", "veth", "peer", "name", &inner])?;
-            run("ip", &["link", "set", &inner, "netns", &ns])?;
-            run("ip", &["link", "set", &host, "master", &br])?;
-            run("ip", &["link", "set", &host, "up"])?;
-            run("ip", &["netns", "exec", &ns, "ip", "addr", "add", &format!("{}/24", net.ip(id)), "dev", &inner])?;
-            run("ip", &["netns", "exec", &ns, "ip", "link", "set", &inner, "up"])?;
-            run("ip", &["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
+            net.add(id)?;
         }
         Ok(net)
+    }
+
+    /// Creates node `id`'s namespace, joined to the bridge.
+    fn add(&mut self, id: u64) -> Result<(), ClusterError> {
+        let (ns, host, inner) = (self.ns(id), format!("{}h{id}", self.tag), format!("{}v{id}", self.tag));
+        run("ip", &["netns", "add", &ns])?;
+        self.nodes.push(id);
+        run("ip", &["link", "add", &host, "type", "veth", "peer", "name", &inner])?;
+        run("ip", &["link", "set", &inner, "netns", &ns])?;
+        run("ip", &["link", "set", &host, "master", &self.bridge()])?;
+        run("ip", &["link", "set", &host, "up"])?;
+        run("ip", &["netns", "exec", &ns, "ip", "addr", "add", &format!("{}/24", self.ip(id)), "dev", &inner])?;
+        run("ip", &["netns", "exec", &ns, "ip", "link", "set", &inner, "up"])?;
+        run("ip", &["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])
     }
 
     /// Drops traffic between node `id` and `others` (both directions): all
@@ -125,7 +140,7 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        for id in 1..=self.nodes as u64 {
+        for &id in &self.nodes {
             let _ = run("ip", &["link", "del", &format!("{}h{id}", self.tag)]);
             let _ = run("ip", &["netns", "del", &self.ns(id)]);
         }
@@ -138,7 +153,10 @@ pub struct Node {
     pub id: u64,
     pub zone: String,
     pub http: String,
+    /// Where the node's gRPC server listens.
     pub grpc: String,
+    /// The gRPC address other nodes use (the proxy's, with `--net proxy`).
+    pub advertise: String,
     data: PathBuf,
     log: PathBuf,
     args: Vec<String>,
@@ -149,6 +167,8 @@ pub struct Node {
     disk: Option<Faultio>,
     child: Option<Child>,
     paused: bool,
+    /// Drained for good: no longer part of the cluster.
+    retired: bool,
 }
 
 /// libfaketime (Debian package `faketime`), multi-threaded flavour.
@@ -260,13 +280,15 @@ impl Drop for Node {
 
 /// The whole cluster.
 pub struct Cluster {
+    /// Every ingester ever started, by id - 1 (retired ones included).
     pub ingesters: Vec<Node>,
     pub front: Node,
     pub zones: usize,
-    bin: PathBuf,
+    spawner: Spawner,
     /// The S3-compatible server (`moto_server`), when chunks go to S3.
     store: Option<Child>,
     net: Option<Network>,
+    proxy: Option<Proxy>,
 }
 
 impl Drop for Cluster {
@@ -316,15 +338,90 @@ fn free_port(used: &mut Vec<u16>) -> u16 {
     }
 }
 
+/// What every ingester of the cluster is started with.
+struct Spawner {
+    bin: PathBuf,
+    dir: PathBuf,
+    config: PathBuf,
+    zones: usize,
+    partitions: u32,
+    fake_clock: bool,
+    faulty_disks: bool,
+    used: Vec<u16>,
+}
+
+impl Spawner {
+    /// Prepares and starts ingester `id`, joining through `join` (none:
+    /// it bootstraps the cluster). With a network, the node runs in its
+    /// namespace; with a proxy, others reach it through a new route.
+    fn ingester(&mut self, id: u64, join: &[String], net: Option<&Network>, proxy: Option<&Proxy>) -> Result<Node, ClusterError> {
+        let zone = format!("zone-{}", (b'a' + ((id as usize - 1) % self.zones) as u8) as char);
+        let (http, grpc, netns) = match net {
+            Some(n) => (format!("{}:3100", n.ip(id)), format!("{}:9095", n.ip(id)), Some(n.ns(id))),
+            None => (format!("127.0.0.1:{}", free_port(&mut self.used)), format!("127.0.0.1:{}", free_port(&mut self.used)), None),
+        };
+        let mut args = vec![
+            "--target=ingester".to_string(),
+            format!("--node.id={id}"),
+            format!("--zone={zone}"),
+            format!("--config.file={}", self.config.display()),
+            format!("--ring.partitions={}", self.partitions),
+            "--ring.replication-factor=3".to_string(),
+        ];
+        let advertise = match proxy {
+            Some(p) => {
+                let listen = format!("127.0.0.1:{}", free_port(&mut self.used));
+                let parse = |a: &str| a.parse().map_err(|_| ClusterError::NotReady(format!("bad address {a}")));
+                p.add(Route { node: id, listen: parse(&listen)?, upstream: parse(&grpc)? }).map_err(io("starting a proxy route"))?;
+                args.push(format!("--grpc.advertise-addr={listen}"));
+                args.push(format!("--grpc.source-addr={}", proxy::source_ip(id)));
+                listen
+            }
+            None => grpc.clone(),
+        };
+        if !join.is_empty() {
+            args.push(format!("--join={}", join.join(",")));
+        }
+        let node_dir = self.dir.join(format!("node-{id}"));
+        std::fs::create_dir_all(&node_dir).map_err(io("creating a node directory"))?;
+        let faketime = if self.fake_clock {
+            let rc = node_dir.join("faketime.rc");
+            std::fs::write(&rc, "+0\n").map_err(io("writing a faketime file"))?;
+            Some(rc)
+        } else {
+            None
+        };
+        let disk = self.faulty_disks.then(|| Faultio { lib: self.dir.join("libfaultio.so"), control: node_dir.join("disk-failing") });
+        let mut node = Node {
+            id,
+            zone,
+            http,
+            grpc,
+            advertise,
+            data: node_dir.join("data"),
+            log: node_dir.join("balsa.log"),
+            args,
+            netns,
+            faketime,
+            disk,
+            child: None,
+            paused: false,
+            retired: false,
+        };
+        node.spawn(&self.bin)?;
+        Ok(node)
+    }
+}
+
 impl Cluster {
     /// Starts `nodes` ingesters over `zones` zones with `partitions` ring
     /// partitions, and the front; waits until the front is ready and every
     /// partition has a leader. Data and logs go under `dir`.
     /// With `fake_clock`, ingesters run under libfaketime so that
     /// [`Cluster::skew_clock`] works; with `faulty_disks`, with faultio
-    /// preloaded so that [`Cluster::fail_disk`] does; with `s3`, chunks are cut within seconds
-    /// and flushed to an S3-compatible server that [`Cluster::pause_store`]
-    /// can stop.
+    /// preloaded so that [`Cluster::fail_disk`] does; with `s3`, chunks are
+    /// cut within seconds and flushed to an S3-compatible server that
+    /// [`Cluster::pause_store`] can stop.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         bin: &Path,
@@ -342,7 +439,11 @@ impl Cluster {
         }
         let network = match net {
             Net::Namespaces => Some(Network::create(nodes)?),
-            Net::Local => None,
+            Net::Proxy | Net::Local => None,
+        };
+        let proxy = match net {
+            Net::Proxy => Some(Proxy::start(&[]).map_err(io("starting the proxy"))?),
+            Net::Namespaces | Net::Local => None,
         };
         let mut used = Vec::new();
         let (store, storage) = if s3 {
@@ -363,60 +464,23 @@ impl Cluster {
             ),
         )
         .map_err(io("writing the cluster config"))?;
-        let mut ingesters = Vec::new();
+        let mut spawner =
+            Spawner { bin: bin.to_path_buf(), dir: dir.to_path_buf(), config: config.clone(), zones, partitions, fake_clock, faulty_disks, used };
+        let mut ingesters: Vec<Node> = Vec::new();
         for id in 1..=nodes as u64 {
-            let zone = format!("zone-{}", (b'a' + ((id as usize - 1) % zones) as u8) as char);
-            let (http, grpc, netns) = match &network {
-                Some(n) => (format!("{}:3100", n.ip(id)), format!("{}:9095", n.ip(id)), Some(n.ns(id))),
-                None => (format!("127.0.0.1:{}", free_port(&mut used)), format!("127.0.0.1:{}", free_port(&mut used)), None),
-            };
-            let mut args = vec![
-                "--target=ingester".to_string(),
-                format!("--node.id={id}"),
-                format!("--zone={zone}"),
-                format!("--config.file={}", config.display()),
-                format!("--ring.partitions={partitions}"),
-                "--ring.replication-factor=3".to_string(),
-            ];
-            if let Some(first) = ingesters.first() {
-                let first: &Node = first;
-                args.push(format!("--join={}", first.grpc));
-            }
-            let node_dir = dir.join(format!("node-{id}"));
-            std::fs::create_dir_all(&node_dir).map_err(io("creating a node directory"))?;
-            let faketime = if fake_clock {
-                let rc = node_dir.join("faketime.rc");
-                std::fs::write(&rc, "+0\n").map_err(io("writing a faketime file"))?;
-                Some(rc)
-            } else {
-                None
-            };
-            let disk = faulty_disks.then(|| Faultio { lib: dir.join("libfaultio.so"), control: node_dir.join("disk-failing") });
-            let mut node = Node {
-                id,
-                zone,
-                http,
-                grpc,
-                data: node_dir.join("data"),
-                log: node_dir.join("balsa.log"),
-                args,
-                netns,
-                faketime,
-                disk,
-                child: None,
-                paused: false,
-            };
-            node.spawn(bin)?;
-            ingesters.push(node);
+            let join: Vec<String> = ingesters.first().map(|n| n.advertise.clone()).into_iter().collect();
+            ingesters.push(spawner.ingester(id, &join, network.as_ref(), proxy.as_ref())?);
         }
-        let seeds: Vec<String> = ingesters.iter().map(|n| n.grpc.clone()).collect();
+        let seeds: Vec<String> = ingesters.iter().map(|n| n.advertise.clone()).collect();
         let front_dir = dir.join("front");
         std::fs::create_dir_all(&front_dir).map_err(io("creating the front's directory"))?;
+        let grpc = format!("127.0.0.1:{}", free_port(&mut spawner.used));
         let mut front = Node {
             id: 100,
             zone: "zone-a".into(),
-            http: format!("127.0.0.1:{}", free_port(&mut used)),
-            grpc: format!("127.0.0.1:{}", free_port(&mut used)),
+            http: format!("127.0.0.1:{}", free_port(&mut spawner.used)),
+            advertise: grpc.clone(),
+            grpc,
             data: front_dir.join("data"),
             log: front_dir.join("balsa.log"),
             args: vec![
@@ -430,16 +494,40 @@ impl Cluster {
             disk: None,
             child: None,
             paused: false,
+            retired: false,
         };
         front.spawn(bin)?;
-        let c = Cluster { ingesters, front, zones, bin: bin.to_path_buf(), store, net: network };
+        let c = Cluster { ingesters, front, zones, spawner, store, net: network, proxy };
         c.wait_healthy(Duration::from_secs(120))?;
         Ok(c)
     }
 
-    pub fn has_network(&self) -> bool {
-        self.net.is_some()
+    /// The ids of the ingesters that are part of the cluster (not retired).
+    pub fn members(&self) -> Vec<u64> {
+        self.ingesters.iter().filter(|n| !n.retired).map(|n| n.id).collect()
     }
+
+    /// Starts a brand-new ingester (the next id), joining through the
+    /// running members; returns its id.
+    pub fn add_node(&mut self) -> Result<u64, ClusterError> {
+        let id = self.ingesters.len() as u64 + 1;
+        if let Some(n) = &mut self.net {
+            n.add(id)?;
+        }
+        let join: Vec<String> = self.ingesters.iter().filter(|n| !n.retired && n.running()).map(|n| n.advertise.clone()).collect();
+        let node = self.spawner.ingester(id, &join, self.net.as_ref(), self.proxy.as_ref())?;
+        self.ingesters.push(node);
+        Ok(id)
+    }
+
+    /// Drains ingester `id` for good: it leaves the cluster and is not
+    /// started again.
+    pub fn retire(&mut self, id: u64) -> Result<(), ClusterError> {
+        self.drain(id)?;
+        self.node(id).retired = true;
+        Ok(())
+    }
+
 
     pub fn node(&mut self, id: u64) -> &mut Node {
         &mut self.ingesters[id as usize - 1]
@@ -447,7 +535,7 @@ impl Cluster {
 
     /// Starts a killed ingester again on its data.
     pub fn restart(&mut self, id: u64) -> Result<(), ClusterError> {
-        let bin = self.bin.clone();
+        let bin = self.spawner.bin.clone();
         let n = self.node(id);
         if !n.running() {
             n.spawn(&bin)?;
@@ -495,7 +583,7 @@ impl Cluster {
         if !self.front.ready() {
             return Some("the front is not ready".into());
         }
-        let unready: Vec<u64> = self.ingesters.iter().filter(|n| !n.ready()).map(|n| n.id).collect();
+        let unready: Vec<u64> = self.ingesters.iter().filter(|n| !n.retired && !n.ready()).map(|n| n.id).collect();
         if !unready.is_empty() {
             return Some(format!("ingesters {unready:?} not ready"));
         }
@@ -514,27 +602,43 @@ impl Cluster {
     /// Cuts every link between the groups (each node only reaches nodes of
     /// its own group).
     pub fn partition(&self, groups: &[Vec<u64>]) -> Result<(), ClusterError> {
-        let Some(net) = &self.net else {
-            return Err(ClusterError::NotReady("network partitions need --net netns (root)".into()));
-        };
-        for g in groups {
-            let others: Vec<u64> = groups.iter().filter(|o| *o != g).flatten().copied().collect();
-            for id in g {
-                net.cut(*id, &others, None)?;
-            }
-        }
-        Ok(())
+        let cuts: Vec<(u64, Vec<u64>)> = groups
+            .iter()
+            .flat_map(|g| {
+                let others: Vec<u64> = groups.iter().filter(|o| *o != g).flatten().copied().collect();
+                g.iter().map(move |id| (*id, others.clone()))
+            })
+            .collect();
+        self.cut(&cuts, None)
     }
 
     /// Per node, drops its traffic with the listed nodes: all of it, or
-    /// `loss` percent.
+    /// (network namespaces only) `loss` percent of the packets.
     pub fn cut(&self, cuts: &[(u64, Vec<u64>)], loss: Option<u32>) -> Result<(), ClusterError> {
-        let Some(net) = &self.net else {
-            return Err(ClusterError::NotReady("network faults need --net netns (root)".into()));
-        };
-        for (id, others) in cuts {
-            net.cut(*id, others, loss)?;
+        match (&self.net, &self.proxy, loss) {
+            (Some(net), _, _) => {
+                for (id, others) in cuts {
+                    net.cut(*id, others, loss)?;
+                }
+                Ok(())
+            }
+            (None, Some(proxy), None) => {
+                for (id, others) in cuts {
+                    proxy.cut(*id, others);
+                }
+                Ok(())
+            }
+            (None, Some(_), Some(_)) => Err(ClusterError::NotReady("packet loss needs --net netns (root and nftables)".into())),
+            (None, None, _) => Err(ClusterError::NotReady("network faults need --net netns or --net proxy".into())),
         }
+    }
+
+    /// Adds `delay` each way to every link of ingester `id` (proxy only).
+    pub fn slow_down(&self, id: u64, delay: Duration) -> Result<(), ClusterError> {
+        let Some(proxy) = &self.proxy else {
+            return Err(ClusterError::NotReady("added latency needs --net proxy".into()));
+        };
+        proxy.delay(id, delay);
         Ok(())
     }
 
@@ -604,12 +708,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// Removes every cut.
+    /// Removes every cut and delay.
     pub fn heal_network(&self) {
         if let Some(net) = &self.net {
             for n in &self.ingesters {
                 net.heal(n.id);
             }
+        }
+        if let Some(proxy) = &self.proxy {
+            proxy.heal();
         }
     }
 }

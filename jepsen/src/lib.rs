@@ -9,6 +9,7 @@
 //! - [`workload`]: the clients;
 //! - [`nemesis`]: faults and their seeded schedule;
 //! - [`cluster`]: the processes, and their network namespaces;
+//! - [`proxy`]: the TCP proxy that cuts and delays links without root;
 //! - [`checker`]: set, order and tenant checkers (pure);
 //! - [`report`]: `results.json` and `report.html`;
 //! - [`run`]: one test from start to verdict.
@@ -17,6 +18,7 @@ pub mod checker;
 pub mod cluster;
 pub mod history;
 pub mod nemesis;
+pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod workload;

@@ -40,9 +40,9 @@ struct TestArgs {
     /// too), tenants (two tenants with the same labels).
     #[arg(long, default_value = "set,order,tenants")]
     workload: String,
-    /// Faults, comma-separated: kill, pause, partition, loss, clock, disk,
-    /// store (chunks go to an S3-compatible server, which is stopped), drain,
-    /// crash-all; or none.
+    /// Faults, comma-separated: kill, pause, partition, loss, latency, clock,
+    /// disk, store (chunks go to an S3-compatible server, which is stopped),
+    /// drain, join, crash-all; or none.
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// Seconds of load under faults.
@@ -66,7 +66,9 @@ struct TestArgs {
     /// Seed of the fault schedule (default: drawn and printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// auto (namespaces when root), netns, or local (127.0.0.1, no partitions).
+    /// auto (netns when root with nftables, else proxy), netns (partitions
+    /// and packet loss with nftables), proxy (partitions and latency through
+    /// a TCP proxy, no root), or local (no network faults).
     #[arg(long, default_value = "auto")]
     net: String,
     /// The balsa binary (default: next to this one).
@@ -113,16 +115,23 @@ fn test(a: TestArgs) -> Result<ExitCode> {
     let root = unsafe { libc::geteuid() } == 0;
     let nft = std::process::Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
     let net = match a.net.as_str() {
-        "auto" if root && nft => Net::Namespaces,
-        "auto" | "local" => Net::Local,
+        "auto" if root && nft && !nemesis.contains(&Kind::Latency) => Net::Namespaces,
+        "auto" | "proxy" => Net::Proxy,
+        "local" => Net::Local,
         "netns" if !root => bail!("--net netns needs root (network namespaces)"),
         "netns" if !nft => bail!("--net netns needs nftables (`nft`; Debian package nftables)"),
         "netns" => Net::Namespaces,
-        other => bail!("unknown --net `{other}` (auto, netns, local)"),
+        other => bail!("unknown --net `{other}` (auto, netns, proxy, local)"),
     };
-    if net == Net::Local && nemesis.contains(&Kind::Partition) {
-        bail!("the partition nemesis needs network namespaces: run as root with nftables installed, or drop `partition`");
-    }
+    let needs = |k: Kind, nets: &[Net], how: &str| -> Result<()> {
+        if nemesis.contains(&k) && !nets.contains(&net) {
+            bail!("the {} nemesis needs {how} (this run: {net:?})", serde_json::to_value(k)?.as_str().unwrap_or("?"));
+        }
+        Ok(())
+    };
+    needs(Kind::Partition, &[Net::Namespaces, Net::Proxy], "--net netns or --net proxy")?;
+    needs(Kind::Loss, &[Net::Namespaces], "--net netns (root and nftables)")?;
+    needs(Kind::Latency, &[Net::Proxy], "--net proxy")?;
     if nemesis.contains(&Kind::Clock) && !std::path::Path::new(jepsen::cluster::LIBFAKETIME).is_file() {
         bail!("the clock nemesis needs libfaketime at {} (Debian package faketime)", jepsen::cluster::LIBFAKETIME);
     }

@@ -23,6 +23,9 @@ pub enum Kind {
     /// Packet loss: a node drops a share of its peers' packets (nftables
     /// `numgen random`).
     Loss,
+    /// Added latency: every link of a node delays its bytes by 0.1–1.1 s
+    /// each way (the proxy).
+    Latency,
     /// Clock skew: a node's wall clock jumps by tens of seconds, forward
     /// or back (libfaketime; monotonic clocks are left alone).
     Clock,
@@ -37,6 +40,9 @@ pub enum Kind {
     Drain,
     /// Every ingester killed at once, then all restarted (power loss).
     CrashAll,
+    /// Membership change: a brand-new node (the next id) joins during the
+    /// load and gets replicas; at the heal it is drained out again.
+    Join,
 }
 
 impl std::str::FromStr for Kind {
@@ -52,8 +58,12 @@ impl std::str::FromStr for Kind {
             "clock" => Kind::Clock,
             "disk" => Kind::Disk,
             "store" => Kind::Store,
+            "latency" => Kind::Latency,
+            "join" => Kind::Join,
             other => {
-                return Err(format!("unknown nemesis `{other}` (known: kill, pause, partition, loss, clock, disk, store, drain, crash-all)"))
+                return Err(format!(
+                    "unknown nemesis `{other}` (known: kill, pause, partition, loss, latency, clock, disk, store, drain, join, crash-all)"
+                ))
             }
         })
     }
@@ -98,9 +108,9 @@ pub fn schedule(seed: u64, kinds: &[Kind], time_limit: f64, interval: f64, hold:
         let Some(&kind) = kinds.choose(&mut rng) else { break };
         let draw: u64 = rng.random();
         let target = match (kind, rng.random_range(0..4)) {
-            (Kind::CrashAll | Kind::Store, _) => Target::All,
-            (Kind::Loss | Kind::Drain | Kind::Clock | Kind::Disk, 0 | 1) => Target::Random(draw),
-            (Kind::Loss | Kind::Drain | Kind::Clock | Kind::Disk, _) => Target::LeaderOf(draw),
+            (Kind::CrashAll | Kind::Store | Kind::Join, _) => Target::All,
+            (Kind::Loss | Kind::Latency | Kind::Drain | Kind::Clock | Kind::Disk, 0 | 1) => Target::Random(draw),
+            (Kind::Loss | Kind::Latency | Kind::Drain | Kind::Clock | Kind::Disk, _) => Target::LeaderOf(draw),
             (Kind::Kill | Kind::Pause, 0 | 3) => Target::Random(draw),
             (Kind::Kill | Kind::Pause, 1) => Target::LeaderOf(draw),
             (Kind::Kill | Kind::Pause, _) => Target::ControllerLeader,
@@ -120,8 +130,11 @@ pub fn schedule(seed: u64, kinds: &[Kind], time_limit: f64, interval: f64, hold:
 pub enum Active {
     Killed(Vec<u64>),
     Paused(Vec<u64>),
+    /// Cuts, losses or delays in the network.
     Partitioned,
     Skewed(Vec<u64>),
+    /// A node that joined: drained out at the heal.
+    Joined(u64),
     /// Disks failing: restart to heal.
     Broken(Vec<u64>),
     StoreDown,
@@ -130,22 +143,25 @@ pub enum Active {
 /// Share of packets a lossy node drops.
 const LOSS_PERCENT: u32 = 30;
 
-/// Resolves `target` to node ids now.
+/// Resolves `target` to node ids now (members of the cluster only).
 fn nodes_of(c: &Cluster, target: Target) -> Vec<u64> {
-    let n = c.ingesters.len() as u64;
-    let pick = |d: u64| d % n + 1;
+    let members = c.members();
+    if members.is_empty() {
+        return Vec::new();
+    }
+    let pick = |d: u64| members[(d % members.len() as u64) as usize];
     match target {
         Target::Random(d) | Target::Halves(d) => vec![pick(d)],
         Target::LeaderOf(d) => {
             let parts = c.partitions().max(1) as u64;
-            vec![c.leader_of((d % parts) as usize).unwrap_or_else(|| pick(d))]
+            vec![c.leader_of((d % parts) as usize).filter(|l| members.contains(l)).unwrap_or_else(|| pick(d))]
         }
-        Target::ControllerLeader => vec![c.controller_leader().unwrap_or(1)],
+        Target::ControllerLeader => vec![c.controller_leader().filter(|l| members.contains(l)).unwrap_or(members[0])],
         Target::Zone(d) => {
             let zone = format!("zone-{}", (b'a' + (d % c.zones as u64) as u8) as char);
-            c.ingesters.iter().filter(|x| x.zone == zone).map(|x| x.id).collect()
+            c.ingesters.iter().filter(|x| x.zone == zone && members.contains(&x.id)).map(|x| x.id).collect()
         }
-        Target::All | Target::MajorityRing => c.ingesters.iter().map(|x| x.id).collect(),
+        Target::All | Target::MajorityRing => members,
     }
 }
 
@@ -177,7 +193,7 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
             (Active::Partitioned, ids)
         }
         Kind::Loss => {
-            let all: Vec<u64> = c.ingesters.iter().map(|x| x.id).collect();
+            let all = c.members();
             let cuts: Vec<(u64, Vec<u64>)> =
                 ids.iter().map(|id| (*id, all.iter().copied().filter(|x| x != id).collect())).collect();
             c.cut(&cuts, Some(LOSS_PERCENT))?;
@@ -191,6 +207,18 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
                 c.skew_clock(*id, offset)?;
             }
             (Active::Skewed(ids.clone()), ids)
+        }
+        Kind::Latency => {
+            // 0.1–1.1 s each way, from the schedule.
+            let delay = std::time::Duration::from_millis(100 + (f.at * 1000.0) as u64 % 1000);
+            for id in &ids {
+                c.slow_down(*id, delay)?;
+            }
+            (Active::Partitioned, ids)
+        }
+        Kind::Join => {
+            let id = c.add_node()?;
+            (Active::Joined(id), vec![id])
         }
         Kind::Store => {
             c.pause_store(true)?;
@@ -208,7 +236,7 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
             (Active::Killed(vec![id]), ids)
         }
         Kind::Partition => {
-            let all: Vec<u64> = c.ingesters.iter().map(|x| x.id).collect();
+            let all = c.members();
             let side: Vec<u64> = match f.target {
                 // A random minority of the nodes (at least one).
                 Target::Halves(d) => {
@@ -255,6 +283,7 @@ pub fn heal(c: &mut Cluster, a: Active) -> Result<(), ClusterError> {
             }
         }
         Active::Partitioned => c.heal_network(),
+        Active::Joined(id) => c.retire(id)?,
         Active::Skewed(ids) => {
             for id in ids {
                 c.skew_clock(id, 0)?;

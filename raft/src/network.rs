@@ -126,7 +126,7 @@ struct Peer {
 pub struct Peers {
     node_id: NodeId,
     peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
-    tls: Option<tonic::transport::ClientTlsConfig>,
+    dialer: Dialer,
     stats: Arc<TransportStats>,
     contacts: Contacts,
     answered: Answered,
@@ -136,9 +136,9 @@ pub struct Peers {
 type Answered = Arc<Mutex<HashMap<NodeId, std::time::Instant>>>;
 
 impl Peers {
-    /// `tls`: how to reach peers over TLS; `None` for plain HTTP/2.
-    pub fn new(node_id: NodeId, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
-        Self { node_id, peers: Arc::default(), tls, stats: Arc::default(), contacts: Contacts::default(), answered: Arc::default() }
+    /// `dialer`: how to reach peers (TLS or plain HTTP/2, source address).
+    pub fn new(node_id: NodeId, dialer: Dialer) -> Self {
+        Self { node_id, peers: Arc::default(), dialer, stats: Arc::default(), contacts: Contacts::default(), answered: Arc::default() }
     }
 
     /// When `node` last answered a batch from this node: leaders send
@@ -199,27 +199,42 @@ impl Peers {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let channel = endpoint(addr, self.tls.clone()).map(|e| e.connect_lazy());
+        let channel = self.dialer.endpoint(addr).map(|e| e.connect_lazy());
         tokio::spawn(send_loop(self.node_id, target, channel, rx, self.stats.clone(), self.answered.clone()));
         peers.insert(target, Peer { addr: addr.to_string(), queue: tx.clone() });
         tx
     }
 }
 
-/// The gRPC endpoint of a peer address (`host:port`, or a full URI).
-pub fn endpoint(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<Endpoint, String> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let uri = if addr.contains("://") { addr.to_string() } else { format!("{scheme}://{addr}") };
-    let mut e = Endpoint::from_shared(uri)
-        .map_err(|e| format!("bad peer address {addr}: {e}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5));
-    if let Some(tls) = tls {
-        e = e.tls_config(tls).map_err(|e| format!("TLS for {addr}: {e}"))?;
+/// How this process dials other Balsa nodes; every gRPC client of the
+/// process (Raft transport, controller, ingester client) uses the one
+/// dialer.
+#[derive(Clone, Debug, Default)]
+pub struct Dialer {
+    /// TLS towards peers; `None` for plain HTTP/2.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// The local address connections leave from (`--grpc.source-addr`);
+    /// `None`: chosen by the kernel.
+    pub source: Option<std::net::IpAddr>,
+}
+
+impl Dialer {
+    /// The gRPC endpoint of a peer address (`host:port`, or a full URI).
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let uri = if addr.contains("://") { addr.to_string() } else { format!("{scheme}://{addr}") };
+        let mut e = Endpoint::from_shared(uri)
+            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .local_address(self.source);
+        if let Some(tls) = &self.tls {
+            e = e.tls_config(tls.clone()).map_err(|e| format!("TLS for {addr}: {e}"))?;
+        }
+        Ok(e)
     }
-    Ok(e)
 }
 
 /// Sends the queued messages of one peer in batches until every sender of

@@ -85,6 +85,10 @@ pub struct Flags {
     /// listen address, with 127.0.0.1 for an unspecified IP).
     #[arg(long = "grpc.advertise-addr")]
     pub grpc_advertise_addr: Option<String>,
+    /// Local IP address this node's connections to other nodes leave from
+    /// (hosts with several addresses; default: chosen by the kernel).
+    #[arg(long = "grpc.source-addr")]
+    pub grpc_source_addr: Option<std::net::IpAddr>,
     /// Log filter, e.g. `info` or `balsa=debug` (RUST_LOG wins).
     #[arg(long = "log.level", default_value = "info,openraft=warn")]
     pub log_level: String,
@@ -191,6 +195,8 @@ pub struct Config {
     pub grpc_advertise_addr: String,
     /// HTTP address shown for this node in `/ring`.
     pub http_advertise_addr: String,
+    /// Where connections to other nodes leave from (`--grpc.source-addr`).
+    pub grpc_source_addr: Option<std::net::IpAddr>,
     /// An unreachable ingester is marked dead after this (`ring.dead_node_timeout`, 5m).
     pub dead_node_timeout: Duration,
     /// Largest accepted push body, compressed (Loki: 100 MiB).
@@ -582,6 +588,7 @@ impl Config {
             replication_factor,
             grpc_advertise_addr,
             http_advertise_addr,
+            grpc_source_addr: flags.grpc_source_addr,
             dead_node_timeout,
             max_recv_msg_size: usize::try_from(max_recv_msg_size).unwrap_or(usize::MAX),
             max_decompressed_size: usize::try_from(max_decompressed_size).unwrap_or(usize::MAX),
@@ -613,6 +620,11 @@ impl Config {
 }
 
 impl Config {
+    /// How this process dials other nodes (TLS, source address).
+    pub fn dialer(&self) -> balsa_raft::network::Dialer {
+        balsa_raft::network::Dialer { tls: self.tls.as_ref().map(TlsFiles::client), source: self.grpc_source_addr }
+    }
+
     /// The configuration in force as YAML, with Loki's section names where
     /// they exist and secrets redacted (`GET /config`).
     pub fn to_yaml(&self) -> String {

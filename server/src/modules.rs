@@ -71,8 +71,8 @@ struct IngesterRole {
 async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
     let raft_dir = cfg.data_dir.join("raft");
     let log_db = LogDb::open(&raft_dir)?;
-    let tls = cfg.tls.as_ref().map(|t| t.client());
-    let peers = Peers::new(cfg.node_id, tls.clone());
+    let dialer = cfg.dialer();
+    let peers = Peers::new(cfg.node_id, dialer.clone());
     let groups = Groups::default();
     let node = NodeInfo {
         id: cfg.node_id,
@@ -93,7 +93,7 @@ async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
         &log_db,
         &peers,
         &groups,
-        tls.clone(),
+        dialer.clone(),
     )
     .await?;
     let ingester = Arc::new(Ingester::new(
@@ -101,7 +101,7 @@ async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
             node_id: cfg.node_id,
             data_dir: cfg.data_dir.clone(),
             snapshot_logs_since_last: cfg.snapshot_logs_since_last,
-            tls,
+            dialer,
         },
         log_db.clone(),
         peers.clone(),
@@ -118,12 +118,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
     let overrides = Arc::new(Overrides::new(cfg.limits.clone(), cfg.runtime_config_file.clone())?);
     let role = if cfg.target.ingester { Some(start_ingester(&cfg).await?) } else { None };
-    let client_tls = cfg.tls.as_ref().map(|t| t.client());
     let ring = match &role {
         Some(r) => r.controller.watch(),
-        None => watch_remote(cfg.join.clone(), client_tls.clone()),
+        None => watch_remote(cfg.join.clone(), cfg.dialer()),
     };
-    let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, client_tls, metrics.clone()));
+    let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, cfg.dialer(), metrics.clone()));
     let store: Arc<dyn ObjectStore> = match &cfg.storage {
         StorageConfig::Filesystem { directory } => Arc::new(FilesystemStore::new(directory.clone())),
         StorageConfig::S3(s3) => Arc::new(balsa_storage::s3::S3Store::new(s3).await),

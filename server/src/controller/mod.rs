@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use balsa_proto::cluster as pb;
 use balsa_raft::{GroupId, Groups, LogDb, NodeId, Peers, Raft, Replicated, Shared};
+use balsa_raft::network::Dialer;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use parking_lot::RwLock;
@@ -147,7 +148,7 @@ pub struct Controller {
     raft: Raft,
     shared: Arc<RwLock<Shared<RingState>>>,
     ring_tx: watch::Sender<Arc<RingState>>,
-    tls: Option<tonic::transport::ClientTlsConfig>,
+    dialer: Dialer,
     /// The Raft transport: when each node last answered (the leader's
     /// heartbeats reach every node, all being members of this group).
     peers: Peers,
@@ -166,7 +167,7 @@ impl Controller {
         db: &LogDb,
         peers: &Peers,
         groups: &Groups,
-        tls: Option<tonic::transport::ClientTlsConfig>,
+        dialer: Dialer,
     ) -> Result<Arc<Self>, ControllerError> {
         let config = balsa_raft::group_config("balsa-controller".into(), 1000).map_err(ControllerError::Open)?;
         let (raft, shared) = balsa_raft::open_group::<RingState>(
@@ -187,7 +188,7 @@ impl Controller {
         }
         let ring = Arc::new(shared.read().state.clone());
         let (ring_tx, _) = watch::channel(ring);
-        Ok(Arc::new(Self { cfg, raft, shared, ring_tx, tls, peers: peers.clone(), last_seen: Default::default(), last_detection: Default::default() }))
+        Ok(Arc::new(Self { cfg, raft, shared, ring_tx, dialer, peers: peers.clone(), last_seen: Default::default(), last_detection: Default::default() }))
     }
 
     /// The newest ring this replica has applied.
@@ -229,7 +230,7 @@ impl Controller {
             let problem = match self.raft.client_write(bytes.clone()).await {
                 Ok(r) => return decode(&r.data).map_err(ControllerError::Failed),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
-                    Some(node) => match service::send(&node.addr, self.tls.clone(), cmd).await {
+                    Some(node) => match service::send(&node.addr, &self.dialer, cmd).await {
                         Ok(epoch) => return Ok(epoch),
                         Err(e) => e,
                     },
@@ -269,7 +270,7 @@ impl Controller {
                 let mut last = ControllerError::NoLeader("no seed answered".into());
                 let mut ok = false;
                 for seed in &self.cfg.join {
-                    match service::send(seed, self.tls.clone(), &join).await {
+                    match service::send(seed, &self.dialer, &join).await {
                         Ok(_) => {
                             ok = true;
                             break;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use balsa_proto::cluster as pb;
 use balsa_proto::cluster::controller_client::ControllerClient;
 use balsa_proto::cluster::controller_server::{Controller as ControllerApi, ControllerServer};
+use balsa_raft::network::Dialer;
 use futures::Stream;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -104,8 +105,8 @@ impl ControllerApi for ControllerService {
     }
 }
 
-async fn client(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<ControllerClient<tonic::transport::Channel>, String> {
-    let channel = balsa_raft::network::endpoint(addr, tls)?
+async fn client(addr: &str, dialer: &Dialer) -> Result<ControllerClient<tonic::transport::Channel>, String> {
+    let channel = dialer.endpoint(addr)?
         .timeout(Duration::from_secs(20))
         .connect()
         .await
@@ -114,8 +115,8 @@ async fn client(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> R
 }
 
 /// Sends a command to the controller through the node at `addr`.
-pub async fn send(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>, cmd: &ControllerCommand) -> Result<u64, String> {
-    let mut c = client(addr, tls).await?;
+pub async fn send(addr: &str, dialer: &Dialer, cmd: &ControllerCommand) -> Result<u64, String> {
+    let mut c = client(addr, dialer).await?;
     let reply = match cmd {
         // A joining node asks to be active, whatever its state was.
         ControllerCommand::Join(n) => {
@@ -135,7 +136,7 @@ pub async fn send(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>, cm
 
 /// Follows the ring from the ingesters at `seeds` (and, once known, every
 /// node of the ring), reconnecting to the next one when a stream ends.
-pub fn watch_remote(seeds: Vec<String>, tls: Option<tonic::transport::ClientTlsConfig>) -> RingWatch {
+pub fn watch_remote(seeds: Vec<String>, dialer: Dialer) -> RingWatch {
     let (tx, rx) = watch::channel(Arc::new(RingState::default()));
     tokio::spawn(async move {
         let mut i = 0usize;
@@ -146,7 +147,7 @@ pub fn watch_remote(seeds: Vec<String>, tls: Option<tonic::transport::ClientTlsC
             addrs.dedup();
             let addr = addrs[i % addrs.len().max(1)].clone();
             i += 1;
-            if let Err(e) = follow(&addr, tls.clone(), &tx).await {
+            if let Err(e) = follow(&addr, &dialer, &tx).await {
                 tracing::debug!(%addr, error = %e, "ring watch ended; trying the next node");
             }
             if tx.is_closed() {
@@ -158,8 +159,8 @@ pub fn watch_remote(seeds: Vec<String>, tls: Option<tonic::transport::ClientTlsC
     rx
 }
 
-async fn follow(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>, tx: &watch::Sender<Arc<RingState>>) -> Result<(), String> {
-    let channel = balsa_raft::network::endpoint(addr, tls)?.connect().await.map_err(|e| e.to_string())?;
+async fn follow(addr: &str, dialer: &Dialer, tx: &watch::Sender<Arc<RingState>>) -> Result<(), String> {
+    let channel = dialer.endpoint(addr)?.connect().await.map_err(|e| e.to_string())?;
     let mut c = ControllerClient::new(channel);
     let after = tx.borrow().epoch;
     let mut stream = c.watch_ring(pb::RingRequest { after_epoch: after }).await.map_err(|s| s.message().to_string())?.into_inner();

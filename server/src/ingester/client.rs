@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use balsa_proto::cluster as pb;
 use balsa_proto::cluster::ingester_client::IngesterClient as GrpcClient;
+use balsa_raft::network::Dialer;
 use balsa_raft::NodeId;
 use parking_lot::Mutex;
 use tonic::transport::Channel;
@@ -43,7 +44,7 @@ pub struct IngesterClient {
     ring: RingWatch,
     leaders: Mutex<HashMap<u32, NodeId>>,
     channels: Mutex<HashMap<String, Channel>>,
-    tls: Option<tonic::transport::ClientTlsConfig>,
+    dialer: Dialer,
     metrics: Arc<Metrics>,
 }
 
@@ -58,8 +59,8 @@ enum Answer {
 }
 
 impl IngesterClient {
-    pub fn new(local: Option<Arc<Ingester>>, ring: RingWatch, tls: Option<tonic::transport::ClientTlsConfig>, metrics: Arc<Metrics>) -> Self {
-        Self { local, ring, leaders: Mutex::default(), channels: Mutex::default(), tls, metrics }
+    pub fn new(local: Option<Arc<Ingester>>, ring: RingWatch, dialer: Dialer, metrics: Arc<Metrics>) -> Self {
+        Self { local, ring, leaders: Mutex::default(), channels: Mutex::default(), dialer, metrics }
     }
 
     /// The newest ring known.
@@ -213,7 +214,7 @@ impl IngesterClient {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = balsa_raft::network::endpoint(addr, self.tls.clone())?.connect_lazy();
+        let c = self.dialer.endpoint(addr)?.connect_lazy();
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }

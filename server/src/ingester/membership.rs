@@ -303,7 +303,7 @@ impl Ingester {
         let me = self.cfg.node_id;
         for n in ring.partitions[p as usize].replicas.iter().filter(|n| **n != me) {
             let Some(addr) = ring.addr(*n) else { continue };
-            let Ok(ep) = balsa_raft::network::endpoint(addr, self.cfg.tls.clone()) else { continue };
+            let Ok(ep) = self.cfg.dialer.endpoint(addr) else { continue };
             let Ok(channel) = ep.timeout(Duration::from_secs(1)).connect().await else { continue };
             let Ok(status) = GrpcClient::new(channel).status(balsa_proto::cluster::StatusRequest {}).await else { continue };
             if let Some(r) = status.get_ref().replicas.iter().find(|r| r.partition == p && r.role == "leader") {

@@ -58,7 +58,7 @@ pub struct IngesterConfig {
     /// Log entries between snapshots.
     pub snapshot_logs_since_last: u64,
     /// TLS for calls to other nodes.
-    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    pub dialer: balsa_raft::network::Dialer,
 }
 
 /// One partition replica hosted here.
