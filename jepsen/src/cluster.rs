@@ -9,6 +9,7 @@
 //! jepsen's TCP proxy ([`crate::proxy`]), which cuts and delays links. With
 //! [`Net::Local`] nodes talk directly and the network is left alone.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,11 +86,24 @@ impl Network {
     }
 
     fn create(nodes: usize) -> Result<Self, ClusterError> {
-        let pid = std::process::id();
+        // The bridge's name claims the subnet: a run next to this one (or
+        // the leftovers of a killed one) holds another.
+        let first = std::process::id() % 250;
+        let mut claimed = None;
+        for k in 0..250 {
+            let subnet = ((first + k) % 250) as u8;
+            let tag = format!("bj{subnet}");
+            if run("ip", &["link", "add", &format!("{tag}br"), "type", "bridge"]).is_ok() {
+                claimed = Some((tag, subnet));
+                break;
+            }
+        }
+        let Some((tag, subnet)) = claimed else {
+            return Err(ClusterError::NotReady("no free test subnet: remove leftover bridges `bj*br` (ip link del …)".into()));
+        };
         // Built first: if a step below fails, dropping it removes what exists.
-        let mut net = Network { tag: format!("bj{:x}", pid % 0xfff), subnet: (pid % 250) as u8, nodes: Vec::new() };
+        let mut net = Network { tag, subnet, nodes: Vec::new() };
         let br = net.bridge();
-        run("ip", &["link", "add", &br, "type", "bridge"])?;
         run("ip", &["addr", "add", &format!("{}/24", net.host_ip()), "dev", &br])?;
         run("ip", &["link", "set", &br, "up"])?;
         for id in 1..=nodes as u64 {
@@ -218,7 +232,10 @@ impl Node {
             .arg(format!("--data.dir={}", self.data.display()))
             .args(&self.args)
             .stdout(Stdio::null())
-            .stderr(log);
+            .stderr(log)
+            // Not in the terminal's process group: a Ctrl-C reaches only the
+            // harness, which heals and then stops the nodes itself.
+            .process_group(0);
         preload(&mut cmd, self.faketime.as_deref(), self.disk.as_ref());
         self.child = Some(cmd.spawn().map_err(io(format!("starting node {}", self.id)))?);
         self.paused = false;
@@ -312,6 +329,7 @@ fn start_store(host: &str, used: &mut Vec<u16>) -> Result<(Child, String), Clust
         .args(["-H", host, "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(io("starting moto_server (pip install 'moto[server]')"))?;
     let endpoint = format!("http://{host}:{port}");

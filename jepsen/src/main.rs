@@ -162,6 +162,7 @@ fn test(a: TestArgs) -> Result<ExitCode> {
         results: std::fs::canonicalize(".").context("current directory")?.join(&a.results),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
+    jepsen::run::stop_on_signals();
     let out = jepsen::run::run(&cfg)?;
     let an = &out.analysis;
     println!("elements: {} attempted, {} acknowledged, {} indeterminate, {} failed", an.attempted, an.acknowledged, an.indeterminate, an.failed);

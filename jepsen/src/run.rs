@@ -62,11 +62,42 @@ pub struct Outcome {
     pub analysis: Analysis,
 }
 
+/// Set by the first SIGINT or SIGTERM: the run stops its load and faults
+/// early, heals, checks what it recorded and removes its processes and
+/// namespaces. A second signal exits at once.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    if INTERRUPTED.swap(true, Ordering::Relaxed) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) }
+    }
+}
+
+/// Installs the SIGINT/SIGTERM handler (the nodes run in process groups
+/// of their own, so a Ctrl-C reaches only the harness).
+pub fn stop_on_signals() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only does async-signal-safe things.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// Sleeps until `at` seconds after `start`, or until interrupted.
 fn sleep_until(start: Instant, at: f64) {
     let target = start + Duration::from_secs_f64(at.max(0.0));
-    let now = Instant::now();
-    if target > now {
-        std::thread::sleep(target - now);
+    loop {
+        let now = Instant::now();
+        if target <= now || interrupted() {
+            return;
+        }
+        std::thread::sleep((target - now).min(Duration::from_millis(100)));
     }
 }
 
@@ -107,6 +138,9 @@ pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
         inject(&mut cluster, &rec, start, f);
     }
     sleep_until(start, cfg.time_limit);
+    if interrupted() {
+        println!("{:7.1} s  interrupted: stopping the load early", rec.now());
+    }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         let _ = c.join();
@@ -157,6 +191,9 @@ fn fmt_secs(s: Option<f64>) -> String {
 /// the history. A fault that cannot be injected is recorded and skipped.
 fn inject(cluster: &mut Cluster, rec: &Recorder, start: Instant, f: &Fault) {
     sleep_until(start, f.at);
+    if interrupted() {
+        return;
+    }
     let kind = serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     let name = format!("{kind} {:?}", f.target);
     match nemesis::start(cluster, f) {
