@@ -72,7 +72,9 @@ impl ActiveDelete {
 
     /// Whether an entry of a matching stream is deleted by this request.
     pub fn deletes(&self, labels: &LabelSet, e: &Entry) -> bool {
-        e.ts >= self.req.start && e.ts <= self.req.end && pipeline::process(&self.log.stages, labels, e).is_some()
+        e.ts >= self.req.start
+            && e.ts <= self.req.end
+            && (self.log.stages.is_empty() || pipeline::process(&self.log.stages, labels, e.clone()).is_some())
     }
 }
 

@@ -3,8 +3,10 @@
 //!
 //! Evaluation is in two phases so that it can stay synchronous and pure:
 //! [`selections`] lists the log data each range aggregation needs (in
-//! traversal order); the caller fetches it; [`evaluate`] computes the
-//! result from that data alone.
+//! traversal order); the caller scans it stream by stream, turning each
+//! stream's entries into samples with [`Selection::extract`] as it goes (no
+//! more than one stream's lines are held at a time); [`evaluate`] computes
+//! the result from the samples alone.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -45,7 +47,7 @@ impl Steps {
 }
 
 /// Log data one range aggregation needs: streams matching `matchers` with
-/// entries in `[from, through)`.
+/// entries in `[from, through)`, and how they become samples.
 #[derive(Clone, Debug)]
 pub struct Selection {
     pub matchers: Vec<Matcher>,
@@ -54,10 +56,90 @@ pub struct Selection {
     pub prefilter: Vec<LineFilter>,
     pub from: i64,
     pub through: i64,
+    range: RangeAgg,
 }
 
-/// Streams and their entries (ascending), as fetched for a selection.
-pub type Fetched = Vec<(LabelSet, Vec<Entry>)>;
+/// A log sample: time and value (1, the line's bytes, or the unwrapped
+/// label).
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub ts: i64,
+    pub value: f64,
+}
+
+/// The samples of one selection per series (labels after the pipeline and
+/// the range aggregation's grouping), each series in any order.
+pub type Fetched = BTreeMap<LabelSet, Vec<Sample>>;
+
+impl Selection {
+    /// Turns one stream's entries into samples and adds them to `out`.
+    /// Fails on an entry the pipeline marked with an error that no label
+    /// filter removed, as Loki does.
+    pub fn extract(&self, stream: &LabelSet, entries: Vec<Entry>, out: &mut Fetched) -> Result<(), EvalError> {
+        let r = &self.range;
+        let group = |labels: LabelSet| match &r.grouping {
+            Some(g) => group_labels(&labels, g),
+            None => labels,
+        };
+        if r.log.only_line_filters() && r.unwrap.is_none() {
+            // The series is the stream's, unless structured metadata joins it.
+            let mut plain = Vec::new();
+            for e in entries {
+                let pass = r.log.stages.iter().all(|s| match s {
+                    Stage::LineFilter(f) => f.matches(&e.line),
+                    _ => true,
+                });
+                if !pass {
+                    continue;
+                }
+                let sample = Sample { ts: e.ts, value: line_value(r.op, &e.line) };
+                if e.metadata.is_empty() {
+                    plain.push(sample);
+                } else if let Some(p) = pipeline::process(&[], stream, e) {
+                    out.entry(group(p.label_set())).or_default().push(sample);
+                }
+            }
+            if !plain.is_empty() {
+                out.entry(group(stream.clone())).or_default().extend(plain);
+            }
+            return Ok(());
+        }
+        // Entries of a stream mostly end in few distinct label sets: collect
+        // by the pipeline's own map and build each label set once.
+        let mut by_labels: BTreeMap<BTreeMap<String, String>, Vec<Sample>> = BTreeMap::new();
+        for e in entries {
+            let ts = e.ts;
+            let Some(mut p) = pipeline::process(&r.log.stages, stream, e) else { continue };
+            let value = match &r.unwrap {
+                Some(u) => match pipeline::unwrap_value(u, &mut p) {
+                    Some(v) => v,
+                    None => continue,
+                },
+                None => line_value(r.op, &p.line),
+            };
+            if let Some(err) = p.labels.get(ERROR_LABEL) {
+                let shown = p.label_set();
+                return Err(EvalError(format!(
+                    "pipeline error: '{err}' for series: '{shown}'.\nUse a label filter to intentionally skip this \
+                     error. (e.g | __error__!=\"{err}\").\nTo skip all potential errors you can match empty \
+                     errors.(e.g __error__=\"\")"
+                )));
+            }
+            let sample = Sample { ts, value };
+            match by_labels.get_mut(&p.labels) {
+                Some(v) => v.push(sample),
+                None => {
+                    by_labels.insert(p.labels, vec![sample]);
+                }
+            }
+        }
+        for (labels, samples) in by_labels {
+            let set = LabelSet::from_pairs_keep_empty(labels.into_iter().collect());
+            out.entry(group(set)).or_default().extend(samples);
+        }
+        Ok(())
+    }
+}
 
 /// Why evaluation failed (answered as 400, like Loki's).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +174,7 @@ fn collect(e: &Expr, steps: Steps, out: &mut Vec<Selection>) {
             prefilter: r.log.leading_line_filters(),
             from: steps.start - r.offset - r.range + 1,
             through: steps.end - r.offset + 1,
+            range: r.clone(),
         }),
         Expr::Vector(v) => collect(&v.inner, steps, out),
         Expr::Binary(b) => {
@@ -120,13 +203,6 @@ pub fn evaluate(e: &Expr, steps: Steps, data: &mut dyn Iterator<Item = Fetched>,
 struct Evaluator<'a> {
     steps: Steps,
     data: &'a mut dyn Iterator<Item = Fetched>,
-}
-
-/// A log sample: time, value, bytes of the line.
-#[derive(Clone, Copy)]
-struct Sample {
-    ts: i64,
-    value: f64,
 }
 
 impl Evaluator<'_> {
@@ -158,54 +234,9 @@ impl Evaluator<'_> {
         Ok(v)
     }
 
-    /// Samples per series (grouped by the labels after the pipeline), then
-    /// the function over each step's window `(t - offset - range, t - offset]`.
-    fn range_agg(&self, r: &RangeAgg, fetched: Fetched) -> Result<Vec<Series>, EvalError> {
-        let mut by_series: BTreeMap<LabelSet, Vec<Sample>> = BTreeMap::new();
-        let fast = r.log.only_line_filters() && r.unwrap.is_none();
-        for (stream, entries) in fetched {
-            for e in &entries {
-                let (labels, value) = if fast {
-                    let pass = r.log.stages.iter().all(|s| match s {
-                        Stage::LineFilter(f) => f.matches(&e.line),
-                        _ => true,
-                    });
-                    if !pass {
-                        continue;
-                    }
-                    let labels = if e.metadata.is_empty() {
-                        stream.clone()
-                    } else {
-                        // Structured metadata joins the series labels.
-                        pipeline::process(&[], &stream, e).map_or_else(|| stream.clone(), |p| p.label_set())
-                    };
-                    (labels, line_value(r.op, &e.line))
-                } else {
-                    let Some(mut p) = pipeline::process(&r.log.stages, &stream, e) else { continue };
-                    let value = match &r.unwrap {
-                        Some(u) => match pipeline::unwrap_value(u, &mut p) {
-                            Some(v) => v,
-                            None => continue,
-                        },
-                        None => line_value(r.op, &p.line),
-                    };
-                    if let Some(err) = p.labels.get(ERROR_LABEL) {
-                        let shown = p.label_set();
-                        return Err(EvalError(format!(
-                            "pipeline error: '{err}' for series: '{shown}'.\nUse a label filter to intentionally skip this \
-                             error. (e.g | __error__!=\"{err}\").\nTo skip all potential errors you can match empty \
-                             errors.(e.g __error__=\"\")"
-                        )));
-                    }
-                    (p.label_set(), value)
-                };
-                let labels = match &r.grouping {
-                    Some(g) => group_labels(&labels, g),
-                    None => labels,
-                };
-                by_series.entry(labels).or_default().push(Sample { ts: e.ts, value });
-            }
-        }
+    /// The function over each step's window `(t - offset - range, t - offset]`
+    /// of every series' samples.
+    fn range_agg(&self, r: &RangeAgg, by_series: Fetched) -> Result<Vec<Series>, EvalError> {
         let n = self.steps.len();
         if r.op == RangeOp::AbsentOverTime {
             return Ok(self.absent(r, &by_series));
@@ -675,18 +706,35 @@ mod tests {
 
     const S: i64 = 1_000_000_000;
 
-    fn data(lines: &[(&str, i64, &str)]) -> Fetched {
-        let mut by: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
+    /// Streams and their entries, ascending.
+    type Streams = BTreeMap<LabelSet, Vec<Entry>>;
+
+    fn data(lines: &[(&str, i64, &str)]) -> Streams {
+        let mut by = Streams::new();
         for (l, t, line) in lines {
             by.entry(LabelSet::parse(l).unwrap()).or_default().push(Entry::new(*t * S, *line));
         }
-        by.into_iter().collect()
+        by
     }
 
-    fn run(q: &str, steps: Steps, d: Fetched) -> Value {
+    /// Each selection's samples of `d`, stream by stream as the querier
+    /// extracts them (the selector is not applied: tests pass matching data).
+    fn samples(e: &Expr, steps: Steps, d: &Streams) -> Result<Vec<Fetched>, EvalError> {
+        selections(e, steps)
+            .iter()
+            .map(|sel| {
+                let mut out = Fetched::new();
+                for (labels, entries) in d {
+                    sel.extract(labels, entries.clone(), &mut out)?;
+                }
+                Ok(out)
+            })
+            .collect()
+    }
+
+    fn run(q: &str, steps: Steps, d: Streams) -> Value {
         let e = parse_expr(q).unwrap();
-        let n = selections(&e, steps).len();
-        let mut it = std::iter::repeat_n(d, n);
+        let mut it = samples(&e, steps, &d).unwrap().into_iter();
         evaluate(&e, steps, &mut it, 500).unwrap()
     }
 
@@ -716,9 +764,9 @@ mod tests {
         assert!(v.is_empty());
         let Value::Vector(v) = run(r#"count_over_time({app=~".+"}[1m]) > bool 0"#, st, d.clone()) else { panic!() };
         assert_eq!(v.len(), 3);
-        let Value::Vector(v) = run(r#"vector(1) + vector(1)"#, st, Vec::new()) else { panic!() };
+        let Value::Vector(v) = run(r#"vector(1) + vector(1)"#, st, Streams::new()) else { panic!() };
         assert_eq!(v[0].points, vec![Some(2.0)]);
-        let Value::Scalar(v) = run(r#"2 * 3 ^ 2"#, st, Vec::new()) else { panic!() };
+        let Value::Scalar(v) = run(r#"2 * 3 ^ 2"#, st, Streams::new()) else { panic!() };
         assert_eq!(v, vec![18.0]);
     }
 
@@ -726,8 +774,7 @@ mod tests {
     fn pipeline_errors_fail_metric_queries() {
         let d = data(&[(r#"{app="b"}"#, 20, "status=oops")]);
         let e = parse_expr(r#"count_over_time({app="b"} | logfmt | status > 400 [1m])"#).unwrap();
-        let mut it = std::iter::once(d);
-        let err = evaluate(&e, Steps::instant(60 * S), &mut it, 500).unwrap_err();
+        let err = samples(&e, Steps::instant(60 * S), &d).unwrap_err();
         assert!(err.0.contains("LabelFilterErr"), "{err}");
     }
 }

@@ -53,18 +53,19 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
 }
 
 /// Runs `stages` on `entry` of a stream. `None`: the entry is filtered out.
-pub fn process(stages: &[Stage], stream: &LabelSet, entry: &Entry) -> Option<Processed> {
+pub fn process(stages: &[Stage], stream: &LabelSet, entry: Entry) -> Option<Processed> {
+    let Entry { ts, line, metadata } = entry;
     let mut labels: BTreeMap<String, String> = stream.iter().cloned().collect();
     // Precedence: stream labels, then structured metadata, then parsed
     // labels; a later one with a taken name becomes `<name>_extracted`.
-    for (k, v) in &entry.metadata {
+    for (k, v) in &metadata {
         let key = if stream.get(k).is_some() { format!("{k}_extracted") } else { k.clone() };
         labels.insert(key, v.clone());
     }
-    let mut p = Processed { line: entry.line.clone(), labels };
-    let base = Base { stream, metadata: &entry.metadata };
+    let mut p = Processed { line, labels };
+    let base = Base { stream, metadata: &metadata };
     for stage in stages {
-        if !run_stage(stage, &base, entry.ts, &mut p) {
+        if !run_stage(stage, &base, ts, &mut p) {
             return None;
         }
     }
@@ -291,7 +292,7 @@ mod tests {
     fn run(q: &str, line: &str) -> Option<Processed> {
         let Expr::Log(l) = parse_expr(q).unwrap() else { panic!() };
         let s = LabelSet::parse(r#"{app="a", level="x"}"#).unwrap();
-        process(&l.stages, &s, &Entry::new(1, line))
+        process(&l.stages, &s, Entry::new(1, line))
     }
 
     #[test]

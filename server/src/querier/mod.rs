@@ -130,23 +130,42 @@ impl Querier {
         through: i64,
         stats: &mut ScanStats,
     ) -> Result<Vec<(LabelSet, Vec<Entry>)>, QueryError> {
+        self.map_streams(tenants, matchers, prefilter, from, through, stats, &|labels, entries| Ok((labels, entries))).await
+    }
+
+    /// `f` over every stream [`Querier::streams`] would return, stream by
+    /// stream as their entries are gathered, on every core: only the
+    /// streams of one batch are held as lines at a time. Results in the
+    /// streams' order.
+    #[allow(clippy::too_many_arguments)]
+    async fn map_streams<T: Send>(
+        &self,
+        tenants: &[String],
+        matchers: &[Matcher],
+        prefilter: &[LineFilter],
+        from: i64,
+        through: i64,
+        stats: &mut ScanStats,
+        f: &(dyn Fn(LabelSet, Vec<Entry>) -> Result<T, QueryError> + Sync),
+    ) -> Result<Vec<T>, QueryError> {
         let (on_tenant, rest) = split_tenant_matchers(matchers);
         let mut out = Vec::new();
         for t in tenants {
             if !on_tenant.iter().all(|m| m.matches(Some(t))) {
                 continue;
             }
-            for (labels, entries) in self.tenant_streams(t, &rest, prefilter, from, through, stats).await? {
-                out.push((tag_tenant(labels, t, tenants.len() > 1), entries));
-            }
+            let multi = tenants.len() > 1;
+            let tagged = |labels, entries| f(tag_tenant(labels, t, multi), entries);
+            out.extend(self.tenant_streams(t, &rest, prefilter, from, through, stats, &tagged).await?);
         }
         Ok(out)
     }
 
-    /// Every stream of `tenant` matching `matchers` with entries in
-    /// `[from, through)`: unflushed entries from the partitions plus flushed
-    /// chunks, ascending, each entry once.
-    async fn tenant_streams(
+    /// `f` over every stream of `tenant` matching `matchers` with entries
+    /// in `[from, through)`: unflushed entries from the partitions plus
+    /// flushed chunks, ascending, each entry once.
+    #[allow(clippy::too_many_arguments)]
+    async fn tenant_streams<T: Send>(
         &self,
         tenant: &str,
         matchers: &[Matcher],
@@ -154,10 +173,11 @@ impl Querier {
         from: i64,
         through: i64,
         stats: &mut ScanStats,
-    ) -> Result<Vec<(LabelSet, Vec<Entry>)>, QueryError> {
+        f: &(dyn Fn(LabelSet, Vec<Entry>) -> Result<T, QueryError> + Sync),
+    ) -> Result<Vec<T>, QueryError> {
         let limits = self.overrides.get(tenant);
         let now = crate::time::now_ns();
-        let mut by: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
+        let mut unflushed: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
         let mut refs: HashMap<String, ChunkRef> = HashMap::new();
         let read = ReadRequest::Streams {
             tenant: tenant.to_string(),
@@ -171,28 +191,43 @@ impl Querier {
             let reply = reply?;
             for (labels, entries) in reply.streams {
                 if !entries.is_empty() {
-                    by.entry(labels).or_default().extend(entries);
+                    unflushed.entry(labels).or_default().extend(entries);
                 }
             }
             refs.extend(reply.pending.into_iter().map(|r| (r.key.clone(), r)));
         }
         refs.extend(self.store.refs(tenant, from, through).await?.into_iter().map(|r| (r.key.clone(), r)));
-        for r in refs.values() {
+        let mut chunks: BTreeMap<LabelSet, Vec<ChunkRef>> = BTreeMap::new();
+        for r in refs.into_values() {
             if r.through < from || r.from >= through {
                 continue;
             }
             let Ok(labels) = LabelSet::parse(&r.labels) else { continue };
-            if !matchers.iter().all(|m| m.matches(labels.get(&m.name))) {
-                continue;
+            if matchers.iter().all(|m| m.matches(labels.get(&m.name))) {
+                chunks.entry(labels).or_default().push(r);
             }
-            stats.chunks += 1;
-            let entries = self.store.entries(r, from, through, |line| prefilter.iter().all(|f| f.matches(line))).await?;
-            by.entry(labels).or_default().extend(entries);
         }
         let deletes = self.deletes.active(tenant);
-        Ok(by
-            .into_iter()
-            .map(|(labels, mut entries)| {
+        let all: Vec<LabelSet> = unflushed.keys().chain(chunks.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut out = Vec::with_capacity(all.len());
+        for batch in all.chunks(STREAMS_PER_BATCH) {
+            // Fetch the batch's chunks, then decode and hand over its streams
+            // on every core.
+            let mut work = Vec::with_capacity(batch.len());
+            for labels in batch {
+                let mut bytes = Vec::new();
+                for r in chunks.remove(labels).unwrap_or_default() {
+                    stats.chunks += 1;
+                    if let Some(b) = self.store.chunk(&r).await? {
+                        bytes.push((r.key, b));
+                    }
+                }
+                work.push((labels.clone(), unflushed.remove(labels).unwrap_or_default(), bytes));
+            }
+            let gather = |(labels, mut entries, bytes): (LabelSet, Vec<Entry>, Vec<(String, Arc<Vec<u8>>)>)| -> Result<Option<T>, QueryError> {
+                for (key, b) in bytes {
+                    entries.extend(self.store.entries(&key, &b, from, through, |line| prefilter.iter().all(|f| f.matches(line)))?);
+                }
                 // Flush hand-over and retries can store an entry twice; equal
                 // timestamps keep their arrival order.
                 entries.sort_by_key(|e| e.ts);
@@ -202,10 +237,73 @@ impl Querier {
                 if let Some(cutoff) = limits.retention_cutoff(&labels, now) {
                     entries.retain(|e| e.ts >= cutoff);
                 }
-                (labels, entries)
-            })
-            .filter(|(_, e)| !e.is_empty())
-            .collect())
+                if entries.is_empty() {
+                    return Ok(None);
+                }
+                f(labels, entries).map(Some)
+            };
+            for r in parallel_map(work, &gather) {
+                out.extend(r?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One stream's part of a log query: its first `limit` entries in the
+    /// request's direction that pass the pipeline (as streams after the
+    /// pipeline), and the lines and bytes scanned for them.
+    fn select_in_stream(req: &LogRequest, labels: LabelSet, mut entries: Vec<Entry>) -> (Vec<StreamResult>, u64, u64) {
+        let fast = req.query.only_line_filters();
+        let (mut lines, mut bytes) = (0u64, 0u64);
+        if req.direction == Direction::Backward {
+            entries.reverse();
+        }
+        // Streams after the pipeline: labels may change per entry.
+        let mut produced: Vec<StreamResult> = Vec::new();
+        let mut kept = 0usize;
+        for e in entries {
+            lines += 1;
+            bytes += e.size() as u64;
+            if fast {
+                if !line_filters_pass(&req.query.stages, &e.line) {
+                    continue;
+                }
+                match produced.first_mut() {
+                    Some(r) => r.entries.push(e.into()),
+                    None => produced.push(StreamResult { labels: labels.clone(), entries: vec![e.into()] }),
+                }
+            } else {
+                let ts = e.ts;
+                let came_with = if req.categorize { e.metadata.clone() } else { Vec::new() };
+                let Some(p) = pipeline::process(&req.query.stages, &labels, e) else { continue };
+                let (out_labels, entry) = if req.categorize {
+                    // Stream labels stay the stream's; the rest is metadata or parsed.
+                    let (mut stream, mut metadata, mut parsed) = (Vec::new(), Vec::new(), Vec::new());
+                    for (k, v) in p.labels {
+                        if labels.get(&k) == Some(v.as_str()) {
+                            stream.push((k, v));
+                        } else if came_with.iter().any(|(m, mv)| *m == k && *mv == v) {
+                            metadata.push((k, v));
+                        } else {
+                            parsed.push((k, v));
+                        }
+                    }
+                    let entry = Entry { ts, line: p.line, metadata };
+                    (LabelSet::from_pairs_keep_empty(stream), ResultEntry { entry, parsed })
+                } else {
+                    (p.label_set(), Entry { ts, line: p.line, metadata: Vec::new() }.into())
+                };
+                match produced.iter_mut().find(|r| r.labels == out_labels) {
+                    Some(r) => r.entries.push(entry),
+                    None => produced.push(StreamResult { labels: out_labels, entries: vec![entry] }),
+                }
+            }
+            kept += 1;
+            if kept >= req.limit {
+                break;
+            }
+        }
+        (produced, lines, bytes)
     }
 
     /// The `limit` entries nearest to the start of `direction` among the
@@ -214,56 +312,16 @@ impl Querier {
     pub async fn select_logs(&self, tenants: &[String], req: &LogRequest) -> Result<(Vec<StreamResult>, ScanStats), QueryError> {
         let started = Instant::now();
         let mut stats = ScanStats::default();
-        let fast = req.query.only_line_filters();
-        let mut found: Vec<StreamResult> = Vec::new();
         let prefilter = req.query.leading_line_filters();
-        for (labels, mut entries) in self.streams(tenants, &req.query.matchers, &prefilter, req.start, req.end, &mut stats).await? {
-            if req.direction == Direction::Backward {
-                entries.reverse();
-            }
-            // Streams after the pipeline: labels may change per entry.
-            let mut produced: Vec<StreamResult> = Vec::new();
-            let mut kept = 0usize;
-            for e in entries {
-                stats.lines_scanned += 1;
-                stats.bytes_scanned += e.size() as u64;
-                if fast {
-                    if !line_filters_pass(&req.query.stages, &e.line) {
-                        continue;
-                    }
-                    match produced.first_mut() {
-                        Some(r) => r.entries.push(e.into()),
-                        None => produced.push(StreamResult { labels: labels.clone(), entries: vec![e.into()] }),
-                    }
-                } else {
-                    let Some(p) = pipeline::process(&req.query.stages, &labels, &e) else { continue };
-                    let (out_labels, entry) = if req.categorize {
-                        // Stream labels stay the stream's; the rest is metadata or parsed.
-                        let (mut stream, mut metadata, mut parsed) = (Vec::new(), Vec::new(), Vec::new());
-                        for (k, v) in p.labels {
-                            if labels.get(&k) == Some(v.as_str()) {
-                                stream.push((k, v));
-                            } else if e.metadata.iter().any(|(m, mv)| *m == k && *mv == v) {
-                                metadata.push((k, v));
-                            } else {
-                                parsed.push((k, v));
-                            }
-                        }
-                        let entry = Entry { ts: e.ts, line: p.line, metadata };
-                        (LabelSet::from_pairs_keep_empty(stream), ResultEntry { entry, parsed })
-                    } else {
-                        (p.label_set(), Entry { ts: e.ts, line: p.line, metadata: Vec::new() }.into())
-                    };
-                    match produced.iter_mut().find(|r| r.labels == out_labels) {
-                        Some(r) => r.entries.push(entry),
-                        None => produced.push(StreamResult { labels: out_labels, entries: vec![entry] }),
-                    }
-                }
-                kept += 1;
-                if kept >= req.limit {
-                    break;
-                }
-            }
+        let per_stream = self
+            .map_streams(tenants, &req.query.matchers, &prefilter, req.start, req.end, &mut stats, &|labels, entries| {
+                Ok(Self::select_in_stream(req, labels, entries))
+            })
+            .await?;
+        let mut found: Vec<StreamResult> = Vec::new();
+        for (produced, lines, bytes) in per_stream {
+            stats.lines_scanned += lines;
+            stats.bytes_scanned += bytes;
             found.extend(produced);
         }
         let mut result = keep_first(merge_same_labels(found, req.direction), req.limit, req.direction);
@@ -388,14 +446,63 @@ impl Querier {
         let mut data: Vec<Fetched> = Vec::new();
         let mut stats = ScanStats::default();
         for sel in eval::selections(expr, steps) {
-            data.push(self.fetch(tenants, &sel, &mut stats).await?);
+            data.push(self.samples(tenants, &sel, &mut stats).await?);
         }
         Ok(eval::evaluate(expr, steps, &mut data.into_iter(), max_series)?)
     }
 
-    async fn fetch(&self, tenants: &[String], sel: &Selection, stats: &mut ScanStats) -> Result<Fetched, QueryError> {
-        self.streams(tenants, &sel.matchers, &sel.prefilter, sel.from, sel.through, stats).await
+    /// The samples of one selection, extracted stream by stream as the
+    /// streams are read.
+    async fn samples(&self, tenants: &[String], sel: &Selection, stats: &mut ScanStats) -> Result<Fetched, QueryError> {
+        let per_stream = self
+            .map_streams(tenants, &sel.matchers, &sel.prefilter, sel.from, sel.through, stats, &|labels, entries| {
+                let mut samples = Fetched::new();
+                sel.extract(&labels, entries, &mut samples)?;
+                Ok(samples)
+            })
+            .await?;
+        let mut out = Fetched::new();
+        for samples in per_stream {
+            for (series, s) in samples {
+                out.entry(series).or_default().extend(s);
+            }
+        }
+        Ok(out)
     }
+}
+
+/// Streams gathered and handed over together (see [`parallel_map`]).
+const STREAMS_PER_BATCH: usize = 32;
+
+/// `f` over every item, on every core when the runtime has several worker
+/// threads (the calling worker hands its other tasks over meanwhile);
+/// results in the items' order.
+fn parallel_map<I: Send, T: Send>(items: Vec<I>, f: &(dyn Fn(I) -> T + Sync)) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if threads <= 1 || !multi_threaded {
+        return items.into_iter().map(f).collect();
+    }
+    tokio::task::block_in_place(|| {
+        let slots: Vec<parking_lot::Mutex<Option<I>>> = items.into_iter().map(|i| parking_lot::Mutex::new(Some(i))).collect();
+        let results: Vec<parking_lot::Mutex<Option<T>>> = slots.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(slot) = slots.get(i) else { break };
+            if let Some(item) = slot.lock().take() {
+                *results[i].lock() = Some(f(item));
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
+            }
+            work();
+        });
+        results.into_iter().filter_map(parking_lot::Mutex::into_inner).collect()
+    })
 }
 
 /// Drops entries equal to an earlier one (timestamp, line, metadata) in a
@@ -499,6 +606,25 @@ pub(crate) fn keep_first(streams: Vec<StreamResult>, limit: usize, direction: Di
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_map_keeps_the_items_order_and_uses_several_threads() {
+        let threads = parking_lot::Mutex::new(std::collections::HashSet::new());
+        let out = parallel_map((0..200u64).collect(), &|i| {
+            threads.lock().insert(std::thread::current().id());
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            i * 2
+        });
+        assert_eq!(out, (0..200u64).map(|i| i * 2).collect::<Vec<_>>());
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            assert!(threads.lock().len() > 1, "work stayed on one thread");
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn parallel_map_runs_inline_on_a_single_threaded_runtime() {
+        assert_eq!(parallel_map(vec![1, 2, 3], &|i| i + 1), vec![2, 3, 4]);
+    }
 
     fn sr(name: &str, ts: &[i64]) -> StreamResult {
         StreamResult {

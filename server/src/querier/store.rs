@@ -136,35 +136,34 @@ impl StoreReader {
         Ok((out, stable))
     }
 
-    /// The entries of a flushed chunk in `[from, through)`, ascending; every
-    /// block read is checked against its checksum.
-    pub async fn entries(
-        &self,
-        r: &ChunkRef,
-        from: i64,
-        through: i64,
-        keep: impl Fn(&str) -> bool,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let cached = self.chunks.lock().get(&r.key);
-        let bytes = match cached {
-            Some(b) => b,
-            None => match self.store.get(&r.key).await {
-                Ok(b) => {
-                    let b = Arc::new(b);
-                    self.chunks.lock().insert(r.key.clone(), b.clone());
-                    b
-                }
-                Err(ObjectError::NotFound(_)) => {
-                    // Removed by the compactor (expired, or rewritten without
-                    // deleted lines under a new key) after we listed it.
-                    self.metrics.missing_chunks.inc();
-                    tracing::warn!(object = %r.key, "chunk listed by the index is gone; skipped");
-                    return Ok(Vec::new());
-                }
-                Err(e) => return Err(e.into()),
-            },
-        };
-        let chunk = Chunk::open(&bytes).map_err(|e| self.corrupt(&r.key, e.to_string()))?;
-        chunk.entries_where(from, through, keep).map_err(|e| self.corrupt(&r.key, e.to_string()))
+    /// The bytes of a flushed chunk (from the cache or the store); `None`
+    /// when the compactor removed it after it was listed.
+    pub async fn chunk(&self, r: &ChunkRef) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        if let Some(b) = self.chunks.lock().get(&r.key) {
+            return Ok(Some(b));
+        }
+        match self.store.get(&r.key).await {
+            Ok(b) => {
+                let b = Arc::new(b);
+                self.chunks.lock().insert(r.key.clone(), b.clone());
+                Ok(Some(b))
+            }
+            Err(ObjectError::NotFound(_)) => {
+                // Removed by the compactor (expired, or rewritten without
+                // deleted lines under a new key) after we listed it.
+                self.metrics.missing_chunks.inc();
+                tracing::warn!(object = %r.key, "chunk listed by the index is gone; skipped");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The entries of chunk `key` (its `bytes`) in `[from, through)` whose
+    /// line passes `keep`, ascending; every block read is checked against
+    /// its checksum. CPU only: runs on any thread.
+    pub fn entries(&self, key: &str, bytes: &[u8], from: i64, through: i64, keep: impl Fn(&str) -> bool) -> Result<Vec<Entry>, StoreError> {
+        let chunk = Chunk::open(bytes).map_err(|e| self.corrupt(key, e.to_string()))?;
+        chunk.entries_where(from, through, keep).map_err(|e| self.corrupt(key, e.to_string()))
     }
 }
