@@ -118,37 +118,20 @@ impl Querier {
         }
     }
 
-    /// Every stream of `tenants` matching `matchers` with entries in
-    /// `[from, through)`. With several tenants (`X-Scope-OrgID: a|b`) each
-    /// stream carries `__tenant_id__`, which selectors may match, as in Loki.
-    async fn streams(
-        &self,
-        tenants: &[String],
-        matchers: &[Matcher],
-        prefilter: &[LineFilter],
-        from: i64,
-        through: i64,
-        stats: &mut ScanStats,
-    ) -> Result<Vec<(LabelSet, Vec<Entry>)>, QueryError> {
-        self.map_streams(tenants, matchers, prefilter, from, through, stats, &|labels, entries| Ok((labels, entries))).await
-    }
-
-    /// `f` over every stream [`Querier::streams`] would return, stream by
-    /// stream as their entries are gathered, on every core: only the
-    /// streams of one batch are held as lines at a time. Results in the
-    /// streams' order.
-    #[allow(clippy::too_many_arguments)]
+    /// `f` over every stream of `tenants` that `scan` selects, stream by
+    /// stream as their entries are gathered, on every core: only the streams
+    /// of one batch are held as lines at a time. Results in the streams'
+    /// order. With several tenants (`X-Scope-OrgID: a|b`) each stream
+    /// carries `__tenant_id__`, which selectors may match, as in Loki.
     async fn map_streams<T: Send>(
         &self,
         tenants: &[String],
-        matchers: &[Matcher],
-        prefilter: &[LineFilter],
-        from: i64,
-        through: i64,
+        scan: &Scan<'_>,
         stats: &mut ScanStats,
         f: &(dyn Fn(LabelSet, Vec<Entry>) -> Result<T, QueryError> + Sync),
     ) -> Result<Vec<T>, QueryError> {
-        let (on_tenant, rest) = split_tenant_matchers(matchers);
+        let (on_tenant, rest) = split_tenant_matchers(scan.matchers);
+        let scan = Scan { matchers: &rest, ..*scan };
         let mut out = Vec::new();
         for t in tenants {
             if !on_tenant.iter().all(|m| m.matches(Some(t))) {
@@ -156,25 +139,22 @@ impl Querier {
             }
             let multi = tenants.len() > 1;
             let tagged = |labels, entries| f(tag_tenant(labels, t, multi), entries);
-            out.extend(self.tenant_streams(t, &rest, prefilter, from, through, stats, &tagged).await?);
+            out.extend(self.tenant_streams(t, &scan, stats, &tagged).await?);
         }
         Ok(out)
     }
 
-    /// `f` over every stream of `tenant` matching `matchers` with entries
-    /// in `[from, through)`: unflushed entries from the partitions plus
-    /// flushed chunks, ascending, each entry once.
-    #[allow(clippy::too_many_arguments)]
+    /// `f` over every stream of `tenant` that `scan` selects: unflushed
+    /// entries from the partitions plus flushed chunks, ascending, each
+    /// entry once.
     async fn tenant_streams<T: Send>(
         &self,
         tenant: &str,
-        matchers: &[Matcher],
-        prefilter: &[LineFilter],
-        from: i64,
-        through: i64,
+        scan: &Scan<'_>,
         stats: &mut ScanStats,
         f: &(dyn Fn(LabelSet, Vec<Entry>) -> Result<T, QueryError> + Sync),
     ) -> Result<Vec<T>, QueryError> {
+        let Scan { matchers, prefilter, from, through } = *scan;
         let limits = self.overrides.get(tenant);
         let now = crate::time::now_ns();
         let mut unflushed: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
@@ -313,11 +293,8 @@ impl Querier {
         let started = Instant::now();
         let mut stats = ScanStats::default();
         let prefilter = req.query.leading_line_filters();
-        let per_stream = self
-            .map_streams(tenants, &req.query.matchers, &prefilter, req.start, req.end, &mut stats, &|labels, entries| {
-                Ok(Self::select_in_stream(req, labels, entries))
-            })
-            .await?;
+        let scan = Scan { matchers: &req.query.matchers, prefilter: &prefilter, from: req.start, through: req.end };
+        let per_stream = self.map_streams(tenants, &scan, &mut stats, &|labels, entries| Ok(Self::select_in_stream(req, labels, entries))).await?;
         let mut found: Vec<StreamResult> = Vec::new();
         for (produced, lines, bytes) in per_stream {
             stats.lines_scanned += lines;
@@ -436,7 +413,8 @@ impl Querier {
         through: i64,
     ) -> Result<(Vec<(LabelSet, Vec<Entry>)>, ScanStats), QueryError> {
         let mut stats = ScanStats::default();
-        let s = self.streams(tenants, matchers, &[], from, through, &mut stats).await?;
+        let scan = Scan { matchers, prefilter: &[], from, through };
+        let s = self.map_streams(tenants, &scan, &mut stats, &|labels, entries| Ok((labels, entries))).await?;
         Ok((s, stats))
     }
 
@@ -454,8 +432,9 @@ impl Querier {
     /// The samples of one selection, extracted stream by stream as the
     /// streams are read.
     async fn samples(&self, tenants: &[String], sel: &Selection, stats: &mut ScanStats) -> Result<Fetched, QueryError> {
+        let scan = Scan { matchers: &sel.matchers, prefilter: &sel.prefilter, from: sel.from, through: sel.through };
         let per_stream = self
-            .map_streams(tenants, &sel.matchers, &sel.prefilter, sel.from, sel.through, stats, &|labels, entries| {
+            .map_streams(tenants, &scan, stats, &|labels, entries| {
                 let mut samples = Fetched::new();
                 sel.extract(&labels, entries, &mut samples)?;
                 Ok(samples)
@@ -469,6 +448,16 @@ impl Querier {
         }
         Ok(out)
     }
+}
+
+/// What a query reads: the streams matching `matchers`, their entries in
+/// `[from, through)` whose lines pass `prefilter`.
+#[derive(Clone, Copy)]
+struct Scan<'a> {
+    matchers: &'a [Matcher],
+    prefilter: &'a [LineFilter],
+    from: i64,
+    through: i64,
 }
 
 /// Streams gathered and handed over together (see [`parallel_map`]).
