@@ -42,6 +42,7 @@ pub mod logql;
 pub mod metrics;
 pub mod modules;
 pub mod overrides;
+pub mod patterns;
 pub mod querier;
 pub mod rate;
 pub mod ring;

@@ -197,25 +197,9 @@ pub async fn detected_field_values(
 
 /// A line's pattern: each whitespace-separated token (or the value of a
 /// `key=value` token) that holds a digit becomes `<_>`.
-fn pattern_of(line: &str) -> String {
-    line.split(' ')
-        .map(|tok| {
-            let (key, value) = match tok.split_once('=') {
-                Some((k, v)) => (Some(k), v),
-                None => (None, tok),
-            };
-            let masked = if value.bytes().any(|b| b.is_ascii_digit()) { "<_>" } else { value };
-            match key {
-                Some(k) => format!("{k}={masked}"),
-                None => masked.to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `/loki/api/v1/patterns` (a documented subset of Loki's): the most frequent
-/// line patterns of the matching streams, with counts per `step`.
+/// `/loki/api/v1/patterns`: the most frequent line patterns of the
+/// matching streams (Drain, see [`crate::patterns`]), with counts per
+/// `step`, most frequent first (`limit`, default 50).
 pub async fn patterns(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {
     let matchers = selector(&req)?;
     let (start, end) = req.params.bounds(now_ns())?;
@@ -223,9 +207,15 @@ pub async fn patterns(State(api): State<AppState>, req: ReadRequest) -> Result<R
     let (streams, _) = api.querier.matching_streams(&req.tenants, &matchers, start, end).await?;
     let mut by: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
     for (_, entries) in &streams {
+        let mut miner = crate::patterns::Miner::default();
         for e in entries {
-            let bucket = start + (e.ts - start).div_euclid(step) * step;
-            *by.entry(pattern_of(&e.line)).or_default().entry(bucket).or_default() += 1;
+            miner.add(&e.line, start + (e.ts - start).div_euclid(step) * step);
+        }
+        for (pattern, counts) in miner.patterns() {
+            let merged = by.entry(pattern).or_default();
+            for (bucket, n) in counts {
+                *merged.entry(bucket).or_default() += n;
+            }
         }
     }
     let mut all: Vec<(String, BTreeMap<i64, u64>)> = by.into_iter().collect();
@@ -239,15 +229,4 @@ pub async fn patterns(State(api): State<AppState>, req: ReadRequest) -> Result<R
         })
         .collect();
     Ok(axum::Json(json!({"status": "success", "data": data})).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pattern_of;
-
-    #[test]
-    fn digits_become_placeholders() {
-        assert_eq!(pattern_of("level=info status=200 took=5ms msg=ok"), "level=info status=<_> took=<_> msg=ok");
-        assert_eq!(pattern_of("GET /api/v1/items 200"), "GET <_> <_>");
-    }
 }

@@ -1051,7 +1051,8 @@ impl LogfmtExpressions {
                     }
                 }
                 Kv::Pair(k, v) => {
-                    let name = sanitize_label_name(k);
+                    // Most keys are valid names already: compare them as they are.
+                    let name = if is_valid_label_name(k) { std::borrow::Cow::Borrowed(k) } else { sanitize_label_name(k).into() };
                     if name.is_empty() {
                         continue;
                     }
@@ -1061,6 +1062,10 @@ impl LogfmtExpressions {
                             let v = if v.contains('\u{FFFD}') { String::new() } else { v.to_string() };
                             values[j] = Some(v);
                         }
+                    }
+                    if !strict && values.iter().all(Option::is_some) {
+                        // Later pairs cannot change the result (the first wins).
+                        break;
                     }
                 }
             }
