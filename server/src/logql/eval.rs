@@ -69,13 +69,13 @@ pub struct Sample {
 
 /// The samples of one selection per series (labels after the pipeline and
 /// the range aggregation's grouping), each series in any order.
-pub type Fetched = BTreeMap<LabelSet, Vec<Sample>>;
+pub type SeriesSamples = BTreeMap<LabelSet, Vec<Sample>>;
 
 impl Selection {
     /// Turns one stream's entries into samples and adds them to `out`.
     /// Fails on an entry the pipeline marked with an error that no label
     /// filter removed, as Loki does.
-    pub fn extract(&self, stream: &LabelSet, entries: Vec<Entry>, out: &mut Fetched) -> Result<(), EvalError> {
+    pub fn extract(&self, stream: &LabelSet, entries: Vec<Entry>, out: &mut SeriesSamples) -> Result<(), EvalError> {
         let r = &self.range;
         let group = |labels: LabelSet| match &r.grouping {
             Some(g) => group_labels(&labels, g),
@@ -189,7 +189,7 @@ fn collect(e: &Expr, steps: Steps, out: &mut Vec<Selection>) {
 /// Evaluates `e` at `steps` from the fetched data (one entry per selection,
 /// in the order of [`selections`]). `max_series` bounds the result's
 /// series, like Loki's `max_query_series`.
-pub fn evaluate(e: &Expr, steps: Steps, data: &mut dyn Iterator<Item = Fetched>, max_series: usize) -> Result<Value, EvalError> {
+pub fn evaluate(e: &Expr, steps: Steps, data: &mut dyn Iterator<Item = SeriesSamples>, max_series: usize) -> Result<Value, EvalError> {
     let mut ev = Evaluator { steps, data };
     let v = ev.eval(e)?;
     if let Value::Vector(s) = &v {
@@ -202,7 +202,7 @@ pub fn evaluate(e: &Expr, steps: Steps, data: &mut dyn Iterator<Item = Fetched>,
 
 struct Evaluator<'a> {
     steps: Steps,
-    data: &'a mut dyn Iterator<Item = Fetched>,
+    data: &'a mut dyn Iterator<Item = SeriesSamples>,
 }
 
 impl Evaluator<'_> {
@@ -236,7 +236,7 @@ impl Evaluator<'_> {
 
     /// The function over each step's window `(t - offset - range, t - offset]`
     /// of every series' samples.
-    fn range_agg(&self, r: &RangeAgg, by_series: Fetched) -> Result<Vec<Series>, EvalError> {
+    fn range_agg(&self, r: &RangeAgg, by_series: SeriesSamples) -> Result<Vec<Series>, EvalError> {
         let n = self.steps.len();
         if r.op == RangeOp::AbsentOverTime {
             return Ok(self.absent(r, &by_series));
@@ -719,11 +719,11 @@ mod tests {
 
     /// Each selection's samples of `d`, stream by stream as the querier
     /// extracts them (the selector is not applied: tests pass matching data).
-    fn samples(e: &Expr, steps: Steps, d: &Streams) -> Result<Vec<Fetched>, EvalError> {
+    fn samples(e: &Expr, steps: Steps, d: &Streams) -> Result<Vec<SeriesSamples>, EvalError> {
         selections(e, steps)
             .iter()
             .map(|sel| {
-                let mut out = Fetched::new();
+                let mut out = SeriesSamples::new();
                 for (labels, entries) in d {
                     sel.extract(labels, entries.clone(), &mut out)?;
                 }

@@ -21,7 +21,7 @@ use crate::ingester::read::{wire_matchers, ReadConsistency, ReadRequest};
 use crate::ingester::IngesterError;
 use crate::overrides::Overrides;
 use crate::labels::LabelSet;
-use crate::logql::eval::{self, EvalError, Fetched, Selection, Steps, Value};
+use crate::logql::eval::{self, EvalError, SeriesSamples, Selection, Steps, Value};
 use crate::logql::{pipeline, Expr, LineFilter, LogExpr, Matcher, Stage};
 use store::{StoreError, StoreReader};
 
@@ -421,7 +421,7 @@ impl Querier {
     /// Evaluates a metric query at `steps`.
     #[tracing::instrument(level = "info", skip_all, fields(tenants = ?tenants, steps = steps.len()))]
     pub async fn eval_metric(&self, tenants: &[String], expr: &Expr, steps: Steps, max_series: usize) -> Result<Value, QueryError> {
-        let mut data: Vec<Fetched> = Vec::new();
+        let mut data: Vec<SeriesSamples> = Vec::new();
         let mut stats = ScanStats::default();
         for sel in eval::selections(expr, steps) {
             data.push(self.samples(tenants, &sel, &mut stats).await?);
@@ -431,16 +431,16 @@ impl Querier {
 
     /// The samples of one selection, extracted stream by stream as the
     /// streams are read.
-    async fn samples(&self, tenants: &[String], sel: &Selection, stats: &mut ScanStats) -> Result<Fetched, QueryError> {
+    async fn samples(&self, tenants: &[String], sel: &Selection, stats: &mut ScanStats) -> Result<SeriesSamples, QueryError> {
         let scan = Scan { matchers: &sel.matchers, prefilter: &sel.prefilter, from: sel.from, through: sel.through };
         let per_stream = self
             .map_streams(tenants, &scan, stats, &|labels, entries| {
-                let mut samples = Fetched::new();
+                let mut samples = SeriesSamples::new();
                 sel.extract(&labels, entries, &mut samples)?;
                 Ok(samples)
             })
             .await?;
-        let mut out = Fetched::new();
+        let mut out = SeriesSamples::new();
         for samples in per_stream {
             for (series, s) in samples {
                 out.entry(series).or_default().extend(s);
