@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use balsa::config::{normalize_args, Config, Flags};
 use clap::Parser;
 
+/// mimalloc: queries allocate and free small strings per scanned line, and
+/// it does that 1.3–1.6x faster than glibc's malloc here (measured on the
+/// logfmt pipeline; docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Two TLS backends are linked (ring for gRPC, aws-lc for the S3 client);
     // rustls needs to be told which one serves connections without their own.

@@ -154,9 +154,15 @@ fn is_valid_label_name(n: &str) -> bool {
     it.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Whether `s` holds U+FFFD (the replacement character, EF BF BD in
+/// UTF-8); most text has no 0xEF byte at all, which memchr rules out fast.
+fn has_rune_error(s: &str) -> bool {
+    memchr::memchr(0xEF, s.as_bytes()).is_some() && s.contains('\u{FFFD}')
+}
+
 /// Prometheus rejects U+FFFD in label values; Loki replaces it with a space.
 fn replace_rune_error(s: &str) -> String {
-    if s.contains('\u{FFFD}') {
+    if has_rune_error(s) {
         s.replace('\u{FFFD}', " ")
     } else {
         s.to_string()
@@ -878,7 +884,7 @@ impl<'a> LogfmtDecoder<'a> {
                     return e;
                 }
                 let key = self.slice(start, self.pos);
-                if key.contains('\u{FFFD}') {
+                if has_rune_error(key) {
                     let e = self.syntax_error("invalid key");
                     self.skip_value();
                     return e;
@@ -900,7 +906,7 @@ impl<'a> LogfmtDecoder<'a> {
 
     fn standalone_key(&mut self, start: usize) -> Kv<'a> {
         let key = self.slice(start, self.pos);
-        if key.contains('\u{FFFD}') {
+        if has_rune_error(key) {
             return self.syntax_error("invalid key");
         }
         Kv::Pair(key, std::borrow::Cow::Borrowed(""))
@@ -1059,7 +1065,7 @@ impl LogfmtExpressions {
                     for (j, (_, key)) in self.exprs.iter().enumerate() {
                         if *key == name && values[j].is_none() {
                             // Loki drops (empties) values holding U+FFFD here.
-                            let v = if v.contains('\u{FFFD}') { String::new() } else { v.to_string() };
+                            let v = if has_rune_error(&v) { String::new() } else { v.to_string() };
                             values[j] = Some(v);
                         }
                     }
