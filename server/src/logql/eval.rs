@@ -8,7 +8,7 @@
 //! more than one stream's lines are held at a time); [`evaluate`] computes
 //! the result from the samples alone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use balsa_storage::Entry;
 
@@ -298,6 +298,10 @@ impl Evaluator<'_> {
                 series.sort_by(|a, b| by_value(first(a), first(b), desc));
                 return Ok(series);
             }
+            VecOp::ApproxTopk if self.steps.start != self.steps.end => {
+                // Loki answers approx_topk with a count-min sketch, built for one instant.
+                return Err(EvalError("count min sketches are only supported on instant queries".into()));
+            }
             VecOp::Topk | VecOp::Bottomk | VecOp::ApproxTopk => {
                 let k = v.param.unwrap_or(0.0);
                 if k < 1.0 {
@@ -362,9 +366,7 @@ impl Evaluator<'_> {
     fn binary(&self, b: &BinaryExpr, l: Value, r: Value) -> Result<Value, EvalError> {
         let n = self.steps.len();
         match (l, r) {
-            (Value::Scalar(a), Value::Scalar(c)) => {
-                Ok(Value::Scalar((0..n).map(|i| scalar_op(b.op, a[i], c[i], b.return_bool).unwrap_or(f64::NAN)).collect()))
-            }
+            (Value::Scalar(a), Value::Scalar(c)) => Ok(Value::Scalar((0..n).map(|i| fold(b.op, a[i], c[i])).collect())),
             (Value::Vector(vs), Value::Scalar(c)) => Ok(Value::Vector(vector_scalar(b, vs, &c, false))),
             (Value::Scalar(a), Value::Vector(vs)) => Ok(Value::Vector(vector_scalar(b, vs, &a, true))),
             (Value::Vector(lv), Value::Vector(rv)) => vector_vector(b, lv, rv, n).map(Value::Vector),
@@ -523,12 +525,17 @@ fn vec_fn(op: VecOp, vals: &[f64]) -> f64 {
 }
 
 /// `a op b` for two numbers; `None` when a comparison without `bool` is false.
+/// `a op b` for two samples, as Loki's `MergeBinOp`: division and modulo
+/// by zero are NaN; a comparison gives 1 or 0 with `bool`, else `a` when it
+/// holds and nothing when it does not.
 fn scalar_op(op: BinOp, a: f64, b: f64, return_bool: bool) -> Option<f64> {
     Some(match op {
         BinOp::Add => a + b,
         BinOp::Sub => a - b,
         BinOp::Mul => a * b,
+        BinOp::Div if b == 0.0 => f64::NAN,
         BinOp::Div => a / b,
+        BinOp::Mod if b == 0.0 => f64::NAN,
         BinOp::Mod => a % b,
         BinOp::Pow => a.powf(b),
         BinOp::Cmp(c) => {
@@ -543,6 +550,12 @@ fn scalar_op(op: BinOp, a: f64, b: f64, return_bool: bool) -> Option<f64> {
         }
         BinOp::Or | BinOp::And | BinOp::Unless => return None,
     })
+}
+
+/// Two literals reduced to one, as Loki's parser does: comparisons give 1
+/// or 0 (never filter).
+pub fn fold(op: BinOp, a: f64, b: f64) -> f64 {
+    scalar_op(op, a, b, true).unwrap_or(f64::NAN)
 }
 
 /// Vector ⊕ scalar (or scalar ⊕ vector when `scalar_left`). A filtering
@@ -608,50 +621,64 @@ fn vector_vector(b: &BinaryExpr, lv: Vec<Series>, rv: Vec<Series>, n: usize) -> 
             let mut out = lv.clone();
             for s in rv {
                 let sig = signature(&s.labels, m);
-                let points = (0..n)
+                let points: Vec<Option<f64>> = (0..n)
                     .map(|i| if left_sigs.iter().any(|(ls, p)| *ls == sig && p[i]) { None } else { s.points[i] })
                     .collect();
-                out.push(Series { labels: s.labels, points });
+                // A right series with the labels of a left one fills its gaps.
+                match out.iter_mut().find(|o| o.labels == s.labels) {
+                    Some(o) => {
+                        for (slot, p) in o.points.iter_mut().zip(points) {
+                            if slot.is_none() {
+                                *slot = p;
+                            }
+                        }
+                    }
+                    None => out.push(Series { labels: s.labels, points }),
+                }
             }
             return Ok(out.into_iter().filter(|s| s.points.iter().any(Option::is_some)).collect());
         }
         _ => {}
     }
-    // Arithmetic and comparison: one-to-one, or many-to-one with group_*.
-    let (many, one, swapped) = match &m.group {
-        Some((GroupSide::Right, _)) => (rv, lv, true),
-        _ => (lv, rv, false),
-    };
-    let mut one_by_sig: HashMap<LabelSet, Vec<&Series>> = HashMap::new();
-    for s in &one {
-        one_by_sig.entry(signature(&s.labels, m)).or_default().push(s);
-    }
+    // Arithmetic and comparison, matched at every step as Loki does: the
+    // "one" side (the right, or the left with group_right) must not hold
+    // two series with the same signature; one-to-one matching must not pair
+    // a signature twice; group_* must not produce the same labels twice.
+    let group_right = matches!(&m.group, Some((GroupSide::Right, _)));
+    let (many, one) = if group_right { (&rv, &lv) } else { (&lv, &rv) };
+    let one_sigs: Vec<LabelSet> = one.iter().map(|s| signature(&s.labels, m)).collect();
+    let many_sigs: Vec<LabelSet> = many.iter().map(|s| signature(&s.labels, m)).collect();
     let mut out: BTreeMap<LabelSet, Vec<Option<f64>>> = BTreeMap::new();
-    if m.group.is_none() {
-        let mut seen: HashMap<LabelSet, usize> = HashMap::new();
-        for s in &many {
-            *seen.entry(signature(&s.labels, m)).or_insert(0) += 1;
+    for i in 0..n {
+        let mut by_sig: HashMap<&LabelSet, &Series> = HashMap::new();
+        for (s, sig) in one.iter().zip(&one_sigs).filter(|(s, _)| s.points[i].is_some()) {
+            if by_sig.insert(sig, s).is_some() {
+                let side = if group_right { "left" } else { "right" };
+                return Err(EvalError(format!(
+                    "found duplicate series on the {side} hand-side;many-to-many matching not allowed: matching labels must be unique on one side"
+                )));
+            }
         }
-        if seen.values().any(|&c| c > 1) {
-            return Err(EvalError(
-                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
-            ));
-        }
-    }
-    for s in &many {
-        let sig = signature(&s.labels, m);
-        let Some(partners) = one_by_sig.get(&sig) else { continue };
-        if partners.len() > 1 {
-            return Err(EvalError("found duplicate series for the match group on the right hand-side of the operation".into()));
-        }
-        let o = partners[0];
-        let labels = result_labels(&s.labels, &o.labels, m);
-        let slot = out.entry(labels).or_insert_with(|| vec![None; n]);
-        for i in 0..n {
-            let (Some(a), Some(c)) = (s.points[i], o.points[i]) else { continue };
-            let (x, y) = if swapped { (c, a) } else { (a, c) };
+        let mut matched: HashMap<&LabelSet, HashSet<LabelSet>> = HashMap::new();
+        for (s, sig) in many.iter().zip(&many_sigs) {
+            let Some(a) = s.points[i] else { continue };
+            let Some(o) = by_sig.get(sig) else { continue };
+            let Some(c) = o.points[i] else { continue };
+            let labels = result_labels(&s.labels, &o.labels, m);
+            let seen = matched.entry(sig).or_default();
+            if m.group.is_none() {
+                if !seen.is_empty() {
+                    return Err(EvalError(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                    ));
+                }
+                seen.insert(LabelSet::default());
+            } else if !seen.insert(labels.clone()) {
+                return Err(EvalError("multiple matches for labels: grouping labels must ensure unique matches".into()));
+            }
+            let (x, y) = if group_right { (c, a) } else { (a, c) };
             if let Some(v) = scalar_op(b.op, x, y, b.return_bool) {
-                slot[i] = Some(v);
+                out.entry(labels).or_insert_with(|| vec![None; n])[i] = Some(v);
             }
         }
     }
@@ -693,7 +720,10 @@ fn label_replace(l: &LabelReplace, series: Vec<Series>) -> Result<Vec<Series>, E
             let mut value = String::new();
             caps.expand(&l.replacement, &mut value);
             let mut pairs: Vec<(String, String)> = s.labels.iter().filter(|(k, _)| *k != l.dst).cloned().collect();
-            pairs.push((l.dst.clone(), value));
+            // An empty value removes the label, as in Prometheus.
+            if !value.is_empty() {
+                pairs.push((l.dst.clone(), value));
+            }
             Series { labels: LabelSet::from_pairs_keep_empty(pairs), points: s.points }
         })
         .collect())
@@ -717,14 +747,14 @@ mod tests {
         by
     }
 
-    /// Each selection's samples of `d`, stream by stream as the querier
-    /// extracts them (the selector is not applied: tests pass matching data).
+    /// Each selection's samples of the streams of `d` its selector matches,
+    /// stream by stream as the querier extracts them.
     fn samples(e: &Expr, steps: Steps, d: &Streams) -> Result<Vec<SeriesSamples>, EvalError> {
         selections(e, steps)
             .iter()
             .map(|sel| {
                 let mut out = SeriesSamples::new();
-                for (labels, entries) in d {
+                for (labels, entries) in d.iter().filter(|(l, _)| sel.matchers.iter().all(|m| m.matches(l.get(&m.name)))) {
                     sel.extract(labels, entries.clone(), &mut out)?;
                 }
                 Ok(out)
@@ -768,6 +798,54 @@ mod tests {
         assert_eq!(v[0].points, vec![Some(2.0)]);
         let Value::Scalar(v) = run(r#"2 * 3 ^ 2"#, st, Streams::new()) else { panic!() };
         assert_eq!(v, vec![18.0]);
+    }
+
+    #[test]
+    fn binary_operations_follow_lokis_merge_rules() {
+        let st = Steps { start: 60 * S, end: 120 * S, step: 60 * S };
+        let d = data(&[
+            (r#"{app="a", machine="m1"}"#, 10, "x"),
+            (r#"{app="a", machine="m2"}"#, 20, "x"),
+            (r#"{app="b", machine="m1"}"#, 70, "x"),
+        ]);
+        // Division by zero is NaN, not infinity.
+        let Value::Vector(v) = run(r#"count_over_time({app="a"}[1m]) / 0"#, st, d.clone()) else { panic!() };
+        assert!(v[0].points[0].is_some_and(f64::is_nan), "{v:?}");
+        // `or` fills the left side's missing steps from an equal-labelled right series.
+        let Value::Vector(v) = run(r#"sum(count_over_time({app="b"}[1m])) or vector(0)"#, st, d.clone()) else { panic!() };
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].points, vec![Some(0.0), Some(1.0)]);
+        // Duplicates on the matching ("one") side are named by side.
+        let e = parse_expr(r#"sum by (app) (count_over_time({app="a"}[1m])) > on (app) count_over_time({app="a"}[1m])"#).unwrap();
+        let mut it = samples(&e, st, &d).unwrap().into_iter();
+        let err = evaluate(&e, st, &mut it, 500).unwrap_err();
+        assert!(err.0.starts_with("found duplicate series on the right hand-side"), "{err}");
+        let e = parse_expr(r#"count_over_time({app="a"}[1m]) > on (app) group_right sum by (app) (count_over_time({app="a"}[1m]))"#).unwrap();
+        let mut it = samples(&e, st, &d).unwrap().into_iter();
+        let err = evaluate(&e, st, &mut it, 500).unwrap_err();
+        assert!(err.0.starts_with("found duplicate series on the left hand-side"), "{err}");
+    }
+
+    #[test]
+    fn label_replace_with_an_empty_value_removes_the_label() {
+        let d = data(&[(r#"{app="foo"}"#, 10, "x")]);
+        let Value::Vector(v) = run(r#"label_replace(count_over_time({app="foo"}[1m]), "app", "$1", "app", "foo(.*)")"#, Steps::instant(60 * S), d)
+        else {
+            panic!()
+        };
+        assert_eq!(v[0].labels, LabelSet::default());
+    }
+
+    #[test]
+    fn approx_topk_answers_instant_queries_only() {
+        let d = data(&[(r#"{app="foo"}"#, 10, "x")]);
+        let e = parse_expr(r#"approx_topk(1, count_over_time({app="foo"}[1m]))"#).unwrap();
+        let range = Steps { start: 60 * S, end: 120 * S, step: 60 * S };
+        let mut it = samples(&e, range, &d).unwrap().into_iter();
+        let err = evaluate(&e, range, &mut it, 500).unwrap_err();
+        assert!(err.0.contains("only supported on instant queries"), "{err}");
+        let Value::Vector(v) = run(r#"approx_topk(1, count_over_time({app="foo"}[1m]))"#, Steps::instant(60 * S), d) else { panic!() };
+        assert_eq!(v.len(), 1);
     }
 
     #[test]

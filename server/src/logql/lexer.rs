@@ -44,6 +44,8 @@ impl Tok {
     /// How Loki's parser names a token in "unexpected X" messages.
     pub fn describe(&self) -> String {
         match self {
+            // Loki's grammar names its keywords by themselves in errors.
+            Tok::Ident(w) if LOKI_KEYWORDS.contains(&w.as_str()) => w.clone(),
             Tok::Ident(_) => "IDENTIFIER".into(),
             Tok::Str(_) => "STRING".into(),
             Tok::LBrace => "{".into(),
@@ -64,6 +66,13 @@ impl Tok {
         }
     }
 }
+
+/// Words that are tokens of their own in Loki's grammar (its lexer's
+/// `tokens`), which its syntax errors name as written.
+const LOKI_KEYWORDS: &[&str] = &[
+    "by", "without", "bool", "label_replace", "offset", "on", "ignoring", "group_left", "group_right", "or", "and", "unless",
+    "json", "regexp", "logfmt", "unpack", "pattern", "label_format", "line_format", "ip", "decolorize", "drop", "keep", "unwrap",
+];
 
 /// A token and where it starts (1-based line and column).
 #[derive(Clone, Debug)]

@@ -587,12 +587,21 @@ impl Parser {
             if matches!(lhs, Expr::Log(_)) || matches!(rhs, Expr::Log(_)) {
                 return Err(ParseError::whole("binary operations on log queries are not supported; use a metric query"));
             }
-            if op.is_set() && (lhs.is_scalar() || rhs.is_scalar()) {
-                return Err(ParseError::whole(format!(
-                    "set operator {op:?} not allowed in binary scalar expression"
-                )));
+            if op.is_set() {
+                for (leg, e) in [("left", &lhs), ("right", &rhs)] {
+                    if let Expr::Literal(v) = e {
+                        return Err(ParseError::whole(format!(
+                            "unexpected literal for {leg} leg of logical/set binary operation ({}): {v:.6}",
+                            format!("{op:?}").to_lowercase()
+                        )));
+                    }
+                }
             }
-            lhs = Expr::Binary(Box::new(BinaryExpr { op, lhs, rhs, return_bool, matching }));
+            lhs = match (&lhs, &rhs) {
+                // Two literals reduce to one, as in Loki (comparisons give 1 or 0).
+                (Expr::Literal(a), Expr::Literal(b)) => Expr::Literal(super::eval::fold(op, *a, *b)),
+                _ => Expr::Binary(Box::new(BinaryExpr { op, lhs, rhs, return_bool, matching })),
+            };
         }
     }
 
@@ -620,25 +629,20 @@ impl Parser {
         })
     }
 
+    /// A sign binds to a number only (Loki's `literalExpr`).
     fn unary(&mut self) -> PResult<Expr> {
         match self.peek_other() {
-            Some("-") => {
+            Some(sign @ ("-" | "+")) => {
+                let negative = sign == "-";
                 self.pos += 1;
-                let e = self.unary()?;
-                Ok(match e {
-                    Expr::Literal(v) => Expr::Literal(-v),
-                    e => Expr::Binary(Box::new(BinaryExpr {
-                        op: BinOp::Mul,
-                        lhs: Expr::Literal(-1.0),
-                        rhs: e,
-                        return_bool: false,
-                        matching: VectorMatching::default(),
-                    })),
-                })
-            }
-            Some("+") => {
+                let number = match self.peek() {
+                    Some(Tok::Other(w)) => literal(w),
+                    _ => None,
+                };
+                let Some(v) = number else { return Err(self.unexpected("NUMBER")) };
                 self.pos += 1;
-                self.unary()
+                let v = v.map_err(ParseError::whole)?;
+                Ok(Expr::Literal(if negative { -v } else { v }))
             }
             _ => self.primary(),
         }
@@ -653,10 +657,10 @@ impl Parser {
                 Ok(e)
             }
             Some(Tok::LBrace) => Ok(Expr::Log(self.log_expr()?)),
-            Some(Tok::Other(w)) => match parse_number(&w) {
+            Some(Tok::Other(w)) => match literal(&w) {
                 Some(v) => {
                     self.pos += 1;
-                    Ok(Expr::Literal(v))
+                    Ok(Expr::Literal(v.map_err(ParseError::whole)?))
                 }
                 None => Err(self.unexpected("")),
             },
@@ -830,6 +834,9 @@ impl Parser {
         if matches!(op, VecOp::Sort | VecOp::SortDesc) && grouping.is_some() {
             return Err(ParseError::whole("sort and sort_desc do not take a grouping"));
         }
+        if op == VecOp::ApproxTopk && grouping.is_some() {
+            return Err(ParseError::whole("grouping not allowed for approx_topk aggregation"));
+        }
         Ok(Expr::Vector(VectorAgg { op, param, inner: Box::new(inner), grouping }))
     }
 }
@@ -852,6 +859,34 @@ fn op_name(op: RangeOp) -> &'static str {
         RangeOp::FirstOverTime => "first_over_time",
         RangeOp::LastOverTime => "last_over_time",
     }
+}
+
+/// A number literal of a metric expression, as Go's `strconv.ParseFloat`
+/// reads what Go's scanner lexes: decimal, or a hexadecimal float
+/// (`0x1.8p3`). `None`: not a number at all; an error: a number Go cannot
+/// read as a float (`0x1A`, `0o17`, `0b1010`).
+fn literal(w: &str) -> Option<Result<f64, String>> {
+    if let Some(v) = parse_number(w) {
+        return Some(Ok(v));
+    }
+    let lower = w.to_ascii_lowercase();
+    if !(lower.starts_with("0x") || lower.starts_with("0o") || lower.starts_with("0b")) {
+        return None;
+    }
+    let invalid = || Err(format!("unable to parse literal as a float: strconv.ParseFloat: parsing {w:?}: invalid syntax"));
+    let Some(hex) = lower.strip_prefix("0x") else { return Some(invalid()) };
+    let Some((mantissa, exp)) = hex.split_once('p') else { return Some(invalid()) };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let Ok(exp) = exp.parse::<i32>() else { return Some(invalid()) };
+    if int.is_empty() && frac.is_empty() {
+        return Some(invalid());
+    }
+    let mut v = 0f64;
+    for c in int.chars().chain(frac.chars()) {
+        let Some(d) = c.to_digit(16) else { return Some(invalid()) };
+        v = v * 16.0 + f64::from(d);
+    }
+    Some(Ok(v * 2f64.powi(exp - 4 * frac.len() as i32)))
 }
 
 /// A plain number (decimal, `NaN`, `Inf` are not words the lexer makes).
@@ -954,6 +989,34 @@ mod tests {
         assert!(q.matchers[1].matches(Some("stage")));
         assert!(!q.matchers[1].matches(Some("production")), "regex matchers are anchored");
         assert_eq!(q.stages.len(), 3);
+    }
+
+    #[test]
+    fn literals_reduce_and_read_like_go_floats() {
+        let lit = |q: &str| match parse_expr(q) {
+            Ok(Expr::Literal(v)) => v,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(lit("7 == 7"), 1.0);
+        assert_eq!(lit("2 > 7"), 0.0);
+        assert!(lit("10 / 0").is_nan());
+        assert!(lit("-10 % 0").is_nan());
+        assert_eq!(lit("0x1p3"), 8.0);
+        assert_eq!(lit("0x1.8p3"), 12.0);
+        for bad in ["0x1A", "0o17", "0b1010"] {
+            let e = parse_expr(bad).unwrap_err().to_string();
+            assert!(e.contains("unable to parse literal as a float"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn loki_rejects_what_its_grammar_does() {
+        let err = |q: &str| parse_expr(q).unwrap_err().to_string();
+        assert!(err("1 and 2").contains("unexpected literal for left leg of logical/set binary operation (and): 1.000000"));
+        assert!(err(r#"-count_over_time({app="foo"}[1m])"#).contains("expecting NUMBER"));
+        assert!(err("-(1)").contains("expecting NUMBER"), "a sign binds to a number only");
+        assert!(err(r#"sum(count_over_time({a="b"}[1m])) bool > 1"#).contains("syntax error: unexpected bool"));
+        assert!(err(r#"approx_topk(2, count_over_time({a="b"}[1m])) by (a)"#).contains("grouping not allowed for approx_topk aggregation"));
     }
 
     #[test]

@@ -69,7 +69,12 @@ pub fn parse_bytes(s: &str) -> Result<f64, String> {
         "ei" | "eib" => 1024f64.powi(6),
         other => return Err(format!("unhandled size name: {other}")),
     };
-    Ok(num * mult)
+    // Go's humanize.ParseBytes answers whole bytes (a uint64).
+    let bytes = num * mult;
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("too large: {s}"));
+    }
+    Ok(bytes.trunc())
 }
 
 #[cfg(test)]
