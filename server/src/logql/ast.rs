@@ -264,6 +264,20 @@ pub enum LabelFilter {
     Ip { name: String, negate: bool, matcher: super::ip::IpMatcher },
 }
 
+impl LabelFilter {
+    /// Adds the labels this filter reads to `out`.
+    pub fn names(&self, out: &mut Vec<String>) {
+        match self {
+            LabelFilter::And(a, b) | LabelFilter::Or(a, b) => {
+                a.names(out);
+                b.names(out);
+            }
+            LabelFilter::Str(m) => out.push(m.name.clone()),
+            LabelFilter::Num { name, .. } | LabelFilter::Ip { name, .. } => out.push(name.clone()),
+        }
+    }
+}
+
 /// `| label_format dst="template"` or `dst=src`.
 #[derive(Clone, Debug)]
 pub enum LabelFmt {

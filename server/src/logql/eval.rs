@@ -57,6 +57,8 @@ pub struct Selection {
     pub from: i64,
     pub through: i64,
     range: RangeAgg,
+    /// Which parsers Loki would skip for this range aggregation.
+    skip: pipeline::ParserSkip,
 }
 
 /// A log sample: time and value (1, the line's bytes, or the unwrapped
@@ -109,7 +111,7 @@ impl Selection {
         let mut by_labels: BTreeMap<BTreeMap<String, String>, Vec<Sample>> = BTreeMap::new();
         for e in entries {
             let ts = e.ts;
-            let Some(mut p) = pipeline::process(&r.log.stages, stream, e) else { continue };
+            let Some(mut p) = pipeline::process_skipping(&r.log.stages, stream, e, &self.skip) else { continue };
             let value = match &r.unwrap {
                 Some(u) => match pipeline::unwrap_value(u, &mut p) {
                     Some(v) => v,
@@ -168,6 +170,12 @@ pub fn selections(e: &Expr, steps: Steps) -> Vec<Selection> {
 }
 
 fn collect(e: &Expr, steps: Steps, out: &mut Vec<Selection>) {
+    collect_under(e, steps, None, out)
+}
+
+/// `parent`: the `sum` directly around a range aggregation, whose grouping
+/// Loki pushes down into the extraction.
+fn collect_under(e: &Expr, steps: Steps, parent: Option<&VectorAgg>, out: &mut Vec<Selection>) {
     match e {
         Expr::Range(r) => out.push(Selection {
             matchers: r.log.matchers.clone(),
@@ -175,14 +183,70 @@ fn collect(e: &Expr, steps: Steps, out: &mut Vec<Selection>) {
             from: steps.start - r.offset - r.range + 1,
             through: steps.end - r.offset + 1,
             range: r.clone(),
+            skip: parser_skip(r, parent),
         }),
-        Expr::Vector(v) => collect(&v.inner, steps, out),
+        Expr::Vector(v) => collect_under(&v.inner, steps, Some(v), out),
         Expr::Binary(b) => {
             collect(&b.lhs, steps, out);
             collect(&b.rhs, steps, out);
         }
         Expr::LabelReplace(l) => collect(&l.inner, steps, out),
         Expr::Log(_) | Expr::Literal(_) | Expr::VectorLit(_) => {}
+    }
+}
+
+/// Which parsers of `r` Loki skips (its parser hints): with no grouping
+/// that keeps labels (its own, or that of a `sum` around a count, rate,
+/// bytes or sum over time without one), a query needs only the labels its
+/// filters, unwrap and grouping name — none at all skips every parser, else
+/// parsing stops once they are all extracted. Queries that format with
+/// templates keep every parser (the labels templates read are not listed).
+fn parser_skip(r: &RangeAgg, parent: Option<&VectorAgg>) -> pipeline::ParserSkip {
+    use pipeline::ParserSkip;
+    let pushed = parent.filter(|v| {
+        v.op == VecOp::Sum
+            && r.grouping.is_none()
+            && matches!(
+                r.op,
+                RangeOp::BytesOverTime | RangeOp::BytesRate | RangeOp::SumOverTime | RangeOp::Rate | RangeOp::CountOverTime
+            )
+    });
+    // The grouping in force, and whether the query is grouped at all.
+    let grouping: Option<Grouping> = match (pushed, &r.grouping) {
+        (Some(v), _) => Some(v.grouping.clone().unwrap_or_default()),
+        (None, g) => g.clone(),
+    };
+    let singleton = grouping.as_ref().is_some_and(|g| g.labels.is_empty() && !g.without);
+    let no_labels = singleton || r.op == RangeOp::AbsentOverTime;
+    if r.log.stages.iter().any(|s| matches!(s, Stage::LineFormat(_) | Stage::LabelFormat(_))) {
+        return ParserSkip::Never;
+    }
+    let mut names: Vec<String> = Vec::new();
+    for s in &r.log.stages {
+        if let Stage::LabelFilter(f) = s {
+            f.names(&mut names);
+        }
+    }
+    if let Some(u) = &r.unwrap {
+        names.push(u.label.clone());
+        for f in &u.post_filters {
+            f.names(&mut names);
+        }
+    }
+    let (groups, without) = grouping.map_or((Vec::new(), false), |g| (g.labels, g.without));
+    names.extend(groups.iter().cloned());
+    names.sort();
+    names.dedup();
+    if no_labels {
+        if names.is_empty() {
+            ParserSkip::Always
+        } else {
+            ParserSkip::OnceExtracted(names)
+        }
+    } else if without || groups.is_empty() {
+        ParserSkip::Never
+    } else {
+        ParserSkip::OnceExtracted(names)
     }
 }
 
@@ -824,6 +888,26 @@ mod tests {
         let mut it = samples(&e, st, &d).unwrap().into_iter();
         let err = evaluate(&e, st, &mut it, 500).unwrap_err();
         assert!(err.0.starts_with("found duplicate series on the left hand-side"), "{err}");
+    }
+
+    #[test]
+    fn parsers_a_query_needs_no_label_from_are_skipped_as_loki_does() {
+        let st = Steps::instant(60 * S);
+        let d = data(&[(r#"{app="x"}"#, 10, "foo=bar not json")]);
+        // No label needed: the json parser never runs, so no error.
+        let Value::Vector(v) = run(r#"sum(count_over_time({app="x"} | json [1m]))"#, st, d.clone()) else { panic!() };
+        assert_eq!(v[0].points, vec![Some(1.0)]);
+        // Every label kept: the parser runs and its error fails the query.
+        let e = parse_expr(r#"count_over_time({app="x"} | json [1m])"#).unwrap();
+        assert!(samples(&e, st, &d).is_err());
+        // The filtered label is extracted by logfmt: unpack after it is skipped.
+        let Value::Vector(v) = run(r#"sum(count_over_time({app="x"} | logfmt | unpack | foo="bar" [1m]))"#, st, d.clone()) else {
+            panic!()
+        };
+        assert_eq!(v[0].points, vec![Some(1.0)]);
+        // A filter on the error keeps the parser running.
+        let Value::Vector(v) = run(r#"sum(count_over_time({app="x"} | json | __error__="" [1m]))"#, st, d) else { panic!() };
+        assert!(v.is_empty(), "{v:?}");
     }
 
     #[test]

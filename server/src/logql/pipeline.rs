@@ -52,8 +52,38 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
     }
 }
 
+/// When a metric query's parsers do not run, as Loki's parser hints decide
+/// (visible: a skipped parser adds no error labels).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ParserSkip {
+    /// Every parser runs (log queries; metric queries that keep labels).
+    #[default]
+    Never,
+    /// No parser runs: the query needs no label at all (e.g. `sum(count_over_time(… | json [1m]))`).
+    Always,
+    /// Parsers stop running once each of these labels has been extracted.
+    OnceExtracted(Vec<String>),
+}
+
+impl ParserSkip {
+    fn skips(&self, p: &Processed, base: &Base<'_>) -> bool {
+        match self {
+            ParserSkip::Never => false,
+            ParserSkip::Always => true,
+            ParserSkip::OnceExtracted(names) => {
+                !names.is_empty() && names.iter().all(|n| !base.has(n) && p.labels.contains_key(n))
+            }
+        }
+    }
+}
+
 /// Runs `stages` on `entry` of a stream. `None`: the entry is filtered out.
 pub fn process(stages: &[Stage], stream: &LabelSet, entry: Entry) -> Option<Processed> {
+    process_skipping(stages, stream, entry, &ParserSkip::Never)
+}
+
+/// [`process`], with parsers skipped as `skip` says.
+pub fn process_skipping(stages: &[Stage], stream: &LabelSet, entry: Entry, skip: &ParserSkip) -> Option<Processed> {
     let Entry { ts, line, metadata } = entry;
     let mut labels: BTreeMap<String, String> = stream.iter().cloned().collect();
     // Precedence: stream labels, then structured metadata, then parsed
@@ -65,6 +95,10 @@ pub fn process(stages: &[Stage], stream: &LabelSet, entry: Entry) -> Option<Proc
     let mut p = Processed { line, labels };
     let base = Base { stream, metadata: &metadata };
     for stage in stages {
+        let parser = matches!(stage, Stage::Json(_) | Stage::Logfmt { .. } | Stage::Pattern(_) | Stage::Unpack);
+        if parser && skip.skips(&p, &base) {
+            continue;
+        }
         if !run_stage(stage, &base, ts, &mut p) {
             return None;
         }
