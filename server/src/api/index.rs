@@ -195,8 +195,6 @@ pub async fn detected_field_values(
     Ok(axum::Json(json!({"values": values, "limit": limit})).into_response())
 }
 
-/// A line's pattern: each whitespace-separated token (or the value of a
-/// `key=value` token) that holds a digit becomes `<_>`.
 /// `/loki/api/v1/patterns`: the most frequent line patterns of the
 /// matching streams (Drain, see [`crate::patterns`]), with counts per
 /// `step`, most frequent first (`limit`, default 50).
