@@ -26,9 +26,10 @@ fn selector(req: &ReadRequest) -> Result<Vec<crate::logql::Matcher>, ApiError> {
 pub async fn stats(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {
     let matchers = selector(&req)?;
     let (start, end) = req.params.bounds(now_ns())?;
-    let (streams, scan) = api.querier.matching_streams(&req.tenants, &matchers, start, end).await?;
-    let entries: usize = streams.iter().map(|(_, e)| e.len()).sum();
-    let bytes: u64 = streams.iter().flat_map(|(_, e)| e.iter()).map(|e| e.size() as u64).sum();
+    let count = |_, entries: Vec<balsa_storage::Entry>| (entries.len(), entries.iter().map(|e| e.size() as u64).sum::<u64>());
+    let (streams, scan) = api.querier.map_matching(&req.tenants, &matchers, start, end, &count).await?;
+    let entries: usize = streams.iter().map(|(n, _)| n).sum();
+    let bytes: u64 = streams.iter().map(|(_, b)| b).sum();
     let body = json!({"streams": streams.len(), "chunks": scan.chunks + streams.len() as u64, "entries": entries, "bytes": bytes});
     Ok(axum::Json(body).into_response())
 }
@@ -54,16 +55,23 @@ async fn volumes(api: &AppState, req: &ReadRequest, step: Option<i64>) -> Result
     if targets.is_empty() && !by_series {
         targets = matchers.iter().map(|m| m.name.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     }
-    let (streams, _) = api.querier.matching_streams(&req.tenants, &matchers, start, end).await?;
-    let mut by: BTreeMap<LabelSet, BTreeMap<i64, u64>> = BTreeMap::new();
-    for (labels, entries) in streams {
-        let slot = by.entry(volume_key(&labels, &targets, by_series)).or_default();
+    let per_bucket = |labels: LabelSet, entries: Vec<balsa_storage::Entry>| {
+        let mut buckets: BTreeMap<i64, u64> = BTreeMap::new();
         for e in entries {
             let bucket = match step {
                 Some(s) => end - (end - e.ts).div_euclid(s) * s,
                 None => end,
             };
-            *slot.entry(bucket).or_default() += e.size() as u64;
+            *buckets.entry(bucket).or_default() += e.size() as u64;
+        }
+        (volume_key(&labels, &targets, by_series), buckets)
+    };
+    let (streams, _) = api.querier.map_matching(&req.tenants, &matchers, start, end, &per_bucket).await?;
+    let mut by: BTreeMap<LabelSet, BTreeMap<i64, u64>> = BTreeMap::new();
+    for (key, buckets) in streams {
+        let slot = by.entry(key).or_default();
+        for (bucket, n) in buckets {
+            *slot.entry(bucket).or_default() += n;
         }
     }
     let limit: usize = req.params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
@@ -124,7 +132,13 @@ async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, (B
     let matchers = selector(req)?;
     let (start, end) = req.params.bounds(now_ns())?;
     let line_limit: usize = req.params.get("line_limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
-    let (streams, _) = api.querier.matching_streams(&req.tenants, &matchers, start, end).await?;
+    // Each stream's newest `line_limit` lines, then the newest of them all.
+    let newest = |labels, mut entries: Vec<balsa_storage::Entry>| {
+        let keep = entries.len().saturating_sub(line_limit);
+        entries.drain(..keep);
+        (labels, entries)
+    };
+    let (streams, _) = api.querier.map_matching(&req.tenants, &matchers, start, end, &newest).await?;
     let mut fields: BTreeMap<String, (BTreeSet<String>, BTreeSet<&'static str>)> = BTreeMap::new();
     let mut lines: Vec<(&LabelSet, &balsa_storage::Entry)> =
         streams.iter().flat_map(|(l, es)| es.iter().map(move |e| (l, e))).collect();
@@ -202,14 +216,17 @@ pub async fn patterns(State(api): State<AppState>, req: ReadRequest) -> Result<R
     let matchers = selector(&req)?;
     let (start, end) = req.params.bounds(now_ns())?;
     let step = req.params.step(start, end)?;
-    let (streams, _) = api.querier.matching_streams(&req.tenants, &matchers, start, end).await?;
-    let mut by: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
-    for (_, entries) in &streams {
+    let mine = |_, entries: Vec<balsa_storage::Entry>| {
         let mut miner = crate::patterns::Miner::default();
         for e in entries {
             miner.add(&e.line, start + (e.ts - start).div_euclid(step) * step);
         }
-        for (pattern, counts) in miner.patterns() {
+        miner.patterns()
+    };
+    let (streams, _) = api.querier.map_matching(&req.tenants, &matchers, start, end, &mine).await?;
+    let mut by: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
+    for patterns in streams {
+        for (pattern, counts) in patterns {
             let merged = by.entry(pattern).or_default();
             for (bucket, n) in counts {
                 *merged.entry(bucket).or_default() += n;

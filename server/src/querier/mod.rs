@@ -403,18 +403,21 @@ impl Querier {
         Ok(values.into_iter().collect())
     }
 
-    /// Streams matching `matchers` with their entries in `[from, through)`,
-    /// ascending (for index statistics and volumes).
-    pub async fn matching_streams(
+    /// `f` over every stream matching `matchers` and its entries in
+    /// `[from, through)`, ascending (for index statistics, volumes, detected
+    /// fields and patterns): streams are handed over as they are read, so
+    /// only what `f` keeps stays in memory.
+    pub async fn map_matching<T: Send>(
         &self,
         tenants: &[String],
         matchers: &[Matcher],
         from: i64,
         through: i64,
-    ) -> Result<(Vec<(LabelSet, Vec<Entry>)>, ScanStats), QueryError> {
+        f: &(dyn Fn(LabelSet, Vec<Entry>) -> T + Sync),
+    ) -> Result<(Vec<T>, ScanStats), QueryError> {
         let mut stats = ScanStats::default();
         let scan = Scan { matchers, prefilter: &[], from, through };
-        let s = self.map_streams(tenants, &scan, &mut stats, &|labels, entries| Ok((labels, entries))).await?;
+        let s = self.map_streams(tenants, &scan, &mut stats, &|labels, entries| Ok(f(labels, entries))).await?;
         Ok((s, stats))
     }
 
