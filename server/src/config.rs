@@ -720,8 +720,33 @@ impl serde::Serialize for ByteSize {
 
 impl serde::Serialize for Dur {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ns", self.0.as_nanos()))
+        s.serialize_str(&prometheus_duration(self.0))
     }
+}
+
+/// A duration as Prometheus (and Loki's configuration) writes one: the
+/// largest units first, `y` and `w` only when they divide it exactly, down
+/// to milliseconds (`721h` is `30d1h`, zero is `0s`).
+pub fn prometheus_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    const DAY: u128 = 24 * 3_600_000;
+    let mut out = String::new();
+    for (unit, size, exact) in
+        [("y", 365 * DAY, true), ("w", 7 * DAY, true), ("d", DAY, false), ("h", 3_600_000, false), ("m", 60_000, false), ("s", 1000, false), ("ms", 1, false)]
+    {
+        if exact && ms % size != 0 {
+            continue;
+        }
+        let n = ms / size;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+            ms -= n * size;
+        }
+    }
+    out
 }
 
 impl<'de> Deserialize<'de> for ByteSize {
@@ -797,6 +822,16 @@ impl<'de> Deserialize<'de> for Dur {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_prometheus_does() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(prometheus_duration(h(721)), "30d1h");
+        assert_eq!(prometheus_duration(h(24 * 7)), "1w");
+        assert_eq!(prometheus_duration(h(24 * 365)), "1y");
+        assert_eq!(prometheus_duration(Duration::from_millis(90_500)), "1m30s500ms");
+        assert_eq!(prometheus_duration(Duration::ZERO), "0s");
+    }
 
     fn load_yaml(text: &str) -> Result<Config, ConfigError> {
         let raw = parse_yaml(text).map_err(|message| ConfigError::Yaml { path: "t.yaml".into(), message })?;

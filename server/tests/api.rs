@@ -206,6 +206,13 @@ fn tenants_are_isolated_and_need_an_org_id() {
     assert_eq!(v, json!({"status": "success"}));
     let (s, body) = push("../etc", "x");
     assert_eq!((s, body.as_str()), (400, "tenant ID '../etc' contains unsupported character '/'\n"));
+    // Grafana's Logs Drilldown asks for the tenant's published limits first.
+    assert_eq!(b.get("/loki/api/v1/drilldown-limits", &[], &[]).0, 401);
+    let v = b.get_json("/loki/api/v1/drilldown-limits", &[], &[("X-Scope-OrgID", "team-a")]);
+    assert_eq!(v["pattern_ingester_enabled"], true);
+    assert_eq!(v["limits"]["max_entries_limit_per_query"], 5000);
+    assert_eq!(v["limits"]["max_query_length"], "30d1h", "durations as Loki writes them");
+    assert!(v["limits"].get("ingestion_rate_mb").is_none(), "only the published limits: {v}");
 }
 
 #[test]

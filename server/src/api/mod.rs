@@ -180,6 +180,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/flush", post(flush))
         .route("/ingester/drain", post(drain))
         .route("/runtime_config", get(runtime_config))
+        .route("/config/tenant/v1/limits", get(tenant_limits))
+        .route("/loki/api/v1/drilldown-limits", get(drilldown_limits))
         .route("/config", get(config))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
@@ -226,6 +228,55 @@ async fn runtime_config(State(api): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], api.overrides.text()).into_response()
 }
 
+/// The limits Loki publishes to a tenant by default
+/// (`tenant_limits_allow_publish`), those Balsa has.
+const PUBLISHED_LIMITS: &[&str] = &[
+    "discover_log_levels",
+    "discover_service_name",
+    "log_level_fields",
+    "max_entries_limit_per_query",
+    "max_line_size_truncate",
+    "max_query_bytes_read",
+    "max_query_length",
+    "max_query_lookback",
+    "max_query_range",
+    "max_query_series",
+    "metric_aggregation_enabled",
+    "otlp_config",
+    "pattern_persistence_enabled",
+    "query_timeout",
+    "retention_period",
+    "retention_stream",
+    "volume_enabled",
+    "volume_max_series",
+];
+
+/// The caller's tenant limits as Loki publishes them.
+fn published_limits(api: &Api, headers: &HeaderMap) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let tenant = api.tenant(headers)?;
+    let all = serde_json::to_value(&*api.overrides.get(&tenant)).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut out = serde_json::Map::new();
+    if let serde_json::Value::Object(fields) = all {
+        out.extend(fields.into_iter().filter(|(k, _)| PUBLISHED_LIMITS.contains(&k.as_str())));
+    }
+    Ok(out)
+}
+
+/// `GET /config/tenant/v1/limits`: the tenant's published limits, as YAML.
+async fn tenant_limits(State(api): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let limits = published_limits(&api, &headers)?;
+    let yaml = serde_yaml_ng::to_string(&limits).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], yaml).into_response())
+}
+
+/// `GET /loki/api/v1/drilldown-limits`: what Grafana's Logs Drilldown asks
+/// first — the tenant's published limits, whether patterns are served, and
+/// the version.
+async fn drilldown_limits(State(api): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let limits = published_limits(&api, &headers)?;
+    Ok(axum::Json(serde_json::json!({"limits": limits, "pattern_ingester_enabled": true, "version": LOKI_VERSION})).into_response())
+}
+
 /// `POST /flush`: cuts every head and flushes it, and ships the index, now.
 async fn flush(State(api): State<AppState>) -> Response {
     let Some(flusher) = &api.flusher else {
@@ -255,12 +306,16 @@ async fn metrics(State(api): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
+/// The Loki API level Balsa implements, with Balsa's own version as semver
+/// build metadata.
+const LOKI_VERSION: &str = concat!("3.5.0+balsa.", env!("CARGO_PKG_VERSION"));
+
 /// Loki's (Prometheus') build information. `version` is the Loki API level
 /// Balsa implements, with Balsa's own version as semver build metadata, so
 /// that clients that check Loki's version keep working.
 async fn buildinfo() -> Response {
     let body = serde_json::json!({
-        "version": concat!("3.5.0+balsa.", env!("CARGO_PKG_VERSION")),
+        "version": LOKI_VERSION,
         "revision": option_env!("BALSA_REVISION").unwrap_or("unknown"),
         "branch": "main",
         "buildUser": "",
