@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use balsa_storage::index::ChunkRef;
 use balsa_storage::{Direction, Entry};
+use futures::{StreamExt, TryStreamExt};
 
 use crate::deletes::{filter_entries, Deletes};
 use crate::ingester::client::IngesterClient;
@@ -193,16 +194,24 @@ impl Querier {
         for batch in all.chunks(STREAMS_PER_BATCH) {
             // Fetch the batch's chunks, then decode and hand over its streams
             // on every core.
-            let mut work = Vec::with_capacity(batch.len());
-            for labels in batch {
-                let mut bytes = Vec::new();
-                for r in chunks.remove(labels).unwrap_or_default() {
-                    stats.chunks += 1;
-                    if let Some(b) = self.store.chunk(&r).await? {
-                        bytes.push((r.key, b));
-                    }
+            let refs: Vec<(usize, ChunkRef)> = batch
+                .iter()
+                .enumerate()
+                .flat_map(|(i, labels)| chunks.remove(labels).unwrap_or_default().into_iter().map(move |r| (i, r)))
+                .collect();
+            stats.chunks += refs.len() as u64;
+            // Object stores answer one GET at a time slowly: fetch several.
+            let fetched: Vec<_> = futures::stream::iter(refs)
+                .map(|(i, r)| async move { self.store.chunk(&r).await.map(|b| (i, r.key, b)) })
+                .buffered(CHUNK_FETCHES)
+                .try_collect()
+                .await?;
+            let mut work: Vec<(LabelSet, Vec<Entry>, Vec<(String, Arc<Vec<u8>>)>)> =
+                batch.iter().map(|labels| (labels.clone(), unflushed.remove(labels).unwrap_or_default(), Vec::new())).collect();
+            for (i, key, bytes) in fetched {
+                if let Some(b) = bytes {
+                    work[i].2.push((key, b));
                 }
-                work.push((labels.clone(), unflushed.remove(labels).unwrap_or_default(), bytes));
             }
             let gather = |(labels, mut entries, bytes): (LabelSet, Vec<Entry>, Vec<(String, Arc<Vec<u8>>)>)| -> Result<Option<T>, QueryError> {
                 for (key, b) in bytes {
@@ -462,6 +471,9 @@ struct Scan<'a> {
     from: i64,
     through: i64,
 }
+
+/// Chunk fetches of a batch in flight at once.
+const CHUNK_FETCHES: usize = 16;
 
 /// Streams gathered and handed over together (see [`parallel_map`]).
 const STREAMS_PER_BATCH: usize = 32;
