@@ -231,6 +231,11 @@ impl Querier {
                 }
                 f(labels, entries).map(Some)
             };
+            // As many batches decode at once as there are cores (each on
+            // every core): concurrent queries queue here instead of piling
+            // up threads and lines in memory.
+            // (The semaphore is never closed: `acquire` cannot fail.)
+            let _slot = DECODE_SLOTS.acquire().await.ok();
             for r in parallel_map(work, &gather) {
                 out.extend(r?);
             }
@@ -471,6 +476,10 @@ struct Scan<'a> {
     from: i64,
     through: i64,
 }
+
+/// Batches decoding at once, over all queries of the process.
+static DECODE_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
 
 /// Chunk fetches of a batch in flight at once.
 const CHUNK_FETCHES: usize = 16;
