@@ -54,6 +54,14 @@ pub struct Limits {
     pub max_query_series: usize,
     /// Labels to take `service_name` from, in order; empty turns it off.
     pub discover_service_name: Vec<String>,
+    /// Add `detected_level` to every entry's structured metadata at ingest
+    /// (distributor/levels.rs). Default false (Loki's default is true).
+    pub discover_log_levels: bool,
+    /// Labels, metadata and line keys a level is read from, in order.
+    pub log_level_fields: Vec<String>,
+    /// How many JSON objects deep a level key is looked for; 0: no limit.
+    /// Default 2.
+    pub log_level_from_json_max_depth: usize,
     /// Entries older than this are removed (compactor) and hidden from
     /// queries; 0 keeps everything. Default 0.
     pub retention_period: Dur,
@@ -120,6 +128,9 @@ impl Default for Limits {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            discover_log_levels: false,
+            log_level_fields: crate::distributor::levels::DEFAULT_LEVEL_FIELDS.iter().map(|s| s.to_string()).collect(),
+            log_level_from_json_max_depth: 2,
             retention_period: Dur(Duration::ZERO),
             ingestion_rate_strategy: "global".into(),
             ingestion_rate_mb: 4.0,

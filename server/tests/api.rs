@@ -340,3 +340,25 @@ fn index_stats_volumes_and_detected_labels() {
     assert_eq!(patterns, ["status=<_> took=<_> msg=<_>"]);
     assert_eq!(v["data"][0]["samples"][0][1], 2);
 }
+
+#[test]
+fn detected_levels_are_added_when_discovery_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "limits_config:\n  discover_log_levels: true\n").unwrap();
+    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let t = now_ns() - 1_000_000_000;
+    let values = json!([[t.to_string(), "level=ERR msg=boom"], [(t + 1).to_string(), r#"{"level":"info"}"#], [(t + 2).to_string(), "plain WARNING"], [(t + 3).to_string(), "nothing to see"]]);
+    assert_eq!(b.push_json(None, &json!({"streams": [{"stream": {"app": "lv"}, "values": values}]})).0, 204);
+    let v = b.get_json("/loki/api/v1/query", &[("query", r#"sum by (detected_level) (count_over_time({app="lv"}[5m]))"#)], &[]);
+    let mut got: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["metric"]["detected_level"].as_str().unwrap_or("-").to_string(), r["value"][1].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    let want: Vec<(String, String)> =
+        [("error", "1"), ("info", "1"), ("unknown", "1"), ("warn", "1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(got, want, "{v}");
+}

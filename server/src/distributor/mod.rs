@@ -11,6 +11,7 @@
 //! the outcomes into Loki's answer.
 
 pub mod decode;
+pub mod levels;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,9 +126,15 @@ impl Distributor {
                 continue;
             }
             let mut valid = Vec::with_capacity(entries.len());
+            let detect_levels = limits.discover_log_levels && limits.allow_structured_metadata;
             for mut e in entries {
                 match validation::validate_entry(&limits, now, &labels, &mut e) {
-                    Ok(()) => valid.push(e),
+                    Ok(()) => {
+                        if detect_levels {
+                            levels::detect(&labels, &limits.log_level_fields, limits.log_level_from_json_max_depth, &mut e);
+                        }
+                        valid.push(e)
+                    }
                     Err(r) => {
                         self.discard(tenant, r.reason, 1, e.size() as u64);
                         errors.push(r.message);

@@ -1014,6 +1014,20 @@ pub struct LogfmtExpressions {
     exprs: Vec<(String, String)>,
 }
 
+/// The key–value pairs of a logfmt line as written (keys not sanitized;
+/// malformed pairs skipped).
+pub fn logfmt_pairs(line: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut dec = LogfmtDecoder::new(line);
+    loop {
+        match dec.next_kv() {
+            Kv::End => return out,
+            Kv::Error(_) => {}
+            Kv::Pair(k, v) => out.push((k.to_string(), v.into_owned())),
+        }
+    }
+}
+
 impl LogfmtExpressions {
     /// `exprs` holds `(identifier, key)` pairs; for a bare `a` pass `("a", "a")`.
     pub fn new(exprs: &[(String, String)]) -> Result<Self, String> {
