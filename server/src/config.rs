@@ -737,7 +737,7 @@ pub fn prometheus_duration(d: Duration) -> String {
     for (unit, size, exact) in
         [("y", 365 * DAY, true), ("w", 7 * DAY, true), ("d", DAY, false), ("h", 3_600_000, false), ("m", 60_000, false), ("s", 1000, false), ("ms", 1, false)]
     {
-        if exact && ms % size != 0 {
+        if exact && !ms.is_multiple_of(size) {
             continue;
         }
         let n = ms / size;

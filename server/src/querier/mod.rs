@@ -206,14 +206,14 @@ impl Querier {
                 .buffered(CHUNK_FETCHES)
                 .try_collect()
                 .await?;
-            let mut work: Vec<(LabelSet, Vec<Entry>, Vec<(String, Arc<Vec<u8>>)>)> =
+            let mut work: Vec<StreamWork> =
                 batch.iter().map(|labels| (labels.clone(), unflushed.remove(labels).unwrap_or_default(), Vec::new())).collect();
             for (i, key, bytes) in fetched {
                 if let Some(b) = bytes {
                     work[i].2.push((key, b));
                 }
             }
-            let gather = |(labels, mut entries, bytes): (LabelSet, Vec<Entry>, Vec<(String, Arc<Vec<u8>>)>)| -> Result<Option<T>, QueryError> {
+            let gather = |(labels, mut entries, bytes): StreamWork| -> Result<Option<T>, QueryError> {
                 for (key, b) in bytes {
                     entries.extend(self.store.entries(&key, &b, from, through, |line| prefilter.iter().all(|f| f.matches(line)))?);
                 }
@@ -476,6 +476,10 @@ struct Scan<'a> {
     from: i64,
     through: i64,
 }
+
+/// One stream of a batch: its labels, unflushed entries, and its chunks
+/// (object key and bytes) still to decode.
+type StreamWork = (LabelSet, Vec<Entry>, Vec<(String, Arc<Vec<u8>>)>);
 
 /// Batches decoding at once, over all queries of the process.
 static DECODE_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> =
