@@ -192,6 +192,13 @@ pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.
 /// `BALSA_FAULTIO_CONTROL` exists, writes and syncs of files fail with EIO.
 const FAULTIO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libfaultio.so"));
 
+/// Writes the faultio library into `dir`; returns its path.
+pub fn write_faultio(dir: &Path) -> Result<PathBuf, ClusterError> {
+    let lib = dir.join("libfaultio.so");
+    std::fs::write(&lib, FAULTIO).map_err(io("writing libfaultio.so"))?;
+    Ok(lib)
+}
+
 /// A node's faultio: the library, and the file that arms it.
 #[derive(Clone)]
 struct Faultio {
@@ -453,7 +460,7 @@ impl Cluster {
         s3: bool,
     ) -> Result<Self, ClusterError> {
         if faulty_disks {
-            std::fs::write(dir.join("libfaultio.so"), FAULTIO).map_err(io("writing libfaultio.so"))?;
+            write_faultio(dir)?;
         }
         let network = match net {
             Net::Namespaces => Some(Network::create(nodes)?),
