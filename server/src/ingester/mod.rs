@@ -57,7 +57,7 @@ pub struct IngesterConfig {
     pub data_dir: PathBuf,
     /// Log entries between snapshots.
     pub snapshot_logs_since_last: u64,
-    /// TLS for calls to other nodes.
+    /// How calls to other nodes are made (TLS, source address).
     pub dialer: balsa_raft::network::Dialer,
 }
 
