@@ -151,10 +151,13 @@ impl IngesterClient {
                     }
                     IngesterError::NotLeader { partition: p, leader: Some(l) }
                 }
+                // No other replica can take over: answer now, not at the deadline.
+                Err(e @ IngesterError::Stopped { .. }) if a.replicas.len() == 1 => return Err(e),
                 Err(e @ (IngesterError::NotLeader { .. }
                 | IngesterError::NoSuchPartition(_)
                 | IngesterError::Unreachable { .. }
-                | IngesterError::Unavailable { .. })) => e,
+                | IngesterError::Unavailable { .. }
+                | IngesterError::Stopped { .. })) => e,
                 Err(e) => return Err(e),
             };
             self.leaders.lock().remove(&p);

@@ -44,6 +44,10 @@ pub enum IngesterError {
     NoSuchPartition(u32),
     #[error("partition {partition} cannot serve: {problem}")]
     Unavailable { partition: u32, problem: String },
+    /// The partition's Raft group stopped on this node for good (its log's
+    /// disk failed): only another replica can serve it.
+    #[error("partition {partition} stopped on this node: {problem}")]
+    Stopped { partition: u32, problem: String },
     #[error("node {node} cannot be reached: {problem}")]
     Unreachable { node: NodeId, problem: String },
     #[error("the ring is not ready: {0}")]
@@ -136,6 +140,7 @@ impl Ingester {
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(IngesterError::NotLeader { partition: p, leader: f.leader_id })
             }
+            Err(RaftError::Fatal(f)) => Err(IngesterError::Stopped { partition: p, problem: f.to_string() }),
             Err(e) => Err(unavailable(e.to_string())),
         }
     }
@@ -190,6 +195,7 @@ impl Ingester {
                 RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
                     IngesterError::NotLeader { partition: p, leader: f.leader_id }
                 }
+                RaftError::Fatal(f) => IngesterError::Stopped { partition: p, problem: f.to_string() },
                 e => IngesterError::Unavailable { partition: p, problem: e.to_string() },
             })?,
             read::ReadConsistency::Leader => {
