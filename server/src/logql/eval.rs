@@ -712,23 +712,36 @@ fn vector_vector(b: &BinaryExpr, lv: Vec<Series>, rv: Vec<Series>, n: usize) -> 
     let (many, one) = if group_right { (&rv, &lv) } else { (&lv, &rv) };
     let one_sigs: Vec<LabelSet> = one.iter().map(|s| signature(&s.labels, m)).collect();
     let many_sigs: Vec<LabelSet> = many.iter().map(|s| signature(&s.labels, m)).collect();
-    let mut out: BTreeMap<LabelSet, Vec<Option<f64>>> = BTreeMap::new();
+    // Result series by (many, one) pair: labels are built once per pair,
+    // not once per step.
+    let mut pairs: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut results: Vec<(LabelSet, Vec<Option<f64>>)> = Vec::new();
+    let mut by_labels: HashMap<LabelSet, usize> = HashMap::new();
+    let mut by_sig: HashMap<&LabelSet, usize> = HashMap::new();
+    let mut matched: HashMap<&LabelSet, HashSet<usize>> = HashMap::new();
     for i in 0..n {
-        let mut by_sig: HashMap<&LabelSet, &Series> = HashMap::new();
-        for (s, sig) in one.iter().zip(&one_sigs).filter(|(s, _)| s.points[i].is_some()) {
-            if by_sig.insert(sig, s).is_some() {
+        by_sig.clear();
+        for (oi, sig) in one_sigs.iter().enumerate().filter(|(oi, _)| one[*oi].points[i].is_some()) {
+            if by_sig.insert(sig, oi).is_some() {
                 let side = if group_right { "left" } else { "right" };
                 return Err(EvalError(format!(
                     "found duplicate series on the {side} hand-side;many-to-many matching not allowed: matching labels must be unique on one side"
                 )));
             }
         }
-        let mut matched: HashMap<&LabelSet, HashSet<LabelSet>> = HashMap::new();
-        for (s, sig) in many.iter().zip(&many_sigs) {
+        matched.clear();
+        for (si, (s, sig)) in many.iter().zip(&many_sigs).enumerate() {
             let Some(a) = s.points[i] else { continue };
-            let Some(o) = by_sig.get(sig) else { continue };
-            let Some(c) = o.points[i] else { continue };
-            let labels = result_labels(&s.labels, &o.labels, m);
+            let Some(&oi) = by_sig.get(sig) else { continue };
+            let Some(c) = one[oi].points[i] else { continue };
+            let r = *pairs.entry((si, oi)).or_insert_with(|| {
+                let labels = result_labels(&s.labels, &one[oi].labels, m);
+                // Pairs that produce the same labels share one result series.
+                *by_labels.entry(labels.clone()).or_insert_with(|| {
+                    results.push((labels, vec![None; n]));
+                    results.len() - 1
+                })
+            });
             let seen = matched.entry(sig).or_default();
             if m.group.is_none() {
                 if !seen.is_empty() {
@@ -736,16 +749,17 @@ fn vector_vector(b: &BinaryExpr, lv: Vec<Series>, rv: Vec<Series>, n: usize) -> 
                         "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                     ));
                 }
-                seen.insert(LabelSet::default());
-            } else if !seen.insert(labels.clone()) {
+                seen.insert(r);
+            } else if !seen.insert(r) {
                 return Err(EvalError("multiple matches for labels: grouping labels must ensure unique matches".into()));
             }
             let (x, y) = if group_right { (c, a) } else { (a, c) };
             if let Some(v) = scalar_op(b.op, x, y, b.return_bool) {
-                out.entry(labels).or_insert_with(|| vec![None; n])[i] = Some(v);
+                results[r].1[i] = Some(v);
             }
         }
     }
+    let out: BTreeMap<LabelSet, Vec<Option<f64>>> = results.into_iter().collect();
     Ok(out
         .into_iter()
         .map(|(labels, points)| Series { labels, points })
