@@ -69,16 +69,20 @@ async fn volumes(api: &AppState, req: &ReadRequest, step: Option<i64>) -> Result
     let (streams, _) = api.querier.map_matching(&req.tenants, &matchers, start, end, &per_bucket).await?;
     let mut by: BTreeMap<LabelSet, BTreeMap<i64, u64>> = BTreeMap::new();
     for (key, buckets) in streams {
-        let slot = by.entry(key).or_default();
-        for (bucket, n) in buckets {
-            *slot.entry(bucket).or_default() += n;
-        }
+        add_counts(by.entry(key).or_default(), buckets);
     }
     let limit: usize = req.params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
     let mut all: Vec<(LabelSet, BTreeMap<i64, u64>)> = by.into_iter().collect();
     all.sort_by_key(|(_, b)| std::cmp::Reverse(b.values().sum::<u64>()));
     all.truncate(limit);
     Ok((all, start, end))
+}
+
+/// Adds per-bucket counts of one stream to a total.
+fn add_counts(total: &mut BTreeMap<i64, u64>, counts: BTreeMap<i64, u64>) {
+    for (bucket, n) in counts {
+        *total.entry(bucket).or_default() += n;
+    }
 }
 
 fn secs(ns: i64) -> serde_json::Value {
@@ -227,10 +231,7 @@ pub async fn patterns(State(api): State<AppState>, req: ReadRequest) -> Result<R
     let mut by: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
     for patterns in streams {
         for (pattern, counts) in patterns {
-            let merged = by.entry(pattern).or_default();
-            for (bucket, n) in counts {
-                *merged.entry(bucket).or_default() += n;
-            }
+            add_counts(by.entry(pattern).or_default(), counts);
         }
     }
     let mut all: Vec<(String, BTreeMap<i64, u64>)> = by.into_iter().collect();
