@@ -364,7 +364,7 @@ impl Evaluator<'_> {
             }
             VecOp::ApproxTopk if self.steps.start != self.steps.end => {
                 // Loki answers approx_topk with a count-min sketch, built for one instant.
-                return Err(EvalError("count min sketches are only supported on instant queries".into()));
+                return Err(EvalError("approx_topk error: count min sketches are only supported on instant queries".into()));
             }
             VecOp::Topk | VecOp::Bottomk | VecOp::ApproxTopk => {
                 let k = v.param.unwrap_or(0.0);

@@ -587,6 +587,14 @@ impl Parser {
             if matches!(lhs, Expr::Log(_)) || matches!(rhs, Expr::Log(_)) {
                 return Err(ParseError::whole("binary operations on log queries are not supported; use a metric query"));
             }
+            // Prometheus' rules, which Loki shares: label matching needs a
+            // vector on both sides; set operators match many-to-many.
+            if !matching.labels.is_empty() && (lhs.is_scalar() || rhs.is_scalar()) {
+                return Err(ParseError::whole("vector matching only allowed between instant vectors"));
+            }
+            if op.is_set() && matching.group.is_some() {
+                return Err(ParseError::whole(format!("no grouping allowed for \"{}\" operation", format!("{op:?}").to_lowercase())));
+            }
             if op.is_set() {
                 for (leg, e) in [("left", &lhs), ("right", &rhs)] {
                     if let Expr::Literal(v) = e {
@@ -1017,6 +1025,12 @@ mod tests {
         assert!(err("-(1)").contains("expecting NUMBER"), "a sign binds to a number only");
         assert!(err(r#"sum(count_over_time({a="b"}[1m])) bool > 1"#).contains("syntax error: unexpected bool"));
         assert!(err(r#"approx_topk(2, count_over_time({a="b"}[1m])) by (a)"#).contains("grouping not allowed for approx_topk aggregation"));
+        let c = r#"count_over_time({a="b"}[1m])"#;
+        assert!(err(&format!("1 + on (app) {c}")).contains("vector matching only allowed between instant vectors"));
+        assert!(err("1 + ignoring (app) 1").contains("vector matching only allowed between instant vectors"));
+        assert!(parse_expr(&format!("{c} + on () group_left (baz) 1")).is_ok(), "empty matching labels are allowed with a scalar");
+        assert!(err(&format!("{c} or ignoring (x) group_left {c}")).contains(r#"no grouping allowed for "or" operation"#));
+        assert!(err(&format!("{c} unless on (x) group_right {c}")).contains(r#"no grouping allowed for "unless" operation"#));
     }
 
     #[test]

@@ -118,10 +118,17 @@ impl Base<'_> {
     }
 }
 
+/// Names a parser never takes from a line: a log field may not set (or
+/// mask) the error labels the pipeline itself sets.
+const RESERVED_LABELS: [&str; 3] = ["__error__", "__error_details__", "__preserve_error__"];
+
 /// Adds extracted labels: a name the entry came with becomes
-/// `<name>_extracted`.
+/// `<name>_extracted`; the reserved error labels are dropped.
 fn add_extracted(p: &mut Processed, base: &Base<'_>, extracted: Extracted) {
     for (k, v) in extracted {
+        if RESERVED_LABELS.contains(&k.as_str()) {
+            continue;
+        }
         let key = if base.has(&k) { format!("{k}_extracted") } else { k };
         p.labels.insert(key, v);
     }
@@ -339,6 +346,21 @@ mod tests {
         assert!(run(r#"{app="a"} | logfmt | status >= 500 | __error__="""#, "status=oops").is_none());
         let p = run(r#"{app="a"} | logfmt | took > 1s and size < 1MB"#, "took=1.5s size=3kb").unwrap();
         assert!(!p.labels.contains_key(ERROR_LABEL));
+    }
+
+    #[test]
+    fn a_log_field_cannot_set_the_error_labels() {
+        for q in [r#"{app="a"} | logfmt"#, r#"{app="a"} | json"#] {
+            let line = if q.ends_with("json") {
+                r#"{"__error__":"boom","__error_details__":"d","__preserve_error__":"true","ok":"1"}"#
+            } else {
+                "__error__=boom __error_details__=d __preserve_error__=true ok=1"
+            };
+            let p = run(q, line).unwrap();
+            assert_eq!(p.label_set().to_string(), r#"{app="a", level="x", ok="1"}"#, "{q}");
+        }
+        let p = run(r#"{app="a"} | logfmt --strict"#, r#"__preserve_error__=true bad="unterminated"#).unwrap();
+        assert_eq!(p.labels.get(ERROR_LABEL).map(String::as_str), Some("LogfmtParserErr"));
     }
 
     #[test]
