@@ -180,6 +180,13 @@ fn query_errors_are_lokis() {
     assert!(body.starts_with("log queries are not supported as an instant query type"), "{body}");
     let v = b.get_json("/loki/api/v1/format_query", &[("query", r#"rate( {app = "x"}|="y" [1m])"#)], &[]);
     assert_eq!(v, json!({"status": "success", "data": r#"rate({app="x"} |= "y"[1m])"#}));
+    let v = b.get_json("/loki/api/v1/format_query", &[("query", r#"sum(rate({app="x"} | logfmt | status>=400 [5m])) by (path)"#)], &[]);
+    assert_eq!(v, json!({"status": "success", "data": r#"sum by (path)(rate({app="x"} | logfmt | status>=400[5m]))"#}));
+    let (s, body) = b.get("/loki/api/v1/format_query", &[("query", r#"{app="x""#)], &[]);
+    assert_eq!(s, 400);
+    let v: Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(v["status"], "invalid-query");
+    assert!(v["error"].as_str().is_some_and(|e| e.starts_with("parse error at line 1")), "{v}");
     let v = b.get_json("/loki/api/v1/status/buildinfo", &[], &[]);
     assert_eq!(keys(&v), ["version", "revision", "branch", "buildUser", "buildDate", "goVersion"]);
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -313,11 +313,16 @@ pub async fn label_values(
     Ok(label_response(api.querier.label_values(&tenants, &name, selector, start, end).await?))
 }
 
-/// `GET|POST /loki/api/v1/format_query`: the query in canonical form.
-pub async fn format_query(ReadRequest { params: p, .. }: ReadRequest) -> Result<Response, ApiError> {
+/// `GET|POST /loki/api/v1/format_query`: the query as Loki formats it; a
+/// query that does not parse answers 400 with Loki's `invalid-query` body.
+pub async fn format_query(ReadRequest { params: p, .. }: ReadRequest) -> Response {
     let q = p.get("query").unwrap_or("");
-    let formatted = logql::format_query(q).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(axum::Json(json!({"status": "success", "data": formatted})).into_response())
+    match logql::format_query(q) {
+        Ok(formatted) => axum::Json(json!({"status": "success", "data": formatted})).into_response(),
+        Err(e) => {
+            (StatusCode::BAD_REQUEST, axum::Json(json!({"status": "invalid-query", "error": e.to_string()}))).into_response()
+        }
+    }
 }
 
 /// `GET|POST /loki/api/v1/series` with `match[]` (or `match`) selectors.

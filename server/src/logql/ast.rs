@@ -261,7 +261,7 @@ pub enum LabelFilter {
     Or(Box<LabelFilter>, Box<LabelFilter>),
     Str(Matcher),
     Num { name: String, op: CmpOp, value: f64, kind: NumKind },
-    Ip { name: String, negate: bool, matcher: super::ip::IpMatcher },
+    Ip { name: String, negate: bool, pattern: String, matcher: super::ip::IpMatcher },
 }
 
 impl LabelFilter {
@@ -298,6 +298,8 @@ pub enum UnwrapConv {
     Float,
     Bytes,
     Duration,
+    /// `duration_seconds(...)`: the same conversion as `duration(...)`.
+    DurationSeconds,
 }
 
 /// `| unwrap [bytes|duration|duration_seconds](label)` and the label
@@ -372,26 +374,33 @@ pub enum RangeOp {
     LastOverTime,
 }
 
+/// Each range function's LogQL name.
+const RANGE_OPS: [(&str, RangeOp); 15] = [
+    ("rate", RangeOp::Rate),
+    ("rate_counter", RangeOp::RateCounter),
+    ("count_over_time", RangeOp::CountOverTime),
+    ("bytes_rate", RangeOp::BytesRate),
+    ("bytes_over_time", RangeOp::BytesOverTime),
+    ("absent_over_time", RangeOp::AbsentOverTime),
+    ("sum_over_time", RangeOp::SumOverTime),
+    ("avg_over_time", RangeOp::AvgOverTime),
+    ("min_over_time", RangeOp::MinOverTime),
+    ("max_over_time", RangeOp::MaxOverTime),
+    ("stdvar_over_time", RangeOp::StdvarOverTime),
+    ("stddev_over_time", RangeOp::StddevOverTime),
+    ("quantile_over_time", RangeOp::QuantileOverTime),
+    ("first_over_time", RangeOp::FirstOverTime),
+    ("last_over_time", RangeOp::LastOverTime),
+];
+
 impl RangeOp {
     pub fn from_name(s: &str) -> Option<Self> {
-        Some(match s {
-            "rate" => Self::Rate,
-            "rate_counter" => Self::RateCounter,
-            "count_over_time" => Self::CountOverTime,
-            "bytes_rate" => Self::BytesRate,
-            "bytes_over_time" => Self::BytesOverTime,
-            "absent_over_time" => Self::AbsentOverTime,
-            "sum_over_time" => Self::SumOverTime,
-            "avg_over_time" => Self::AvgOverTime,
-            "min_over_time" => Self::MinOverTime,
-            "max_over_time" => Self::MaxOverTime,
-            "stdvar_over_time" => Self::StdvarOverTime,
-            "stddev_over_time" => Self::StddevOverTime,
-            "quantile_over_time" => Self::QuantileOverTime,
-            "first_over_time" => Self::FirstOverTime,
-            "last_over_time" => Self::LastOverTime,
-            _ => return None,
-        })
+        RANGE_OPS.iter().find(|(n, _)| *n == s).map(|(_, op)| *op)
+    }
+
+    /// The function's name in LogQL.
+    pub fn name(self) -> &'static str {
+        RANGE_OPS.iter().find(|(_, op)| *op == self).map_or("", |(n, _)| n)
     }
 
     /// Functions that need `unwrap`.
@@ -436,23 +445,30 @@ pub enum VecOp {
     ApproxTopk,
 }
 
+/// Each vector aggregation's LogQL name.
+const VEC_OPS: [(&str, VecOp); 12] = [
+    ("sum", VecOp::Sum),
+    ("avg", VecOp::Avg),
+    ("min", VecOp::Min),
+    ("max", VecOp::Max),
+    ("count", VecOp::Count),
+    ("stddev", VecOp::Stddev),
+    ("stdvar", VecOp::Stdvar),
+    ("topk", VecOp::Topk),
+    ("bottomk", VecOp::Bottomk),
+    ("sort", VecOp::Sort),
+    ("sort_desc", VecOp::SortDesc),
+    ("approx_topk", VecOp::ApproxTopk),
+];
+
 impl VecOp {
     pub fn from_name(s: &str) -> Option<Self> {
-        Some(match s {
-            "sum" => Self::Sum,
-            "avg" => Self::Avg,
-            "min" => Self::Min,
-            "max" => Self::Max,
-            "count" => Self::Count,
-            "stddev" => Self::Stddev,
-            "stdvar" => Self::Stdvar,
-            "topk" => Self::Topk,
-            "bottomk" => Self::Bottomk,
-            "sort" => Self::Sort,
-            "sort_desc" => Self::SortDesc,
-            "approx_topk" => Self::ApproxTopk,
-            _ => return None,
-        })
+        VEC_OPS.iter().find(|(n, _)| *n == s).map(|(_, op)| *op)
+    }
+
+    /// The aggregation's name in LogQL.
+    pub fn name(self) -> &'static str {
+        VEC_OPS.iter().find(|(_, op)| *op == self).map_or("", |(n, _)| n)
     }
 
     pub fn takes_param(self) -> bool {
@@ -532,6 +548,8 @@ pub struct LabelReplace {
     pub dst: String,
     pub replacement: String,
     pub src: String,
+    /// The regular expression as written.
+    pub regex: String,
     pub re: Regex,
 }
 

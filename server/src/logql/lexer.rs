@@ -33,14 +33,6 @@ pub enum Tok {
 }
 
 impl Tok {
-    /// The token as written in a query (strings excluded: quote them).
-    pub fn describe_source(&self) -> String {
-        match self {
-            Tok::Ident(s) | Tok::Other(s) | Tok::Str(s) => s.clone(),
-            other => other.describe(),
-        }
-    }
-
     /// How Loki's parser names a token in "unexpected X" messages.
     pub fn describe(&self) -> String {
         match self {

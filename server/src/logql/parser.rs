@@ -385,7 +385,11 @@ impl Parser {
                     self.pos += 1;
                     let (label, conv) = match (self.peek_ident(), self.peek_at(1)) {
                         (Some(f @ ("bytes" | "duration" | "duration_seconds")), Some(Tok::LParen)) => {
-                            let conv = if f == "bytes" { UnwrapConv::Bytes } else { UnwrapConv::Duration };
+                            let conv = match f {
+                                "bytes" => UnwrapConv::Bytes,
+                                "duration" => UnwrapConv::Duration,
+                                _ => UnwrapConv::DurationSeconds,
+                            };
                             self.pos += 2;
                             let l = self.ident()?;
                             self.expect(Tok::RParen, ")")?;
@@ -534,7 +538,7 @@ impl Parser {
                 let p = self.string()?;
                 self.expect(Tok::RParen, ")")?;
                 let matcher = IpMatcher::new(&p).map_err(|e| ParseError::at(at.0, at.1, e))?;
-                Ok(LabelFilter::Ip { name, negate, matcher })
+                Ok(LabelFilter::Ip { name, negate, pattern: p, matcher })
             }
             Some(Tok::Other(w)) => {
                 let op = cmp.ok_or_else(|| self.unexpected("a comparison"))?;
@@ -706,6 +710,7 @@ impl Parser {
                             dst: args[0].clone(),
                             replacement: args[1].clone(),
                             src: args[2].clone(),
+                            regex: args[3].clone(),
                             re,
                         })))
                     }

@@ -759,9 +759,16 @@ fn json_lookup(line: &str, path: &[PathElem]) -> Option<JVal> {
 #[derive(Debug, Clone)]
 pub struct JsonExpressions {
     exprs: Vec<(String, Vec<PathElem>)>,
+    /// `(identifier, expression)` as written.
+    source: Vec<(String, String)>,
 }
 
 impl JsonExpressions {
+    /// `(identifier, expression)` pairs as written.
+    pub fn source(&self) -> &[(String, String)] {
+        &self.source
+    }
+
     /// `exprs` holds `(label name, path)` pairs. The error names the bad path
     /// (`cannot parse expression [user[]: ...`) or the bad identifier
     /// (`invalid extracted label name '...'`).
@@ -774,7 +781,7 @@ impl JsonExpressions {
             }
             out.push((id.clone(), path));
         }
-        Ok(JsonExpressions { exprs: out })
+        Ok(JsonExpressions { exprs: out, source: exprs.to_vec() })
     }
 
     /// Values of each expression in declaration order. A missing path gives an
@@ -1012,6 +1019,8 @@ pub fn logfmt(line: &str, strict: bool, keep_empty: bool) -> Result<Extracted, P
 pub struct LogfmtExpressions {
     /// (identifier, sanitised logfmt key)
     exprs: Vec<(String, String)>,
+    /// `(identifier, expression)` as written.
+    source: Vec<(String, String)>,
 }
 
 /// The key–value pairs of a logfmt line as written (keys not sanitized;
@@ -1029,6 +1038,11 @@ pub fn logfmt_pairs(line: &str) -> Vec<(String, String)> {
 }
 
 impl LogfmtExpressions {
+    /// `(identifier, expression)` pairs as written.
+    pub fn source(&self) -> &[(String, String)] {
+        &self.source
+    }
+
     /// `exprs` holds `(identifier, key)` pairs; for a bare `a` pass `("a", "a")`.
     pub fn new(exprs: &[(String, String)]) -> Result<Self, String> {
         if exprs.is_empty() {
@@ -1053,7 +1067,7 @@ impl LogfmtExpressions {
             }
             out.push((id.clone(), key.to_string()));
         }
-        Ok(LogfmtExpressions { exprs: out })
+        Ok(LogfmtExpressions { exprs: out, source: exprs.to_vec() })
     }
 
     /// One pair per identifier in declaration order; an identifier whose key is
@@ -1202,11 +1216,18 @@ fn regex_error_message(re: &str, e: &regex::Error) -> String {
 #[derive(Debug, Clone)]
 pub struct RegexpParser {
     re: Regex,
+    /// The expression as written.
+    source: String,
     /// (capture group index, label name)
     names: Vec<(usize, String)>,
 }
 
 impl RegexpParser {
+    /// The text as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Errors as Loki's: `error parsing regexp: ...`, `at least one named
     /// capture must be supplied`, `duplicate extracted label name 'x'`,
     /// `invalid extracted label name 'x'`.
@@ -1238,7 +1259,7 @@ impl RegexpParser {
         if names.is_empty() {
             return Err("at least one named capture must be supplied".to_string());
         }
-        Ok(RegexpParser { re: compiled, names })
+        Ok(RegexpParser { re: compiled, source: re.to_string(), names })
     }
 
     /// The named groups of the leftmost match (a group that did not take part
@@ -1301,10 +1322,17 @@ fn lex_pattern(p: &str) -> Vec<PNode> {
 #[derive(Debug, Clone)]
 pub struct PatternParser {
     nodes: Vec<PNode>,
+    /// The pattern as written.
+    source: String,
     names: Vec<String>,
 }
 
 impl PatternParser {
+    /// The text as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Errors as Loki's: `at least one capture is required`, `found consecutive
     /// capture: invalid expression`, `duplicate capture name (x): invalid expression`.
     pub fn new(pattern: &str) -> Result<Self, String> {
@@ -1335,7 +1363,7 @@ impl PatternParser {
                 return Err(format!("invalid capture label name '{}'", n));
             }
         }
-        Ok(PatternParser { nodes, names })
+        Ok(PatternParser { nodes, source: pattern.to_string(), names })
     }
 
     /// Loki's matcher: a leading literal must prefix the line (else nothing);

@@ -266,7 +266,7 @@ fn eval_label_filter(f: &LabelFilter, p: &mut Processed) -> bool {
         }
         LabelFilter::Or(a, b) => eval_label_filter(a, p) || eval_label_filter(b, p),
         LabelFilter::Str(m) => m.matches(p.labels.get(&m.name).map(String::as_str)),
-        LabelFilter::Ip { name, negate, matcher } => {
+        LabelFilter::Ip { name, negate, matcher, .. } => {
             // Loki keeps any line that already carries an error.
             if p.labels.contains_key(ERROR_LABEL) {
                 return true;
@@ -307,7 +307,7 @@ pub fn unwrap_value(u: &Unwrap, p: &mut Processed) -> Option<f64> {
     let v = match u.conv {
         UnwrapConv::Float => parse_go_float(&raw).ok_or_else(|| format!("strconv.ParseFloat: parsing {raw:?}: invalid syntax")),
         UnwrapConv::Bytes => parse_bytes(&raw),
-        UnwrapConv::Duration => parse_go_duration(&raw),
+        UnwrapConv::Duration | UnwrapConv::DurationSeconds => parse_go_duration(&raw),
     };
     let value = match v {
         Ok(v) => v,

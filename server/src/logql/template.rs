@@ -14,6 +14,8 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone)]
 pub struct Template {
     nodes: Vec<Node>,
+    /// The template as written (what `format_query` prints).
+    source: String,
 }
 
 /// Why a template could not be parsed or executed (worded like Go's).
@@ -85,7 +87,12 @@ impl Template {
         if let Some(e) = end {
             return Err(err(format!("unexpected {{{{{e}}}}}")));
         }
-        Ok(Template { nodes })
+        Ok(Template { nodes, source: src.to_string() })
+    }
+
+    /// The template as written.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     pub fn render(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
