@@ -138,7 +138,8 @@ impl Frontend {
         out
     }
 
-    /// A metric range query, split and run in parallel, pieces cached.
+    /// A metric range query, split and run in parallel, pieces cached; with
+    /// what it read, the pieces, and the cache's hits and stores.
     pub async fn metric_range(
         &self,
         tenants: &[String],
@@ -146,33 +147,50 @@ impl Frontend {
         expr: &Expr,
         steps: Steps,
         plan: Plan,
-    ) -> Result<Value, FrontendError> {
+    ) -> Result<(Value, ScanStats), FrontendError> {
+        let started = std::time::Instant::now();
         let pieces = Self::pieces(steps, plan.split);
+        let mut stats = ScanStats { splits: pieces.len() as u64, cache_requested: pieces.len() as u64, ..ScanStats::default() };
         let now = crate::time::now_ns();
-        let results: Vec<(Steps, Value)> = stream::iter(pieces)
+        // Each piece: its grid, value, what it read, and whether it was a hit / was stored.
+        let results: Vec<(Steps, Value, ScanStats, bool, bool)> = stream::iter(pieces)
             .map(|piece| async move {
                 let key = format!("{}\u{0}{query_text}\u{0}{}\u{0}{}\u{0}{}", tenants.join("|"), piece.start, piece.end, piece.step);
                 if let Some(v) = self.cache.lock().map.get(&key).cloned() {
-                    return Ok::<_, FrontendError>((piece, v));
+                    return Ok::<_, FrontendError>((piece, v, ScanStats::default(), true, false));
                 }
-                let v = self.querier.eval_metric(tenants, expr, piece, plan.max_series).await?;
+                let (v, read) = self.querier.eval_metric(tenants, expr, piece, plan.max_series).await?;
+                let mut stored = false;
                 if piece.end < now - CACHE_FRESHNESS_NS {
                     let mut c = self.cache.lock();
                     if c.max > 0 && !c.map.contains_key(&key) {
                         c.order.push_back(key.clone());
                         c.map.insert(key, v.clone());
+                        stored = true;
                         while c.map.len() > c.max {
                             let Some(old) = c.order.pop_front() else { break };
                             c.map.remove(&old);
                         }
                     }
                 }
-                Ok((piece, v))
+                Ok((piece, v, read, false, stored))
             })
             .buffered(plan.parallelism.max(1))
             .try_collect()
             .await?;
-        Ok(join(steps, results))
+        let mut pieces = Vec::with_capacity(results.len());
+        for (piece, v, read, hit, stored) in results {
+            stats.add_scan(&read);
+            stats.cache_found += u64::from(hit);
+            stats.cache_stored += u64::from(stored);
+            pieces.push((piece, v));
+        }
+        let value = join(steps, pieces);
+        if let Value::Vector(series) = &value {
+            stats.returned = series.len() as u64;
+        }
+        stats.exec_seconds = started.elapsed().as_secs_f64();
+        Ok((value, stats))
     }
 
     /// A log range query, read piece by piece in `direction` until `limit`
@@ -180,7 +198,9 @@ impl Frontend {
     pub async fn log_range(&self, tenants: &[String], req: &LogRequest, split: Duration) -> Result<(Vec<StreamResult>, ScanStats), FrontendError> {
         let interval = split.as_nanos() as i64;
         if interval <= 0 || req.end - req.start <= interval {
-            return Ok(self.querier.select_logs(tenants, req).await?);
+            let (streams, mut stats) = self.querier.select_logs(tenants, req).await?;
+            stats.splits = 1;
+            return Ok((streams, stats));
         }
         let mut ranges = Vec::new();
         let mut t = req.start;
@@ -199,9 +219,8 @@ impl Frontend {
             let piece = LogRequest { start, end, ..req.clone() };
             let (streams, s) = self.querier.select_logs(tenants, &piece).await?;
             lines += streams.iter().map(|s| s.entries.len()).sum::<usize>();
-            stats.lines_scanned += s.lines_scanned;
-            stats.bytes_scanned += s.bytes_scanned;
-            stats.chunks += s.chunks;
+            stats.add_scan(&s);
+            stats.splits += 1;
             stats.exec_seconds += s.exec_seconds;
             found.extend(streams);
             if lines >= req.limit {
@@ -210,8 +229,7 @@ impl Frontend {
         }
         let mut result = keep_first(merge_same_labels(found, req.direction), req.limit, req.direction);
         result.sort_by(|a, b| a.labels.cmp(&b.labels));
-        stats.streams = result.len() as u64;
-        stats.lines_matched = result.iter().map(|s| s.entries.len() as u64).sum();
+        stats.returned = result.iter().map(|s| s.entries.len() as u64).sum();
         Ok((result, stats))
     }
 }

@@ -67,6 +67,15 @@ fn flushed_and_unflushed_data_read_back_once_in_order_and_from_objects_alone() {
     let v = b.get_json("/loki/api/v1/query", &[("query", r#"count_over_time({job=~"a|b"}[1h])"#)], &[]);
     let counts: Vec<&str> = v["data"]["result"].as_array().unwrap().iter().map(|r| r["value"][1].as_str().unwrap()).collect();
     assert_eq!(counts, vec!["501", "1"]);
+    // The stats say where the lines came from: flushed chunks (the querier's
+    // store), unflushed entries (the ingesters' head), one duplicate dropped.
+    let s = &v["data"]["stats"];
+    assert_eq!(s["querier"]["store"]["totalChunksRef"], 2, "{s}");
+    assert_eq!(s["querier"]["store"]["chunk"]["decompressedLines"], 501, "{s}");
+    assert_eq!(s["ingester"]["store"]["chunk"]["headChunkLines"], 2, "{s}");
+    assert_eq!(s["querier"]["store"]["chunk"]["totalDuplicates"], 1, "{s}");
+    assert_eq!(s["summary"]["totalLinesProcessed"], 503, "{s}");
+    assert_eq!(s["summary"]["totalPostFilterLines"], 502, "{s}");
 
     // Lose everything but the objects: the flushed lines are all there.
     assert_eq!(b.post("/flush", &[], b"").0, 204);

@@ -53,6 +53,18 @@ fn split_and_cached_answers_equal_unsplit_ones() {
         assert_eq!(sorted(&split), sorted(&whole), "{q:?}");
         assert_eq!(sorted(&ask("split", "/loki/api/v1/query_range", q)), sorted(&whole), "{q:?} again (cache)");
     }
+    // The stats tell the pieces and the cache hits: the hours older than the
+    // out-of-order window come from the cache, the recent ones are read again.
+    let params = [("query", queries[0][0].1), ("step", "60"), ("start", qs.as_str()), ("end", qe.as_str())];
+    let stats = b.get_json("/loki/api/v1/query_range", &params, &[("X-Scope-OrgID", "split")])["data"]["stats"].clone();
+    let (pieces, cache) = (&stats["summary"]["splits"], &stats["cache"]["result"]);
+    assert!(pieces.as_u64().is_some_and(|n| n >= 5), "{stats}");
+    assert_eq!(&cache["entriesRequested"], pieces, "{stats}");
+    let found = cache["entriesFound"].as_u64().unwrap_or(0);
+    assert!(found >= 2 && found < pieces.as_u64().unwrap_or(0), "{stats}");
+    let whole = b.get_json("/loki/api/v1/query_range", &params, &[("X-Scope-OrgID", "whole")])["data"]["stats"].clone();
+    assert_eq!(whole["summary"]["splits"], 1, "{whole}");
+    assert!(whole["summary"]["totalLinesProcessed"].as_u64().is_some_and(|n| n >= 3600), "every line read: {whole}");
 }
 
 /// Results compared as sets of series/streams.

@@ -76,11 +76,9 @@ pub async fn query_range(
         metric => {
             let step = p.step(start, end)?;
             let steps = Steps { start, end, step };
-            let started = std::time::Instant::now();
             let _slot = api.frontend.admit(&tenants)?;
             let run = async { Ok(api.frontend.metric_range(&tenants, query, &metric, steps, limits.plan).await?) };
-            let value = limits.within_timeout(run).await?;
-            let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
+            let (value, stats) = limits.within_timeout(run).await?;
             return Ok(axum::Json(metric_response(value, steps, false, stats)).into_response());
         }
     };
@@ -174,11 +172,9 @@ pub async fn instant_query(
     let t = p.time(now_ns())?;
     let steps = Steps::instant(t);
     let limits = api.query_limits(&tenants);
-    let started = std::time::Instant::now();
     let _slot = api.frontend.admit(&tenants)?;
     let run = async { Ok(api.querier.eval_metric(&tenants, &expr, steps, limits.max_series).await?) };
-    let value = limits.within_timeout(run).await?;
-    let stats = ScanStats { exec_seconds: started.elapsed().as_secs_f64(), ..ScanStats::default() };
+    let (value, stats) = limits.within_timeout(run).await?;
     Ok(axum::Json(metric_response(value, steps, true, stats)).into_response())
 }
 
@@ -243,38 +239,45 @@ pub fn streams_json(streams: Vec<StreamResult>, categorize: bool) -> Vec<Value> 
     result
 }
 
-/// Loki's `stats` object, every field present.
+/// Loki's `stats` object, every field present: flushed chunks count as the
+/// querier's store, unflushed entries as the ingesters' head chunks, the
+/// query-frontend's pieces as splits and its results cache under `result`.
 fn stats_json(s: &ScanStats) -> Value {
     let per_sec = |n: u64| if s.exec_seconds > 0.0 { (n as f64 / s.exec_seconds) as u64 } else { 0 };
-    let chunk = json!({"headChunkBytes": s.bytes_scanned, "headChunkLines": s.lines_scanned, "decompressedBytes": 0,
-        "decompressedLines": 0, "compressedBytes": 0, "totalDuplicates": 0, "postFilterLines": s.lines_matched,
-        "headChunkStructuredMetadataBytes": 0, "decompressedStructuredMetadataBytes": 0});
+    let chunk = |head_lines: u64, head_bytes: u64, lines: u64, bytes: u64, compressed: u64, duplicates: u64, post: u64| {
+        json!({"headChunkBytes": head_bytes, "headChunkLines": head_lines, "decompressedBytes": bytes,
+            "decompressedLines": lines, "compressedBytes": compressed, "totalDuplicates": duplicates, "postFilterLines": post,
+            "headChunkStructuredMetadataBytes": 0, "decompressedStructuredMetadataBytes": 0})
+    };
     let dataobj = json!({"prePredicateDecompressedRows": 0, "prePredicateDecompressedBytes": 0,
         "prePredicateDecompressedStructuredMetadataBytes": 0, "postPredicateRows": 0, "postPredicateDecompressedBytes": 0,
         "postPredicateStructuredMetadataBytes": 0, "postFilterRows": 0, "pagesScanned": 0, "pagesDownloaded": 0,
         "pagesDownloadedBytes": 0, "pageBatches": 0, "totalRowsAvailable": 0, "totalPageDownloadTime": 0});
-    let store = |chunk: Value| {
-        json!({"totalChunksRef": 0, "totalChunksDownloaded": 0, "chunksDownloadTime": 0,
+    let store = |refs: u64, downloaded: u64, chunk: Value| {
+        json!({"totalChunksRef": refs, "totalChunksDownloaded": downloaded, "chunksDownloadTime": 0,
             "queryReferencedStructuredMetadata": false, "queryUsedV2Engine": false, "chunk": chunk,
             "chunkRefsFetchTime": 0, "congestionControlLatency": 0, "pipelineWrapperFilteredLines": 0,
             "dataobj": dataobj.clone()})
     };
-    let empty_chunk = json!({"headChunkBytes": 0, "headChunkLines": 0, "decompressedBytes": 0, "decompressedLines": 0,
-        "compressedBytes": 0, "totalDuplicates": 0, "postFilterLines": 0, "headChunkStructuredMetadataBytes": 0,
-        "decompressedStructuredMetadataBytes": 0});
-    let cache = json!({"entriesFound": 0, "entriesRequested": 0, "entriesStored": 0, "bytesReceived": 0,
-        "bytesSent": 0, "requests": 0, "downloadTime": 0, "queryLengthServed": 0});
+    let cache = |requested: u64, found: u64, stored: u64| {
+        json!({"entriesFound": found, "entriesRequested": requested, "entriesStored": stored, "bytesReceived": 0,
+            "bytesSent": 0, "requests": requested, "downloadTime": 0, "queryLengthServed": 0})
+    };
+    let unused = cache(0, 0, 0);
+    let querier_chunk = chunk(0, 0, s.chunk_lines, s.chunk_bytes, s.compressed_bytes, s.duplicates, s.post_filter_lines);
     json!({
-        "summary": {"bytesProcessedPerSecond": per_sec(s.bytes_scanned), "linesProcessedPerSecond": per_sec(s.lines_scanned),
-            "totalBytesProcessed": s.bytes_scanned, "totalLinesProcessed": s.lines_scanned, "execTime": s.exec_seconds,
-            "queueTime": 0, "subqueries": 0, "totalEntriesReturned": s.lines_matched, "splits": 0, "shards": 0,
-            "totalPostFilterLines": s.lines_matched, "totalStructuredMetadataBytesProcessed": 0},
-        "querier": {"store": store(empty_chunk), "querierExecTime": s.exec_seconds},
-        "ingester": {"totalReached": 1, "totalChunksMatched": s.streams, "totalBatches": 1, "totalLinesSent": s.lines_matched,
-            "store": store(chunk)},
-        "cache": {"chunk": cache, "index": cache, "result": cache, "statsResult": cache, "volumeResult": cache,
-            "seriesResult": cache, "labelResult": cache, "instantMetricResult": cache},
-        "index": {"totalChunks": 0, "postFilterChunks": 0, "shardsDuration": 0, "usedBloomFilters": false,
+        "summary": {"bytesProcessedPerSecond": per_sec(s.bytes()), "linesProcessedPerSecond": per_sec(s.lines()),
+            "totalBytesProcessed": s.bytes(), "totalLinesProcessed": s.lines(), "execTime": s.exec_seconds,
+            "queueTime": 0, "subqueries": s.splits, "totalEntriesReturned": s.returned, "splits": s.splits, "shards": 0,
+            "totalPostFilterLines": s.post_filter_lines, "totalStructuredMetadataBytesProcessed": 0},
+        "querier": {"store": store(s.chunks, s.chunks_downloaded, querier_chunk), "querierExecTime": s.exec_seconds},
+        "ingester": {"totalReached": 1, "totalChunksMatched": 0, "totalBatches": 1, "totalLinesSent": s.head_lines,
+            "store": store(0, 0, chunk(s.head_lines, s.head_bytes, 0, 0, 0, 0, 0))},
+        "cache": {"chunk": cache(s.chunks, s.chunks - s.chunks_downloaded.min(s.chunks), 0), "index": unused.clone(),
+            "result": cache(s.cache_requested, s.cache_found, s.cache_stored), "statsResult": unused.clone(),
+            "volumeResult": unused.clone(), "seriesResult": unused.clone(), "labelResult": unused.clone(),
+            "instantMetricResult": unused},
+        "index": {"totalChunks": s.chunks, "postFilterChunks": s.chunks, "shardsDuration": 0, "usedBloomFilters": false,
             "totalStreams": s.streams, "chunkRefsLookupTime": 0, "bloomFilterTime": 0}
     })
 }

@@ -70,12 +70,79 @@ impl From<Entry> for ResultEntry {
 /// What a query cost, for Loki's `stats` object.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ScanStats {
-    pub lines_scanned: u64,
-    pub bytes_scanned: u64,
-    pub lines_matched: u64,
-    pub streams: u64,
+    /// Unflushed entries the partitions sent (Loki's head chunks).
+    pub head_lines: u64,
+    pub head_bytes: u64,
+    /// Lines decoded from flushed chunks in the time range, and their bytes.
+    pub chunk_lines: u64,
+    pub chunk_bytes: u64,
+    /// Stored (compressed) size of the chunks read.
+    pub compressed_bytes: u64,
+    /// Flushed chunks referenced, and those fetched from object storage
+    /// rather than the chunk cache.
     pub chunks: u64,
+    pub chunks_downloaded: u64,
+    /// Entries stored twice (flush hand-over, retries) and read once.
+    pub duplicates: u64,
+    /// Lines that passed the whole pipeline.
+    pub post_filter_lines: u64,
+    /// Entries (log queries) or series (metric queries) answered.
+    pub returned: u64,
+    /// Streams that matched the selector.
+    pub streams: u64,
     pub exec_seconds: f64,
+    /// Pieces the query-frontend ran, and its results cache at work.
+    pub splits: u64,
+    pub cache_requested: u64,
+    pub cache_found: u64,
+    pub cache_stored: u64,
+}
+
+impl ScanStats {
+    /// Lines read, flushed or not.
+    pub fn lines(&self) -> u64 {
+        self.head_lines + self.chunk_lines
+    }
+
+    /// Bytes read, flushed or not.
+    pub fn bytes(&self) -> u64 {
+        self.head_bytes + self.chunk_bytes
+    }
+
+    /// Adds what another piece of the same query read (answer counts and
+    /// times excluded).
+    pub fn add_scan(&mut self, o: &ScanStats) {
+        self.head_lines += o.head_lines;
+        self.head_bytes += o.head_bytes;
+        self.chunk_lines += o.chunk_lines;
+        self.chunk_bytes += o.chunk_bytes;
+        self.compressed_bytes += o.compressed_bytes;
+        self.chunks += o.chunks;
+        self.chunks_downloaded += o.chunks_downloaded;
+        self.duplicates += o.duplicates;
+        self.post_filter_lines += o.post_filter_lines;
+        self.streams += o.streams;
+    }
+}
+
+/// What reading one stream cost (see [`ScanStats`]).
+#[derive(Clone, Copy, Default)]
+struct StreamCost {
+    head_lines: u64,
+    head_bytes: u64,
+    chunk_lines: u64,
+    chunk_bytes: u64,
+    duplicates: u64,
+}
+
+impl StreamCost {
+    fn add_to(&self, s: &mut ScanStats) {
+        s.head_lines += self.head_lines;
+        s.head_bytes += self.head_bytes;
+        s.chunk_lines += self.chunk_lines;
+        s.chunk_bytes += self.chunk_bytes;
+        s.duplicates += self.duplicates;
+    }
 }
 
 /// Why a read failed.
@@ -190,6 +257,7 @@ impl Querier {
         }
         let deletes = self.deletes.active(tenant);
         let all: Vec<LabelSet> = unflushed.keys().chain(chunks.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        stats.streams += all.len() as u64;
         let mut out = Vec::with_capacity(all.len());
         for batch in all.chunks(STREAMS_PER_BATCH) {
             // Fetch the batch's chunks, then decode and hand over its streams
@@ -208,35 +276,55 @@ impl Querier {
                 .await?;
             let mut work: Vec<StreamWork> =
                 batch.iter().map(|labels| (labels.clone(), unflushed.remove(labels).unwrap_or_default(), Vec::new())).collect();
-            for (i, key, bytes) in fetched {
-                if let Some(b) = bytes {
-                    work[i].2.push((key, b));
+            for (i, key, fetch) in fetched {
+                if let Some(fetch) = fetch {
+                    stats.compressed_bytes += fetch.bytes.len() as u64;
+                    stats.chunks_downloaded += u64::from(fetch.downloaded);
+                    work[i].2.push((key, fetch.bytes));
                 }
             }
-            let gather = |(labels, mut entries, bytes): StreamWork| -> Result<Option<T>, QueryError> {
+            let gather = |(labels, mut entries, bytes): StreamWork| -> (Result<Option<T>, QueryError>, StreamCost) {
+                let mut cost = StreamCost {
+                    head_lines: entries.len() as u64,
+                    head_bytes: entries.iter().map(|e| e.size() as u64).sum(),
+                    ..StreamCost::default()
+                };
+                let decoded = std::cell::Cell::new((0u64, 0u64));
+                let keep = |line: &str| {
+                    let (n, b) = decoded.get();
+                    decoded.set((n + 1, b + line.len() as u64));
+                    prefilter.iter().all(|f| f.matches(line))
+                };
                 for (key, b) in bytes {
-                    entries.extend(self.store.entries(&key, &b, from, through, |line| prefilter.iter().all(|f| f.matches(line)))?);
+                    match self.store.entries(&key, &b, from, through, keep) {
+                        Ok(e) => entries.extend(e),
+                        Err(e) => return (Err(e.into()), cost),
+                    }
                 }
+                (cost.chunk_lines, cost.chunk_bytes) = decoded.get();
                 // Flush hand-over and retries can store an entry twice; equal
                 // timestamps keep their arrival order.
                 entries.sort_by_key(|e| e.ts);
+                let read = entries.len();
                 dedup_equal_timestamps(&mut entries);
+                cost.duplicates = (read - entries.len()) as u64;
                 filter_entries(&deletes, &labels, &mut entries);
                 // Expired entries are hidden at once, before the compactor deletes them.
                 if let Some(cutoff) = limits.retention_cutoff(&labels, now) {
                     entries.retain(|e| e.ts >= cutoff);
                 }
                 if entries.is_empty() {
-                    return Ok(None);
+                    return (Ok(None), cost);
                 }
-                f(labels, entries).map(Some)
+                (f(labels, entries).map(Some), cost)
             };
             // As many batches decode at once as there are cores (each on
             // every core): concurrent queries queue here instead of piling
             // up threads and lines in memory.
             // (The semaphore is never closed: `acquire` cannot fail.)
             let _slot = DECODE_SLOTS.acquire().await.ok();
-            for r in parallel_map(work, &gather) {
+            for (r, cost) in parallel_map(work, &gather) {
+                cost.add_to(stats);
                 out.extend(r?);
             }
         }
@@ -245,10 +333,9 @@ impl Querier {
 
     /// One stream's part of a log query: its first `limit` entries in the
     /// request's direction that pass the pipeline (as streams after the
-    /// pipeline), and the lines and bytes scanned for them.
-    fn select_in_stream(req: &LogRequest, labels: LabelSet, mut entries: Vec<Entry>) -> (Vec<StreamResult>, u64, u64) {
+    /// pipeline).
+    fn select_in_stream(req: &LogRequest, labels: LabelSet, mut entries: Vec<Entry>) -> Vec<StreamResult> {
         let fast = req.query.only_line_filters();
-        let (mut lines, mut bytes) = (0u64, 0u64);
         if req.direction == Direction::Backward {
             entries.reverse();
         }
@@ -256,8 +343,6 @@ impl Querier {
         let mut produced: Vec<StreamResult> = Vec::new();
         let mut kept = 0usize;
         for e in entries {
-            lines += 1;
-            bytes += e.size() as u64;
             if fast {
                 if !line_filters_pass(&req.query.stages, &e.line) {
                     continue;
@@ -297,7 +382,7 @@ impl Querier {
                 break;
             }
         }
-        (produced, lines, bytes)
+        produced
     }
 
     /// The `limit` entries nearest to the start of `direction` among the
@@ -310,15 +395,13 @@ impl Querier {
         let scan = Scan { matchers: &req.query.matchers, prefilter: &prefilter, from: req.start, through: req.end };
         let per_stream = self.map_streams(tenants, &scan, &mut stats, &|labels, entries| Ok(Self::select_in_stream(req, labels, entries))).await?;
         let mut found: Vec<StreamResult> = Vec::new();
-        for (produced, lines, bytes) in per_stream {
-            stats.lines_scanned += lines;
-            stats.bytes_scanned += bytes;
+        for produced in per_stream {
+            stats.post_filter_lines += produced.iter().map(|s| s.entries.len() as u64).sum::<u64>();
             found.extend(produced);
         }
         let mut result = keep_first(merge_same_labels(found, req.direction), req.limit, req.direction);
         result.sort_by(|a, b| a.labels.cmp(&b.labels));
-        stats.streams = result.len() as u64;
-        stats.lines_matched = result.iter().map(|s| s.entries.len() as u64).sum();
+        stats.returned = result.iter().map(|s| s.entries.len() as u64).sum();
         stats.exec_seconds = started.elapsed().as_secs_f64();
         Ok((result, stats))
     }
@@ -437,13 +520,25 @@ impl Querier {
 
     /// Evaluates a metric query at `steps`.
     #[tracing::instrument(level = "info", skip_all, fields(tenants = ?tenants, steps = steps.len()))]
-    pub async fn eval_metric(&self, tenants: &[String], expr: &Expr, steps: Steps, max_series: usize) -> Result<Value, QueryError> {
+    pub async fn eval_metric(
+        &self,
+        tenants: &[String],
+        expr: &Expr,
+        steps: Steps,
+        max_series: usize,
+    ) -> Result<(Value, ScanStats), QueryError> {
+        let started = Instant::now();
         let mut data: Vec<SeriesSamples> = Vec::new();
         let mut stats = ScanStats::default();
         for sel in eval::selections(expr, steps) {
             data.push(self.samples(tenants, &sel, &mut stats).await?);
         }
-        Ok(eval::evaluate(expr, steps, &mut data.into_iter(), max_series)?)
+        let value = eval::evaluate(expr, steps, &mut data.into_iter(), max_series)?;
+        if let Value::Vector(series) = &value {
+            stats.returned = series.len() as u64;
+        }
+        stats.exec_seconds = started.elapsed().as_secs_f64();
+        Ok((value, stats))
     }
 
     /// The samples of one selection, extracted stream by stream as the
@@ -460,6 +555,7 @@ impl Querier {
         let mut out = SeriesSamples::new();
         for samples in per_stream {
             for (series, s) in samples {
+                stats.post_filter_lines += s.len() as u64;
                 out.entry(series).or_default().extend(s);
             }
         }

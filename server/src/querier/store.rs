@@ -56,6 +56,13 @@ impl ChunkCache {
 }
 
 /// Reads index segments and chunks.
+/// A chunk's stored bytes, and whether they came from object storage
+/// (rather than the chunk cache).
+pub struct Fetched {
+    pub bytes: Arc<Vec<u8>>,
+    pub downloaded: bool,
+}
+
 pub struct StoreReader {
     store: Arc<dyn ObjectStore>,
     segments: Mutex<HashMap<String, Arc<Vec<ChunkRef>>>>,
@@ -138,15 +145,15 @@ impl StoreReader {
 
     /// The bytes of a flushed chunk (from the cache or the store); `None`
     /// when the compactor removed it after it was listed.
-    pub async fn chunk(&self, r: &ChunkRef) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
-        if let Some(b) = self.chunks.lock().get(&r.key) {
-            return Ok(Some(b));
+    pub async fn chunk(&self, r: &ChunkRef) -> Result<Option<Fetched>, StoreError> {
+        if let Some(bytes) = self.chunks.lock().get(&r.key) {
+            return Ok(Some(Fetched { bytes, downloaded: false }));
         }
         match self.store.get(&r.key).await {
             Ok(b) => {
-                let b = Arc::new(b);
-                self.chunks.lock().insert(r.key.clone(), b.clone());
-                Ok(Some(b))
+                let bytes = Arc::new(b);
+                self.chunks.lock().insert(r.key.clone(), bytes.clone());
+                Ok(Some(Fetched { bytes, downloaded: true }))
             }
             Err(ObjectError::NotFound(_)) => {
                 // Removed by the compactor (expired, or rewritten without
