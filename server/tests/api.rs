@@ -167,7 +167,7 @@ fn every_client_format_reads_back_with_lokis_response_shapes() {
 fn query_errors_are_lokis() {
     let b = Balsa::start(&[]);
     let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app="x""#)], &[]);
-    assert_eq!((s, body.as_str()), (400, "parse error at line 1, col 9: syntax error: unexpected $end, expecting , or }"));
+    assert_eq!((s, body.as_str()), (400, "parse error at line 1, col 9: syntax error: unexpected $end, expecting } or ,"));
     let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app=~".*"}"#)], &[]);
     assert_eq!(s, 400);
     assert!(body.starts_with("parse error : queries require at least one regexp or equality matcher"), "{body}");

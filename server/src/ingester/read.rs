@@ -38,7 +38,7 @@ impl WireMatcher {
             "!~" => MatchOp::Nre,
             o => return Err(format!("unknown matcher operator {o}")),
         };
-        Matcher::new(self.name.clone(), op, self.value.clone()).map_err(|e| e.to_string())
+        Matcher::new(self.name.clone(), op, self.value.clone())
     }
 }
 

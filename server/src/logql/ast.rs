@@ -89,10 +89,14 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// Builds a matcher; regexes are anchored at both ends as in Prometheus.
-    pub fn new(name: String, op: MatchOp, value: String) -> Result<Self, regex::Error> {
+    /// Builds a matcher; regexes are anchored at both ends as in Prometheus
+    /// (and a bad one is named the way Go names it, anchors included).
+    pub fn new(name: String, op: MatchOp, value: String) -> Result<Self, String> {
         let re = match op {
-            MatchOp::Re | MatchOp::Nre => Some(Regex::new(&format!("^(?s:{value})$"))?),
+            MatchOp::Re | MatchOp::Nre => {
+                let anchored = format!("^(?s:{value})$");
+                Some(Regex::new(&anchored).map_err(|e| super::parsers::go_regex_error(&anchored, &e))?)
+            }
             _ => None,
         };
         Ok(Self { name, op, value, re })
@@ -159,7 +163,7 @@ impl LineTestSpec {
     pub fn compile(&self) -> Result<LineTest, String> {
         Ok(match self {
             LineTestSpec::Text(s) => LineTest::Text(memmem::Finder::new(s.as_bytes()).into_owned()),
-            LineTestSpec::Regex(s) => LineTest::Regex(Regex::new(s).map_err(|e| format!("error parsing regexp: {e}"))?),
+            LineTestSpec::Regex(s) => LineTest::Regex(Regex::new(s).map_err(|e| super::parsers::go_regex_error(s, &e))?),
             LineTestSpec::Pattern(s) => LineTest::Pattern(LinePattern::new(s)?),
             LineTestSpec::Ip(s) => LineTest::Ip(super::ip::IpMatcher::new(s)?),
         })

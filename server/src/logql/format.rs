@@ -273,7 +273,7 @@ fn vector_text(v: &VectorAgg) -> String {
     format!("{}{}({args})", v.op.name(), vector_grouping(v).map(grouping_text).unwrap_or_default())
 }
 
-fn binop_symbol(op: BinOp) -> &'static str {
+pub(super) fn binop_symbol(op: BinOp) -> &'static str {
     match op {
         BinOp::Or => "or",
         BinOp::And => "and",

@@ -52,8 +52,21 @@ impl Tok {
             Tok::Pipe => "|".into(),
             Tok::LParen => "(".into(),
             Tok::RParen => ")".into(),
-            Tok::LBracket => "[".into(),
+            // Loki lexes `[5m]` as one RANGE token.
+            Tok::LBracket => "RANGE".into(),
             Tok::RBracket => "]".into(),
+            Tok::Other(s) if s.starts_with("--") => "FUNCTION_FLAG".into(),
+            Tok::Other(s) if s.starts_with(|c: char| c.is_ascii_digit()) || (s.starts_with('.') && s.len() > 1) => {
+                // Loki's lexer reads a number, or a number with a unit.
+                let plain = s.starts_with("0x") || s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
+                if plain {
+                    "NUMBER".into()
+                } else if s.ends_with('B') {
+                    "BYTES".into()
+                } else {
+                    "DURATION".into()
+                }
+            }
             Tok::Other(s) => s.clone(),
         }
     }
@@ -154,6 +167,15 @@ pub fn lex(src: &str) -> Result<Vec<Spanned>, ParseError> {
             c if c.is_ascii_digit() || c == '.' => {
                 let start = i;
                 while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                    // A decimal exponent takes a sign (`1e-3`), as Go's scanner reads it.
+                    let mantissa = chars[start..i].iter().all(|c| c.is_ascii_digit() || *c == '.');
+                    if mantissa
+                        && matches!(chars[i], 'e' | 'E')
+                        && matches!(chars.get(i + 1), Some('+' | '-'))
+                        && chars.get(i + 2).is_some_and(|c| c.is_ascii_digit())
+                    {
+                        i += 2;
+                    }
                     i += 1;
                 }
                 col += i - start;
@@ -189,7 +211,7 @@ fn read_string(chars: &[char], line: usize, col: usize) -> Result<(String, usize
     let mut out = String::new();
     let mut i = 1;
     let mut newlines = 0;
-    let unterminated = || ParseError::at(line, col, "syntax error: unterminated string literal".to_string());
+    let unterminated = || ParseError::at(line, col, "literal not terminated".to_string());
     if quote == '`' {
         while i < chars.len() {
             match chars[i] {

@@ -95,17 +95,29 @@ impl Parser {
 
     fn unexpected(&self, expecting: &str) -> ParseError {
         match self.toks.get(self.pos) {
-            Some(s) => ParseError::at(
-                s.line,
-                s.col,
-                format!("syntax error: unexpected {}{}", s.tok.describe(), expecting_suffix(expecting)),
-            ),
+            Some(s) => {
+                // Loki's lexer makes a function name followed by `(` a token
+                // of its own (`RATE`, `SUM`), named so in its errors.
+                let what = match &s.tok {
+                    Tok::Ident(w) if self.is_function_call() && function_token(w).is_some() => {
+                        function_token(w).unwrap_or_default().to_string()
+                    }
+                    t => t.describe(),
+                };
+                let line = if loki_forgets_line(&s.tok) { 0 } else { s.line };
+                ParseError::at(line, s.col, format!("syntax error: unexpected {what}{}", expecting_suffix(expecting)))
+            }
             None => ParseError::at(
                 self.end.0,
                 self.end.1,
                 format!("syntax error: unexpected $end{}", expecting_suffix(expecting)),
             ),
         }
+    }
+
+    /// Whether the current token is a word followed by `(`.
+    fn is_function_call(&self) -> bool {
+        matches!(self.peek(), Some(Tok::Ident(_))) && self.peek_at(1) == Some(&Tok::LParen)
     }
 
     fn eat(&mut self, want: &Tok) -> bool {
@@ -201,10 +213,8 @@ impl Parser {
                 _ => return Err(self.unexpected("=, !=, =~ or !~")),
             };
             self.pos += 1;
-            let at = self.here();
             let value = self.string()?;
-            let m = Matcher::new(name, op, value)
-                .map_err(|e| ParseError::at(at.0, at.1, format!("invalid regex in label matcher: {e}")))?;
+            let m = Matcher::new(name, op, value).map_err(ParseError::whole)?;
             out.push(m);
             match self.peek() {
                 Some(Tok::Comma) => self.pos += 1,
@@ -212,7 +222,7 @@ impl Parser {
                     self.pos += 1;
                     return Ok(out);
                 }
-                _ => return Err(self.unexpected(", or }")),
+                _ => return Err(self.unexpected("} or ,")),
             }
         }
     }
@@ -230,6 +240,9 @@ impl Parser {
             self.expect(Tok::RParen, ")")?;
             LineTestSpec::Ip(p)
         } else {
+            if !matches!(self.peek(), Some(Tok::Str(_))) {
+                return Err(self.unexpected("STRING or ip"));
+            }
             let s = self.string()?;
             match op {
                 LineFilterOp::Contains | LineFilterOp::NotContains => LineTestSpec::Text(s),
@@ -367,7 +380,7 @@ impl Parser {
                                 self.pos += 1;
                                 let v = self.string()?;
                                 sel.push(LabelSelect::Matching(
-                                    Matcher::new(name, op, v).map_err(|e| werr(format!("invalid regex: {e}")))?,
+                                    Matcher::new(name, op, v).map_err(ParseError::whole)?,
                                 ));
                             }
                             None => sel.push(LabelSelect::Name(name)),
@@ -524,7 +537,7 @@ impl Parser {
                     }
                 };
                 self.pos += 1;
-                let m = Matcher::new(name, op, v).map_err(|e| ParseError::at(at.0, at.1, format!("invalid regex: {e}")))?;
+                let m = Matcher::new(name, op, v).map_err(ParseError::whole)?;
                 Ok(LabelFilter::Str(m))
             }
             Some(Tok::Ident(f)) if f == "ip" => {
@@ -543,7 +556,10 @@ impl Parser {
             Some(Tok::Other(w)) => {
                 let op = cmp.ok_or_else(|| self.unexpected("a comparison"))?;
                 self.pos += 1;
-                let (value, kind) = parse_filter_literal(&w).map_err(|e| ParseError::at(at.0, at.1, e))?;
+                let (value, kind) = parse_filter_literal(&w).map_err(|e| {
+                    // Loki's number literals fail without a position.
+                    if e.starts_with("unable to parse literal") { ParseError::whole(e) } else { ParseError::at(at.0, at.1, e) }
+                })?;
                 Ok(LabelFilter::Num { name, op, value, kind })
             }
             _ => Err(self.unexpected("STRING or NUMBER")),
@@ -588,8 +604,14 @@ impl Parser {
             // `^` is right-associative; everything else left.
             let next_min = if op == BinOp::Pow { prec } else { prec + 1 };
             let rhs = self.expr(next_min)?;
-            if matches!(lhs, Expr::Log(_)) || matches!(rhs, Expr::Log(_)) {
-                return Err(ParseError::whole("binary operations on log queries are not supported; use a metric query"));
+            for (leg, e) in [("left", &lhs), ("right", &rhs)] {
+                if let Expr::Log(l) = e {
+                    let kind = if l.stages.is_empty() { "MatchersExpr" } else { "PipelineExpr" };
+                    return Err(ParseError::whole(format!(
+                        "unexpected type for {leg} leg of binary operation ({}): *syntax.{kind}",
+                        super::format::binop_symbol(op)
+                    )));
+                }
             }
             // Prometheus' rules, which Loki shares: label matching needs a
             // vector on both sides; set operators match many-to-many.
@@ -703,8 +725,9 @@ impl Parser {
                             args.push(self.string()?);
                         }
                         self.expect(Tok::RParen, ")")?;
-                        let re = regex::Regex::new(&format!("^(?s:{})$", args[3]))
-                            .map_err(|e| ParseError::whole(format!("invalid regular expression in label_replace(): {e}")))?;
+                        let re = regex::Regex::new(&format!("^(?s:{})$", args[3])).map_err(|e| {
+                            ParseError::whole(format!("invalid regex in label_replace: {}", super::parsers::go_regex_error(&args[3], &e)))
+                        })?;
                         Ok(Expr::LabelReplace(Box::new(LabelReplace {
                             inner,
                             dst: args[0].clone(),
@@ -726,6 +749,9 @@ impl Parser {
         let mut out = Vec::new();
         if self.eat(&Tok::RParen) {
             return Ok(out);
+        }
+        if !matches!(self.peek(), Some(Tok::Ident(_))) || self.is_function_call() {
+            return Err(self.unexpected("IDENTIFIER or )"));
         }
         loop {
             out.push(self.ident()?);
@@ -750,14 +776,22 @@ impl Parser {
 
     fn range_agg(&mut self, op: RangeOp) -> PResult<Expr> {
         self.expect(Tok::LParen, "(")?;
+        let number_first = matches!(self.peek(), Some(Tok::Other(w)) if parse_number(w).is_some());
         let param = if op == RangeOp::QuantileOverTime {
-            if self.peek_other() == Some("-") {
-                return Err(self.unexpected("NUMBER"));
+            if matches!(self.peek(), Some(Tok::LBrace | Tok::LParen)) {
+                return Err(ParseError::whole("parameter required for operation quantile_over_time"));
+            }
+            if !number_first {
+                return Err(self.unexpected("NUMBER or { or ("));
             }
             let p = self.number()?;
             self.expect(Tok::Comma, ",")?;
             Some(p)
         } else {
+            if number_first && self.peek_at(1) == Some(&Tok::Comma) {
+                let w = self.peek_other().unwrap_or_default();
+                return Err(ParseError::whole(format!("parameter {w} not supported for operation {}", op.name())));
+            }
             None
         };
         // `(selector | pipeline)[range]` or `selector [range] pipeline` or
@@ -781,7 +815,17 @@ impl Parser {
             }
         };
         require_selective(&matchers)?;
-        let offset = if self.eat_ident("offset") { self.duration()? } else { 0 };
+        let offset = if self.eat_ident("offset") {
+            // Loki reads a negative offset (`offset -5m`: the window moves forward).
+            let negative = self.peek_other() == Some("-");
+            if negative {
+                self.pos += 1;
+            }
+            let d = self.duration()?;
+            if negative { -d } else { d }
+        } else {
+            0
+        };
         self.expect(Tok::RParen, ")")?;
         let grouping = self.grouping()?;
         if op.needs_unwrap() && unwrap.is_none() {
@@ -809,27 +853,38 @@ impl Parser {
         Ok(Expr::Range(RangeAgg { op, param, log: LogExpr { matchers, stages }, unwrap, range, offset, grouping }))
     }
 
+    /// `[5m]`, read as Prometheus reads durations. Errors sit where Loki's
+    /// lexer puts them: at the bracket's column, line 0 (see
+    /// [`loki_forgets_line`]).
     fn range(&mut self) -> PResult<i64> {
+        let col = self.toks.get(self.pos).map_or(self.end.1, |s| s.col);
         self.expect(Tok::LBracket, "[")?;
-        let d = self.duration()?;
-        if self.peek() != Some(&Tok::RBracket) {
-            return Err(self.err_here("missing closing ']' in duration".into()));
-        }
-        self.pos += 1;
+        let err = |msg: String| ParseError::at(0, col, msg);
+        let w = match (self.peek_other(), self.peek_at(1)) {
+            (Some(w), Some(Tok::RBracket)) => w.to_string(),
+            _ => return Err(err("missing closing ']' in duration".into())),
+        };
+        let d = crate::logql::units::parse_prometheus_duration(&w).map_err(err)?;
+        self.pos += 2;
         Ok(d)
     }
 
     fn vector_agg(&mut self, op: VecOp) -> PResult<Expr> {
         let mut grouping = self.grouping()?;
         self.expect(Tok::LParen, "(")?;
-        let param = if op.takes_param() {
-            let name = format!("{op:?}").to_lowercase();
-            if !matches!(self.peek(), Some(Tok::Other(w)) if parse_number(w).is_some()) {
-                return Err(ParseError::whole(format!("syntax error: parameter required for {name}")));
+        let name = op.name();
+        let number_first = matches!(self.peek(), Some(Tok::Other(w)) if parse_number(w).is_some()) && self.peek_at(1) == Some(&Tok::Comma);
+        let param = if number_first {
+            let w = self.peek_other().unwrap_or_default().to_string();
+            if !op.takes_param() {
+                return Err(ParseError::whole(format!("unsupported parameter for operation {name}({w},")));
             }
             let p = self.number()?;
-            if p.fract() != 0.0 {
-                return Err(ParseError::whole(format!("invalid parameter {name}({p}, ...): it must be an integer")));
+            if p.fract() != 0.0 || w.contains(['.', 'e', 'E']) {
+                return Err(ParseError::whole(format!("invalid parameter {name}({w},")));
+            }
+            if p <= 0.0 {
+                return Err(ParseError::whole(format!("invalid parameter (must be greater than 0) {name}({w}")));
             }
             self.expect(Tok::Comma, ",")?;
             Some(p)
@@ -838,7 +893,12 @@ impl Parser {
         };
         let inner = self.expr(0)?;
         if matches!(inner, Expr::Log(_)) {
-            return Err(ParseError::whole(format!("{op:?} needs a metric query, not a log query").to_lowercase()));
+            // Loki's grammar wants a metric query here: it stops at the
+            // range or the parenthesis after the log query.
+            return Err(self.unexpected(""));
+        }
+        if op.takes_param() && param.is_none() {
+            return Err(ParseError::whole(format!("parameter required for operation {name}")));
         }
         self.expect(Tok::RParen, ")")?;
         if grouping.is_none() {
@@ -874,6 +934,34 @@ fn op_name(op: RangeOp) -> &'static str {
     }
 }
 
+/// Whether Loki's lexer finishes this token with `Scanner.Next()`, which
+/// resets the reported line to 0: ranges, durations, sizes, parser flags and
+/// two-character operators. Its errors at such a token say "line 0".
+fn loki_forgets_line(t: &Tok) -> bool {
+    match t {
+        Tok::LBracket | Tok::PipeExact | Tok::PipeMatch | Tok::Neq | Tok::Re | Tok::Nre => true,
+        Tok::Other(w) => {
+            matches!(w.as_str(), "==" | ">=" | "<=" | "|>" | "!>")
+                || w.starts_with("--")
+                || (w.starts_with(|c: char| c.is_ascii_digit()) && parse_number(w).is_none())
+        }
+        _ => false,
+    }
+}
+
+/// The token Loki's lexer makes of a function name before `(`, for the
+/// functions its syntax errors name by token (`label_replace` and `ip` are
+/// named as written).
+fn function_token(w: &str) -> Option<String> {
+    let known = RangeOp::from_name(w).is_some()
+        || VecOp::from_name(w).is_some()
+        || matches!(w, "vector" | "bytes" | "duration" | "duration_seconds");
+    known.then(|| match w {
+        "bytes" | "duration" | "duration_seconds" => format!("{}_CONV", w.to_uppercase()),
+        _ => w.to_uppercase(),
+    })
+}
+
 /// A number literal of a metric expression, as Go's `strconv.ParseFloat`
 /// reads what Go's scanner lexes: decimal, or a hexadecimal float
 /// (`0x1.8p3`). `None`: not a number at all; an error: a number Go cannot
@@ -904,7 +992,9 @@ fn literal(w: &str) -> Option<Result<f64, String>> {
 
 /// A plain number (decimal, `NaN`, `Inf` are not words the lexer makes).
 fn parse_number(w: &str) -> Option<f64> {
-    if w.bytes().all(|c| c.is_ascii_digit() || c == b'.' || c == b'e' || c == b'E') && w.bytes().next()?.is_ascii_digit() {
+    let b = w.as_bytes();
+    let starts_like_a_number = b.first()?.is_ascii_digit() || (b[0] == b'.' && b.get(1).is_some_and(u8::is_ascii_digit));
+    if starts_like_a_number && b.iter().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-')) {
         w.parse().ok()
     } else {
         None
@@ -918,9 +1008,8 @@ fn parse_filter_literal(w: &str) -> Result<(f64, NumKind), String> {
     if let Some(v) = parse_number(w) {
         return Ok((v, NumKind::Number));
     }
-    let lower = w.to_ascii_lowercase();
-    if lower.starts_with("0x") || lower.starts_with("0o") || lower.starts_with("0b") {
-        return Err(format!("unable to parse literal as a float: {w}"));
+    if let Some(r) = literal(w) {
+        return r.map(|v| (v, NumKind::Number));
     }
     let unit_at = w.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(w.len());
     let unit = &w[unit_at..];
@@ -1030,6 +1119,31 @@ mod tests {
         assert!(err("-(1)").contains("expecting NUMBER"), "a sign binds to a number only");
         assert!(err(r#"sum(count_over_time({a="b"}[1m])) bool > 1"#).contains("syntax error: unexpected bool"));
         assert!(err(r#"approx_topk(2, count_over_time({a="b"}[1m])) by (a)"#).contains("grouping not allowed for approx_topk aggregation"));
+        let full = |q: &str| parse_expr(q).unwrap_err().to_string();
+        assert_eq!(full(r#"min({ foo = "bar" }[5m])"#), "parse error at line 0, col 20: syntax error: unexpected RANGE");
+        assert_eq!(full(r#"stddev({ foo = "bar" })"#), "parse error at line 1, col 23: syntax error: unexpected )");
+        assert_eq!(full(r#"sum(3 ,count_over_time({ foo = "bar" }[5h]))"#), "parse error : unsupported parameter for operation sum(3,");
+        assert_eq!(full(r#"topk(count_over_time({ foo = "bar" }[5h]))"#), "parse error : parameter required for operation topk");
+        assert_eq!(full(r#"bottomk(1.2,count_over_time({ foo = "bar" }[5h]))"#), "parse error : invalid parameter bottomk(1.2,");
+        assert_eq!(
+            full(r#"count without (rate({namespace="apps"}[15s]))"#),
+            "parse error at line 1, col 16: syntax error: unexpected RATE, expecting IDENTIFIER or )"
+        );
+        assert_eq!(
+            full(r#"{foo="bar"} + {foo="bar"}"#),
+            "parse error : unexpected type for left leg of binary operation (+): *syntax.MatchersExpr"
+        );
+        assert_eq!(full(r#"rate({ foo = "bar" }[5minutes])"#), r#"parse error at line 0, col 21: unknown unit "minutes" in duration "5minutes""#);
+        assert_eq!(full(r#"rate({ foo = "bar" }[5)"#), "parse error at line 0, col 21: missing closing ']' in duration");
+        assert_eq!(
+            full(r#"quantile_over_time({a="b"} | unwrap x [5m])"#),
+            "parse error : parameter required for operation quantile_over_time"
+        );
+        assert_eq!(full(r#"{foo="bar}"#), "parse error at line 1, col 6: literal not terminated");
+        // Loki's grammar accepts these.
+        assert!(parse_expr(r#"quantile_over_time(.99, {a="b"} | unwrap x [5m])"#).is_ok());
+        assert!(parse_expr(r#"max_over_time({a="b"} | unwrap x [5m] offset -5m)"#).is_ok());
+        assert!(parse_expr(r#"sum(rate({a="b"}[5m])) > 1e-3"#).is_ok());
         let c = r#"count_over_time({a="b"}[1m])"#;
         assert!(err(&format!("1 + on (app) {c}")).contains("vector matching only allowed between instant vectors"));
         assert!(err("1 + ignoring (app) 1").contains("vector matching only allowed between instant vectors"));
@@ -1041,9 +1155,9 @@ mod tests {
     #[test]
     fn errors_carry_line_and_column_like_loki() {
         let e = parse_expr(r#"{app="api""#).unwrap_err();
-        assert_eq!(e.to_string(), "parse error at line 1, col 11: syntax error: unexpected $end, expecting , or }");
+        assert_eq!(e.to_string(), "parse error at line 1, col 11: syntax error: unexpected $end, expecting } or ,");
         let e = parse_expr("{app=\"a\"}\n |= 5").unwrap_err();
-        assert_eq!(e.to_string(), "parse error at line 2, col 5: syntax error: unexpected 5, expecting STRING");
+        assert_eq!(e.to_string(), "parse error at line 2, col 5: syntax error: unexpected NUMBER, expecting STRING or ip");
         let e = parse_expr(r#"{app=~".*"}"#).unwrap_err();
         assert!(e.to_string().starts_with("parse error : queries require at least one regexp"), "{e}");
         let e = parse_expr(r#"{app="a"} |~ "(""#).unwrap_err();

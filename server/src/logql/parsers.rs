@@ -1203,13 +1203,42 @@ fn find_duplicate_group_name(re: &str) -> Option<String> {
     None
 }
 
-fn regex_error_message(re: &str, e: &regex::Error) -> String {
-    let s = e.to_string();
-    let msg = match s.rsplit_once("error: ") {
-        Some((_, m)) => m.trim().to_string(),
-        None => s.split_whitespace().collect::<Vec<_>>().join(" "),
+/// Why `re` is not a regular expression, in the words of Go's
+/// `regexp/syntax` (what Loki answers): `error parsing regexp: invalid escape
+/// sequence: `\q``. `e` is the error of the regex crate, used as it is for
+/// the few problems Go names differently.
+pub fn go_regex_error(re: &str, e: &regex::Error) -> String {
+    use regex_syntax::ast::ErrorKind as K;
+    let (what, text) = match regex_syntax::ast::parse::Parser::new().parse(re) {
+        Err(err) => {
+            let (start, end) = (err.span().start.offset, err.span().end.offset);
+            let span = re.get(start..end).unwrap_or(re).to_string();
+            match err.kind() {
+                K::EscapeUnrecognized | K::EscapeHexEmpty | K::EscapeHexInvalid | K::EscapeHexInvalidDigit | K::ClassEscapeInvalid => {
+                    ("invalid escape sequence", span)
+                }
+                K::EscapeUnexpectedEof => ("trailing backslash at end of expression", String::new()),
+                K::GroupUnclosed => ("missing closing )", re.to_string()),
+                K::GroupUnopened => ("unexpected )", re.to_string()),
+                K::ClassUnclosed => ("missing closing ]", re.get(start..).unwrap_or(re).to_string()),
+                K::ClassRangeInvalid | K::ClassRangeLiteral => ("invalid character class range", span),
+                K::RepetitionMissing => ("missing argument to repetition operator", span),
+                K::RepetitionCountInvalid | K::RepetitionCountDecimalEmpty | K::DecimalInvalid | K::DecimalEmpty => {
+                    ("invalid repeat count", span)
+                }
+                K::UnicodeClassInvalid => ("invalid character class range", span),
+                K::NestLimitExceeded(_) => ("expression nests too deeply", re.to_string()),
+                K::GroupNameDuplicate { .. } => ("duplicate capture group name", span),
+                _ => ("invalid or unsupported Perl syntax", span),
+            }
+        }
+        Ok(_) => {
+            let s = e.to_string();
+            let msg = s.rsplit_once("error: ").map_or(s.as_str(), |(_, m)| m).trim().to_string();
+            return format!("error parsing regexp: {msg}: `{re}`");
+        }
     };
-    format!("error parsing regexp: {}: `{}`", msg, re)
+    format!("error parsing regexp: {what}: `{text}`")
 }
 
 /// `| regexp "..."`: named capture groups become labels.
@@ -1238,7 +1267,7 @@ impl RegexpParser {
                 if let Some(dup) = find_duplicate_group_name(re) {
                     return Err(format!("duplicate extracted label name '{}'", dup));
                 }
-                return Err(regex_error_message(re, &e));
+                return Err(go_regex_error(re, &e));
             }
         };
         let mut names = Vec::new();

@@ -45,6 +45,54 @@ pub fn parse_go_duration(s: &str) -> Result<f64, String> {
     Ok(if neg { -total } else { total })
 }
 
+/// Prometheus' `model.ParseDuration` (what Loki reads ranges with), in
+/// nanoseconds: whole numbers with units from `y` down to `ms`, largest
+/// first (`1h30m`, `90d`); `1.5m` and a bare `30` are not durations.
+pub fn parse_prometheus_duration(s: &str) -> Result<i64, String> {
+    const UNITS: [(&str, u64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    match s {
+        "0" => return Ok(0),
+        "" => return Err("empty duration string".into()),
+        _ => {}
+    }
+    let invalid = || format!("not a valid duration string: {s:?}");
+    let mut rest = s;
+    let mut ms: u64 = 0;
+    let mut last_unit = None;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let v: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        if unit_len == 0 {
+            return Err(invalid());
+        }
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
+            return Err(format!("unknown unit {unit:?} in duration {s:?}"));
+        };
+        if last_unit.is_some_and(|l| pos <= l) {
+            return Err(invalid());
+        }
+        last_unit = Some(pos);
+        let add = v.checked_mul(UNITS[pos].1).ok_or("duration out of range")?;
+        ms = ms.checked_add(add).filter(|m| *m <= i64::MAX as u64 / 1_000_000).ok_or("duration out of range")?;
+    }
+    Ok(ms as i64 * 1_000_000)
+}
+
 /// go-humanize's `ParseBytes`: `42`, `42B`, `1kB`/`1KB` (1000), `1KiB`
 /// (1024), `3mb`, `1.5 GB`; case-insensitive.
 pub fn parse_bytes(s: &str) -> Result<f64, String> {
@@ -88,6 +136,17 @@ mod tests {
         assert_eq!(parse_go_duration("300ms").unwrap(), 0.3);
         assert_eq!(parse_go_duration("1x").unwrap_err(), "time: unknown unit \"x\" in duration \"1x\"");
         assert_eq!(parse_go_duration("5").unwrap_err(), "time: missing unit in duration \"5\"");
+    }
+
+    #[test]
+    fn prometheus_durations() {
+        assert_eq!(parse_prometheus_duration("1h30m").unwrap(), 5_400_000_000_000);
+        assert_eq!(parse_prometheus_duration("90d").unwrap(), 90 * 86_400_000_000_000);
+        assert_eq!(parse_prometheus_duration("500ms").unwrap(), 500_000_000);
+        assert_eq!(parse_prometheus_duration("5minutes").unwrap_err(), r#"unknown unit "minutes" in duration "5minutes""#);
+        assert_eq!(parse_prometheus_duration("1.5m").unwrap_err(), r#"unknown unit "." in duration "1.5m""#);
+        assert_eq!(parse_prometheus_duration("30").unwrap_err(), r#"not a valid duration string: "30""#);
+        assert_eq!(parse_prometheus_duration("1m1h").unwrap_err(), r#"not a valid duration string: "1m1h""#);
     }
 
     #[test]
