@@ -556,10 +556,32 @@ impl Parser {
             Some(Tok::Other(w)) => {
                 let op = cmp.ok_or_else(|| self.unexpected("a comparison"))?;
                 self.pos += 1;
+                // A sign: `-1`, `+1` and `-5s` (no sign on sizes), as Loki reads them.
+                let sign = match w.as_str() {
+                    "-" => -1.0,
+                    "+" => 1.0,
+                    _ => 0.0,
+                };
+                let w = if sign != 0.0 {
+                    match self.peek_other().map(str::to_string) {
+                        Some(next) if next.starts_with(|c: char| c.is_ascii_digit() || c == '.') => {
+                            self.pos += 1;
+                            next
+                        }
+                        _ => return Err(self.unexpected("NUMBER")),
+                    }
+                } else {
+                    w
+                };
                 let (value, kind) = parse_filter_literal(&w).map_err(|e| {
                     // Loki's number literals fail without a position.
                     if e.starts_with("unable to parse literal") { ParseError::whole(e) } else { ParseError::at(at.0, at.1, e) }
                 })?;
+                let value = match (sign, kind) {
+                    (0.0, _) => value,
+                    (_, NumKind::Number) | (-1.0, NumKind::Duration) => sign * value,
+                    _ => return Err(ParseError::at(at.0, at.1, format!("syntax error: unexpected {}", Tok::Other(w).describe()))),
+                };
                 Ok(LabelFilter::Num { name, op, value, kind })
             }
             _ => Err(self.unexpected("STRING or NUMBER")),
@@ -1144,6 +1166,7 @@ mod tests {
         assert!(parse_expr(r#"quantile_over_time(.99, {a="b"} | unwrap x [5m])"#).is_ok());
         assert!(parse_expr(r#"max_over_time({a="b"} | unwrap x [5m] offset -5m)"#).is_ok());
         assert!(parse_expr(r#"sum(rate({a="b"}[5m])) > 1e-3"#).is_ok());
+        assert!(parse_expr(r#"{a="b"} | logfmt | counter>-1 | took > -5s | n < +2"#).is_ok());
         let c = r#"count_over_time({a="b"}[1m])"#;
         assert!(err(&format!("1 + on (app) {c}")).contains("vector matching only allowed between instant vectors"));
         assert!(err("1 + ignoring (app) 1").contains("vector matching only allowed between instant vectors"));
