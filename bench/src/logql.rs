@@ -115,6 +115,12 @@ fn main() -> Result<()> {
             step: Some(60),
         },
         Question {
+            name: "logfmt (all) by level",
+            logql: format!("sum by (level) (count_over_time({{job=~\".+\"}} | logfmt [{range}]))"),
+            sql: "SELECT extract(line, 'level=(\\\\w+)') AS level, count() AS c FROM f GROUP BY level ORDER BY c DESC".into(),
+            step: None,
+        },
+        Question {
             name: "topk by status",
             logql: format!("topk(3, sum by (status) (count_over_time({{job=~\".+\"}} | logfmt status [{range}])))"),
             sql: "SELECT extract(line, 'status=(\\\\d+)') AS s, count() AS c FROM f GROUP BY s ORDER BY c DESC LIMIT 3".into(),

@@ -59,6 +59,11 @@ pub struct Selection {
     range: RangeAgg,
     /// Which parsers Loki would skip for this range aggregation.
     skip: pipeline::ParserSkip,
+    /// The grouping samples can be merged by as they are extracted: the
+    /// range aggregation's own, or that of a `sum` around a linear one
+    /// (counts, rates, bytes and sums of merged series are the sums of the
+    /// series'), so lines that differ only in other labels share a series.
+    project: Option<Grouping>,
 }
 
 /// A log sample: time and value (1, the line's bytes, or the unwrapped
@@ -79,7 +84,7 @@ impl Selection {
     /// filter removed, as Loki does.
     pub fn extract(&self, stream: &LabelSet, entries: Vec<Entry>, out: &mut SeriesSamples) -> Result<(), EvalError> {
         let r = &self.range;
-        let group = |labels: LabelSet| match &r.grouping {
+        let group = |labels: LabelSet| match &self.project {
             Some(g) => group_labels(&labels, g),
             None => labels,
         };
@@ -128,16 +133,24 @@ impl Selection {
                 )));
             }
             let sample = Sample { ts, value };
-            match by_labels.get_mut(&p.labels) {
+            let key = match &self.project {
+                Some(g) if !g.without => g.labels.iter().filter_map(|l| p.labels.remove_entry(l.as_str())).collect(),
+                Some(g) => {
+                    p.labels.retain(|k, _| !g.labels.contains(k));
+                    p.labels
+                }
+                None => p.labels,
+            };
+            match by_labels.get_mut(&key) {
                 Some(v) => v.push(sample),
                 None => {
-                    by_labels.insert(p.labels, vec![sample]);
+                    by_labels.insert(key, vec![sample]);
                 }
             }
         }
         for (labels, samples) in by_labels {
             let set = LabelSet::from_pairs_keep_empty(labels.into_iter().collect());
-            out.entry(group(set)).or_default().extend(samples);
+            out.entry(set).or_default().extend(samples);
         }
         Ok(())
     }
@@ -184,6 +197,11 @@ fn collect_under(e: &Expr, steps: Steps, parent: Option<&VectorAgg>, out: &mut V
             through: steps.end - r.offset + 1,
             range: r.clone(),
             skip: parser_skip(r, parent),
+            project: match (&r.grouping, pushed_sum(r, parent)) {
+                (Some(g), _) => Some(g.clone()),
+                (None, Some(v)) => Some(v.grouping.clone().unwrap_or_default()),
+                (None, None) => None,
+            },
         }),
         Expr::Vector(v) => collect_under(&v.inner, steps, Some(v), out),
         Expr::Binary(b) => {
@@ -203,14 +221,7 @@ fn collect_under(e: &Expr, steps: Steps, parent: Option<&VectorAgg>, out: &mut V
 /// templates keep every parser (the labels templates read are not listed).
 fn parser_skip(r: &RangeAgg, parent: Option<&VectorAgg>) -> pipeline::ParserSkip {
     use pipeline::ParserSkip;
-    let pushed = parent.filter(|v| {
-        v.op == VecOp::Sum
-            && r.grouping.is_none()
-            && matches!(
-                r.op,
-                RangeOp::BytesOverTime | RangeOp::BytesRate | RangeOp::SumOverTime | RangeOp::Rate | RangeOp::CountOverTime
-            )
-    });
+    let pushed = pushed_sum(r, parent);
     // The grouping in force, and whether the query is grouped at all.
     let grouping: Option<Grouping> = match (pushed, &r.grouping) {
         (Some(v), _) => Some(v.grouping.clone().unwrap_or_default()),
@@ -248,6 +259,16 @@ fn parser_skip(r: &RangeAgg, parent: Option<&VectorAgg>) -> pipeline::ParserSkip
     } else {
         ParserSkip::OnceExtracted(names)
     }
+}
+
+/// The `sum` around `r` whose grouping applies to `r`'s series already: `r`
+/// has no grouping of its own and is linear in its samples.
+fn pushed_sum<'a>(r: &RangeAgg, parent: Option<&'a VectorAgg>) -> Option<&'a VectorAgg> {
+    parent.filter(|v| {
+        v.op == VecOp::Sum
+            && r.grouping.is_none()
+            && matches!(r.op, RangeOp::BytesOverTime | RangeOp::BytesRate | RangeOp::SumOverTime | RangeOp::Rate | RangeOp::CountOverTime)
+    })
 }
 
 /// Evaluates `e` at `steps` from the fetched data (one entry per selection,

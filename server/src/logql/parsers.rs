@@ -989,6 +989,18 @@ impl<'a> LogfmtDecoder<'a> {
 /// * `keep_empty`: keep keys with empty values (`k=` and standalone `k`);
 ///   otherwise they are dropped.
 pub fn logfmt(line: &str, strict: bool, keep_empty: bool) -> Result<Extracted, ParserError> {
+    logfmt_only(line, strict, keep_empty, None)
+}
+
+/// [`logfmt`], keeping only the labels named in `wanted` (a key `k` is
+/// wanted when `wanted` holds `k` or `k_extracted`), as Loki's parser hints
+/// do. Without `strict` it stops once each wanted label was found: later
+/// pairs cannot change the first value of a key.
+pub fn logfmt_only(line: &str, strict: bool, keep_empty: bool, wanted: Option<&[String]>) -> Result<Extracted, ParserError> {
+    let is_wanted = |k: &str| match wanted {
+        None => true,
+        Some(w) => w.iter().any(|n| n == k || n.strip_suffix("_extracted") == Some(k)),
+    };
     let mut dec = LogfmtDecoder::new(line);
     let mut col = Collector::new();
     loop {
@@ -1000,14 +1012,24 @@ pub fn logfmt(line: &str, strict: bool, keep_empty: bool) -> Result<Extracted, P
                 }
             }
             Kv::Pair(k, v) => {
+                // A valid name sanitizes to itself: test it before copying.
+                if is_valid_label_name(k) && !is_wanted(k) {
+                    continue;
+                }
                 let name = sanitize_label_name(k);
-                if name.is_empty() || col.has(&name) {
+                if name.is_empty() || col.has(&name) || !is_wanted(&name) {
                     continue;
                 }
                 if !keep_empty && v.is_empty() {
                     continue;
                 }
                 col.push(name, replace_rune_error(&v));
+                if let Some(w) = wanted {
+                    let found = |n: &String| col.has(n) || n.strip_suffix("_extracted").is_some_and(|b| col.has(b));
+                    if !strict && w.iter().all(found) {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -1085,30 +1107,43 @@ impl LogfmtExpressions {
                     }
                 }
                 Kv::Pair(k, v) => {
-                    // Most keys are valid names already: compare them as they are.
-                    let name = if is_valid_label_name(k) { std::borrow::Cow::Borrowed(k) } else { sanitize_label_name(k).into() };
+                    // Wanted keys are valid names, which sanitize to
+                    // themselves: compare the key as it is first, and
+                    // sanitize only a key that is not a valid name.
+                    let sanitized;
+                    let name = if is_valid_label_name(k) {
+                        k
+                    } else {
+                        sanitized = sanitize_label_name(k);
+                        sanitized.as_str()
+                    };
                     if name.is_empty() {
                         continue;
                     }
+                    let mut found = false;
                     for (j, (_, key)) in self.exprs.iter().enumerate() {
-                        if *key == name && values[j].is_none() {
+                        if key == name && values[j].is_none() {
                             // Loki drops (empties) values holding U+FFFD here.
                             let v = if has_rune_error(&v) { String::new() } else { v.to_string() };
                             values[j] = Some(v);
+                            found = true;
                         }
                     }
-                    if !strict && values.iter().all(Option::is_some) {
+                    if found && !strict && values.iter().all(Option::is_some) {
                         // Later pairs cannot change the result (the first wins).
                         break;
                     }
                 }
             }
         }
-        let mut col = Collector::new();
+        // One pair per identifier, the first of a repeated one winning.
+        let mut out: Extracted = Vec::with_capacity(self.exprs.len());
         for ((id, _), v) in self.exprs.iter().zip(values) {
-            col.push(id.clone(), v.unwrap_or_default());
+            if !out.iter().any(|(o, _)| o == id) {
+                out.push((id.clone(), v.unwrap_or_default()));
+            }
         }
-        Ok(col.out)
+        Ok(out)
     }
 }
 
@@ -1527,6 +1562,17 @@ mod tests {
     }
 
     // ---- logfmt ----
+
+    #[test]
+    fn logfmt_only_keeps_the_wanted_labels_first_values() {
+        let line = "level=info a=1 9x=2 level=warn b= lvl_extracted=z";
+        let wanted = ["level".to_string(), "_9x".to_string(), "b_extracted".to_string()];
+        let got = logfmt_only(line, false, true, Some(&wanted)).unwrap();
+        assert_eq!(got, vec![("level".into(), "info".into()), ("_9x".into(), "2".into()), ("b".into(), "".into())]);
+        assert_eq!(logfmt_only(line, false, false, Some(&wanted)).unwrap().len(), 2, "empty values dropped");
+        assert_eq!(logfmt_only(line, false, false, None).unwrap(), logfmt(line, false, false).unwrap());
+        assert!(logfmt_only("level=info bad=\"x", true, false, Some(&wanted)).is_err(), "--strict still reads the whole line");
+    }
 
     #[test]
     fn logfmt_basic() {

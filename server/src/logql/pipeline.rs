@@ -99,7 +99,7 @@ pub fn process_skipping(stages: &[Stage], stream: &LabelSet, entry: Entry, skip:
         if parser && skip.skips(&p, &base) {
             continue;
         }
-        if !run_stage(stage, &base, ts, &mut p) {
+        if !run_stage(stage, &base, ts, skip, &mut p) {
             return None;
         }
     }
@@ -141,7 +141,7 @@ fn apply_parser(p: &mut Processed, stream: &Base<'_>, r: Result<Extracted, Parse
     }
 }
 
-fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, p: &mut Processed) -> bool {
+fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, skip: &ParserSkip, p: &mut Processed) -> bool {
     match stage {
         Stage::LineFilter(f) => f.matches(&p.line),
         Stage::Json(None) => {
@@ -155,9 +155,11 @@ fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, p: &mut Processed) -> bo
             true
         }
         Stage::Logfmt { strict, keep_empty, exprs } => {
-            let r = match exprs {
-                None => parsers::logfmt(&p.line, *strict, *keep_empty),
-                Some(e) => e.extract(&p.line, *strict),
+            let r = match (exprs, skip) {
+                // The query needs only some labels: extract only those.
+                (None, ParserSkip::OnceExtracted(names)) => parsers::logfmt_only(&p.line, *strict, *keep_empty, Some(names)),
+                (None, _) => parsers::logfmt(&p.line, *strict, *keep_empty),
+                (Some(e), _) => e.extract(&p.line, *strict),
             };
             apply_parser(p, stream, r);
             true
