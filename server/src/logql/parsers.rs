@@ -508,9 +508,16 @@ fn raw_slice(line: &str, start: usize, end: usize) -> &str {
 /// strings are unescaped (an invalid escape gives `""`). A duplicate key keeps
 /// its first value. A line that is not a JSON object fails with `JSONParserErr`.
 pub fn json(line: &str) -> Result<Extracted, ParserError> {
+    json_only(line, None)
+}
+
+/// [`json`], keeping only the labels named in `wanted` (a label `k` is
+/// wanted when `wanted` holds `k` or `k_extracted`), as Loki's parser hints
+/// do; the whole line is still read, so malformed JSON still fails.
+pub fn json_only(line: &str, wanted: Option<&[String]>) -> Result<Extracted, ParserError> {
     let mut col = Collector::new();
     let mut prefix = String::new();
-    json_flatten(line, 0, &mut prefix, &mut col, 0).map_err(|e| ParserError::new(JSON_PARSER_ERR, e))?;
+    json_flatten(line, 0, &mut prefix, &mut col, wanted, 0).map_err(|e| ParserError::new(JSON_PARSER_ERR, e))?;
     Ok(col.out)
 }
 
@@ -519,6 +526,7 @@ fn json_flatten(
     from: usize,
     prefix: &mut String,
     col: &mut Collector,
+    wanted: Option<&[String]>,
     depth: usize,
 ) -> Result<(), &'static str> {
     if depth > MAX_JSON_DEPTH {
@@ -536,7 +544,8 @@ fn json_flatten(
                     append_sanitized(&mut n, key);
                     n
                 };
-                if !name.is_empty() && !col.has(&name) {
+                let is_wanted = |n: &str| wanted.is_none_or(|w| w.iter().any(|x| x == n || x.strip_suffix("_extracted") == Some(n)));
+                if !name.is_empty() && is_wanted(&name) && !col.has(&name) {
                     let value = json_leaf_value(line, &v);
                     col.push(name, value);
                 }
@@ -547,7 +556,7 @@ fn json_flatten(
                     prefix.push('_');
                 }
                 append_sanitized(&mut *prefix, key);
-                let r = json_flatten(line, v.tok, &mut *prefix, &mut *col, depth + 1);
+                let r = json_flatten(line, v.tok, &mut *prefix, &mut *col, wanted, depth + 1);
                 prefix.truncate(plen);
                 r?;
             }
@@ -1562,6 +1571,14 @@ mod tests {
     }
 
     // ---- logfmt ----
+
+    #[test]
+    fn json_only_keeps_the_wanted_labels_and_still_fails_on_bad_json() {
+        let wanted = ["level".to_string(), "req_status_extracted".to_string()];
+        let got = json_only(r#"{"level":"info","trace":"x","req":{"status":500,"path":"/"}}"#, Some(&wanted)).unwrap();
+        assert_eq!(got, vec![("level".into(), "info".into()), ("req_status".into(), "500".into())]);
+        assert!(json_only(r#"{"level":"info","trace":"#, Some(&wanted)).is_err());
+    }
 
     #[test]
     fn logfmt_only_keeps_the_wanted_labels_first_values() {

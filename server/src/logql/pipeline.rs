@@ -145,7 +145,12 @@ fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, skip: &ParserSkip, p: &m
     match stage {
         Stage::LineFilter(f) => f.matches(&p.line),
         Stage::Json(None) => {
-            let r = parsers::json(&p.line);
+            // The query needs only some labels: extract only those.
+            let wanted = match skip {
+                ParserSkip::OnceExtracted(names) => Some(names.as_slice()),
+                _ => None,
+            };
+            let r = parsers::json_only(&p.line, wanted);
             apply_parser(p, stream, r);
             true
         }
