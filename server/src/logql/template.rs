@@ -70,13 +70,17 @@ fn err(msg: impl Into<String>) -> TemplateError {
     TemplateError(format!("template: line_format:1: {}", msg.into()))
 }
 
+/// The functions a template may call: Loki's (its own, the listed sprig
+/// ones, the old capitalized names) and Go's template built-ins.
 const FUNCS: &[&str] = &[
-    "__line__", "__timestamp__", "lower", "upper", "title", "trim", "trimAll", "trimLeft", "trimRight", "trimPrefix",
-    "trimSuffix", "trimSpace", "replace", "substr", "contains", "hasPrefix", "hasSuffix", "indent", "nindent", "repeat",
-    "default", "regexReplaceAll", "regexReplaceAllLiteral", "count", "urlencode", "urldecode", "b64enc", "b64dec", "len",
-    "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "int", "float64", "add", "sub", "mul", "div", "mod", "addf",
-    "subf", "mulf", "divf", "max", "min", "maxf", "minf", "ceil", "floor", "round", "unixEpoch", "unixEpochMillis",
-    "unixEpochNanos", "unixToTime", "alignLeft", "alignRight", "printf", "print", "println", "toString", "abs",
+    "__line__", "__timestamp__", "lower", "upper", "title", "trim", "trimAll", "trimPrefix", "trimSuffix", "trunc",
+    "replace", "substr", "contains", "hasPrefix", "hasSuffix", "indent", "nindent", "repeat", "default", "regexReplaceAll",
+    "regexReplaceAllLiteral", "count", "urlencode", "urldecode", "b64enc", "b64dec", "len", "eq", "ne", "lt", "le", "gt", "ge",
+    "and", "or", "not", "int", "float64", "add", "sub", "mul", "div", "mod", "addf", "subf", "mulf", "divf", "max", "min",
+    "maxf", "minf", "ceil", "floor", "round", "unixEpoch", "unixEpochMillis", "unixEpochNanos", "unixToTime", "alignLeft",
+    "alignRight", "printf", "print", "println", "html", "js", "urlquery", "bytes", "duration", "duration_seconds", "date",
+    "toDate", "toDateInZone", "now", "fromJson", "ToLower", "ToUpper", "Replace", "Trim", "TrimLeft", "TrimRight",
+    "TrimPrefix", "TrimSuffix", "TrimSpace",
 ];
 
 impl Template {
@@ -464,30 +468,11 @@ fn to_string(v: &Val) -> String {
     match v {
         Val::Str(s) => s.clone(),
         Val::Int(i) => i.to_string(),
-        Val::Float(f) => format_float(*f),
+        Val::Float(f) => super::units::go_float(*f),
         Val::Bool(b) => b.to_string(),
         Val::Nil => "<no value>".into(),
         Val::Time(ns) => crate::time::format_go(*ns),
     }
-}
-
-/// Go's `%v` of a float64: shortest representation, exponent for big/small.
-fn format_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
-    }
-    let a = f.abs();
-    if a != 0.0 && !(1e-4..1e21).contains(&a) {
-        let s = format!("{f:e}");
-        // Rust: 1e21 / 1.5e-5; Go: 1e+21 / 1.5e-05.
-        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let (sign, digits) = if let Some(d) = e.strip_prefix('-') { ('-', d) } else { ('+', e) };
-        return format!("{m}e{sign}{digits:0>2}");
-    }
-    format!("{f}")
 }
 
 fn as_f64(v: &Val) -> Result<f64, TemplateError> {
@@ -561,20 +546,50 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
             }
             ok(Val::Str(out))
         }
-        "trim" | "trimSpace" => {
+        "trim" | "TrimSpace" => {
             want(f, a, 1)?;
             ok(Val::Str(s(&a[0]).trim().to_string()))
         }
-        "trimAll" | "trimLeft" | "trimRight" => {
+        "ToLower" | "ToUpper" => {
+            want(f, a, 1)?;
+            ok(Val::Str(if f == "ToLower" { s(&a[0]).to_lowercase() } else { s(&a[0]).to_uppercase() }))
+        }
+        // sprig's `trimAll cutset s`; Go's `Trim s cutset` (and Left/Right).
+        "trimAll" | "Trim" | "TrimLeft" | "TrimRight" => {
             want(f, a, 2)?;
-            let cut: Vec<char> = s(&a[0]).chars().collect();
-            let v = s(&a[1]);
+            let (v, cut) = if f == "trimAll" { (s(&a[1]), s(&a[0])) } else { (s(&a[0]), s(&a[1])) };
+            let cut: Vec<char> = cut.chars().collect();
             let r = match f {
-                "trimAll" => v.trim_matches(|c| cut.contains(&c)),
-                "trimLeft" => v.trim_start_matches(|c| cut.contains(&c)),
-                _ => v.trim_end_matches(|c| cut.contains(&c)),
+                "TrimLeft" => v.trim_start_matches(|c| cut.contains(&c)),
+                "TrimRight" => v.trim_end_matches(|c| cut.contains(&c)),
+                _ => v.trim_matches(|c| cut.contains(&c)),
             };
             ok(Val::Str(r.to_string()))
+        }
+        "TrimPrefix" | "TrimSuffix" => {
+            want(f, a, 2)?;
+            let (v, x) = (s(&a[0]), s(&a[1]));
+            let r = if f == "TrimPrefix" { v.strip_prefix(x.as_str()) } else { v.strip_suffix(x.as_str()) };
+            ok(Val::Str(r.unwrap_or(&v).to_string()))
+        }
+        "Replace" => {
+            want(f, a, 4)?;
+            let (v, old, new, n) = (s(&a[0]), s(&a[1]), s(&a[2]), as_i64(&a[3])?);
+            ok(Val::Str(if n < 0 { v.replace(&old, &new) } else { v.replacen(&old, &new, n as usize) }))
+        }
+        "trunc" => {
+            // Loki's: characters, a negative count from the end.
+            want(f, a, 2)?;
+            let (c, v) = (as_i64(&a[0])?, s(&a[1]));
+            let chars: Vec<char> = v.chars().collect();
+            let n = chars.len() as i64;
+            ok(Val::Str(if c < 0 && n + c > 0 {
+                chars[(n + c) as usize..].iter().collect()
+            } else if c >= 0 && n > c {
+                chars[..c as usize].iter().collect()
+            } else {
+                v
+            }))
         }
         "trimPrefix" => {
             want(f, a, 2)?;
@@ -591,12 +606,20 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
             ok(Val::Str(s(&a[2]).replace(&s(&a[0]), &s(&a[1]))))
         }
         "substr" => {
+            // Loki's: characters; a negative start reads from the beginning,
+            // a negative end to the end (both negative: nothing).
             want(f, a, 3)?;
             let chars: Vec<char> = s(&a[2]).chars().collect();
-            let start = as_i64(&a[0])?.max(0) as usize;
-            let end = as_i64(&a[1])?;
-            let end = if end < 0 || end as usize > chars.len() { chars.len() } else { end as usize };
-            ok(Val::Str(if start >= end { String::new() } else { chars[start..end].iter().collect() }))
+            let l = chars.len() as i64;
+            let (start, end) = (as_i64(&a[0])?.min(l), as_i64(&a[1])?.min(l));
+            let slice = |from: i64, to: i64| -> String { chars[from as usize..to as usize].iter().collect() };
+            ok(Val::Str(match (start < 0, end < 0) {
+                (true, true) => String::new(),
+                (true, false) => slice(0, end),
+                (false, true) => slice(start, l),
+                (false, false) if start > end => String::new(),
+                (false, false) => slice(start, end),
+            }))
         }
         "contains" => {
             want(f, a, 2)?;
@@ -650,7 +673,59 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
             let decoded: String = form_urlencoded::parse(format!("x={v}").as_bytes()).map(|(_, v)| v.into_owned()).collect();
             ok(Val::Str(decoded))
         }
-        "b64enc" | "b64dec" => Err(err(format!("error calling {f}: not supported"))),
+        "b64enc" => {
+            use base64::Engine as _;
+            want(f, a, 1)?;
+            ok(Val::Str(base64::engine::general_purpose::STANDARD.encode(s(&a[0]))))
+        }
+        "b64dec" => {
+            // Loki pads a short input, and answers a decoding error as the text.
+            use base64::Engine as _;
+            want(f, a, 1)?;
+            let mut v = s(&a[0]);
+            if !matches!(v.len() % 4, 0 | 1) {
+                v.push_str(&"=".repeat(4 - v.len() % 4));
+            }
+            ok(Val::Str(match base64::engine::general_purpose::STANDARD.decode(&v) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) => go_base64_error(&e),
+            }))
+        }
+        "html" => ok(Val::Str(go_html_escape(&a.iter().map(s).collect::<String>()))),
+        "urlquery" => ok(Val::Str(form_urlencoded::byte_serialize(a.iter().map(s).collect::<String>().as_bytes()).collect())),
+        "js" => ok(Val::Str(go_js_escape(&a.iter().map(s).collect::<String>()))),
+        "bytes" => {
+            want(f, a, 1)?;
+            ok(Val::Float(super::units::parse_bytes(&s(&a[0])).map_err(|e| err(format!("error calling bytes: {e}")))?))
+        }
+        "duration" | "duration_seconds" => {
+            want(f, a, 1)?;
+            ok(Val::Float(super::units::parse_go_duration(&s(&a[0])).map_err(|e| err(format!("error calling {f}: {e}")))?))
+        }
+        "now" => {
+            want(f, a, 0)?;
+            ok(Val::Time(crate::time::now_ns()))
+        }
+        // sprig ignores a parse failure: the zero time.
+        "toDate" => {
+            want(f, a, 2)?;
+            ok(Val::Time(crate::time::parse_layout(&s(&a[0]), &s(&a[1])).unwrap_or(crate::time::GO_ZERO_TIME)))
+        }
+        "toDateInZone" => {
+            // Zones other than UTC are read as UTC (no time zone database here).
+            want(f, a, 3)?;
+            ok(Val::Time(crate::time::parse_layout(&s(&a[0]), &s(&a[2])).unwrap_or(crate::time::GO_ZERO_TIME)))
+        }
+        "date" => {
+            want(f, a, 2)?;
+            let t = match &a[1] {
+                Val::Time(ns) => *ns,
+                Val::Int(secs) => secs.saturating_mul(1_000_000_000),
+                _ => crate::time::now_ns(),
+            };
+            ok(Val::Str(crate::time::format_layout(t, &s(&a[0]))))
+        }
+        "fromJson" => Err(err("error calling fromJson: not supported by Balsa")),
         "len" => {
             want(f, a, 1)?;
             ok(Val::Int(s(&a[0]).len() as i64))
@@ -707,48 +782,67 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
             }
             ok(Val::Int(acc))
         }
-        "addf" | "subf" | "mulf" | "divf" | "maxf" | "minf" => {
+        // sprig computes these in decimal (shopspring/decimal), not in floats.
+        "addf" | "subf" | "mulf" | "divf" => {
+            if a.is_empty() {
+                return ok(Val::Float(0.0));
+            }
+            let (first, rest) = if f == "addf" { (0.0, &a[..]) } else { (as_f64(&a[0])?, &a[1..]) };
+            let mut acc = Dec::from_f64(first);
+            for b in rest {
+                let b = Dec::from_f64(as_f64(b)?);
+                acc = match (acc, b) {
+                    (Some(x), Some(y)) => match f {
+                        "addf" => x.add(y),
+                        "subf" => x.add(y.neg()),
+                        "mulf" => x.mul(y),
+                        _ if y.m == 0 => return Err(err("error calling divf: decimal division by 0")),
+                        _ => x.div(y),
+                    },
+                    _ => None,
+                };
+            }
+            ok(Val::Float(acc.map_or(f64::NAN, Dec::to_f64)))
+        }
+        "maxf" | "minf" => {
             if a.is_empty() {
                 return ok(Val::Float(0.0));
             }
             let mut acc = as_f64(&a[0])?;
             for b in &a[1..] {
                 let b = as_f64(b)?;
-                acc = match f {
-                    "addf" => acc + b,
-                    "subf" => acc - b,
-                    "mulf" => acc * b,
-                    "divf" => acc / b,
-                    "maxf" => acc.max(b),
-                    _ => acc.min(b),
-                };
+                acc = if f == "maxf" { acc.max(b) } else { acc.min(b) };
             }
             ok(Val::Float(acc))
         }
-        "ceil" | "floor" | "round" | "abs" => {
-            if a.is_empty() {
-                return Err(err(format!("error calling {f}: missing argument")));
-            }
+        "ceil" | "floor" => {
+            want(f, a, 1)?;
             let v = as_f64(&a[0])?;
-            ok(Val::Float(match f {
-                "ceil" => v.ceil(),
-                "floor" => v.floor(),
-                "abs" => v.abs(),
-                _ => {
-                    let places = a.get(1).map(as_i64).transpose()?.unwrap_or(0).clamp(0, 15) as i32;
-                    let m = 10f64.powi(places);
-                    (v * m).round() / m
-                }
-            }))
+            ok(Val::Float(if f == "ceil" { v.ceil() } else { v.floor() }))
+        }
+        "round" => {
+            // sprig: round(x, places[, threshold]): up from the threshold (.5).
+            if a.len() < 2 || a.len() > 3 {
+                return Err(err(format!("error calling round: wrong number of args for round: want 2 got {}", a.len())));
+            }
+            let (v, places) = (as_f64(&a[0])?, as_i64(&a[1])? as f64);
+            let threshold = a.get(2).map(as_f64).transpose()?.unwrap_or(0.5);
+            let pow = 10f64.powf(places);
+            let digit = pow * v;
+            let frac = digit.fract();
+            ok(Val::Float(if frac >= threshold { digit.ceil() } else { digit.floor() } / pow))
         }
         "unixEpoch" | "unixEpochMillis" | "unixEpochNanos" => {
             want(f, a, 1)?;
             let ns = as_i64(&a[0])?;
-            ok(Val::Int(match f {
-                "unixEpoch" => ns.div_euclid(1_000_000_000),
-                "unixEpochMillis" => ns.div_euclid(1_000_000),
-                _ => ns,
-            }))
+            let secs = crate::time::unix_seconds(ns);
+            ok(match f {
+                // sprig answers a string.
+                "unixEpoch" => Val::Str(secs.to_string()),
+                "unixEpochMillis" if ns == crate::time::GO_ZERO_TIME => Val::Int(secs * 1000),
+                "unixEpochMillis" => Val::Int(ns.div_euclid(1_000_000)),
+                _ => Val::Int(ns),
+            })
         }
         "unixToTime" => {
             want(f, a, 1)?;
@@ -764,20 +858,21 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
         }
         "alignLeft" | "alignRight" => {
             want(f, a, 2)?;
-            let n = as_i64(&a[0])?.clamp(0, 4096) as usize;
+            let count = as_i64(&a[0])?;
+            if count < 0 {
+                return ok(Val::Str(s(&a[1])));
+            }
+            let n = count.min(4096) as usize;
             let v: Vec<char> = s(&a[1]).chars().collect();
             let out: String = if v.len() >= n {
-                v[..n].iter().collect()
+                // Too long: alignLeft keeps the first characters, alignRight the last.
+                if f == "alignLeft" { v[..n].iter().collect() } else { v[v.len() - n..].iter().collect() }
             } else if f == "alignLeft" {
                 v.iter().collect::<String>() + &" ".repeat(n - v.len())
             } else {
                 " ".repeat(n - v.len()) + &v.iter().collect::<String>()
             };
             ok(Val::Str(out))
-        }
-        "toString" => {
-            want(f, a, 1)?;
-            ok(Val::Str(s(&a[0])))
         }
         "print" => ok(Val::Str(a.iter().map(s).collect::<Vec<_>>().join(""))),
         "println" => ok(Val::Str(a.iter().map(s).collect::<Vec<_>>().join(" ") + "\n")),
@@ -788,6 +883,114 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
             ok(Val::Str(printf(&s(&a[0]), &a[1..])))
         }
         other => Err(err(format!("function {other:?} not defined"))),
+    }
+}
+
+/// A decimal `m × 10^e`, for sprig's float arithmetic (shopspring/decimal:
+/// floats read as their shortest decimal, sums and products exact,
+/// quotients rounded to 16 places, half away from zero). `None` when i128
+/// would overflow.
+#[derive(Clone, Copy, Debug)]
+struct Dec {
+    m: i128,
+    e: i32,
+}
+
+impl Dec {
+    fn from_f64(v: f64) -> Option<Dec> {
+        if !v.is_finite() {
+            return None;
+        }
+        let sci = format!("{v:e}");
+        let (mant, exp) = sci.split_once('e')?;
+        let exp: i32 = exp.parse().ok()?;
+        let frac_digits = mant.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
+        let m: i128 = mant.replace('.', "").parse().ok()?;
+        Some(Dec { m, e: exp - frac_digits })
+    }
+
+    fn scaled(self, e: i32) -> Option<i128> {
+        self.m.checked_mul(10i128.checked_pow(u32::try_from(self.e - e).ok()?)?)
+    }
+
+    fn add(self, o: Dec) -> Option<Dec> {
+        let e = self.e.min(o.e);
+        Some(Dec { m: self.scaled(e)?.checked_add(o.scaled(e)?)?, e })
+    }
+
+    fn neg(self) -> Dec {
+        Dec { m: -self.m, e: self.e }
+    }
+
+    fn mul(self, o: Dec) -> Option<Dec> {
+        Some(Dec { m: self.m.checked_mul(o.m)?, e: self.e.checked_add(o.e)? })
+    }
+
+    fn div(self, o: Dec) -> Option<Dec> {
+        const PLACES: i32 = 16;
+        // (m1·10^e1) / (m2·10^e2) at 10^-16: m1·10^(e1-e2+16) / m2.
+        let k = self.e - o.e + PLACES;
+        let (num, den) = if k >= 0 {
+            (self.m.checked_mul(10i128.checked_pow(k as u32)?)?, o.m)
+        } else {
+            (self.m, o.m.checked_mul(10i128.checked_pow((-k) as u32)?)?)
+        };
+        let (q, r) = (num / den, num % den);
+        let up = r.checked_mul(2)?.abs() >= den.abs();
+        let q = if up { q + if (num < 0) != (den < 0) { -1 } else { 1 } } else { q };
+        Some(Dec { m: q, e: -PLACES })
+    }
+
+    fn to_f64(self) -> f64 {
+        format!("{}e{}", self.m, self.e).parse().unwrap_or(f64::NAN)
+    }
+}
+
+/// Go's `html/template.HTMLEscapeString`.
+fn go_html_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\0' => out.push('\u{FFFD}'),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Go's `text/template.JSEscapeString`.
+fn go_js_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '<' => out.push_str("\\u003C"),
+            '>' => out.push_str("\\u003E"),
+            '&' => out.push_str("\\u0026"),
+            '=' => out.push_str("\\u003D"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Go's words for a bad base64 input.
+fn go_base64_error(e: &base64::DecodeError) -> String {
+    match e {
+        base64::DecodeError::InvalidByte(at, _) | base64::DecodeError::InvalidLastSymbol(at, _) => {
+            format!("illegal base64 data at input byte {at}")
+        }
+        _ => "illegal base64 data at input byte 0".into(),
     }
 }
 
@@ -858,7 +1061,7 @@ fn printf(fmt: &str, args: &[Val]) -> String {
             }
             'f' | 'F' => format!("{:.*}", prec.unwrap_or(6), as_f64(arg).unwrap_or(0.0)),
             'e' => format!("{:.*e}", prec.unwrap_or(6), as_f64(arg).unwrap_or(0.0)),
-            'g' => format_float(as_f64(arg).unwrap_or(0.0)),
+            'g' => super::units::go_float(as_f64(arg).unwrap_or(0.0)),
             'q' => crate::labels::go_quote(&s(arg)),
             'x' | 'X' => {
                 let v = match arg {
@@ -933,5 +1136,35 @@ mod tests {
         assert!(Template::parse("{{ if .x }}a").is_err());
         assert!(render("{{ div 1 0 }}", &[]).is_err());
         assert!(Template::parse("{{ range .x }}{{ end }}").is_err());
+    }
+}
+
+#[cfg(test)]
+mod loki_functions {
+    use super::*;
+
+    fn run(t: &str, labels: &[(&str, &str)]) -> String {
+        let labels: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Template::parse(t).and_then(|t| t.render(&TemplateData { labels: &labels, line: "", ts: 1_656_300_000_000_000_000 })).unwrap()
+    }
+
+    #[test]
+    fn strings_times_sizes_and_decimal_math_as_loki() {
+        let w = [("s", "Hello, 世界")];
+        assert_eq!(run("{{ trunc -1 .s }}|{{ trunc 1 .s }}|{{ trunc -20 .s }}", &w), "界|H|Hello, 世界");
+        assert_eq!(run("{{ substr -10 8 .s }}|{{ substr 3 -1 .s }}|{{ substr -1 -1 .s }}", &w), "Hello, 世|lo, 世界|");
+        assert_eq!(run("[{{ alignRight 2 .s }}][{{ alignLeft -1 .s }}]", &w), "[世界][Hello, 世界]");
+        assert_eq!(run(r#"{{ Replace .s "l" "L" 1 }} {{ .s | ToUpper }} {{ TrimPrefix .s "Hello" }}"#, &w), "HeLlo, 世界 HELLO, 世界 , 世界");
+        assert_eq!(run(r#"{{ __timestamp__ | date "2006-01-02T15:04" }}"#, &[]), "2022-06-27T03:20");
+        assert_eq!(run(r#"{{ sub (unixEpoch (toDate "2006-01-02" "2021-11-02")) (unixEpoch (toDate "2006-01-02" "2021-11-01")) }}"#, &[]), "86400");
+        assert_eq!(run(r#"{{ unixEpoch (toDate "2006-01-02" "not a date") }}"#, &[]), "-62135596800");
+        assert_eq!(run("{{ .b | bytes }} {{ .d | duration }}", &[("b", "3MB"), ("d", "3ms")]), "3e+06 0.003");
+        assert_eq!(run("{{ .v | b64enc }} {{ .e | b64dec }}", &[("v", "i'm a string"), ("e", "Zm9vYmE")]), "aSdtIGEgc3RyaW5n fooba");
+        // In floats this is -0.13888888888888887; sprig computes in decimal.
+        let m = [("foo", "0.1"), ("bar", "0.7"), ("baz", "3"), ("bazz", "1")];
+        assert_eq!(run("{{ addf .foo 1.5 | subf .bar 1.5 | mulf .baz | divf .bazz }}", &m), "-0.1388888888888889");
+        assert_eq!(run("{{ round 3.14159 3 .2 }} {{ round 3.14129 3 }}", &[]), "3.142 3.141");
+        assert_eq!(run("{{ mulf 1000 1000 }} {{ 123456.5 }}", &[]), "1e+06 123456.5");
+        assert!(Template::parse("{{ abs 1 }}").is_err(), "only Loki's functions");
     }
 }

@@ -1,5 +1,6 @@
-//! Durations and sizes as LogQL reads them in label filters and `unwrap`:
-//! Go's `time.ParseDuration` and go-humanize's `ParseBytes`.
+//! Numbers, durations and sizes as LogQL reads and prints them: Go's
+//! `time.ParseDuration` and `Duration.String()`, Prometheus' durations,
+//! go-humanize's `ParseBytes` and `Bytes`, and Go's `%v` of a float.
 
 /// Go's `time.ParseDuration`, in seconds: `1.5s`, `90m`, `2h45m`, `-1s`,
 /// `300ms`, `1us`; errors worded like Go's.
@@ -125,6 +126,84 @@ pub fn parse_bytes(s: &str) -> Result<f64, String> {
     Ok(bytes.trunc())
 }
 
+/// Go's `%v` of a float64: shortest digits, exponent form below 1e-4 and
+/// from 1e6 on (`1e+06`, `1.5e-07`, `123456`).
+pub fn go_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        return v.to_string();
+    }
+    format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+}
+
+/// Go's `time.Duration.String()`: `1h0m0s`, `1.5s`, `300ms`, `2µs`, `0s`.
+pub fn go_duration(ns: i64) -> String {
+    let neg = ns < 0;
+    let u = ns.unsigned_abs();
+    let body = if u == 0 {
+        return "0s".into();
+    } else if u < 1_000 {
+        format!("{u}ns")
+    } else if u < 1_000_000 {
+        format!("{}µs", decimal(u, 1_000))
+    } else if u < 1_000_000_000 {
+        format!("{}ms", decimal(u, 1_000_000))
+    } else {
+        let secs = u / 1_000_000_000;
+        let frac = u % 1_000_000_000;
+        let s = decimal(secs % 60 * 1_000_000_000 + frac, 1_000_000_000);
+        let (m, h) = (secs / 60 % 60, secs / 3600);
+        match (h, secs / 60) {
+            (0, 0) => format!("{s}s"),
+            (0, _) => format!("{m}m{s}s"),
+            _ => format!("{h}h{m}m{s}s"),
+        }
+    };
+    if neg {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+/// `v / unit` with the fraction's trailing zeros (and a bare point) removed.
+fn decimal(v: u64, unit: u64) -> String {
+    let (whole, frac) = (v / unit, v % unit);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let width = unit.to_string().len() - 1;
+    let f = format!("{frac:0width$}");
+    format!("{whole}.{}", f.trim_end_matches('0'))
+}
+
+/// go-humanize's `Bytes`: powers of 1000, one decimal below 10 (`1.0 kB`, `20 MB`, `9 B`).
+pub fn humanize_bytes(b: u64) -> String {
+    const SIZES: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    if b < 10 {
+        return format!("{b} B");
+    }
+    let e = ((b as f64).ln() / 1000f64.ln()).floor() as usize;
+    let e = e.min(SIZES.len() - 1);
+    let val = (b as f64 / 1000f64.powi(e as i32) * 10.0 + 0.5).floor() / 10.0;
+    if val < 10.0 {
+        format!("{val:.1} {}", SIZES[e])
+    } else {
+        format!("{val:.0} {}", SIZES[e])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,11 +229,28 @@ mod tests {
     }
 
     #[test]
-    fn humanize_bytes() {
+    fn parse_sizes() {
         assert_eq!(parse_bytes("1MB").unwrap(), 1e6);
         assert_eq!(parse_bytes("3mb").unwrap(), 3e6);
         assert_eq!(parse_bytes("1KiB").unwrap(), 1024.0);
         assert_eq!(parse_bytes("42").unwrap(), 42.0);
         assert!(parse_bytes("oops").is_err());
+    }
+
+    #[test]
+    fn go_numbers_and_durations() {
+        assert_eq!(go_float(1e6), "1e+06");
+        assert_eq!(go_float(123456.0), "123456");
+        assert_eq!(go_float(0.0001), "0.0001");
+        assert_eq!(go_float(0.00001), "1e-05");
+        assert_eq!(go_float(-2.5), "-2.5");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
+        assert_eq!(go_duration(90_000_000_000), "1m30s");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(300_000_000), "300ms");
+        assert_eq!(go_duration(2_000), "2µs");
+        assert_eq!(humanize_bytes(1024), "1.0 kB");
+        assert_eq!(humanize_bytes(20_000_000), "20 MB");
+        assert_eq!(humanize_bytes(9), "9 B");
     }
 }
