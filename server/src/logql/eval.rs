@@ -200,6 +200,8 @@ fn collect_under(e: &Expr, steps: Steps, parent: Option<&VectorAgg>, out: &mut V
             project: match (&r.grouping, pushed_sum(r, parent)) {
                 (Some(g), _) => Some(g.clone()),
                 (None, Some(v)) => Some(v.grouping.clone().unwrap_or_default()),
+                // Its answer carries the selector's labels, not the series'.
+                (None, None) if r.op == RangeOp::AbsentOverTime => Some(Grouping::default()),
                 (None, None) => None,
             },
         }),
