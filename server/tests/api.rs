@@ -155,6 +155,8 @@ fn every_client_format_reads_back_with_lokis_response_shapes() {
     // labels, label values, series.
     let v = b.get_json("/loki/api/v1/labels", &[("start", &start)], &[]);
     assert_eq!(v, json!({"status": "success", "data": ["app", "env", "service_name"]}));
+    let v = b.get_json("/loki/api/v1/labels", &[("start", &start), ("query", r#"{app="billing"}"#)], &[]);
+    assert_eq!(v, json!({"status": "success", "data": ["app", "service_name"]}), "only the names of the selected streams");
     let v = b.get_json("/loki/api/v1/label/app/values", &[("start", &start)], &[]);
     assert_eq!(v, json!({"status": "success", "data": ["billing", "shop"]}));
     let v = b.get_json("/loki/api/v1/label/nope/values", &[("start", &start)], &[]);

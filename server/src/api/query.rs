@@ -292,13 +292,22 @@ fn label_response(values: Vec<String>) -> Response {
     }
 }
 
-/// `GET|POST /loki/api/v1/labels`
+/// `GET|POST /loki/api/v1/labels`, with an optional `query` selector
 pub async fn labels(
     State(api): State<AppState>,
     ReadRequest { tenants, params: p, .. }: ReadRequest,
 ) -> Result<Response, ApiError> {
     let (start, end) = p.bounds(now_ns())?;
-    Ok(label_response(api.querier.label_names(&tenants, start, end).await?))
+    let selector = query_selector(&p)?;
+    Ok(label_response(api.querier.label_names(&tenants, selector, start, end).await?))
+}
+
+/// The optional `query` stream selector of the label endpoints.
+fn query_selector(p: &Params) -> Result<Option<Vec<logql::Matcher>>, ApiError> {
+    match p.get("query").filter(|s| !s.trim().is_empty()) {
+        Some(s) => Ok(Some(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?)),
+        None => Ok(None),
+    }
 }
 
 /// `GET|POST /loki/api/v1/label/<name>/values`, with an optional `query`
@@ -309,10 +318,7 @@ pub async fn label_values(
     ReadRequest { tenants, params: p, .. }: ReadRequest,
 ) -> Result<Response, ApiError> {
     let (start, end) = p.bounds(now_ns())?;
-    let selector = match p.get("query").filter(|s| !s.trim().is_empty()) {
-        Some(s) => Some(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?),
-        None => None,
-    };
+    let selector = query_selector(&p)?;
     Ok(label_response(api.querier.label_values(&tenants, &name, selector, start, end).await?))
 }
 

@@ -469,10 +469,18 @@ impl Querier {
         Ok(out.into_iter().collect())
     }
 
-    /// Label names of the tenants' streams with entries in `[start, end)`.
-    pub async fn label_names(&self, tenants: &[String], start: i64, end: i64) -> Result<Vec<String>, QueryError> {
+    /// Label names of the tenants' streams with entries in `[start, end)`,
+    /// optionally only of streams matching `selector`.
+    pub async fn label_names(
+        &self,
+        tenants: &[String],
+        selector: Option<Vec<Matcher>>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let sel: Vec<Vec<Matcher>> = selector.into_iter().collect();
         let names: BTreeSet<String> = self
-            .series(tenants, &[], start, end)
+            .series(tenants, &sel, start, end)
             .await?
             .iter()
             .flat_map(|l| l.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>())
