@@ -1,5 +1,7 @@
 //! The query-frontend: bounds each tenant's outstanding queries (Loki's
-//! 429 `too many outstanding requests`), splits range queries at
+//! 429 `too many outstanding requests`; admitted queries then take turns
+//! with other tenants' at the querier's decoding slots, `querier::fair`),
+//! splits range queries at
 //! `split_queries_by_interval` boundaries, runs metric pieces in parallel
 //! (`max_query_parallelism`), and caches finished metric pieces that lie
 //! wholly in the past.

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub corrupt_objects: IntCounter,
     pub chunks_deleted_by_retention: IntCounter,
     pub missing_chunks: IntCounter,
+    query_batches_waiting: prometheus::IntGauge,
     flush_queue: IntGaugeVec,
     runtime_config_ok: prometheus::IntGauge,
     raft_term: IntGaugeVec,
@@ -104,6 +105,14 @@ impl Metrics {
                 IntCounter::new("balsa_querier_missing_chunks_total", "Chunks listed by an index segment but gone when read.")
                     .expect("valid metric"),
             ),
+            query_batches_waiting: reg(
+                &r,
+                prometheus::IntGauge::new(
+                    "balsa_querier_batches_waiting",
+                    "Stream batches of running queries waiting for a decoding slot (tenants take turns).",
+                )
+                .expect("valid metric"),
+            ),
             flush_queue: gauge("balsa_ingester_flush_queue_length", "Closed chunks waiting for a flush.", &["partition"]),
             raft_term: gauge("balsa_raft_term", "Current Raft term, per partition.", &["partition"]),
             raft_leader: gauge("balsa_raft_leader_id", "Node id of the partition's leader (0: none).", &["partition"]),
@@ -144,6 +153,7 @@ impl Metrics {
         if let Some(o) = overrides {
             self.runtime_config_ok.set(i64::from(o.last_reload_ok()));
         }
+        self.query_batches_waiting.set(crate::querier::batches_waiting() as i64);
         if let Some(ing) = ingester {
             for (p, m) in ing.raft_metrics() {
                 let p = p.to_string();

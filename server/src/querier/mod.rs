@@ -6,6 +6,7 @@
 //! PERFORMANCE-CRITICAL PATH: [`Querier::select_logs`] scans every entry of
 //! the matching streams in the time range.
 
+mod fair;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -320,9 +321,8 @@ impl Querier {
             };
             // As many batches decode at once as there are cores (each on
             // every core): concurrent queries queue here instead of piling
-            // up threads and lines in memory.
-            // (The semaphore is never closed: `acquire` cannot fail.)
-            let _slot = DECODE_SLOTS.acquire().await.ok();
+            // up threads and lines in memory, tenants taking turns.
+            let _slot = DECODE_SLOTS.acquire(tenant).await;
             for (r, cost) in parallel_map(work, &gather) {
                 cost.add_to(stats);
                 out.extend(r?);
@@ -585,9 +585,15 @@ struct Scan<'a> {
 /// (object key and bytes) still to decode.
 type StreamWork = (LabelSet, Vec<Entry>, Vec<(String, Arc<Vec<u8>>)>);
 
-/// Batches decoding at once, over all queries of the process.
-static DECODE_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> =
-    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+/// Stream batches waiting for a decoding slot, over all queries.
+pub fn batches_waiting() -> usize {
+    DECODE_SLOTS.waiting()
+}
+
+/// Batches decoding at once, over all queries of the process: one per
+/// core, handed to waiting tenants in turn.
+static DECODE_SLOTS: std::sync::LazyLock<fair::FairSlots> =
+    std::sync::LazyLock::new(|| fair::FairSlots::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
 
 /// Chunk fetches of a batch in flight at once.
 const CHUNK_FETCHES: usize = 16;
