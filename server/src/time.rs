@@ -302,6 +302,15 @@ pub fn format_layout(ns: i64, layout: &str) -> String {
     out
 }
 
+/// Which of `names` (or of their first three letters) `rest` starts with,
+/// ignoring case: its index and length.
+fn name_at(rest: &str, names: &[&str], short: bool) -> Option<(usize, usize)> {
+    names.iter().enumerate().find_map(|(i, n)| {
+        let name = if short { &n[..3] } else { n };
+        rest.get(..name.len()).filter(|p| p.eq_ignore_ascii_case(name)).map(|_| (i, name.len()))
+    })
+}
+
 /// Parses `value` with a Go layout (as `time.Parse` in UTC; numeric zones
 /// are applied, zone names read as UTC). Errors worded like Go's.
 pub fn parse_layout(layout: &str, value: &str) -> Result<i64, String> {
@@ -328,33 +337,21 @@ pub fn parse_layout(layout: &str, value: &str) -> Result<i64, String> {
                 }
                 None => false,
             },
-            Chunk::LongMonth | Chunk::Month => {
-                let found = MONTHS.iter().position(|m| {
-                    let name = if c == Chunk::Month { &m[..3] } else { m };
-                    rest.get(..name.len()).is_some_and(|p| p.eq_ignore_ascii_case(name))
-                });
-                match found {
-                    Some(i) => {
-                        rest = &rest[if c == Chunk::Month { 3 } else { MONTHS[i].len() }..];
-                        mo = i as u32 + 1;
-                        true
-                    }
-                    None => false,
+            Chunk::LongMonth | Chunk::Month => match name_at(rest, &MONTHS, c == Chunk::Month) {
+                Some((i, len)) => {
+                    rest = &rest[len..];
+                    mo = i as u32 + 1;
+                    true
                 }
-            }
-            Chunk::LongWeekDay | Chunk::WeekDay => {
-                let found = DAYS.iter().find(|w| {
-                    let name = if c == Chunk::WeekDay { &w[..3] } else { w };
-                    rest.get(..name.len()).is_some_and(|p| p.eq_ignore_ascii_case(name))
-                });
-                match found {
-                    Some(w) => {
-                        rest = &rest[if c == Chunk::WeekDay { 3 } else { w.len() }..];
-                        true
-                    }
-                    None => false,
+                None => false,
+            },
+            Chunk::LongWeekDay | Chunk::WeekDay => match name_at(rest, &DAYS, c == Chunk::WeekDay) {
+                Some((_, len)) => {
+                    rest = &rest[len..];
+                    true
                 }
-            }
+                None => false,
+            },
             Chunk::NumMonth | Chunk::ZeroMonth => num(&mut rest, if c == Chunk::ZeroMonth { 2 } else { 1 }, 2)
                 .filter(|v| (1..=12).contains(v))
                 .map(|v| mo = v as u32)

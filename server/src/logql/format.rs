@@ -234,18 +234,25 @@ fn unwrap_call(u: &Unwrap) -> String {
     }
 }
 
-fn log_range_text(r: &RangeAgg) -> String {
-    let mut s = log_text(&r.log);
+/// A range's log query, unwrap and range: on one line, or split as Loki's
+/// `Prettify` splits it (`split_at`: the nesting level).
+fn log_range(r: &RangeAgg, split_at: Option<usize>) -> String {
+    let (mut s, sep, space) = match split_at {
+        None => (log_text(&r.log), " ".to_string(), ""),
+        Some(level) => (log_pretty(&r.log, level), format!("\n{}", indent(level + 1)), " "),
+    };
     if let Some(u) = &r.unwrap {
-        s.push_str(&format!(" | unwrap {}", unwrap_call(u)));
+        s.push_str(&format!("{sep}| unwrap {}", unwrap_call(u)));
         for f in &u.post_filters {
-            s.push_str(&format!(" | {}", label_filter_text(f)));
+            s.push_str(&format!("{sep}| {}", label_filter_text(f)));
         }
     }
-    s.push_str(&format!("[{}]", model_duration(r.range)));
+    s.push_str(&format!("{space}[{}]", model_duration(r.range)));
     if r.offset != 0 {
-        // Loki's one-line text writes the offset as Go does (`1h0m0s`).
-        s.push_str(&format!(" offset {}", go_duration(r.offset)));
+        // Loki writes the offset as Go does on one line (`1h0m0s`), as
+        // Prometheus does when split (`1h`).
+        let offset = if split_at.is_none() { go_duration(r.offset) } else { model_duration(r.offset) };
+        s.push_str(&format!(" offset {offset}"));
     }
     s
 }
@@ -257,7 +264,7 @@ fn grouping_text(g: &Grouping) -> String {
 fn range_text(r: &RangeAgg) -> String {
     let param = r.param.map(|p| format!("{p},")).unwrap_or_default();
     let grouping = r.grouping.as_ref().map(grouping_text).unwrap_or_default();
-    format!("{}({param}{}){grouping}", r.op.name(), log_range_text(r))
+    format!("{}({param}{}){grouping}", r.op.name(), log_range(r, None))
 }
 
 /// A vector aggregation's grouping, unless it aggregates everything.
@@ -336,7 +343,7 @@ fn pretty(e: &Expr, level: usize) -> String {
             if let Some(p) = r.param {
                 s.push_str(&format!("{}{},\n", indent(level + 1), go_float(p)));
             }
-            s.push_str(&log_range_pretty(r, level + 1));
+            s.push_str(&log_range(r, Some(level + 1)));
             s.push_str(&format!("\n{ind})"));
             if let Some(g) = &r.grouping {
                 s.push_str(&grouping_pretty(g));
@@ -398,22 +405,6 @@ fn filters_pretty(f: &[String], level: usize) -> String {
         }
         _ => indent(level) + &flat,
     }
-}
-
-fn log_range_pretty(r: &RangeAgg, level: usize) -> String {
-    let mut s = log_pretty(&r.log, level);
-    if let Some(u) = &r.unwrap {
-        let ind = indent(level + 1);
-        s.push_str(&format!("\n{ind}| unwrap {}", unwrap_call(u)));
-        for f in &u.post_filters {
-            s.push_str(&format!("\n{ind}| {}", label_filter_text(f)));
-        }
-    }
-    s.push_str(&format!(" [{}]", model_duration(r.range)));
-    if r.offset != 0 {
-        s.push_str(&format!(" offset {}", model_duration(r.offset)));
-    }
-    s
 }
 
 fn grouping_pretty(g: &Grouping) -> String {
