@@ -125,7 +125,13 @@ impl Selection {
                 None => line_value(r.op, &p.line),
             };
             if let Some(err) = p.labels.get(ERROR_LABEL) {
-                let shown = p.label_set();
+                // The series as Loki names it: with the stream's labels, which
+                // a query needing only some labels did not carry.
+                let mut all = p.labels.clone();
+                for (k, v) in stream.iter() {
+                    all.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                let shown = LabelSet::from_pairs_keep_empty(all.into_iter().collect());
                 return Err(EvalError(format!(
                     "pipeline error: '{err}' for series: '{shown}'.\nUse a label filter to intentionally skip this \
                      error. (e.g | __error__!=\"{err}\").\nTo skip all potential errors you can match empty \
@@ -878,6 +884,27 @@ mod tests {
             panic!()
         };
         assert_eq!(v[0].points, vec![Some(0.1); 5]);
+    }
+
+    #[test]
+    fn a_sum_by_merges_lines_as_they_are_extracted_and_keeps_only_needed_labels() {
+        let d = data(&[
+            (r#"{app="a", pod="1", ns="x"}"#, 10, "level=info trace=1 user=u1"),
+            (r#"{app="a", pod="2", ns="x"}"#, 20, "level=info trace=2 user=u2"),
+            (r#"{app="a", pod="2", ns="x"}"#, 30, "level=warn trace=3"),
+        ]);
+        let e = parse_expr(r#"sum by (level, pod) (count_over_time({app="a"} | logfmt [1m]))"#).unwrap();
+        let st = Steps::instant(60 * S);
+        let series = samples(&e, st, &d).unwrap().remove(0);
+        let keys: Vec<String> = series.keys().map(ToString::to_string).collect();
+        assert_eq!(keys, [r#"{level="info", pod="1"}"#, r#"{level="info", pod="2"}"#, r#"{level="warn", pod="2"}"#], "one series per group, not per line");
+        let Value::Vector(v) = evaluate(&e, st, &mut vec![series].into_iter(), 500).unwrap() else { panic!() };
+        assert_eq!(v.iter().map(|s| s.points[0]).collect::<Vec<_>>(), [Some(1.0), Some(1.0), Some(1.0)]);
+        // An error still names the whole series.
+        let bad = data(&[(r#"{app="a", pod="1"}"#, 10, "level=info x=\"unterminated")]);
+        let e = parse_expr(r#"sum by (level) (count_over_time({app="a"} | logfmt --strict [1m]))"#).unwrap();
+        let msg = samples(&e, st, &bad).unwrap_err().to_string();
+        assert!(msg.contains(r#"app="a""#) && msg.contains(r#"pod="1""#) && msg.contains("LogfmtParserErr"), "{msg}");
     }
 
     #[test]

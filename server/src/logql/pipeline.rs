@@ -85,12 +85,21 @@ pub fn process(stages: &[Stage], stream: &LabelSet, entry: Entry) -> Option<Proc
 /// [`process`], with parsers skipped as `skip` says.
 pub fn process_skipping(stages: &[Stage], stream: &LabelSet, entry: Entry, skip: &ParserSkip) -> Option<Processed> {
     let Entry { ts, line, metadata } = entry;
-    let mut labels: BTreeMap<String, String> = stream.iter().cloned().collect();
+    // A query that needs only some labels (Loki's parser hints) carries only
+    // those: the stream's other labels are not copied for every line.
+    let needed = |k: &str| match skip {
+        ParserSkip::Never => true,
+        ParserSkip::Always => false,
+        ParserSkip::OnceExtracted(names) => names.iter().any(|n| n == k),
+    };
+    let mut labels: BTreeMap<String, String> = stream.iter().filter(|(k, _)| needed(k)).cloned().collect();
     // Precedence: stream labels, then structured metadata, then parsed
     // labels; a later one with a taken name becomes `<name>_extracted`.
     for (k, v) in &metadata {
         let key = if stream.get(k).is_some() { format!("{k}_extracted") } else { k.clone() };
-        labels.insert(key, v.clone());
+        if needed(&key) {
+            labels.insert(key, v.clone());
+        }
     }
     let mut p = Processed { line, labels };
     let base = Base { stream, metadata: &metadata };
