@@ -52,29 +52,63 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
     }
 }
 
-/// When a metric query's parsers do not run, as Loki's parser hints decide
-/// (visible: a skipped parser adds no error labels).
+/// Which labels a run of the pipeline needs, and so which parsers may be
+/// skipped (as Loki's parser hints decide for metric queries: a skipped
+/// parser adds no error labels) and which labels are carried at all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ParserSkip {
-    /// Every parser runs (log queries; metric queries that keep labels).
+    /// Every parser runs and every label is kept (log queries; metric
+    /// queries that keep labels).
     #[default]
     Never,
     /// No parser runs: the query needs no label at all (e.g. `sum(count_over_time(… | json [1m]))`).
     Always,
-    /// Parsers stop running once each of these labels has been extracted.
+    /// Only these labels are carried; parsers stop running once each of
+    /// them has been extracted.
     OnceExtracted(Vec<String>),
+    /// Only these labels are carried, and every parser runs: enough to
+    /// decide whether a line passes the pipeline's filters.
+    Only(Vec<String>),
 }
 
 impl ParserSkip {
     fn skips(&self, p: &Processed, base: &Base<'_>) -> bool {
         match self {
-            ParserSkip::Never => false,
+            ParserSkip::Never | ParserSkip::Only(_) => false,
             ParserSkip::Always => true,
             ParserSkip::OnceExtracted(names) => {
                 !names.is_empty() && names.iter().all(|n| !base.has(n) && p.labels.contains_key(n))
             }
         }
     }
+
+    /// The labels carried, when not all of them.
+    fn wanted(&self) -> Option<&[String]> {
+        match self {
+            ParserSkip::Never => None,
+            ParserSkip::Always => Some(&[]),
+            ParserSkip::OnceExtracted(names) | ParserSkip::Only(names) => Some(names),
+        }
+    }
+}
+
+/// The labels whose values decide whether a line passes `stages`, when
+/// they alone do: no template or label formatting reads other labels.
+/// Running the pipeline with [`ParserSkip::Only`] these names then keeps
+/// exactly the lines the full pipeline keeps.
+pub fn filter_labels(stages: &[Stage]) -> Option<Vec<String>> {
+    if stages.iter().any(|s| matches!(s, Stage::LineFormat(_) | Stage::LabelFormat(_))) {
+        return None;
+    }
+    let mut names = Vec::new();
+    for s in stages {
+        if let Stage::LabelFilter(f) = s {
+            f.names(&mut names);
+        }
+    }
+    names.sort();
+    names.dedup();
+    Some(names)
 }
 
 /// Runs `stages` on `entry` of a stream. `None`: the entry is filtered out.
@@ -87,11 +121,7 @@ pub fn process_skipping(stages: &[Stage], stream: &LabelSet, entry: Entry, skip:
     let Entry { ts, line, metadata } = entry;
     // A query that needs only some labels (Loki's parser hints) carries only
     // those: the stream's other labels are not copied for every line.
-    let needed = |k: &str| match skip {
-        ParserSkip::Never => true,
-        ParserSkip::Always => false,
-        ParserSkip::OnceExtracted(names) => names.iter().any(|n| n == k),
-    };
+    let needed = |k: &str| skip.wanted().is_none_or(|names| names.iter().any(|n| n == k));
     let mut labels: BTreeMap<String, String> = stream.iter().filter(|(k, _)| needed(k)).cloned().collect();
     // Precedence: stream labels, then structured metadata, then parsed
     // labels; a later one with a taken name becomes `<name>_extracted`.
@@ -155,11 +185,7 @@ fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, skip: &ParserSkip, p: &m
         Stage::LineFilter(f) => f.matches(&p.line),
         Stage::Json(None) => {
             // The query needs only some labels: extract only those.
-            let wanted = match skip {
-                ParserSkip::OnceExtracted(names) => Some(names.as_slice()),
-                _ => None,
-            };
-            let r = parsers::json_only(&p.line, wanted);
+            let r = parsers::json_only(&p.line, skip.wanted());
             apply_parser(p, stream, r);
             true
         }
@@ -171,8 +197,7 @@ fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, skip: &ParserSkip, p: &m
         Stage::Logfmt { strict, keep_empty, exprs } => {
             let r = match (exprs, skip) {
                 // The query needs only some labels: extract only those.
-                (None, ParserSkip::OnceExtracted(names)) => parsers::logfmt_only(&p.line, *strict, *keep_empty, Some(names)),
-                (None, _) => parsers::logfmt(&p.line, *strict, *keep_empty),
+                (None, _) => parsers::logfmt_only(&p.line, *strict, *keep_empty, skip.wanted()),
                 (Some(e), _) => e.extract(&p.line, *strict),
             };
             apply_parser(p, stream, r);
@@ -377,6 +402,39 @@ mod tests {
         }
         let p = run(r#"{app="a"} | logfmt --strict"#, r#"__preserve_error__=true bad="unterminated"#).unwrap();
         assert_eq!(p.labels.get(ERROR_LABEL).map(String::as_str), Some("LogfmtParserErr"));
+    }
+
+    #[test]
+    fn the_sieve_keeps_exactly_the_lines_the_full_pipeline_keeps() {
+        let stream = LabelSet::parse(r#"{app="a", level="x", pod="p1"}"#).unwrap();
+        let queries = [
+            r#"{app="a"} | logfmt | level_extracted="error""#,
+            r#"{app="a"} | logfmt | status >= 500 or took > 1s"#,
+            r#"{app="a"} | json | code=200 | __error__="""#,
+            r#"{app="a"} | logfmt --strict | __error__!="" "#,
+            r#"{app="a"} | logfmt | drop status | status="" "#,
+            r#"{app="a"} | regexp `s=(?P<s>\d+)` | logfmt | s > 1"#,
+            r#"{app="a"} | logfmt | json | level_extracted="warn""#,
+            r#"{app="a"} | pod="p1" | addr = ip("10.0.0.0/8")"#,
+        ];
+        let lines = [
+            "level=error status=503 took=2s",
+            "level=warn status=200 took=10ms s=5 addr=10.1.2.3",
+            r#"{"code":200,"level":"warn"}"#,
+            "x=\"unterminated level=error",
+            "",
+        ];
+        for q in queries {
+            let Expr::Log(l) = parse_expr(q).unwrap() else { panic!() };
+            let names = filter_labels(&l.stages).unwrap();
+            for line in lines {
+                let full = process(&l.stages, &stream, Entry::new(1, line)).is_some();
+                let sieve = process_skipping(&l.stages, &stream, Entry::new(1, line), &ParserSkip::Only(names.clone())).is_some();
+                assert_eq!(sieve, full, "{q} on {line:?}");
+            }
+        }
+        let Expr::Log(l) = parse_expr(r#"{app="a"} | logfmt | line_format "{{.x}}" | x="1""#).unwrap() else { panic!() };
+        assert_eq!(filter_labels(&l.stages), None, "templates may read any label");
     }
 
     #[test]

@@ -24,7 +24,8 @@ use crate::ingester::IngesterError;
 use crate::overrides::Overrides;
 use crate::labels::LabelSet;
 use crate::logql::eval::{self, EvalError, SeriesSamples, Selection, Steps, Value};
-use crate::logql::{pipeline, Expr, LineFilter, LogExpr, Matcher, Stage};
+use crate::logql::pipeline::{self, ParserSkip};
+use crate::logql::{Expr, LineFilter, LogExpr, Matcher, Stage};
 use store::{StoreError, StoreReader};
 
 /// A log query over `[start, end)`.
@@ -333,8 +334,10 @@ impl Querier {
 
     /// One stream's part of a log query: its first `limit` entries in the
     /// request's direction that pass the pipeline (as streams after the
-    /// pipeline).
-    fn select_in_stream(req: &LogRequest, labels: LabelSet, mut entries: Vec<Entry>) -> Vec<StreamResult> {
+    /// pipeline). `sieve`: a lighter run of the pipeline that decides which
+    /// lines pass (carrying only the labels its filters read), so that only
+    /// those pay for a full label set.
+    fn select_in_stream(req: &LogRequest, sieve: Option<&ParserSkip>, labels: LabelSet, mut entries: Vec<Entry>) -> Vec<StreamResult> {
         let fast = req.query.only_line_filters();
         if req.direction == Direction::Backward {
             entries.reverse();
@@ -353,6 +356,11 @@ impl Querier {
                 }
             } else {
                 let ts = e.ts;
+                if let Some(sieve) = sieve {
+                    if pipeline::process_skipping(&req.query.stages, &labels, e.clone(), sieve).is_none() {
+                        continue;
+                    }
+                }
                 let came_with = if req.categorize { e.metadata.clone() } else { Vec::new() };
                 let Some(p) = pipeline::process(&req.query.stages, &labels, e) else { continue };
                 let (out_labels, entry) = if req.categorize {
@@ -393,7 +401,12 @@ impl Querier {
         let mut stats = ScanStats::default();
         let prefilter = req.query.leading_line_filters();
         let scan = Scan { matchers: &req.query.matchers, prefilter: &prefilter, from: req.start, through: req.end };
-        let per_stream = self.map_streams(tenants, &scan, &mut stats, &|labels, entries| Ok(Self::select_in_stream(req, labels, entries))).await?;
+        // With label filters that read few labels, most lines are dropped
+        // before their full label set is built.
+        let sieve = pipeline::filter_labels(&req.query.stages).filter(|n| !n.is_empty()).map(ParserSkip::Only);
+        let per_stream = self
+            .map_streams(tenants, &scan, &mut stats, &|labels, entries| Ok(Self::select_in_stream(req, sieve.as_ref(), labels, entries)))
+            .await?;
         let mut found: Vec<StreamResult> = Vec::new();
         for produced in per_stream {
             stats.post_filter_lines += produced.iter().map(|s| s.entries.len() as u64).sum::<u64>();
