@@ -59,6 +59,9 @@ pub struct Selection {
     range: RangeAgg,
     /// Which parsers Loki would skip for this range aggregation.
     skip: pipeline::ParserSkip,
+    /// When every label is kept: a light run of the pipeline that decides
+    /// which lines pass, so only those build a full label set.
+    sieve: Option<pipeline::ParserSkip>,
     /// The grouping samples can be merged by as they are extracted: the
     /// range aggregation's own, or that of a `sum` around a linear one
     /// (counts, rates, bytes and sums of merged series are the sums of the
@@ -116,6 +119,11 @@ impl Selection {
         let mut by_labels: BTreeMap<BTreeMap<String, String>, Vec<Sample>> = BTreeMap::new();
         for e in entries {
             let ts = e.ts;
+            if let Some(sieve) = &self.sieve {
+                if pipeline::process_skipping(&r.log.stages, stream, e.clone(), sieve).is_none() {
+                    continue;
+                }
+            }
             let Some(mut p) = pipeline::process_skipping(&r.log.stages, stream, e, &self.skip) else { continue };
             let value = match &r.unwrap {
                 Some(u) => match pipeline::unwrap_value(u, &mut p) {
@@ -196,21 +204,31 @@ fn collect(e: &Expr, steps: Steps, out: &mut Vec<Selection>) {
 /// Loki pushes down into the extraction.
 fn collect_under(e: &Expr, steps: Steps, parent: Option<&VectorAgg>, out: &mut Vec<Selection>) {
     match e {
-        Expr::Range(r) => out.push(Selection {
-            matchers: r.log.matchers.clone(),
-            prefilter: r.log.leading_line_filters(),
-            from: steps.start - r.offset - r.range + 1,
-            through: steps.end - r.offset + 1,
-            range: r.clone(),
-            skip: parser_skip(r, parent),
-            project: match (&r.grouping, pushed_sum(r, parent)) {
-                (Some(g), _) => Some(g.clone()),
-                (None, Some(v)) => Some(v.grouping.clone().unwrap_or_default()),
-                // Its answer carries the selector's labels, not the series'.
-                (None, None) if r.op == RangeOp::AbsentOverTime => Some(Grouping::default()),
-                (None, None) => None,
-            },
-        }),
+        Expr::Range(r) => {
+            let skip = parser_skip(r, parent);
+            let sieve = match skip {
+                pipeline::ParserSkip::Never => {
+                    pipeline::filter_labels(&r.log.stages).filter(|n| !n.is_empty()).map(pipeline::ParserSkip::Only)
+                }
+                _ => None,
+            };
+            out.push(Selection {
+                matchers: r.log.matchers.clone(),
+                prefilter: r.log.leading_line_filters(),
+                from: steps.start - r.offset - r.range + 1,
+                through: steps.end - r.offset + 1,
+                range: r.clone(),
+                skip,
+                sieve,
+                project: match (&r.grouping, pushed_sum(r, parent)) {
+                    (Some(g), _) => Some(g.clone()),
+                    (None, Some(v)) => Some(v.grouping.clone().unwrap_or_default()),
+                    // Its answer carries the selector's labels, not the series'.
+                    (None, None) if r.op == RangeOp::AbsentOverTime => Some(Grouping::default()),
+                    (None, None) => None,
+                },
+            })
+        }
         Expr::Vector(v) => collect_under(&v.inner, steps, Some(v), out),
         Expr::Binary(b) => {
             collect(&b.lhs, steps, out);
