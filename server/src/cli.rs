@@ -93,6 +93,9 @@ pub struct QueryArgs {
     pub step: Option<String>,
     #[arg(long, value_enum, default_value_t = Output::Default)]
     pub output: Output,
+    /// Print the query's statistics to stderr (as logcli's `--stats`).
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +215,9 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
             }
             let v = with_progress(|| json_of(&a.server, r.call()))?;
             print_result(&mut out, &v["data"], a.output, a.forward);
+            if a.stats {
+                print_stats(&v["data"]["stats"]);
+            }
         }
         Command::Labels(a) => {
             let start = (now_ns() - since_ns(&a.since)?).to_string();
@@ -293,6 +299,30 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The `stats` object as `Section.Field<TAB>value` lines on stderr, the
+/// way logcli prints it (`Summary.TotalLinesProcessed  7000`).
+fn print_stats(stats: &Value) {
+    fn walk(prefix: &str, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let mut name = k.clone();
+                    if let Some(first) = name.get(..1) {
+                        name.replace_range(..1, &first.to_uppercase());
+                    }
+                    walk(&if prefix.is_empty() { name } else { format!("{prefix}.{name}") }, x);
+                }
+            }
+            other => eprintln!("{prefix}\t{other}"),
+        }
+    }
+    for section in ["summary", "querier", "ingester"] {
+        let mut name = section.to_string();
+        name.replace_range(..1, &section[..1].to_uppercase());
+        walk(&name, &stats[section]);
+    }
 }
 
 fn labels_text(v: &Value) -> String {

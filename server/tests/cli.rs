@@ -33,8 +33,10 @@ fn push_query_labels_and_series_from_the_command_line() {
     let (code, out, err) = balsa(&["query", "--addr", &addr, "--org-id", "t", "--output", "raw", "--forward", r#"{app="cli"}"#], None);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "first\nsecond error\nthird\n");
-    let (_, out, _) = balsa(&["query", "--addr", &addr, "--org-id", "t", r#"{app="cli"} |= "error""#], None);
+    let (_, out, err) = balsa(&["query", "--addr", &addr, "--org-id", "t", "--stats", r#"{app="cli"} |= "error""#], None);
     assert!(out.trim_end().ends_with(r#"{app="cli", service_name="cli"} second error"#), "{out}");
+    assert!(err.lines().any(|l| l == "Summary.TotalEntriesReturned\t1"), "--stats prints the statistics: {err}");
+    assert!(err.contains("Ingester.Store.Chunk.HeadChunkLines\t"), "{err}");
     let (_, out, _) = balsa(&["query", "--addr", &addr, "--org-id", "t", "--output", "jsonl", "--limit", "1", r#"{app="cli"}"#], None);
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
     assert_eq!(v["line"], "third", "newest first by default");
