@@ -342,6 +342,13 @@ fn index_stats_volumes_and_detected_labels() {
     assert!(fields.contains(&json!({"label": "took", "type": "duration", "cardinality": 2, "parsers": ["logfmt"]})), "{v}");
     let v = b.get_json("/loki/api/v1/detected_field/status/values", &[("query", r#"{app="f"}"#), ("since", "1h")], &h);
     assert_eq!(v["values"], json!(["200", "500"]));
+    push(json!({"app": "j"}), &[r#"{"user":{"id":7,"name":"ann"},"ok":true}"#]);
+    let v = b.get_json("/loki/api/v1/detected_fields", &[("query", r#"{app="j"}"#), ("since", "1h")], &h);
+    let fields = v["fields"].as_array().unwrap();
+    let want = json!({"label": "user_id", "type": "int", "cardinality": 1, "parsers": ["json"], "jsonPath": ["user", "id"]});
+    assert!(fields.contains(&want), "nested JSON fields carry their path: {v}");
+    let v = b.get_json("/loki/api/v1/detected_fields", &[("query", r#"{app="none"}"#), ("since", "1h")], &h);
+    assert_eq!(v, json!({"limit": 1000}), "no fields: omitted, as Loki does");
     let v = b.get_json("/loki/api/v1/patterns", &[("query", r#"{app="f"}"#), ("since", "1h")], &h);
     let mut patterns: Vec<&str> = v["data"].as_array().unwrap().iter().map(|p| p["pattern"].as_str().unwrap()).collect();
     patterns.sort();

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::query::ReadRequest;
 use super::{ApiError, AppState};
@@ -131,7 +131,7 @@ pub async fn detected_labels(State(api): State<AppState>, req: ReadRequest) -> R
 
 /// Fields parsed out of a sample of the matching lines: the JSON parser for
 /// lines that look like JSON, logfmt for the rest (Loki's detection).
-async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, (BTreeSet<String>, BTreeSet<&'static str>)>, ApiError> {
+async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, Detected>, ApiError> {
     use crate::logql::parsers;
     let matchers = selector(req)?;
     let (start, end) = req.params.bounds(now_ns())?;
@@ -143,29 +143,69 @@ async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, (B
         (labels, entries)
     };
     let (streams, _) = api.querier.map_matching(&req.tenants, &matchers, start, end, &newest).await?;
-    let mut fields: BTreeMap<String, (BTreeSet<String>, BTreeSet<&'static str>)> = BTreeMap::new();
+    let mut fields: BTreeMap<String, Detected> = BTreeMap::new();
     let mut lines: Vec<(&LabelSet, &balsa_storage::Entry)> =
         streams.iter().flat_map(|(l, es)| es.iter().map(move |e| (l, e))).collect();
     lines.sort_by_key(|(_, e)| std::cmp::Reverse(e.ts));
     for (labels, e) in lines.into_iter().take(line_limit) {
-        let (parser, found) = if e.line.trim_start().starts_with('{') {
+        let json = e.line.trim_start().starts_with('{');
+        let (parser, found) = if json {
             ("json", parsers::json(&e.line).unwrap_or_default())
         } else {
             ("logfmt", parsers::logfmt(&e.line, false, false).unwrap_or_default())
         };
+        let paths = if json { json_paths(&e.line) } else { BTreeMap::new() };
         for (k, v) in found {
             if labels.get(&k).is_some() {
                 continue;
             }
-            let slot = fields.entry(k).or_default();
-            slot.0.insert(v);
-            slot.1.insert(parser);
+            let slot = fields.entry(k.clone()).or_default();
+            slot.values.insert(v);
+            slot.parsers.insert(parser);
+            if slot.json_path.is_none() {
+                slot.json_path = paths.get(&k).cloned();
+            }
         }
         for (k, v) in &e.metadata {
-            fields.entry(k.clone()).or_default().0.insert(v.clone());
+            fields.entry(k.clone()).or_default().values.insert(v.clone());
         }
     }
     Ok(fields)
+}
+
+/// What detection learnt of one field.
+#[derive(Default)]
+struct Detected {
+    values: BTreeSet<String>,
+    parsers: BTreeSet<&'static str>,
+    /// The keys leading to it in JSON lines (`["user", "id"]` for `user_id`).
+    json_path: Option<Vec<String>>,
+}
+
+/// The label each leaf of a JSON line becomes under `| json`, with its
+/// original keys.
+fn json_paths(line: &str) -> BTreeMap<String, Vec<String>> {
+    fn walk(v: &Value, path: &mut Vec<String>, out: &mut BTreeMap<String, Vec<String>>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    path.push(k.clone());
+                    walk(x, path, out);
+                    path.pop();
+                }
+            }
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+                let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+                out.entry(crate::logql::parsers::json_label_name(&keys)).or_insert_with(|| path.clone());
+            }
+            Value::Array(_) | Value::Null => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        walk(&v, &mut Vec::new(), &mut out);
+    }
+    out
 }
 
 /// Loki's field types: int, float, boolean, duration, bytes, string.
@@ -186,19 +226,28 @@ fn field_type(values: &BTreeSet<String>) -> &'static str {
     }
 }
 
-/// `{"fields": [{"label", "type", "cardinality", "parsers"}], "limit": N}`.
+/// `{"fields": [{"label", "type", "cardinality", "parsers", "jsonPath"}], "limit": N}`
+/// (`fields` and `jsonPath` omitted when empty, as Loki does).
 pub async fn detected_fields(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {
     let limit: usize = req.params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
     let fields = detect(&api, &req).await?;
     let out: Vec<_> = fields
         .iter()
         .take(limit)
-        .map(|(k, (values, parsers))| {
-            let parsers: Option<Vec<&str>> = (!parsers.is_empty()).then(|| parsers.iter().copied().collect());
-            json!({"label": k, "type": field_type(values), "cardinality": values.len(), "parsers": parsers})
+        .map(|(k, d)| {
+            let parsers: Option<Vec<&str>> = (!d.parsers.is_empty()).then(|| d.parsers.iter().copied().collect());
+            let mut f = json!({"label": k, "type": field_type(&d.values), "cardinality": d.values.len(), "parsers": parsers});
+            if let Some(path) = &d.json_path {
+                f["jsonPath"] = json!(path);
+            }
+            f
         })
         .collect();
-    Ok(axum::Json(json!({"fields": out, "limit": limit})).into_response())
+    let mut body = json!({"limit": limit});
+    if !out.is_empty() {
+        body["fields"] = json!(out);
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// `{"values": [...], "limit": N}` of one detected field.
@@ -209,7 +258,7 @@ pub async fn detected_field_values(
 ) -> Result<Response, ApiError> {
     let limit: usize = req.params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
     let fields = detect(&api, &req).await?;
-    let values: Vec<&String> = fields.get(&name).map(|(v, _)| v.iter().take(limit).collect()).unwrap_or_default();
+    let values: Vec<&String> = fields.get(&name).map(|d| d.values.iter().take(limit).collect()).unwrap_or_default();
     Ok(axum::Json(json!({"values": values, "limit": limit})).into_response())
 }
 

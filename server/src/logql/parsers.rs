@@ -125,6 +125,19 @@ pub fn sanitize_label_name(name: &str) -> String {
     out
 }
 
+/// The label `| json` gives a value at `path` (its keys from the outside in):
+/// `["user", "id"]` is `user_id`.
+pub fn json_label_name(path: &[&str]) -> String {
+    let mut name = String::new();
+    for key in path {
+        if !name.is_empty() {
+            name.push('_');
+        }
+        append_sanitized(&mut name, key);
+    }
+    name
+}
+
 /// Appends the sanitised `key` to `buf`; the leading-digit `_` is only added
 /// when `buf` is empty (this is how nested JSON keys are joined).
 fn append_sanitized(buf: &mut String, key: &str) {
