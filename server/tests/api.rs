@@ -347,6 +347,8 @@ fn index_stats_volumes_and_detected_labels() {
     let fields = v["fields"].as_array().unwrap();
     let want = json!({"label": "user_id", "type": "int", "cardinality": 1, "parsers": ["json"], "jsonPath": ["user", "id"]});
     assert!(fields.contains(&want), "nested JSON fields carry their path: {v}");
+    let v = b.get_json("/loki/api/v1/detected_field/took/values", &[("query", r#"{app="f"} | logfmt | status >= 500"#), ("since", "1h")], &h);
+    assert_eq!(v["values"], json!(["1.5s"]), "only the lines the query's pipeline keeps");
     let v = b.get_json("/loki/api/v1/detected_fields", &[("query", r#"{app="none"}"#), ("since", "1h")], &h);
     assert_eq!(v, json!({"limit": 1000}), "no fields: omitted, as Loki does");
     let v = b.get_json("/loki/api/v1/patterns", &[("query", r#"{app="f"}"#), ("since", "1h")], &h);

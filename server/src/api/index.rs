@@ -130,17 +130,35 @@ pub async fn detected_labels(State(api): State<AppState>, req: ReadRequest) -> R
 }
 
 /// Fields parsed out of a sample of the matching lines: the JSON parser for
-/// lines that look like JSON, logfmt for the rest (Loki's detection).
+/// lines that look like JSON, logfmt for the rest (Loki's detection). The
+/// query may carry a pipeline (Logs Drilldown sends its active filters):
+/// only the lines it keeps, as it leaves them, are sampled.
 async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, Detected>, ApiError> {
-    use crate::logql::parsers;
-    let matchers = selector(req)?;
+    use crate::logql::{parsers, pipeline, Expr};
+    let (matchers, stages) = match selector(req) {
+        Ok(m) => (m, Vec::new()),
+        Err(selector_error) => match crate::logql::parse_expr(req.params.get("query").unwrap_or("")) {
+            Ok(Expr::Log(l)) => (l.matchers, l.stages),
+            _ => return Err(selector_error),
+        },
+    };
     let (start, end) = req.params.bounds(now_ns())?;
     let line_limit: usize = req.params.get("line_limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
-    // Each stream's newest `line_limit` lines, then the newest of them all.
-    let newest = |labels, mut entries: Vec<balsa_storage::Entry>| {
-        let keep = entries.len().saturating_sub(line_limit);
-        entries.drain(..keep);
-        (labels, entries)
+    // Each stream's newest `line_limit` lines the pipeline keeps, then the
+    // newest of them all.
+    let newest = |labels: LabelSet, entries: Vec<balsa_storage::Entry>| {
+        let mut kept: Vec<balsa_storage::Entry> = Vec::new();
+        for e in entries.into_iter().rev() {
+            if kept.len() >= line_limit {
+                break;
+            }
+            let (ts, metadata) = (e.ts, e.metadata.clone());
+            if let Some(p) = pipeline::process(&stages, &labels, e) {
+                kept.push(balsa_storage::Entry { ts, line: p.line, metadata });
+            }
+        }
+        kept.reverse();
+        (labels, kept)
     };
     let (streams, _) = api.querier.map_matching(&req.tenants, &matchers, start, end, &newest).await?;
     let mut fields: BTreeMap<String, Detected> = BTreeMap::new();
