@@ -742,6 +742,73 @@ mod tests {
         assert_eq!(f(&q), format!("{{app=\"a\"}}\n  |= \"{long}\"\n  != \"{long}\"\n| decolorize"));
     }
 
+    /// Random queries from a small grammar, half of them damaged by a
+    /// dropped or doubled word (fixed seed): no input panics the parser or
+    /// the printer, and whatever parses prints to a text that parses back
+    /// to the same text.
+    #[test]
+    fn random_queries_never_panic_and_print_stably() {
+        const STAGES: [&str; 18] = [
+            r#"|= "x""#, r#"!~ "a|b""#, "| json", "| logfmt", "| logfmt --strict level", r#"| regexp `(?P<x>\w+)`"#,
+            r#"| pattern "<_> <x>""#, r#"| level="x""#, "| status >= 500", "| took > 1s", "| size < 1KB", r#"| line_format "{{.app}}""#,
+            "| label_format a=app", "| drop level", "| keep app", "| decolorize", r#"| addr = ip("10.0.0.0/8")"#, r#"| level=~"5..""#,
+        ];
+        let mut seed: u64 = 0x5eed_1234_abcd_0001;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut parsed, mut total) = (0, 0);
+        for _ in 0..5_000 {
+            let mut log = String::from(r#"{app="a"}"#);
+            for _ in 0..next(4) {
+                log.push(' ');
+                log.push_str(STAGES[next(STAGES.len())]);
+            }
+            let range = match next(4) {
+                0 => format!("rate({log} [5m])"),
+                1 => format!("count_over_time({log} [1h] offset 5m)"),
+                2 => format!("sum_over_time({log} | unwrap status [5m])"),
+                _ => format!("quantile_over_time(0.9, {log} | unwrap took [5m]) by (app)"),
+            };
+            let vector = match next(4) {
+                0 => format!("sum by (app) ({range})"),
+                1 => format!("topk(3, {range})"),
+                2 => format!("avg without (level) ({range})"),
+                _ => range,
+            };
+            let q = match next(5) {
+                0 => format!("{vector} + {vector}"),
+                1 => format!("{vector} / on (app) {vector}"),
+                2 => format!("{vector} > bool 1"),
+                3 => log,
+                _ => vector,
+            };
+            let q = if next(2) == 0 {
+                let mut words: Vec<&str> = q.split(' ').collect();
+                let at = next(words.len());
+                if next(2) == 0 {
+                    words.remove(at);
+                } else {
+                    words.insert(at, words[at]);
+                }
+                words.join(" ")
+            } else {
+                q
+            };
+            total += 1;
+            if let Ok(once) = format_query(&q) {
+                parsed += 1;
+                if !once.contains('\n') {
+                    assert_eq!(format_query(&once).ok().as_deref(), Some(once.as_str()), "{q}");
+                }
+            }
+        }
+        assert!(parsed > total / 4 && parsed < total, "the generator reaches valid and invalid queries ({parsed} of {total})");
+    }
+
     #[test]
     fn formatting_is_idempotent_and_errors_are_parse_errors() {
         for q in [
