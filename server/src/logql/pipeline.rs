@@ -437,6 +437,48 @@ mod tests {
         assert_eq!(filter_labels(&l.stages), None, "templates may read any label");
     }
 
+    /// Seeded random lines (JSON-ish, logfmt-ish, escapes, multi-byte
+    /// characters, cut anywhere) through seeded random pipelines: a line a
+    /// client sent never panics a query, and the light run agrees with the
+    /// full one.
+    #[test]
+    fn random_lines_through_random_pipelines_never_panic() {
+        const STAGES: [&str; 16] = [
+            "| json", "| logfmt", "| logfmt --strict", "| logfmt --keep-empty level, m=\"msg\"", r#"| json a="a.b[0]", c"#,
+            r#"| regexp `(?P<w>\w+)=(?P<v>\S*)`"#, r#"| pattern "<k>=<v> <_>""#, "| unpack", r#"| level="x" or n > 2"#,
+            "| took > 1s", "| size < 1KB", r#"| line_format "{{.a | trunc 3}}{{ __line__ | b64enc }}{{ .n | int | add 1 }}""#,
+            r#"| label_format a="{{ .level | ToUpper }}", b=n"#, "| drop __error__", "| decolorize", r#"| addr = ip("10.0.0.0/8")"#,
+        ];
+        const PIECES: [&str; 24] = [
+            "{", "}", "[", "]", "\"", "\\", "=", " ", "level", "n", "a", ":", ",", "3", "-1.5e3", "1s", "é", "日本", "\u{1b}[31m",
+            "\\u00e9", "\\\"", "null", "true", "10.1.2.3",
+        ];
+        let mut seed: u64 = 0x0dd_f00d_beef_cafe;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let stream = LabelSet::parse(r#"{app="a", level="x"}"#).unwrap();
+        for _ in 0..3_000 {
+            let mut q = String::from(r#"{app="a"}"#);
+            for _ in 0..1 + next(4) {
+                q.push(' ');
+                q.push_str(STAGES[next(STAGES.len())]);
+            }
+            let Ok(Expr::Log(l)) = parse_expr(&q) else { panic!("{q}") };
+            for _ in 0..5 {
+                let line: String = (0..next(30)).map(|_| PIECES[next(PIECES.len())]).collect();
+                let full = process(&l.stages, &stream, Entry::new(1, &line));
+                if let Some(names) = filter_labels(&l.stages) {
+                    let light = process_skipping(&l.stages, &stream, Entry::new(1, &line), &ParserSkip::Only(names));
+                    assert_eq!(light.is_some(), full.is_some(), "{q} on {line:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn clashes_formatting_drop_keep() {
         let p = run(r#"{app="a"} | logfmt | line_format "{{.level_extracted}}/{{.level}}""#, "level=info").unwrap();
