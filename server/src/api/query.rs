@@ -79,7 +79,7 @@ pub async fn query_range(
             let _slot = api.frontend.admit(&tenants)?;
             let run = async { Ok(api.frontend.metric_range(&tenants, query, &metric, steps, limits.plan).await?) };
             let (value, stats) = limits.within_timeout(run).await?;
-            return Ok(axum::Json(metric_response(value, steps, false, stats)).into_response());
+            return Ok(axum::Json(metric_response(value, steps, false, true, stats)).into_response());
         }
     };
     let limit = p.limit()?;
@@ -117,9 +117,27 @@ fn ts_json(ns: i64) -> Value {
     }
 }
 
+/// Whether the query orders its answer itself (`sort`, `sort_desc`).
+fn sorts_by_value(e: &Expr) -> bool {
+    match e {
+        Expr::Vector(v) => matches!(v.op, logql::VecOp::Sort | logql::VecOp::SortDesc) || sorts_by_value(&v.inner),
+        Expr::Binary(b) => sorts_by_value(&b.lhs) || sorts_by_value(&b.rhs),
+        Expr::LabelReplace(l) => sorts_by_value(&l.inner),
+        _ => false,
+    }
+}
+
 /// Loki's (Prometheus') answer to a metric query: a matrix for ranges, a
-/// vector or scalar for instants.
-fn metric_response(value: Metric, steps: Steps, instant: bool, stats: ScanStats) -> Value {
+/// vector or scalar for instants; series in label order (as Loki sorts
+/// them) unless the query sorted them by value.
+fn metric_response(value: Metric, steps: Steps, instant: bool, by_labels: bool, stats: ScanStats) -> Value {
+    let value = match value {
+        Metric::Vector(mut series) if by_labels => {
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Metric::Vector(series)
+        }
+        other => other,
+    };
     let (result_type, result) = match value {
         Metric::Scalar(v) => {
             if instant {
@@ -175,7 +193,7 @@ pub async fn instant_query(
     let _slot = api.frontend.admit(&tenants)?;
     let run = async { Ok(api.querier.eval_metric(&tenants, &expr, steps, limits.max_series).await?) };
     let (value, stats) = limits.within_timeout(run).await?;
-    Ok(axum::Json(metric_response(value, steps, true, stats)).into_response())
+    Ok(axum::Json(metric_response(value, steps, true, !sorts_by_value(&expr), stats)).into_response())
 }
 
 /// Loki's answer to a log query. Without `categorize-labels`, structured
