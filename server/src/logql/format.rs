@@ -753,13 +753,7 @@ mod tests {
             r#"| pattern "<_> <x>""#, r#"| level="x""#, "| status >= 500", "| took > 1s", "| size < 1KB", r#"| line_format "{{.app}}""#,
             "| label_format a=app", "| drop level", "| keep app", "| decolorize", r#"| addr = ip("10.0.0.0/8")"#, r#"| level=~"5..""#,
         ];
-        let mut seed: u64 = 0x5eed_1234_abcd_0001;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::logql::test_rng(0x5eed_1234_abcd_0001);
         let (mut parsed, mut total) = (0, 0);
         for _ in 0..5_000 {
             let mut log = String::from(r#"{app="a"}"#);

@@ -30,3 +30,14 @@ pub use ast::{
 };
 pub use format::format_query;
 pub use parser::{parse_expr, parse_labels, parse_selector, ParseError};
+
+/// A seeded xorshift generator for the randomized tests: `next(n)` is in `0..n`.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}

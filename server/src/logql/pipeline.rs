@@ -453,13 +453,7 @@ mod tests {
             "{", "}", "[", "]", "\"", "\\", "=", " ", "level", "n", "a", ":", ",", "3", "-1.5e3", "1s", "é", "日本", "\u{1b}[31m",
             "\\u00e9", "\\\"", "null", "true", "10.1.2.3",
         ];
-        let mut seed: u64 = 0x0dd_f00d_beef_cafe;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::logql::test_rng(0x0dd_f00d_beef_cafe);
         let stream = LabelSet::parse(r#"{app="a", level="x"}"#).unwrap();
         for _ in 0..3_000 {
             let mut q = String::from(r#"{app="a"}"#);
