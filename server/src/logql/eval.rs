@@ -62,10 +62,9 @@ pub struct Selection {
     /// When every label is kept: a light run of the pipeline that decides
     /// which lines pass, so only those build a full label set.
     sieve: Option<pipeline::ParserSkip>,
-    /// The grouping samples can be merged by as they are extracted: the
-    /// range aggregation's own, or that of a `sum` around a linear one
-    /// (counts, rates, bytes and sums of merged series are the sums of the
-    /// series'), so lines that differ only in other labels share a series.
+    /// The grouping samples are merged by as they are extracted
+    /// ([`grouping_in_force`]), so lines that differ only in other labels
+    /// share a series.
     project: Option<Grouping>,
 }
 
@@ -205,7 +204,8 @@ fn collect(e: &Expr, steps: Steps, out: &mut Vec<Selection>) {
 fn collect_under(e: &Expr, steps: Steps, parent: Option<&VectorAgg>, out: &mut Vec<Selection>) {
     match e {
         Expr::Range(r) => {
-            let skip = parser_skip(r, parent);
+            let grouping = grouping_in_force(r, parent);
+            let skip = parser_skip(r, grouping.as_ref());
             let sieve = match skip {
                 pipeline::ParserSkip::Never => {
                     pipeline::filter_labels(&r.log.stages).filter(|n| !n.is_empty()).map(pipeline::ParserSkip::Only)
@@ -220,13 +220,8 @@ fn collect_under(e: &Expr, steps: Steps, parent: Option<&VectorAgg>, out: &mut V
                 range: r.clone(),
                 skip,
                 sieve,
-                project: match (&r.grouping, pushed_sum(r, parent)) {
-                    (Some(g), _) => Some(g.clone()),
-                    (None, Some(v)) => Some(v.grouping.clone().unwrap_or_default()),
-                    // Its answer carries the selector's labels, not the series'.
-                    (None, None) if r.op == RangeOp::AbsentOverTime => Some(Grouping::default()),
-                    (None, None) => None,
-                },
+                // absent_over_time answers with the selector's labels, not the series'.
+                project: grouping.or_else(|| (r.op == RangeOp::AbsentOverTime).then(Grouping::default)),
             })
         }
         Expr::Vector(v) => collect_under(&v.inner, steps, Some(v), out),
@@ -245,32 +240,19 @@ fn collect_under(e: &Expr, steps: Steps, parent: Option<&VectorAgg>, out: &mut V
 /// filters, unwrap and grouping name — none at all skips every parser, else
 /// parsing stops once they are all extracted. Queries that format with
 /// templates keep every parser (the labels templates read are not listed).
-fn parser_skip(r: &RangeAgg, parent: Option<&VectorAgg>) -> pipeline::ParserSkip {
+fn parser_skip(r: &RangeAgg, grouping: Option<&Grouping>) -> pipeline::ParserSkip {
     use pipeline::ParserSkip;
-    let pushed = pushed_sum(r, parent);
-    // The grouping in force, and whether the query is grouped at all.
-    let grouping: Option<Grouping> = match (pushed, &r.grouping) {
-        (Some(v), _) => Some(v.grouping.clone().unwrap_or_default()),
-        (None, g) => g.clone(),
-    };
-    let singleton = grouping.as_ref().is_some_and(|g| g.labels.is_empty() && !g.without);
+    let singleton = grouping.is_some_and(|g| g.labels.is_empty() && !g.without);
     let no_labels = singleton || r.op == RangeOp::AbsentOverTime;
-    if r.log.stages.iter().any(|s| matches!(s, Stage::LineFormat(_) | Stage::LabelFormat(_))) {
-        return ParserSkip::Never;
-    }
-    let mut names: Vec<String> = Vec::new();
-    for s in &r.log.stages {
-        if let Stage::LabelFilter(f) = s {
-            f.names(&mut names);
-        }
-    }
+    // Templates may read any label: then nothing is skipped.
+    let Some(mut names) = pipeline::filter_labels(&r.log.stages) else { return ParserSkip::Never };
     if let Some(u) = &r.unwrap {
         names.push(u.label.clone());
         for f in &u.post_filters {
             f.names(&mut names);
         }
     }
-    let (groups, without) = grouping.map_or((Vec::new(), false), |g| (g.labels, g.without));
+    let (groups, without) = grouping.map_or((Vec::new(), false), |g| (g.labels.clone(), g.without));
     names.extend(groups.iter().cloned());
     names.sort();
     names.dedup();
@@ -287,14 +269,17 @@ fn parser_skip(r: &RangeAgg, parent: Option<&VectorAgg>) -> pipeline::ParserSkip
     }
 }
 
-/// The `sum` around `r` whose grouping applies to `r`'s series already: `r`
-/// has no grouping of its own and is linear in its samples.
-fn pushed_sum<'a>(r: &RangeAgg, parent: Option<&'a VectorAgg>) -> Option<&'a VectorAgg> {
-    parent.filter(|v| {
-        v.op == VecOp::Sum
-            && r.grouping.is_none()
-            && matches!(r.op, RangeOp::BytesOverTime | RangeOp::BytesRate | RangeOp::SumOverTime | RangeOp::Rate | RangeOp::CountOverTime)
-    })
+/// The grouping that applies to `r`'s series already: its own, or that of
+/// the `sum` around it when `r` has none and is linear in its samples
+/// (counts, rates, bytes and sums of merged series are the sums of the
+/// series').
+fn grouping_in_force(r: &RangeAgg, parent: Option<&VectorAgg>) -> Option<Grouping> {
+    let linear = matches!(r.op, RangeOp::BytesOverTime | RangeOp::BytesRate | RangeOp::SumOverTime | RangeOp::Rate | RangeOp::CountOverTime);
+    match (&r.grouping, parent) {
+        (Some(g), _) => Some(g.clone()),
+        (None, Some(v)) if v.op == VecOp::Sum && linear => Some(v.grouping.clone().unwrap_or_default()),
+        _ => None,
+    }
 }
 
 /// Evaluates `e` at `steps` from the fetched data (one entry per selection,
