@@ -127,26 +127,6 @@ impl ScanStats {
     }
 }
 
-/// What reading one stream cost (see [`ScanStats`]).
-#[derive(Clone, Copy, Default)]
-struct StreamCost {
-    head_lines: u64,
-    head_bytes: u64,
-    chunk_lines: u64,
-    chunk_bytes: u64,
-    duplicates: u64,
-}
-
-impl StreamCost {
-    fn add_to(&self, s: &mut ScanStats) {
-        s.head_lines += self.head_lines;
-        s.head_bytes += self.head_bytes;
-        s.chunk_lines += self.chunk_lines;
-        s.chunk_bytes += self.chunk_bytes;
-        s.duplicates += self.duplicates;
-    }
-}
-
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -285,11 +265,12 @@ impl Querier {
                     work[i].2.push((key, fetch.bytes));
                 }
             }
-            let gather = |(labels, mut entries, bytes): StreamWork| -> (Result<Option<T>, QueryError>, StreamCost) {
-                let mut cost = StreamCost {
+            let gather = |(labels, mut entries, bytes): StreamWork| -> (Result<Option<T>, QueryError>, ScanStats) {
+                // What reading this stream cost.
+                let mut cost = ScanStats {
                     head_lines: entries.len() as u64,
                     head_bytes: entries.iter().map(|e| e.size() as u64).sum(),
-                    ..StreamCost::default()
+                    ..ScanStats::default()
                 };
                 let decoded = std::cell::Cell::new((0u64, 0u64));
                 let keep = |line: &str| {
@@ -325,7 +306,7 @@ impl Querier {
             // up threads and lines in memory, tenants taking turns.
             let _slot = DECODE_SLOTS.acquire(tenant).await;
             for (r, cost) in parallel_map(work, &gather) {
-                cost.add_to(stats);
+                stats.add_scan(&cost);
                 out.extend(r?);
             }
         }
