@@ -314,8 +314,32 @@ fn name_at(rest: &str, names: &[&str], short: bool) -> Option<(usize, usize)> {
 /// Parses `value` with a Go layout (as `time.Parse` in UTC; numeric zones
 /// are applied, zone names read as UTC). Errors worded like Go's.
 pub fn parse_layout(layout: &str, value: &str) -> Result<i64, String> {
+    parse_layout_with(layout, value, |_| 0)
+}
+
+/// Parses `value` with a Go layout in the IANA time zone `zone`, as Go's
+/// `time.ParseInLocation` (a numeric offset in the value wins). An unknown
+/// zone is UTC, as Loki's `toDateInZone` does; `Local` is this machine's.
+pub fn parse_layout_in_zone(layout: &str, value: &str, zone: &str) -> Result<i64, String> {
+    use jiff::tz::TimeZone;
+    let tz = match zone {
+        "" | "UTC" => return parse_layout(layout, value),
+        "Local" => TimeZone::system(),
+        name => TimeZone::get(name).unwrap_or(TimeZone::UTC),
+    };
+    parse_layout_with(layout, value, |civil| {
+        let local = jiff::Timestamp::from_second(civil).map(|t| TimeZone::UTC.to_datetime(t));
+        local.and_then(|dt| tz.to_ambiguous_timestamp(dt).compatible()).map_or(0, |t| civil - t.as_second())
+    })
+}
+
+/// Parses with a layout; `zone_offset` gives the offset east of UTC, in
+/// seconds, for a wall-clock time (as Unix seconds read in UTC) when the
+/// value carries no numeric offset.
+fn parse_layout_with(layout: &str, value: &str, zone_offset: impl Fn(i64) -> i64) -> Result<i64, String> {
     let fail = |rest: &str, elem: &str| format!("parsing time {value:?} as {layout:?}: cannot parse {rest:?} as {elem:?}");
-    let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut frac, mut offset) = (1i64, 1u32, 1u32, 0i64, 0i64, 0i64, 0i64, 0i64);
+    let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut frac) = (1i64, 1u32, 1u32, 0i64, 0i64, 0i64, 0i64);
+    let mut offset: Option<i64> = None;
     let mut pm: Option<bool> = None;
     let mut rest = value;
     let num = |rest: &mut &str, min: usize, max: usize| -> Option<i64> {
@@ -423,7 +447,7 @@ pub fn parse_layout(layout: &str, value: &str) -> Result<i64, String> {
                     let ss = if *seconds { part(false) } else { Some(0) };
                     match (sign, hh, mm, ss) {
                         (s, Some(hh), Some(mm), Some(ss)) if s != 0 => {
-                            offset = s * (hh * 3600 + mm * 60 + ss);
+                            offset = Some(s * (hh * 3600 + mm * 60 + ss));
                             rest = r;
                             true
                         }
@@ -458,7 +482,8 @@ pub fn parse_layout(layout: &str, value: &str) -> Result<i64, String> {
         h += 12;
     }
     let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    let wall = days * 86_400 + h * 3600 + mi * 60 + sec;
+    let secs = wall - offset.unwrap_or_else(|| zone_offset(wall));
     secs.checked_mul(NANOS).and_then(|s| s.checked_add(frac)).ok_or_else(|| format!("parsing time {value:?}: out of range"))
 }
 

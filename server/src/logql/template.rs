@@ -1,12 +1,15 @@
 //! Go `text/template` as LogQL's `line_format` and `label_format` use it:
-//! text and `{{ }}` actions with trim markers, fields (`.name` = a label,
-//! missing → empty), pipelines (`{{ .a | upper }}`), function calls,
-//! parenthesised sub-expressions, string/number/bool literals, comments,
-//! `if`/`else if`/`else`/`end`, and Loki's function set (`__line__`,
-//! `__timestamp__`, string, math and regex helpers, `printf`).
+//! text and `{{ }}` actions with trim markers; fields (`.name` = a label,
+//! missing → empty; `.a.b` walks into a value); variables (`$x := …`,
+//! `$x = …`, `$`); pipelines (`{{ .a | upper }}`); function calls;
+//! parenthesised sub-expressions, also with fields (`(fromJson .x).y`);
+//! string/char/number/bool literals; comments; `if`, `with` and `range`
+//! with `else`, `else if`/`else with`, `break` and `continue`; and Loki's
+//! function set (`__line__`, `__timestamp__`, string, math, time and regex
+//! helpers, `printf`, `fromJson`) with Go's `index`, `slice` and `len`.
 //!
-//! Not supported: `range`, `with`, `define`/`template`/`block`, variables
-//! other than `$` — they are parse errors naming the keyword.
+//! Not supported: `define`/`template`/`block` (a LogQL template is one
+//! template); they are parse errors naming the keyword.
 
 use std::fmt::Write as _;
 
@@ -36,8 +39,22 @@ pub struct TemplateData<'a> {
 #[derive(Debug, Clone)]
 enum Node {
     Text(String),
-    Action(Pipeline),
-    If { branches: Vec<(Pipeline, Vec<Node>)>, otherwise: Vec<Node> },
+    /// Prints its value, or, with variables, binds them and prints nothing.
+    Action(Action),
+    /// `if` / `with` (which runs its body with dot set to the value);
+    /// `else if` / `else with` is a nested control in `otherwise`.
+    Cond { with: bool, cond: Action, body: Vec<Node>, otherwise: Vec<Node> },
+    Range { over: Action, body: Vec<Node>, otherwise: Vec<Node> },
+    Break,
+    Continue,
+}
+
+/// A pipeline with the variables it declares (`:=`) or assigns (`=`).
+#[derive(Debug, Clone)]
+struct Action {
+    vars: Vec<String>,
+    declare: bool,
+    pipe: Pipeline,
 }
 
 type Pipeline = Vec<Command>;
@@ -45,15 +62,19 @@ type Command = Vec<Arg>;
 
 #[derive(Debug, Clone)]
 enum Arg {
-    Field(String),
+    /// `.a.b`: fields of dot.
+    Field(Vec<String>),
     Dot,
+    /// `$x.a.b` (`$` is the labels the template started with).
+    Var(String, Vec<String>),
     Str(String),
     Int(i64),
     Float(f64),
     Bool(bool),
     Nil,
     Func(String),
-    Sub(Pipeline),
+    /// `( … )`, then fields of its value.
+    Sub(Pipeline, Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,34 +85,45 @@ enum Val {
     Bool(bool),
     Nil,
     Time(i64),
+    /// A JSON array (`fromJson`).
+    List(Vec<Val>),
+    /// A JSON object, keys sorted as Go ranges and prints maps.
+    Map(Vec<(String, Val)>),
+    /// The entry's labels: the template's data (Go's `map[string]string`).
+    Labels,
 }
 
 fn err(msg: impl Into<String>) -> TemplateError {
     TemplateError(format!("template: line_format:1: {}", msg.into()))
 }
 
+/// How many `range` iterations one execution may take (a line is not a
+/// place for unbounded loops; Go has no limit).
+const MAX_RANGE_STEPS: usize = 100_000;
+
 /// The functions a template may call: Loki's (its own, the listed sprig
 /// ones, the old capitalized names) and Go's template built-ins.
 const FUNCS: &[&str] = &[
     "__line__", "__timestamp__", "lower", "upper", "title", "trim", "trimAll", "trimPrefix", "trimSuffix", "trunc",
     "replace", "substr", "contains", "hasPrefix", "hasSuffix", "indent", "nindent", "repeat", "default", "regexReplaceAll",
-    "regexReplaceAllLiteral", "count", "urlencode", "urldecode", "b64enc", "b64dec", "len", "eq", "ne", "lt", "le", "gt", "ge",
-    "and", "or", "not", "int", "float64", "add", "sub", "mul", "div", "mod", "addf", "subf", "mulf", "divf", "max", "min",
-    "maxf", "minf", "ceil", "floor", "round", "unixEpoch", "unixEpochMillis", "unixEpochNanos", "unixToTime", "alignLeft",
-    "alignRight", "printf", "print", "println", "html", "js", "urlquery", "bytes", "duration", "duration_seconds", "date",
-    "toDate", "toDateInZone", "now", "fromJson", "ToLower", "ToUpper", "Replace", "Trim", "TrimLeft", "TrimRight",
-    "TrimPrefix", "TrimSuffix", "TrimSpace",
+    "regexReplaceAllLiteral", "count", "urlencode", "urldecode", "b64enc", "b64dec", "len", "index", "slice", "eq", "ne", "lt",
+    "le", "gt", "ge", "and", "or", "not", "int", "float64", "add", "sub", "mul", "div", "mod", "addf", "subf", "mulf", "divf",
+    "max", "min", "maxf", "minf", "ceil", "floor", "round", "unixEpoch", "unixEpochMillis", "unixEpochNanos", "unixToTime",
+    "alignLeft", "alignRight", "printf", "print", "println", "html", "js", "urlquery", "bytes", "duration",
+    "duration_seconds", "date", "toDate", "toDateInZone", "now", "fromJson", "ToLower", "ToUpper", "Replace", "Trim",
+    "TrimLeft", "TrimRight", "TrimPrefix", "TrimSuffix", "TrimSpace",
 ];
 
 impl Template {
     pub fn parse(src: &str) -> Result<Template, TemplateError> {
-        let tokens = split(src)?;
-        let mut pos = 0;
-        let (nodes, end) = parse_nodes(&tokens, &mut pos)?;
-        if let Some(e) = end {
-            return Err(err(format!("unexpected {{{{{e}}}}}")));
+        let pieces = split(src)?;
+        let mut p = Parser { pieces: &pieces, pos: 0, vars: Vec::new(), ranges: 0 };
+        let (nodes, stop) = p.nodes()?;
+        match stop {
+            Stop::Eof => Ok(Template { nodes, source: src.to_string() }),
+            Stop::End => Err(err("unexpected {{end}}")),
+            Stop::Else(_) => Err(err("unexpected {{else}}")),
         }
-        Ok(Template { nodes, source: src.to_string() })
     }
 
     /// The template as written.
@@ -100,9 +132,9 @@ impl Template {
     }
 
     pub fn render(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
-        let mut out = String::new();
-        exec_nodes(&self.nodes, data, &mut out)?;
-        Ok(out)
+        let mut ex = Exec { d: data, vars: vec![("$".to_string(), Val::Labels)], out: String::new(), steps: 0 };
+        ex.nodes(&self.nodes, &Val::Labels)?;
+        Ok(ex.out)
     }
 }
 
@@ -154,9 +186,9 @@ fn find_close(s: &str) -> Option<usize> {
     let mut i = 0;
     while i + 1 < b.len() {
         match b[i] {
-            b'"' => {
+            q @ (b'"' | b'\'') => {
                 i += 1;
-                while i < b.len() && b[i] != b'"' {
+                while i < b.len() && b[i] != q {
                     if b[i] == b'\\' {
                         i += 1;
                     }
@@ -177,79 +209,251 @@ fn find_close(s: &str) -> Option<usize> {
     None
 }
 
-/// Parses nodes until `end`/`else`; returns them and the keyword that stopped.
-fn parse_nodes(pieces: &[Piece], pos: &mut usize) -> Result<(Vec<Node>, Option<String>), TemplateError> {
-    let mut nodes = Vec::new();
-    while *pos < pieces.len() {
-        let piece = &pieces[*pos];
-        *pos += 1;
-        match piece {
-            Piece::Text(t) => nodes.push(Node::Text(t.clone())),
-            Piece::Action(a) => {
-                if a.starts_with("/*") {
+/// What ended a list of nodes.
+enum Stop {
+    End,
+    /// `{{else …}}` with what follows `else`.
+    Else(String),
+    Eof,
+}
+
+/// Builds nodes from pieces, tracking the variables in scope (Go checks
+/// them when parsing) and whether `break`/`continue` are inside a `range`.
+struct Parser<'p> {
+    pieces: &'p [Piece],
+    pos: usize,
+    vars: Vec<String>,
+    ranges: usize,
+}
+
+impl Parser<'_> {
+    fn nodes(&mut self) -> Result<(Vec<Node>, Stop), TemplateError> {
+        let mut nodes = Vec::new();
+        while let Some(piece) = self.pieces.get(self.pos) {
+            self.pos += 1;
+            let a = match piece {
+                Piece::Text(t) => {
+                    nodes.push(Node::Text(t.clone()));
                     continue;
                 }
-                let word = a.split_whitespace().next().unwrap_or("");
-                match word {
-                    "end" => return Ok((nodes, Some("end".into()))),
-                    "else" => return Ok((nodes, Some(a.clone()))),
-                    "if" => nodes.push(parse_if(&a[2..], pieces, pos)?),
-                    "range" | "with" | "define" | "template" | "block" | "break" | "continue" => {
-                        return Err(err(format!("{word} is not supported in LogQL templates")))
+                Piece::Action(a) if a.starts_with("/*") => continue,
+                Piece::Action(a) => a.as_str(),
+            };
+            let word = a.split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("");
+            let rest = a[word.len()..].trim();
+            match word {
+                "end" => return Ok((nodes, Stop::End)),
+                "else" => return Ok((nodes, Stop::Else(rest.to_string()))),
+                "if" | "with" | "range" => nodes.push(self.control(word, rest)?),
+                "break" | "continue" if self.ranges == 0 => return Err(err(format!("{{{{{word}}}}} outside {{{{range}}}}"))),
+                "break" => nodes.push(Node::Break),
+                "continue" => nodes.push(Node::Continue),
+                "define" | "template" | "block" => return Err(err(format!("{word} is not supported in LogQL templates"))),
+                "" if a.is_empty() => return Err(err("missing value for command")),
+                _ => nodes.push(Node::Action(self.action(a, false)?)),
+            }
+        }
+        Ok((nodes, Stop::Eof))
+    }
+
+    /// `if`/`with`/`range` up to its `{{end}}` (which a nested `else if`
+    /// consumes).
+    fn control(&mut self, kind: &str, head: &str) -> Result<Node, TemplateError> {
+        let mark = self.vars.len();
+        let range = kind == "range";
+        let cond = self.action(head, range)?;
+        self.ranges += usize::from(range);
+        let body = self.nodes();
+        self.ranges -= usize::from(range);
+        let (body, stop) = body?;
+        let otherwise = match stop {
+            Stop::End => Vec::new(),
+            Stop::Else(rest) if rest.is_empty() => match self.nodes()? {
+                (otherwise, Stop::End) => otherwise,
+                _ => return Err(err(format!("unexpected EOF in {kind}"))),
+            },
+            Stop::Else(rest) => {
+                let word = rest.split_whitespace().next().unwrap_or("");
+                if word != "if" && word != "with" {
+                    return Err(err(format!("unexpected {rest:?} after else")));
+                }
+                vec![self.control(word, rest[word.len()..].trim())?]
+            }
+            Stop::Eof => return Err(err(format!("unexpected EOF in {kind}"))),
+        };
+        self.vars.truncate(mark);
+        Ok(match kind {
+            "range" => Node::Range { over: cond, body, otherwise },
+            _ => Node::Cond { with: kind == "with", cond, body, otherwise },
+        })
+    }
+
+    /// A pipeline, with a leading `$x :=` / `$x =` (or `$i, $e :=` in a range).
+    fn action(&mut self, s: &str, range: bool) -> Result<Action, TemplateError> {
+        let toks = lex_action(s)?;
+        let is_var = |i: usize| toks.get(i).is_some_and(|t| t.text.starts_with('$') && !t.text.contains('.'));
+        let is_bind = |i: usize| toks.get(i).is_some_and(|t| t.text == ":=" || t.text == "=");
+        let (vars, at) = if is_var(0) && is_bind(1) {
+            (vec![toks[0].text.clone()], 1)
+        } else if range && is_var(0) && toks.get(1).is_some_and(|t| t.text == ",") && is_var(2) && is_bind(3) {
+            (vec![toks[0].text.clone(), toks[2].text.clone()], 3)
+        } else {
+            (Vec::new(), 0)
+        };
+        let declare = vars.is_empty() || toks[at].text == ":=";
+        if !declare {
+            if let Some(v) = vars.iter().find(|v| !self.known(v)) {
+                return Err(err(format!("undefined variable {v:?}")));
+            }
+        }
+        let start = if vars.is_empty() { 0 } else { at + 1 };
+        let mut pos = start;
+        let pipe = self.pipe(&toks, &mut pos)?;
+        if let Some(t) = toks.get(pos) {
+            return Err(err(format!("unexpected {:?} in operand", t.text)));
+        }
+        if declare {
+            self.vars.extend(vars.iter().cloned());
+        }
+        Ok(Action { vars, declare, pipe })
+    }
+
+    fn known(&self, var: &str) -> bool {
+        var == "$" || self.vars.iter().any(|v| v == var)
+    }
+
+    fn pipe(&self, toks: &[Tok], pos: &mut usize) -> Result<Pipeline, TemplateError> {
+        let mut pipeline = Vec::new();
+        let mut cmd: Command = Vec::new();
+        while let Some(t) = toks.get(*pos) {
+            match t.text.as_str() {
+                ")" => break,
+                "|" => {
+                    *pos += 1;
+                    if cmd.is_empty() {
+                        return Err(err("missing command before |"));
                     }
-                    "" => return Err(err("missing value for command")),
-                    _ => nodes.push(Node::Action(parse_pipeline(a)?)),
+                    pipeline.push(std::mem::take(&mut cmd));
+                }
+                "(" => {
+                    *pos += 1;
+                    let sub = self.pipe(toks, pos)?;
+                    if toks.get(*pos).map(|t| t.text.as_str()) != Some(")") {
+                        return Err(err("unclosed left paren"));
+                    }
+                    *pos += 1;
+                    // `(…).a.b`: a field chain right after the parenthesis.
+                    let chain = match toks.get(*pos) {
+                        Some(next) if next.glued && next.text.starts_with('.') => {
+                            *pos += 1;
+                            fields(&next.text)?
+                        }
+                        _ => Vec::new(),
+                    };
+                    cmd.push(Arg::Sub(sub, chain));
+                }
+                text => {
+                    *pos += 1;
+                    cmd.push(self.operand(text)?);
                 }
             }
         }
-    }
-    Ok((nodes, None))
-}
-
-fn parse_if(cond: &str, pieces: &[Piece], pos: &mut usize) -> Result<Node, TemplateError> {
-    let mut branches = vec![(parse_pipeline(cond.trim())?, Vec::new())];
-    loop {
-        let (body, end) = parse_nodes(pieces, pos)?;
-        let last = branches.len() - 1;
-        match end.as_deref() {
-            Some("end") => {
-                branches[last].1 = body;
-                return Ok(Node::If { branches, otherwise: Vec::new() });
-            }
-            Some(e) if e.starts_with("else") => {
-                branches[last].1 = body;
-                let rest = e[4..].trim();
-                if let Some(c) = rest.strip_prefix("if ") {
-                    branches.push((parse_pipeline(c.trim())?, Vec::new()));
-                    continue;
-                }
-                let (otherwise, end) = parse_nodes(pieces, pos)?;
-                if end.as_deref() != Some("end") {
-                    return Err(err("expected end"));
-                }
-                return Ok(Node::If { branches, otherwise });
-            }
-            _ => return Err(err("unexpected EOF")),
+        if cmd.is_empty() {
+            return Err(err("missing value for command"));
         }
+        pipeline.push(cmd);
+        Ok(pipeline)
+    }
+
+    fn operand(&self, t: &str) -> Result<Arg, TemplateError> {
+        if t == "." {
+            return Ok(Arg::Dot);
+        }
+        if t.starts_with('.') && !t[1..].starts_with(|c: char| c.is_ascii_digit()) {
+            return Ok(Arg::Field(fields(t)?));
+        }
+        if let Some(v) = t.strip_prefix('$') {
+            let (name, chain) = match v.find('.') {
+                Some(i) => (&t[..i + 1], fields(&v[i..])?),
+                None => (t, Vec::new()),
+            };
+            if !self.known(name) {
+                return Err(err(format!("undefined variable {name:?}")));
+            }
+            return Ok(Arg::Var(name.to_string(), chain));
+        }
+        if t.starts_with('"') {
+            return unquote(t).map(Arg::Str);
+        }
+        if let Some(raw) = t.strip_prefix('`') {
+            return Ok(Arg::Str(raw.trim_end_matches('`').to_string()));
+        }
+        if let Some(inner) = t.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+            let c = unquote(&format!("\"{inner}\""))?;
+            let mut chars = c.chars();
+            return match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(Arg::Int(c as i64)),
+                _ => Err(err(format!("malformed character constant: {t}"))),
+            };
+        }
+        match t {
+            "true" => return Ok(Arg::Bool(true)),
+            "false" => return Ok(Arg::Bool(false)),
+            "nil" => return Ok(Arg::Nil),
+            _ => {}
+        }
+        if t.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')) {
+            if let Ok(i) = t.parse::<i64>() {
+                return Ok(Arg::Int(i));
+            }
+            if let Ok(f) = t.parse::<f64>() {
+                return Ok(Arg::Float(f));
+            }
+            return Err(err(format!("bad number syntax: {t:?}")));
+        }
+        if FUNCS.contains(&t) {
+            return Ok(Arg::Func(t.to_string()));
+        }
+        // `fn.a.b`: fields of a call without arguments.
+        if let Some(i) = t.find('.').filter(|i| FUNCS.contains(&&t[..*i])) {
+            return Ok(Arg::Sub(vec![vec![Arg::Func(t[..i].to_string())]], fields(&t[i..])?));
+        }
+        Err(err(format!("function {:?} not defined", t.split('.').next().unwrap_or(t))))
     }
 }
 
-/// Tokens of an action.
-fn lex_action(s: &str) -> Result<Vec<String>, TemplateError> {
+/// `.a.b` → `["a", "b"]`.
+fn fields(chain: &str) -> Result<Vec<String>, TemplateError> {
+    let names: Vec<String> = chain[1..].split('.').map(str::to_string).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        return Err(err(format!("bad character in field chain {chain:?}")));
+    }
+    Ok(names)
+}
+
+/// A token of an action; `glued` when no space separates it from the one before.
+struct Tok {
+    text: String,
+    glued: bool,
+}
+
+fn lex_action(s: &str) -> Result<Vec<Tok>, TemplateError> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
+    let mut glued = false;
     while i < chars.len() {
         let c = chars[i];
         if c.is_whitespace() {
             i += 1;
+            glued = false;
             continue;
         }
-        if c == '"' || c == '`' {
-            let start = i;
+        let start = i;
+        if matches!(c, '"' | '`' | '\'') {
             i += 1;
             while i < chars.len() && chars[i] != c {
-                if c == '"' && chars[i] == '\\' {
+                if c != '`' && chars[i] == '\\' {
                     i += 1;
                 }
                 i += 1;
@@ -258,105 +462,19 @@ fn lex_action(s: &str) -> Result<Vec<String>, TemplateError> {
                 return Err(err("unterminated quoted string"));
             }
             i += 1;
-            out.push(chars[start..i].iter().collect());
-            continue;
-        }
-        if c == '(' || c == ')' || c == '|' {
-            out.push(c.to_string());
+        } else if c == ':' && chars.get(i + 1) == Some(&'=') {
+            i += 2;
+        } else if matches!(c, '(' | ')' | '|' | ',' | '=' | ':') {
             i += 1;
-            continue;
+        } else {
+            while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '(' | ')' | '|' | '"' | '`' | '\'' | ',' | '=' | ':') {
+                i += 1;
+            }
         }
-        let start = i;
-        while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '(' | ')' | '|' | '"' | '`') {
-            i += 1;
-        }
-        out.push(chars[start..i].iter().collect());
+        out.push(Tok { text: chars[start..i].iter().collect(), glued });
+        glued = true;
     }
     Ok(out)
-}
-
-fn parse_pipeline(s: &str) -> Result<Pipeline, TemplateError> {
-    let toks = lex_action(s)?;
-    let mut pos = 0;
-    let p = parse_pipe_tokens(&toks, &mut pos)?;
-    if pos < toks.len() {
-        return Err(err(format!("unexpected {} in operand", toks[pos])));
-    }
-    Ok(p)
-}
-
-fn parse_pipe_tokens(toks: &[String], pos: &mut usize) -> Result<Pipeline, TemplateError> {
-    let mut pipeline = Vec::new();
-    let mut cmd: Command = Vec::new();
-    while *pos < toks.len() {
-        let t = toks[*pos].as_str();
-        match t {
-            ")" => break,
-            "|" => {
-                *pos += 1;
-                if cmd.is_empty() {
-                    return Err(err("missing command before |"));
-                }
-                pipeline.push(std::mem::take(&mut cmd));
-            }
-            "(" => {
-                *pos += 1;
-                let sub = parse_pipe_tokens(toks, pos)?;
-                if toks.get(*pos).map(String::as_str) != Some(")") {
-                    return Err(err("unclosed left paren"));
-                }
-                *pos += 1;
-                cmd.push(Arg::Sub(sub));
-            }
-            _ => {
-                *pos += 1;
-                cmd.push(parse_operand(t)?);
-            }
-        }
-    }
-    if cmd.is_empty() {
-        return Err(err("missing value for command"));
-    }
-    pipeline.push(cmd);
-    Ok(pipeline)
-}
-
-fn parse_operand(t: &str) -> Result<Arg, TemplateError> {
-    if t == "." {
-        return Ok(Arg::Dot);
-    }
-    if let Some(f) = t.strip_prefix('.') {
-        return Ok(Arg::Field(f.to_string()));
-    }
-    if t.starts_with('"') {
-        return unquote(t).map(Arg::Str);
-    }
-    if let Some(raw) = t.strip_prefix('`') {
-        return Ok(Arg::Str(raw.trim_end_matches('`').to_string()));
-    }
-    match t {
-        "true" => return Ok(Arg::Bool(true)),
-        "false" => return Ok(Arg::Bool(false)),
-        "nil" => return Ok(Arg::Nil),
-        "$" => return Ok(Arg::Dot),
-        _ => {}
-    }
-    if t.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
-        if let Ok(i) = t.parse::<i64>() {
-            return Ok(Arg::Int(i));
-        }
-        if let Ok(f) = t.parse::<f64>() {
-            return Ok(Arg::Float(f));
-        }
-        return Err(err(format!("bad number syntax: {t:?}")));
-    }
-    if FUNCS.contains(&t) {
-        return Ok(Arg::Func(t.to_string()));
-    }
-    if t.starts_with('$') {
-        return Err(err(format!("undefined variable {t:?}")));
-    }
-    Err(err(format!("function {t:?} not defined")))
 }
 
 /// Go's double-quoted string literal.
@@ -396,60 +514,220 @@ fn unquote(t: &str) -> Result<String, TemplateError> {
     Ok(out)
 }
 
-fn exec_nodes(nodes: &[Node], d: &TemplateData<'_>, out: &mut String) -> Result<(), TemplateError> {
-    for n in nodes {
-        match n {
-            Node::Text(t) => out.push_str(t),
-            Node::Action(p) => out.push_str(&to_string(&eval_pipeline(p, d)?)),
-            Node::If { branches, otherwise } => {
-                let mut done = false;
-                for (cond, body) in branches {
-                    if truthy(&eval_pipeline(cond, d)?) {
-                        exec_nodes(body, d, out)?;
-                        done = true;
-                        break;
+/// How a list of nodes ended: normally, or at `break`/`continue`.
+#[derive(PartialEq)]
+enum Flow {
+    Normal,
+    Break,
+    Continue,
+}
+
+/// One execution: the entry, the variables in scope and the output.
+struct Exec<'a, 'd> {
+    d: &'a TemplateData<'d>,
+    vars: Vec<(String, Val)>,
+    out: String,
+    steps: usize,
+}
+
+impl Exec<'_, '_> {
+    fn nodes(&mut self, nodes: &[Node], dot: &Val) -> Result<Flow, TemplateError> {
+        for n in nodes {
+            let flow = match n {
+                Node::Text(t) => {
+                    self.out.push_str(t);
+                    Flow::Normal
+                }
+                Node::Action(a) => {
+                    let v = self.pipeline(&a.pipe, dot)?;
+                    if a.vars.is_empty() {
+                        self.out.push_str(&to_string(&self.resolve(v)));
+                    } else {
+                        self.bind(a, 0, v);
                     }
+                    Flow::Normal
                 }
-                if !done {
-                    exec_nodes(otherwise, d, out)?;
+                Node::Cond { with, cond, body, otherwise } => {
+                    let mark = self.vars.len();
+                    let v = self.pipeline(&cond.pipe, dot)?;
+                    if !cond.vars.is_empty() {
+                        self.bind(cond, 0, v.clone());
+                    }
+                    let flow = match (truthy(&v), with) {
+                        (true, true) => self.nodes(body, &v)?,
+                        (true, false) => self.nodes(body, dot)?,
+                        (false, _) => self.nodes(otherwise, dot)?,
+                    };
+                    self.vars.truncate(mark);
+                    flow
                 }
+                Node::Range { over, body, otherwise } => self.range(over, body, otherwise, dot)?,
+                Node::Break => Flow::Break,
+                Node::Continue => Flow::Continue,
+            };
+            if flow != Flow::Normal {
+                return Ok(flow);
             }
         }
+        Ok(Flow::Normal)
     }
-    Ok(())
-}
 
-fn eval_pipeline(p: &Pipeline, d: &TemplateData<'_>) -> Result<Val, TemplateError> {
-    let mut piped: Option<Val> = None;
-    for cmd in p {
-        piped = Some(eval_command(cmd, piped.take(), d)?);
-    }
-    Ok(piped.unwrap_or(Val::Nil))
-}
-
-fn eval_arg(a: &Arg, d: &TemplateData<'_>) -> Result<Val, TemplateError> {
-    Ok(match a {
-        Arg::Field(f) => Val::Str(d.labels.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone()).unwrap_or_default()),
-        Arg::Dot => Val::Str(String::new()),
-        Arg::Str(s) => Val::Str(s.clone()),
-        Arg::Int(i) => Val::Int(*i),
-        Arg::Float(f) => Val::Float(*f),
-        Arg::Bool(b) => Val::Bool(*b),
-        Arg::Nil => Val::Nil,
-        Arg::Func(f) => call(f, Vec::new(), d)?,
-        Arg::Sub(p) => eval_pipeline(p, d)?,
-    })
-}
-
-fn eval_command(cmd: &Command, piped: Option<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateError> {
-    match &cmd[0] {
-        Arg::Func(f) => {
-            let mut args = cmd[1..].iter().map(|a| eval_arg(a, d)).collect::<Result<Vec<_>, _>>()?;
-            args.extend(piped);
-            call(f, args, d)
+    fn range(&mut self, over: &Action, body: &[Node], otherwise: &[Node], dot: &Val) -> Result<Flow, TemplateError> {
+        let v = self.pipeline(&over.pipe, dot)?;
+        let items: Vec<(Val, Val)> = match v {
+            Val::List(l) => l.into_iter().enumerate().map(|(i, e)| (Val::Int(i as i64), e)).collect(),
+            Val::Map(m) => m.into_iter().map(|(k, e)| (Val::Str(k), e)).collect(),
+            Val::Labels => sorted_labels(self.d).into_iter().map(|(k, e)| (Val::Str(k.clone()), Val::Str(e.clone()))).collect(),
+            Val::Int(n) if over.vars.len() < 2 => (0..n.clamp(0, MAX_RANGE_STEPS as i64 + 1)).map(|i| (Val::Int(i), Val::Int(i))).collect(),
+            Val::Nil => Vec::new(),
+            other => return Err(err(format!("range can't iterate over {}", go_fmt(&other)))),
+        };
+        if items.is_empty() {
+            return self.nodes(otherwise, dot);
         }
-        _ if cmd.len() > 1 || piped.is_some() => Err(err(format!("can't give argument to non-function {:?}", cmd[0]))),
-        a => eval_arg(a, d),
+        let mark = self.vars.len();
+        for (key, elem) in items {
+            self.steps += 1;
+            if self.steps > MAX_RANGE_STEPS {
+                return Err(err(format!("range: more than {MAX_RANGE_STEPS} iterations")));
+            }
+            match over.vars.len() {
+                0 => {}
+                1 => self.bind(over, 0, elem.clone()),
+                _ => {
+                    self.bind(over, 0, key);
+                    self.bind(over, 1, elem.clone());
+                }
+            }
+            let flow = self.nodes(body, &elem)?;
+            self.vars.truncate(mark);
+            if flow == Flow::Break {
+                break;
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    /// Declares or assigns the `i`th variable of an action.
+    fn bind(&mut self, a: &Action, i: usize, v: Val) {
+        let name = &a.vars[i];
+        if a.declare {
+            self.vars.push((name.clone(), v));
+        } else if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+            slot.1 = v;
+        }
+    }
+
+    fn pipeline(&self, p: &Pipeline, dot: &Val) -> Result<Val, TemplateError> {
+        let mut piped: Option<Val> = None;
+        for cmd in p {
+            piped = Some(self.command(cmd, piped.take(), dot)?);
+        }
+        Ok(piped.unwrap_or(Val::Nil))
+    }
+
+    fn command(&self, cmd: &Command, piped: Option<Val>, dot: &Val) -> Result<Val, TemplateError> {
+        match &cmd[0] {
+            Arg::Func(f) => {
+                let mut args = cmd[1..].iter().map(|a| self.arg(a, dot).map(|v| self.resolve(v))).collect::<Result<Vec<_>, _>>()?;
+                args.extend(piped.map(|v| self.resolve(v)));
+                call(f, args, self.d)
+            }
+            _ if cmd.len() > 1 || piped.is_some() => Err(err(format!("can't give argument to non-function {:?}", cmd[0]))),
+            a => self.arg(a, dot),
+        }
+    }
+
+    fn arg(&self, a: &Arg, dot: &Val) -> Result<Val, TemplateError> {
+        Ok(match a {
+            Arg::Field(chain) => self.walk(dot, chain)?,
+            Arg::Dot => dot.clone(),
+            Arg::Var(name, chain) => {
+                let v = self.vars.iter().rev().find(|(n, _)| n == name).map_or(&NIL, |(_, v)| v);
+                self.walk(v, chain)?
+            }
+            Arg::Str(s) => Val::Str(s.clone()),
+            Arg::Int(i) => Val::Int(*i),
+            Arg::Float(f) => Val::Float(*f),
+            Arg::Bool(b) => Val::Bool(*b),
+            Arg::Nil => Val::Nil,
+            Arg::Func(f) => call(f, Vec::new(), self.d)?,
+            Arg::Sub(p, chain) => self.walk(&self.pipeline(p, dot)?, chain)?,
+        })
+    }
+
+    /// Follows `.a.b` from `v`: labels and JSON objects by key, and the
+    /// time methods Go would call (`.Unix`, `.UnixMilli`, `.UnixNano`).
+    fn walk(&self, v: &Val, chain: &[String]) -> Result<Val, TemplateError> {
+        let mut cur = v;
+        for (i, name) in chain.iter().enumerate() {
+            let next = match (cur, name.as_str()) {
+                (Val::Map(m), _) => {
+                    cur = m.iter().find(|(k, _)| k == name).map_or(&NIL, |(_, e)| e);
+                    continue;
+                }
+                (Val::Labels, _) => Val::Str(label(self.d, name).unwrap_or_default().to_string()),
+                (Val::Time(ns), "Unix") => Val::Int(crate::time::unix_seconds(*ns)),
+                (Val::Time(ns), "UnixMilli") => Val::Int(ns.div_euclid(1_000_000)),
+                (Val::Time(ns), "UnixNano") => Val::Int(*ns),
+                (Val::Nil, _) => return Err(err(format!("nil pointer evaluating interface {{}}.{name}"))),
+                (other, _) => return Err(err(format!("can't evaluate field {name} in type {}", go_type(other)))),
+            };
+            return self.walk(&next, &chain[i + 1..]);
+        }
+        Ok(cur.clone())
+    }
+
+    /// The labels as a value functions and printing take (a Go map).
+    fn resolve(&self, v: Val) -> Val {
+        match v {
+            Val::Labels => Val::Map(sorted_labels(self.d).into_iter().map(|(k, v)| (k.clone(), Val::Str(v.clone()))).collect()),
+            other => other,
+        }
+    }
+}
+
+fn label<'a>(d: &'a TemplateData<'_>, name: &str) -> Option<&'a str> {
+    d.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The labels by name, as Go ranges over and prints a map.
+fn sorted_labels<'a>(d: &'a TemplateData<'_>) -> Vec<&'a (String, String)> {
+    let mut l: Vec<_> = d.labels.iter().collect();
+    l.sort();
+    l
+}
+
+/// A JSON document as Go's `encoding/json` decodes it into `interface{}`.
+fn from_json(v: serde_json::Value) -> Val {
+    match v {
+        serde_json::Value::Null => Val::Nil,
+        serde_json::Value::Bool(b) => Val::Bool(b),
+        serde_json::Value::Number(n) => Val::Float(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => Val::Str(s),
+        serde_json::Value::Array(a) => Val::List(a.into_iter().map(from_json).collect()),
+        serde_json::Value::Object(o) => {
+            let mut m: Vec<(String, Val)> = o.into_iter().map(|(k, v)| (k, from_json(v))).collect();
+            m.sort_by(|a, b| a.0.cmp(&b.0));
+            Val::Map(m)
+        }
+    }
+}
+
+static NIL: Val = Val::Nil;
+
+/// Go's name of a value's type (in error messages).
+fn go_type(v: &Val) -> &'static str {
+    match v {
+        Val::Str(_) => "string",
+        Val::Int(_) => "int",
+        Val::Float(_) => "float64",
+        Val::Bool(_) => "bool",
+        Val::Nil => "<nil>",
+        Val::Time(_) => "time.Time",
+        Val::List(_) => "[]interface {}",
+        Val::Map(_) => "map[string]interface {}",
+        Val::Labels => "map[string]string",
     }
 }
 
@@ -461,17 +739,33 @@ fn truthy(v: &Val) -> bool {
         Val::Bool(b) => *b,
         Val::Nil => false,
         Val::Time(_) => true,
+        Val::List(l) => !l.is_empty(),
+        Val::Map(m) => !m.is_empty(),
+        Val::Labels => true,
     }
 }
 
+/// A value as an action prints it (`<no value>` for nothing).
 fn to_string(v: &Val) -> String {
+    match v {
+        Val::Nil => "<no value>".into(),
+        other => go_fmt(other),
+    }
+}
+
+/// A value as Go's `%v` prints it (maps as `map[k:v]`, slices as `[a b]`).
+fn go_fmt(v: &Val) -> String {
     match v {
         Val::Str(s) => s.clone(),
         Val::Int(i) => i.to_string(),
         Val::Float(f) => super::units::go_float(*f),
         Val::Bool(b) => b.to_string(),
-        Val::Nil => "<no value>".into(),
+        Val::Nil => "<nil>".into(),
         Val::Time(ns) => crate::time::format_go(*ns),
+        Val::List(l) => format!("[{}]", l.iter().map(go_fmt).collect::<Vec<_>>().join(" ")),
+        Val::Map(m) => format!("map[{}]", m.iter().map(|(k, v)| format!("{k}:{}", go_fmt(v))).collect::<Vec<_>>().join(" ")),
+        // Exec::resolve turns the labels into a map before printing.
+        Val::Labels => "map[]".into(),
     }
 }
 
@@ -483,6 +777,7 @@ fn as_f64(v: &Val) -> Result<f64, TemplateError> {
         Val::Bool(b) => Ok(f64::from(u8::from(*b))),
         Val::Nil => Ok(0.0),
         Val::Time(ns) => Ok(*ns as f64),
+        other => Err(err(format!("can't use {} as a number", go_type(other)))),
     }
 }
 
@@ -494,6 +789,7 @@ fn as_i64(v: &Val) -> Result<i64, TemplateError> {
         Val::Bool(b) => Ok(i64::from(*b)),
         Val::Nil => Ok(0),
         Val::Time(ns) => Ok(*ns),
+        other => Err(err(format!("can't use {} as a number", go_type(other)))),
     }
 }
 
@@ -712,9 +1008,8 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
             ok(Val::Time(crate::time::parse_layout(&s(&a[0]), &s(&a[1])).unwrap_or(crate::time::GO_ZERO_TIME)))
         }
         "toDateInZone" => {
-            // Zones other than UTC are read as UTC (no time zone database here).
             want(f, a, 3)?;
-            ok(Val::Time(crate::time::parse_layout(&s(&a[0]), &s(&a[2])).unwrap_or(crate::time::GO_ZERO_TIME)))
+            ok(Val::Time(crate::time::parse_layout_in_zone(&s(&a[0]), &s(&a[2]), &s(&a[1])).unwrap_or(crate::time::GO_ZERO_TIME)))
         }
         "date" => {
             want(f, a, 2)?;
@@ -725,10 +1020,71 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
             };
             ok(Val::Str(crate::time::format_layout(t, &s(&a[0]))))
         }
-        "fromJson" => Err(err("error calling fromJson: not supported by Balsa")),
+        // sprig's: what cannot be decoded is nil.
+        "fromJson" => {
+            want(f, a, 1)?;
+            ok(serde_json::from_str(&s(&a[0])).map_or(Val::Nil, from_json))
+        }
         "len" => {
             want(f, a, 1)?;
-            ok(Val::Int(s(&a[0]).len() as i64))
+            ok(Val::Int(match &a[0] {
+                Val::List(l) => l.len(),
+                Val::Map(m) => m.len(),
+                other => s(other).len(),
+            } as i64))
+        }
+        "index" => {
+            let Some((item, keys)) = a.split_first() else {
+                return Err(err("error calling index: wrong number of args for index: want at least 1 got 0"));
+            };
+            let mut v = item.clone();
+            for k in keys {
+                v = match v {
+                    Val::Map(m) => m.into_iter().find(|(name, _)| *name == s(k)).map_or(Val::Nil, |(_, e)| e),
+                    Val::List(l) => {
+                        let i = as_i64(k)?;
+                        usize::try_from(i).ok().and_then(|i| l.into_iter().nth(i)).ok_or_else(|| err(format!("error calling index: index out of range: {i}")))?
+                    }
+                    Val::Str(t) => {
+                        let i = as_i64(k)?;
+                        Val::Int(i64::from(*usize::try_from(i).ok().and_then(|i| t.as_bytes().get(i)).ok_or_else(|| err(format!("error calling index: index out of range: {i}")))?))
+                    }
+                    Val::Nil => return Err(err("error calling index: index of untyped nil")),
+                    other => return Err(err(format!("error calling index: can't index item of type {}", go_type(&other)))),
+                };
+            }
+            ok(v)
+        }
+        "slice" => {
+            let Some((item, bounds)) = a.split_first() else {
+                return Err(err("error calling slice: wrong number of args for slice: want at least 1 got 0"));
+            };
+            let len = match item {
+                Val::List(l) => l.len(),
+                Val::Str(t) => t.len(),
+                other => return Err(err(format!("error calling slice: can't slice item of type {}", go_type(other)))),
+            };
+            if bounds.len() > 2 {
+                return Err(err(format!("error calling slice: too many slice indexes: {}", bounds.len())));
+            }
+            let at = |i: usize, default: usize| -> Result<usize, TemplateError> {
+                match bounds.get(i) {
+                    None => Ok(default),
+                    Some(b) => {
+                        let n = as_i64(b)?;
+                        usize::try_from(n).ok().filter(|n| *n <= len).ok_or_else(|| err(format!("error calling slice: index out of range: {n}")))
+                    }
+                }
+            };
+            let (from, to) = (at(0, 0)?, at(1, len)?);
+            if from > to {
+                return Err(err(format!("error calling slice: invalid slice index: {from} > {to}")));
+            }
+            ok(match item {
+                Val::List(l) => Val::List(l[from..to].to_vec()),
+                Val::Str(t) => Val::Str(String::from_utf8_lossy(&t.as_bytes()[from..to]).into_owned()),
+                _ => Val::Nil,
+            })
         }
         "eq" => {
             if a.len() < 2 {
@@ -1045,7 +1401,7 @@ fn printf(fmt: &str, args: &[Val]) -> String {
         };
         let body = match verb {
             's' | 'v' => {
-                let v = s(arg);
+                let v = go_fmt(arg);
                 match prec {
                     Some(p) if verb == 's' => v.chars().take(p).collect(),
                     _ => v,
@@ -1135,7 +1491,54 @@ mod tests {
         assert!(Template::parse("{{").unwrap_err().0.contains("unclosed action"));
         assert!(Template::parse("{{ if .x }}a").is_err());
         assert!(render("{{ div 1 0 }}", &[]).is_err());
-        assert!(Template::parse("{{ range .x }}{{ end }}").is_err());
+        assert!(Template::parse("{{ define \"x\" }}{{ end }}").unwrap_err().0.contains("define is not supported"));
+        assert!(Template::parse("{{ $x }}").unwrap_err().0.contains("undefined variable \"$x\""));
+        assert!(Template::parse("{{ $x = 1 }}").unwrap_err().0.contains("undefined variable \"$x\""));
+        assert!(Template::parse("{{ if .a }}{{ $x := 1 }}{{ end }}{{ $x }}").is_err(), "a variable ends with its block");
+        assert!(Template::parse("{{ break }}").unwrap_err().0.contains("{{break}} outside {{range}}"));
+        assert!(Template::parse("{{ with .a }}x").unwrap_err().0.contains("unexpected EOF"));
+        assert!(render("{{ range .a }}x{{ end }}", &[("a", "text")]).unwrap_err().0.contains("range can't iterate over text"));
+        assert!(render("{{ .a.b }}", &[("a", "text")]).unwrap_err().0.contains("can't evaluate field b in type string"));
+        assert!(render("{{ (fromJson .j).a.b }}", &[("j", "{}")]).unwrap_err().0.contains("nil pointer evaluating interface {}.b"));
+        assert!(render("{{ index (fromJson .j) 5 }}", &[("j", "[1]")]).unwrap_err().0.contains("index out of range: 5"));
+        assert!(render("{{ range 1000000 }}{{ end }}", &[]).unwrap_err().0.contains("iterations"), "bounded work per line");
+    }
+
+    #[test]
+    fn json_values_ranges_and_variables() {
+        // Loki's documented fromJson example.
+        let q = [("queries", r#"[{"query":"sum(rate(a[1m]))","ms":12},{"query":"b","ms":1.5e6}]"#)];
+        let t = "{{ range $q := fromJson .queries }} {{ $q.query }} {{ end }}";
+        assert_eq!(render(t, &q).unwrap(), " sum(rate(a[1m]))  b ");
+        assert_eq!(render("{{ range fromJson .queries }}{{ .ms }};{{ end }}", &q).unwrap(), "12;1.5e+06;");
+        assert_eq!(render(r#"{{ fromJson "{\"foo\": 55, \"a\": [true, null]}" }}"#, &[]).unwrap(), "map[a:[true <nil>] foo:55]");
+        assert_eq!(render("{{ fromJson .bad }}|{{ (fromJson .j).user.id }}", &[("bad", "{"), ("j", r#"{"user":{"id":7}}"#)]).unwrap(), "<no value>|7");
+        let j = [("j", r#"{"b":2,"a":1,"c":3}"#)];
+        assert_eq!(render("{{ range $k, $v := fromJson .j }}{{ $k }}={{ $v }} {{ end }}", &j).unwrap(), "a=1 b=2 c=3 ");
+        let t = "{{ range $i, $e := fromJson .j }}{{ if eq $i 1 }}{{ continue }}{{ end }}{{ if gt $e 3.0 }}{{ break }}{{ end }}{{ $e }},{{ end }}";
+        assert_eq!(render(t, &[("j", "[1,2,3,4,5]")]).unwrap(), "1,3,");
+        assert_eq!(render("{{ range fromJson .j }}x{{ else }}empty{{ end }}", &[("j", "[]")]).unwrap(), "empty");
+        assert_eq!(render("{{ len (fromJson .j) }} {{ index (fromJson .j) 1 }} {{ slice (fromJson .j) 1 }} {{ slice .s 1 3 }} {{ index .s 0 }}", &[("j", "[5,6,7]"), ("s", "abcd")]).unwrap(), "3 6 [6 7] bc 97");
+        // Dot is the labels (Go's map[string]string); `$` stays the labels inside blocks.
+        assert_eq!(render("{{ . }}", &[("b", "2"), ("a", "1")]).unwrap(), "map[a:1 b:2]");
+        assert_eq!(render("{{ range $k, $v := . }}{{ $k }}{{ $v }}{{ end }}", &[("b", "2"), ("a", "1")]).unwrap(), "a1b2");
+        assert_eq!(render("{{ with .a }}[{{ . }} {{ $.b }}]{{ else }}none{{ end }}", &[("a", "x"), ("b", "y")]).unwrap(), "[x y]");
+        assert_eq!(render("{{ with .a }}A{{ else with .b }}B{{ . }}{{ else }}none{{ end }}", &[("b", "y")]).unwrap(), "By");
+        assert_eq!(render("{{ $x := .a }}{{ if .b }}{{ $x = .b }}{{ end }}{{ $x }}|{{ $n := 'A' }}{{ $n }}", &[("a", "1"), ("b", "2")]).unwrap(), "2|65");
+        assert_eq!(render("{{ if $v := .a }}{{ $v }}{{ end }}", &[("a", "set")]).unwrap(), "set");
+        assert_eq!(render("{{ range 3 }}{{ . }}{{ end }}|{{ __timestamp__.Unix }}|{{ (__timestamp__).UnixMilli }}", &[]).unwrap(), "012|1|1500");
+    }
+
+    #[test]
+    fn dates_in_time_zones() {
+        let at = |zone: &str, v: &str| render(&format!(r#"{{{{ toDateInZone "2006-01-02 15:04" "{zone}" "{v}" | unixEpoch }}}}"#), &[]).unwrap();
+        assert_eq!(at("Europe/Paris", "2024-07-01 12:00"), "1719828000", "summer time, UTC+2");
+        assert_eq!(at("Europe/Paris", "2024-01-15 12:00"), "1705316400", "winter time, UTC+1");
+        assert_eq!(at("America/New_York", "2024-01-15 12:00"), "1705338000", "UTC-5");
+        assert_eq!(at("Nowhere/City", "2024-01-15 12:00"), "1705320000", "an unknown zone is UTC, as in Loki");
+        assert_eq!(at("UTC", "2024-01-15 12:00"), "1705320000");
+        let explicit = r#"{{ toDateInZone "2006-01-02 15:04 -0700" "Europe/Paris" "2024-01-15 12:00 +0000" | unixEpoch }}"#;
+        assert_eq!(render(explicit, &[]).unwrap(), "1705320000", "an offset in the value wins");
     }
 }
 
