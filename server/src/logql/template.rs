@@ -1529,6 +1529,40 @@ mod tests {
         assert_eq!(render("{{ range 3 }}{{ . }}{{ end }}|{{ __timestamp__.Unix }}|{{ (__timestamp__).UnixMilli }}", &[]).unwrap(), "012|1|1500");
     }
 
+    /// Seeded random templates (whole actions, control blocks and stray
+    /// fragments) over random label values (JSON pieces, numbers, dates):
+    /// parsing and running never panic, and a run is repeatable.
+    #[test]
+    fn random_templates_never_panic() {
+        const PARTS: [&str; 40] = [
+            "{{ .j }}", "{{ . }}", "{{ $ }}", "{{ (fromJson .j).a }}", "{{ range $k, $v := fromJson .j }}", "{{ range fromJson .j }}",
+            "{{ range 3 }}", "{{ with .n }}", "{{ if .n }}", "{{ else }}", "{{ else if .j }}", "{{ else with .d }}", "{{ end }}",
+            "{{ break }}", "{{ continue }}", "{{ $x := .n }}", "{{ $x = .j }}", "{{ $x }}", "{{ $k }}", "{{ .a.b.c }}",
+            "{{ index (fromJson .j) 0 }}", "{{ index (fromJson .j) \"a\" }}", "{{ slice .j 1 }}", "{{ len (fromJson .j) }}",
+            "{{ printf \"%v|%s|%d\" (fromJson .j) . .n }}", "{{ toDateInZone \"2006-01-02\" \"Europe/Paris\" .d | unixEpoch }}",
+            "{{ .n | int | add 1 | mulf 1.5 }}", "{{ __timestamp__.Unix }}", "{{ eq (fromJson .j) .n }}", "{{ '\\n' }}", "{{ ",
+            " }}", "(", ")", "|", ".", "$", "text ", "{{- .n -}}", "{{/* c */}}",
+        ];
+        const VALUES: [&str; 14] = [
+            "", "1", "-2.5", "1e400", "[1,\"a\",null]", "{\"a\":{\"b\":[true]}}", "{", "[[[]]]", "\"s\"", "2024-03-31",
+            "9999999999999999999999", "日本", "{\"a\":1,\"a\":2}", "[1,2,3,4,5,6,7,8,9]",
+        ];
+        let mut next = crate::logql::test_rng(0x7e3a_1a7e_0000_0001);
+        let (mut parsed, mut ran) = (0, 0);
+        for _ in 0..20_000 {
+            let src: String = (0..1 + next(6)).map(|_| PARTS[next(PARTS.len())]).collect();
+            let Ok(t) = Template::parse(&src) else { continue };
+            parsed += 1;
+            let labels: Vec<(String, String)> =
+                ["j", "n", "d", "a"].iter().map(|k| (k.to_string(), VALUES[next(VALUES.len())].to_string())).collect();
+            let data = TemplateData { labels: &labels, line: "l", ts: 1 };
+            let out = t.render(&data);
+            ran += usize::from(out.is_ok());
+            assert_eq!(out, t.render(&data), "{src} over {labels:?}");
+        }
+        assert!(parsed > 2_000 && ran > 1_000, "the generator makes templates that run: {parsed} parsed, {ran} ran");
+    }
+
     #[test]
     fn dates_in_time_zones() {
         let at = |zone: &str, v: &str| render(&format!(r#"{{{{ toDateInZone "2006-01-02 15:04" "{zone}" "{v}" | unixEpoch }}}}"#), &[]).unwrap();
