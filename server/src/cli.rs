@@ -91,6 +91,9 @@ pub struct QueryArgs {
     /// Step of a metric range query, e.g. 1m.
     #[arg(long)]
     pub step: Option<String>,
+    /// Log lines at least this far apart (e.g. 1m), the others skipped.
+    #[arg(long)]
+    pub interval: Option<String>,
     #[arg(long, value_enum, default_value_t = Output::Default)]
     pub output: Output,
     /// Print the query's statistics to stderr (as logcli's `--stats`).
@@ -212,6 +215,9 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
                 .query("direction", if a.forward { "forward" } else { "backward" });
             if let Some(step) = &a.step {
                 r = r.query("step", step);
+            }
+            if let Some(interval) = &a.interval {
+                r = r.query("interval", interval);
             }
             let v = with_progress(|| json_of(&a.server, r.call()))?;
             print_result(&mut out, &v["data"], a.output, a.forward);

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 
 use crate::logql::eval::{Series, Steps, Value};
 use crate::logql::Expr;
-use crate::querier::{keep_first, merge_same_labels, LogRequest, Querier, QueryError, ScanStats, StreamResult};
+use crate::querier::{keep_first, keep_spaced, merge_same_labels, LogRequest, Querier, QueryError, ScanStats, StreamResult};
 use balsa_storage::Direction;
 
 /// Why the frontend did not answer.
@@ -196,20 +196,19 @@ impl Frontend {
     }
 
     /// A log range query, read piece by piece in `direction` until `limit`
-    /// lines are found.
+    /// lines are found (with `interval`, lines spaced that far apart).
     pub async fn log_range(&self, tenants: &[String], req: &LogRequest, split: Duration) -> Result<(Vec<StreamResult>, ScanStats), FrontendError> {
-        let interval = split.as_nanos() as i64;
-        if interval <= 0 || req.end - req.start <= interval {
-            let (streams, mut stats) = self.querier.select_logs(tenants, req).await?;
-            stats.splits = 1;
-            return Ok((streams, stats));
-        }
+        let split = split.as_nanos() as i64;
         let mut ranges = Vec::new();
-        let mut t = req.start;
-        while t < req.end {
-            let next = ((t.div_euclid(interval) + 1) * interval).min(req.end);
-            ranges.push((t, next));
-            t = next;
+        if split <= 0 || req.end - req.start <= split {
+            ranges.push((req.start, req.end));
+        } else {
+            let mut t = req.start;
+            while t < req.end {
+                let next = ((t.div_euclid(split) + 1) * split).min(req.end);
+                ranges.push((t, next));
+                t = next;
+            }
         }
         if req.direction == Direction::Backward {
             ranges.reverse();
@@ -217,9 +216,13 @@ impl Frontend {
         let mut found: Vec<StreamResult> = Vec::new();
         let mut stats = ScanStats::default();
         let mut lines = 0usize;
+        let mut last_kept = None;
         for (start, end) in ranges {
             let piece = LogRequest { start, end, ..req.clone() };
-            let (streams, s) = self.querier.select_logs(tenants, &piece).await?;
+            let (mut streams, s) = self.querier.select_logs(tenants, &piece).await?;
+            if req.interval > 0 {
+                streams = keep_spaced(streams, req.direction, req.interval, &mut last_kept);
+            }
             lines += streams.iter().map(|s| s.entries.len()).sum::<usize>();
             stats.add_scan(&s);
             stats.splits += 1;

@@ -177,6 +177,10 @@ fn query_errors_are_lokis() {
     assert_eq!((s, body.as_str()), (400, "max entries limit per query exceeded, limit > max_entries_limit_per_query (5001 > 5000)"));
     let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app="x"}"#), ("direction", "sideways")], &[]);
     assert_eq!((s, body.as_str()), (400, "invalid direction 'sideways'"));
+    let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app="x"}"#), ("interval", "-1")], &[]);
+    assert_eq!((s, body.as_str()), (400, "interval must be >= 0"));
+    let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app="x"}"#), ("interval", "often")], &[]);
+    assert_eq!((s, body.as_str()), (400, "cannot parse \"often\" to a valid duration"));
     let (s, body) = b.get("/loki/api/v1/query", &[("query", r#"{app="x"}"#)], &[]);
     assert_eq!(s, 400);
     assert!(body.starts_with("log queries are not supported as an instant query type"), "{body}");

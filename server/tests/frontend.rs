@@ -39,12 +39,14 @@ fn split_and_cached_answers_equal_unsplit_ones() {
         let v = b.get_json(path, &all, &[("X-Scope-OrgID", tenant)]);
         v["data"]["result"].clone()
     };
-    let queries: [&[(&str, &str)]; 5] = [
+    let queries: [&[(&str, &str)]; 7] = [
         &[("query", r#"sum by (level) (count_over_time({app="f"} | logfmt [5m]))"#), ("step", "60")],
         &[("query", r#"topk(2, rate({app="f"}[10m])) / 2"#), ("step", "300")],
         &[("query", r#"{app="f"} |= "error""#), ("limit", "100")],
         &[("query", r#"{app="f"}"#), ("limit", "333"), ("direction", "forward")],
         &[("query", r#"{app="f", pod="p1"} | logfmt | level="warn""#), ("limit", "5000")],
+        &[("query", r#"{app="f"} |= "info""#), ("interval", "7m1s"), ("limit", "30"), ("direction", "forward")],
+        &[("query", r#"{app="f"}"#), ("interval", "300.5"), ("limit", "40")],
     ];
     for q in queries {
         let whole = ask("whole", "/loki/api/v1/query_range", q);
@@ -52,6 +54,26 @@ fn split_and_cached_answers_equal_unsplit_ones() {
         assert!(!whole.as_array().unwrap().is_empty(), "{q:?} found data");
         assert_eq!(sorted(&split), sorted(&whole), "{q:?}");
         assert_eq!(sorted(&ask("split", "/loki/api/v1/query_range", q)), sorted(&whole), "{q:?} again (cache)");
+    }
+    // `interval`: the first line of the range, then each next one at least
+    // that far from the last one kept, up to the limit, across streams.
+    for (q, gap, forward) in [(queries[5], 421_000_000_000i64, true), (queries[6], 300_500_000_000, false)] {
+        let all: Vec<(&str, &str)> = q.iter().filter(|(k, _)| *k != "interval" && *k != "limit").copied().chain([("limit", "5000")]).collect();
+        let mut every: Vec<i64> = timestamps(&ask("whole", "/loki/api/v1/query_range", &all));
+        let mut want = Vec::new();
+        if !forward {
+            every.reverse();
+        }
+        for t in every {
+            if want.last().is_none_or(|l: &i64| if forward { t >= l + gap } else { t <= l - gap }) && want.len() < q[2].1.parse().unwrap() {
+                want.push(t);
+            }
+        }
+        let mut got = timestamps(&ask("split", "/loki/api/v1/query_range", q));
+        if !forward {
+            got.reverse();
+        }
+        assert_eq!(got, want, "{q:?}");
     }
     // The stats tell the pieces and the cache hits: the hours older than the
     // out-of-order window come from the cache, the recent ones are read again.
@@ -68,6 +90,18 @@ fn split_and_cached_answers_equal_unsplit_ones() {
 }
 
 /// Results compared as sets of series/streams.
+/// Every entry's timestamp, oldest first.
+fn timestamps(v: &Value) -> Vec<i64> {
+    let mut ts: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap().parse::<i64>().unwrap()))
+        .collect();
+    ts.sort();
+    ts
+}
+
 fn sorted(v: &Value) -> Vec<String> {
     let mut out: Vec<String> = v.as_array().unwrap().iter().map(|x| x.to_string()).collect();
     out.sort();

@@ -98,12 +98,7 @@ impl Params {
     pub fn step(&self, start: i64, end: i64) -> Result<i64, ApiError> {
         let step = match self.get("step") {
             None | Some("") => ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000,
-            Some(v) => match v.parse::<f64>() {
-                Ok(f) => (f * 1e9).round() as i64,
-                Err(_) => parse_duration(v)
-                    .map(|d| d.as_nanos() as i64)
-                    .map_err(|_| ApiError::bad_request(format!("cannot parse \"{v}\" to a valid duration")))?,
-            },
+            Some(v) => seconds_or_duration(v)?,
         };
         if step <= 0 {
             return Err(ApiError::bad_request(
@@ -116,6 +111,32 @@ impl Params {
             ));
         }
         Ok(step)
+    }
+
+    /// `interval` of a log range query in ns (float seconds or a
+    /// duration): entries at least this far apart; 0 (default) keeps all.
+    pub fn interval(&self) -> Result<i64, ApiError> {
+        let interval = match self.get("interval") {
+            None | Some("") => 0,
+            Some(v) => seconds_or_duration(v)?,
+        };
+        if interval < 0 {
+            return Err(ApiError::bad_request("interval must be >= 0"));
+        }
+        Ok(interval)
+    }
+}
+
+/// Loki's `parseSecondsOrDuration`: float seconds or a duration, in ns.
+fn seconds_or_duration(v: &str) -> Result<i64, ApiError> {
+    match v.parse::<f64>() {
+        Ok(f) if (f * 1e9).abs() >= i64::MAX as f64 => {
+            Err(ApiError::bad_request(format!("cannot parse \"{v}\" to a valid duration. It overflows int64")))
+        }
+        Ok(f) => Ok((f * 1e9).round() as i64),
+        Err(_) => parse_duration(v)
+            .map(|d| d.as_nanos() as i64)
+            .map_err(|_| ApiError::bad_request(format!("cannot parse \"{v}\" to a valid duration"))),
     }
 }
 

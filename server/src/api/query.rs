@@ -89,7 +89,8 @@ pub async fn query_range(
             "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {max_entries})"
         )));
     }
-    let req = LogRequest { query: log, start, end, limit, direction: p.direction()?, categorize: wants_categorized_labels(&headers) };
+    let categorize = wants_categorized_labels(&headers);
+    let req = LogRequest { query: log, start, end, limit, direction: p.direction()?, categorize, interval: p.interval()? };
     let _slot = api.frontend.admit(&tenants)?;
     let run = async { Ok(api.frontend.log_range(&tenants, &req, limits.plan.split).await?) };
     let (streams, stats) = limits.within_timeout(run).await?;

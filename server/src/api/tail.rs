@@ -65,7 +65,7 @@ async fn follow(
         if end > from {
             // The first batch is the newest `limit` lines; later ones all new lines.
             let (direction, lim) = if first { (Direction::Backward, limit) } else { (Direction::Forward, 10_000) };
-            let req = LogRequest { query: query.clone(), start: from, end, limit: lim, direction, categorize };
+            let req = LogRequest { query: query.clone(), start: from, end, limit: lim, direction, categorize, interval: 0 };
             let streams = match api.querier.select_logs(&tenants, &req).await {
                 Ok((s, _)) => s,
                 Err(e) => {

@@ -39,6 +39,10 @@ pub struct LogRequest {
     /// Keep stream labels, structured metadata and parsed labels apart
     /// (`X-Loki-Response-Encoding-Flags: categorize-labels`).
     pub categorize: bool,
+    /// Loki's `interval` (ns, 0 = every entry): entries at least this far
+    /// apart. The querier then answers every matching entry, unlimited, and
+    /// the frontend spaces them ([`keep_spaced`]) before the limit.
+    pub interval: i64,
 }
 
 /// One stream of an answer, entries in the requested direction.
@@ -367,7 +371,7 @@ impl Querier {
                 }
             }
             kept += 1;
-            if kept >= req.limit {
+            if kept >= req.limit && req.interval == 0 {
                 break;
             }
         }
@@ -393,7 +397,8 @@ impl Querier {
             stats.post_filter_lines += produced.iter().map(|s| s.entries.len() as u64).sum::<u64>();
             found.extend(produced);
         }
-        let mut result = keep_first(merge_same_labels(found, req.direction), req.limit, req.direction);
+        let merged = merge_same_labels(found, req.direction);
+        let mut result = if req.interval > 0 { merged } else { keep_first(merged, req.limit, req.direction) };
         result.sort_by(|a, b| a.labels.cmp(&b.labels));
         stats.returned = result.iter().map(|s| s.entries.len() as u64).sum();
         stats.exec_seconds = started.elapsed().as_secs_f64();
@@ -686,6 +691,44 @@ pub(crate) fn merge_same_labels(found: Vec<StreamResult>, direction: Direction) 
     out
 }
 
+/// Loki's `interval`: walking the entries of all streams in `direction` as
+/// one sequence (equal times in label order), keeps an entry only when it
+/// is at least `interval` after (forward) or before (backward) the last one
+/// kept, the first always. `last` carries the walk over consecutive pieces
+/// of one query.
+pub(crate) fn keep_spaced(streams: Vec<StreamResult>, direction: Direction, interval: i64, last: &mut Option<i64>) -> Vec<StreamResult> {
+    let mut by_labels: Vec<usize> = (0..streams.len()).collect();
+    by_labels.sort_by(|a, b| streams[*a].labels.cmp(&streams[*b].labels));
+    let mut rank = vec![0; streams.len()];
+    for (r, s) in by_labels.into_iter().enumerate() {
+        rank[s] = r;
+    }
+    let mut order: Vec<(i64, usize, usize)> =
+        streams.iter().enumerate().flat_map(|(s, r)| r.entries.iter().enumerate().map(move |(e, x)| (x.ts, s, e))).collect();
+    order.sort_by_key(|&(ts, s, e)| (if direction == Direction::Forward { ts } else { -ts }, rank[s], e));
+    let mut keep: Vec<Vec<bool>> = streams.iter().map(|r| vec![false; r.entries.len()]).collect();
+    for (ts, s, e) in order {
+        let spaced = match (*last, direction) {
+            (None, _) => true,
+            (Some(l), Direction::Forward) => ts >= l.saturating_add(interval),
+            (Some(l), Direction::Backward) => ts <= l.saturating_sub(interval),
+        };
+        if spaced {
+            keep[s][e] = true;
+            *last = Some(ts);
+        }
+    }
+    streams
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(mut r, k)| {
+            let mut flags = k.into_iter();
+            r.entries.retain(|_| flags.next().unwrap_or(false));
+            (!r.entries.is_empty()).then_some(r)
+        })
+        .collect()
+}
+
 /// Keeps the `limit` entries that come first in `direction` across all
 /// streams (each stream's entries already in that order).
 pub(crate) fn keep_first(streams: Vec<StreamResult>, limit: usize, direction: Direction) -> Vec<StreamResult> {
@@ -762,6 +805,23 @@ mod tests {
         let got = keep_first(vec![sr("a", &[1, 5, 9]), sr("b", &[2, 7, 8])], 3, Direction::Forward);
         let ts: Vec<Vec<i64>> = got.iter().map(|s| s.entries.iter().map(|e| e.ts).collect()).collect();
         assert_eq!(ts, vec![vec![1, 5], vec![2]]);
+    }
+
+    #[test]
+    fn interval_spaces_entries_across_streams_and_pieces() {
+        let spaced = |streams: Vec<StreamResult>, dir, last: &mut Option<i64>| -> Vec<(String, Vec<i64>)> {
+            keep_spaced(streams, dir, 10, last).iter().map(|s| (s.labels.to_string(), s.entries.iter().map(|e| e.ts).collect())).collect()
+        };
+        let (a, b) = (r#"{s="a"}"#.to_string(), r#"{s="b"}"#.to_string());
+        let mut last = None;
+        let got = spaced(vec![sr("a", &[0, 4, 12, 25]), sr("b", &[3, 10, 21, 22])], Direction::Forward, &mut last);
+        assert_eq!(got, [(a.clone(), vec![0]), (b.clone(), vec![10, 21])]);
+        // The walk goes on into the next piece; of equal times, the stream first in label order.
+        let got = spaced(vec![sr("b", &[30, 35, 36]), sr("a", &[35])], Direction::Forward, &mut last);
+        assert_eq!(got, [(a.clone(), vec![35])]);
+        let mut last = None;
+        let got = spaced(vec![sr("a", &[30, 19, 5]), sr("b", &[29, 20, 9])], Direction::Backward, &mut last);
+        assert_eq!(got, [(a, vec![30]), (b, vec![20, 9])]);
     }
 
     #[test]
