@@ -85,21 +85,51 @@ impl Codec {
         }
     }
 
-    fn decompress(self, data: &[u8], raw_len: usize) -> Result<Vec<u8>, ChunkError> {
+    /// Decompresses a block of `raw_len` bytes into `s.block` (replacing
+    /// what was there).
+    fn decompress(self, data: &[u8], raw_len: usize, s: &mut Scratch) -> Result<(), ChunkError> {
         let bad = |e: String| ChunkError::Corrupt(format!("cannot decompress block: {e}"));
+        let out = &mut s.block;
+        out.clear();
         match self {
-            Codec::None => Ok(data.to_vec()),
-            Codec::Zstd => zstd::bulk::decompress(data, raw_len).map_err(|e| bad(e.to_string())),
-            Codec::Lz4 => lz4_flex::decompress(data, raw_len).map_err(|e| bad(e.to_string())),
+            Codec::None => out.extend_from_slice(data),
+            Codec::Zstd => {
+                let z = match &mut s.zstd {
+                    Some(z) => z,
+                    empty => empty.insert(zstd::bulk::Decompressor::new().map_err(|e| bad(e.to_string()))?),
+                };
+                out.reserve(raw_len);
+                z.decompress_to_buffer(data, out).map_err(|e| bad(e.to_string()))?;
+            }
+            Codec::Lz4 => {
+                out.resize(raw_len, 0);
+                let n = lz4_flex::decompress_into(data, out).map_err(|e| bad(e.to_string()))?;
+                out.truncate(n);
+            }
             Codec::Snappy => {
                 let n = snap::raw::decompress_len(data).map_err(|e| bad(e.to_string()))?;
                 if n != raw_len {
                     return Err(bad(format!("snappy length {n}, expected {raw_len}")));
                 }
-                snap::raw::Decoder::new().decompress_vec(data).map_err(|e| bad(e.to_string()))
+                out.resize(n, 0);
+                snap::raw::Decoder::new().decompress(data, out).map_err(|e| bad(e.to_string()))?;
             }
         }
+        Ok(())
     }
+}
+
+/// What reading blocks reuses on one thread: the decompressed block and a
+/// zstd context. A fresh 256 KiB buffer and context per block cost page
+/// faults and context setup on every block read.
+#[derive(Default)]
+struct Scratch {
+    block: Vec<u8>,
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// Why chunk bytes could not be read.
@@ -317,17 +347,29 @@ impl<'a> Chunk<'a> {
     /// Like [`Chunk::entries`], keeping only entries whose line passes
     /// `keep`, tested before anything is copied out of the block.
     pub fn entries_where(&self, from: i64, through: i64, keep: impl Fn(&str) -> bool) -> Result<Vec<Entry>, ChunkError> {
+        // Taken out of the thread's slot while in use: `keep` runs in between.
+        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let out = self.read_blocks(from, through, keep, &mut scratch);
+        if scratch.block.capacity() > 4 << 20 {
+            scratch.block = Vec::new(); // an outsized block is not kept for the thread's life
+        }
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        out
+    }
+
+    fn read_blocks(&self, from: i64, through: i64, keep: impl Fn(&str) -> bool, scratch: &mut Scratch) -> Result<Vec<Entry>, ChunkError> {
         let mut out = Vec::new();
         for m in self.blocks.iter().filter(|m| m.max_ts >= from && m.min_ts < through) {
             let data = &self.bytes[m.offset..m.offset + m.len];
             if crc32c::crc32c(data) != m.crc {
                 return Err(corrupt("block checksum mismatch"));
             }
-            let raw = self.codec.decompress(data, m.raw_len)?;
+            self.codec.decompress(data, m.raw_len, scratch)?;
+            let raw = &scratch.block;
             if raw.len() != m.raw_len {
                 return Err(corrupt("block length mismatch"));
             }
-            let mut r = Reader { b: &raw, pos: 0 };
+            let mut r = Reader { b: raw, pos: 0 };
             let mut prev = 0i64;
             for _ in 0..m.entries {
                 let ts = prev.wrapping_add(unzigzag(r.varint()?));
