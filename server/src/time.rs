@@ -42,15 +42,27 @@ pub fn format_rfc3339(ns: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// RFC3339 with Go's `RFC3339Nano` fraction (trailing zeros dropped,
+/// omitted when zero), in UTC: `2019-09-13T18:32:22.380001319Z`.
+pub fn format_rfc3339_nano(ns: i64) -> String {
+    let (y, mo, d, h, mi, s, frac) = parts(ns);
+    let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+    if frac != 0 {
+        out.push('.');
+        out.push_str(format!("{frac:09}").trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
 /// Go's `time.Time.String()` in UTC: `2006-01-02 15:04:05.999999999 +0000 UTC`
 /// (fraction without trailing zeros, omitted when zero).
 pub fn format_go(ns: i64) -> String {
     let (y, mo, d, h, mi, s, frac) = parts(ns);
     let mut out = format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
     if frac != 0 {
-        let f = format!("{frac:09}");
         out.push('.');
-        out.push_str(f.trim_end_matches('0'));
+        out.push_str(format!("{frac:09}").trim_end_matches('0'));
     }
     out.push_str(" +0000 UTC");
     out

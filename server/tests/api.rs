@@ -111,7 +111,8 @@ fn every_client_format_reads_back_with_lokis_response_shapes() {
         assert!(stats["summary"][k].is_number(), "summary.{k}");
     }
     assert_eq!(stats["summary"]["totalEntriesReturned"], 3);
-    assert_eq!(keys(&stats["cache"]).len(), 8);
+    let caches = ["chunk", "index", "result", "statsResult", "volumeResult", "seriesResult", "labelResult", "instantMetricResult"];
+    assert_eq!(keys(&stats["cache"]), [&caches[..], &["logResult", "taskResult"]].concat(), "Loki 3's cache sections");
 
     // categorize-labels: metadata per entry, one stream.
     let v = b.get_json(
@@ -195,6 +196,38 @@ fn query_errors_are_lokis() {
     assert!(v["error"].as_str().is_some_and(|e| e.starts_with("parse error at line 1")), "{v}");
     let v = b.get_json("/loki/api/v1/status/buildinfo", &[], &[]);
     assert_eq!(keys(&v), ["version", "revision", "branch", "buildUser", "buildDate", "goVersion"]);
+}
+
+/// Loki 3 still serves the `/api/prom/…` query endpoints in their old shapes.
+#[test]
+fn legacy_endpoints_answer_in_the_old_shapes() {
+    let b = Balsa::start(&[]);
+    let t = now_ns() - 10_000_000_000;
+    let body = json!({"streams": [
+        {"stream": {"app": "old", "env": "a"}, "values": [[t.to_string(), "GET /x 200"], [(t + 1).to_string(), "GET /y 500"]]},
+        {"stream": {"app": "old", "env": "b"}, "values": [[(t + 2).to_string(), "POST /z 500"]]},
+    ]});
+    assert_eq!(b.push_json(None, &body).0, 204);
+    let v = b.get_json("/api/prom/query", &[("query", r#"{app="old"}"#), ("regexp", " 5\\d\\d$"), ("limit", "10")], &[]);
+    let streams = v["streams"].as_array().expect("legacy streams");
+    let mut got: Vec<(String, String)> = Vec::new();
+    for s in streams {
+        for e in s["entries"].as_array().unwrap() {
+            assert!(e["ts"].as_str().is_some_and(|ts| ts.ends_with('Z') && ts.contains('T')), "{e}");
+            got.push((s["labels"].as_str().unwrap().to_string(), e["line"].as_str().unwrap().to_string()));
+        }
+    }
+    got.sort();
+    let (a, b_) = (r#"{app="old", env="a", service_name="old"}"#, r#"{app="old", env="b", service_name="old"}"#);
+    assert_eq!(got, [(a.into(), "GET /y 500".into()), (b_.into(), "POST /z 500".into())]);
+    assert!(v["stats"]["summary"]["totalLinesProcessed"].as_u64().is_some(), "{v}");
+    let (s, body) = b.get("/api/prom/query", &[("query", r#"count_over_time({app="old"}[1m])"#)], &[]);
+    assert_eq!((s, body.as_str()), (400, "legacy endpoints only support streams result type"));
+    assert_eq!(b.get_json("/api/prom/label", &[], &[]), json!({"values": ["app", "env", "service_name"]}));
+    assert_eq!(b.get_json("/api/prom/label/env/values", &[], &[]), json!({"values": ["a", "b"]}));
+    assert_eq!(b.get_json("/api/prom/label/nothing/values", &[], &[]), json!({}));
+    let v = b.get_json("/api/prom/series", &[("match[]", r#"{env="b"}"#)], &[]);
+    assert_eq!(v, json!({"status": "success", "data": [{"app": "old", "env": "b", "service_name": "old"}]}));
 }
 
 #[test]

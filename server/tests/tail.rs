@@ -60,3 +60,33 @@ fn tail_sends_the_last_lines_then_new_ones_once() {
     assert_eq!(first.expect("a first message"), ["two", "three"], "the newest `limit` lines");
     assert_eq!(seen, ["two", "three", "four"], "each line once");
 }
+
+/// `/api/prom/tail`, which old clients use, sends the legacy shape:
+/// `{"streams":[{"labels":"{…}","entries":[{"ts":RFC3339,"line":…}]}]}`.
+#[test]
+fn legacy_tail_sends_the_old_shape() {
+    let b = Balsa::start(&[]);
+    let t = (now_ns() - 5_000_000_000) / 1_000_000_000 * 1_000_000_000 + 250_000_000;
+    let body = json!({"streams": [{"stream": {"app": "t", "env": "x"}, "values": [[t.to_string(), "old client"]]}]});
+    assert_eq!(b.push_json(None, &body).0, 204);
+    let url = format!("ws://127.0.0.1:{}/api/prom/tail?query=%7Bapp%3D%22t%22%7D", b.http_port);
+    let (mut ws, _) = tungstenite::connect(url).expect("websocket");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    }
+    let msg = loop {
+        match ws.read().expect("a message within 20 s") {
+            tungstenite::Message::Text(t) => break serde_json::from_str::<Value>(&t).expect("JSON message"),
+            _ => continue,
+        }
+    };
+    let expected_ts = rfc3339_by_date(t);
+    assert_eq!(msg["streams"], json!([{"labels": "{app=\"t\", env=\"x\", service_name=\"t\"}", "entries": [{"ts": expected_ts, "line": "old client"}]}]), "{msg}");
+}
+
+/// The time as coreutils `date` writes it, with the .25 s fraction Go's RFC3339Nano prints.
+fn rfc3339_by_date(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let out = std::process::Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S"]).output().expect("date");
+    format!("{}.25Z", String::from_utf8_lossy(&out.stdout).trim())
+}

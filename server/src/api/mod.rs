@@ -11,6 +11,7 @@
 mod delete;
 mod error;
 mod index;
+mod legacy;
 mod params;
 mod push;
 mod query;
@@ -170,6 +171,11 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/loki/api/v1/patterns", get(index::patterns))
         .route("/loki/api/v1/detected_fields", get(index::detected_fields))
         .route("/loki/api/v1/detected_field/{name}/values", get(index::detected_field_values))
+        .route("/api/prom/query", get(legacy::query).post(legacy::query))
+        .route("/api/prom/label", get(legacy::labels).post(legacy::labels))
+        .route("/api/prom/label/{name}/values", get(legacy::label_values).post(legacy::label_values))
+        .route("/api/prom/series", get(query::series).post(query::series))
+        .route("/api/prom/tail", get(legacy::tail))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .route(
             "/loki/api/v1/delete",

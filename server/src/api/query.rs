@@ -12,7 +12,7 @@ use super::{ApiError, AppState};
 use crate::labels::LabelSet;
 use crate::logql::eval::{Steps, Value as Metric};
 use crate::logql::{self, parse_selector, Expr};
-use crate::querier::{LogRequest, ScanStats, StreamResult};
+use crate::querier::{LogRequest, ResultEntry, ScanStats, StreamResult};
 use crate::time::now_ns;
 
 const INSTANT_LOG_QUERY: &str =
@@ -82,6 +82,22 @@ pub async fn query_range(
             return Ok(axum::Json(metric_response(value, steps, false, true, stats)).into_response());
         }
     };
+    let categorize = wants_categorized_labels(&headers);
+    let (streams, stats) = log_range(&api, &tenants, &p, log, (start, end), categorize).await?;
+    Ok(axum::Json(streams_response(streams, stats, categorize)).into_response())
+}
+
+/// A log query over `[start, end)` with the request's `limit`, `direction`
+/// and `interval`, through the frontend (the tenant's limits apply).
+pub async fn log_range(
+    api: &AppState,
+    tenants: &[String],
+    p: &Params,
+    query: logql::LogExpr,
+    (start, end): (i64, i64),
+    categorize: bool,
+) -> Result<(Vec<StreamResult>, ScanStats), ApiError> {
+    let limits = api.query_limits(tenants);
     let limit = p.limit()?;
     let max_entries = limits.max_entries;
     if limit > max_entries {
@@ -89,12 +105,10 @@ pub async fn query_range(
             "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {max_entries})"
         )));
     }
-    let categorize = wants_categorized_labels(&headers);
-    let req = LogRequest { query: log, start, end, limit, direction: p.direction()?, categorize, interval: p.interval()? };
-    let _slot = api.frontend.admit(&tenants)?;
-    let run = async { Ok(api.frontend.log_range(&tenants, &req, limits.plan.split).await?) };
-    let (streams, stats) = limits.within_timeout(run).await?;
-    Ok(axum::Json(streams_response(streams, stats, wants_categorized_labels(&headers))).into_response())
+    let req = LogRequest { query, start, end, limit, direction: p.direction()?, categorize, interval: p.interval()? };
+    let _slot = api.frontend.admit(tenants)?;
+    let run = async { Ok(api.frontend.log_range(tenants, &req, limits.plan.split).await?) };
+    limits.within_timeout(run).await
 }
 
 
@@ -237,31 +251,39 @@ pub fn streams_json(streams: Vec<StreamResult>, categorize: bool) -> Vec<Value> 
             result.push(json!({"stream": s.labels.to_json(), "values": values}));
         }
     } else {
-        let mut grouped: BTreeMap<LabelSet, Vec<Value>> = BTreeMap::new();
-        for s in streams {
-            for e in &s.entries {
-                let labels = if e.metadata.is_empty() {
-                    s.labels.clone()
-                } else {
-                    let mut pairs: Vec<(String, String)> = s.labels.iter().cloned().collect();
-                    pairs.retain(|(n, _)| !e.metadata.iter().any(|(m, _)| m == n));
-                    pairs.extend(e.metadata.iter().cloned());
-                    LabelSet::from_pairs(pairs)
-                };
-                grouped.entry(labels).or_default().push(json!([e.ts.to_string(), e.line]));
-            }
-        }
-        for (labels, values) in grouped {
+        for (labels, entries) in by_full_labels(streams) {
+            let values: Vec<Value> = entries.into_iter().map(|(ts, line)| json!([ts.to_string(), line])).collect();
             result.push(json!({"stream": labels.to_json(), "values": values}));
         }
     }
     result
 }
 
+/// Entries grouped by their whole label set (stream labels with the
+/// entry's structured metadata), as answers without categorized labels
+/// show them.
+pub fn by_full_labels(streams: Vec<StreamResult>) -> BTreeMap<LabelSet, Vec<(i64, String)>> {
+    let mut grouped: BTreeMap<LabelSet, Vec<(i64, String)>> = BTreeMap::new();
+    for s in streams {
+        for ResultEntry { entry: e, .. } in s.entries {
+            let labels = if e.metadata.is_empty() {
+                s.labels.clone()
+            } else {
+                let mut pairs: Vec<(String, String)> = s.labels.iter().cloned().collect();
+                pairs.retain(|(n, _)| !e.metadata.iter().any(|(m, _)| m == n));
+                pairs.extend(e.metadata.iter().cloned());
+                LabelSet::from_pairs(pairs)
+            };
+            grouped.entry(labels).or_default().push((e.ts, e.line));
+        }
+    }
+    grouped
+}
+
 /// Loki's `stats` object, every field present: flushed chunks count as the
 /// querier's store, unflushed entries as the ingesters' head chunks, the
 /// query-frontend's pieces as splits and its results cache under `result`.
-fn stats_json(s: &ScanStats) -> Value {
+pub fn stats_json(s: &ScanStats) -> Value {
     let per_sec = |n: u64| if s.exec_seconds > 0.0 { (n as f64 / s.exec_seconds) as u64 } else { 0 };
     let chunk = |head_lines: u64, head_bytes: u64, lines: u64, bytes: u64, compressed: u64, duplicates: u64, post: u64| {
         json!({"headChunkBytes": head_bytes, "headChunkLines": head_lines, "decompressedBytes": bytes,
@@ -271,7 +293,8 @@ fn stats_json(s: &ScanStats) -> Value {
     let dataobj = json!({"prePredicateDecompressedRows": 0, "prePredicateDecompressedBytes": 0,
         "prePredicateDecompressedStructuredMetadataBytes": 0, "postPredicateRows": 0, "postPredicateDecompressedBytes": 0,
         "postPredicateStructuredMetadataBytes": 0, "postFilterRows": 0, "pagesScanned": 0, "pagesDownloaded": 0,
-        "pagesDownloadedBytes": 0, "pageBatches": 0, "totalRowsAvailable": 0, "totalPageDownloadTime": 0});
+        "pagesDownloadedBytes": 0, "pageBatches": 0, "totalRowsAvailable": 0, "totalPageDownloadTime": 0,
+        "wireBytesTransferred": 0});
     let store = |refs: u64, downloaded: u64, chunk: Value| {
         json!({"totalChunksRef": refs, "totalChunksDownloaded": downloaded, "chunksDownloadTime": 0,
             "queryReferencedStructuredMetadata": false, "queryUsedV2Engine": false, "chunk": chunk,
@@ -295,7 +318,7 @@ fn stats_json(s: &ScanStats) -> Value {
         "cache": {"chunk": cache(s.chunks, s.chunks - s.chunks_downloaded.min(s.chunks), 0), "index": unused.clone(),
             "result": cache(s.cache_requested, s.cache_found, s.cache_stored), "statsResult": unused.clone(),
             "volumeResult": unused.clone(), "seriesResult": unused.clone(), "labelResult": unused.clone(),
-            "instantMetricResult": unused},
+            "instantMetricResult": unused.clone(), "logResult": unused.clone(), "taskResult": unused},
         "index": {"totalChunks": s.chunks, "postFilterChunks": s.chunks, "shardsDuration": 0, "usedBloomFilters": false,
             "totalStreams": s.streams, "chunkRefsLookupTime": 0, "bloomFilterTime": 0}
     })
@@ -312,13 +335,19 @@ fn label_response(values: Vec<String>) -> Response {
 }
 
 /// `GET|POST /loki/api/v1/labels`, with an optional `query` selector
-pub async fn labels(
-    State(api): State<AppState>,
-    ReadRequest { tenants, params: p, .. }: ReadRequest,
-) -> Result<Response, ApiError> {
-    let (start, end) = p.bounds(now_ns())?;
-    let selector = query_selector(&p)?;
-    Ok(label_response(api.querier.label_names(&tenants, selector, start, end).await?))
+pub async fn labels(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {
+    Ok(label_response(label_names(&api, &req, None).await?))
+}
+
+/// Label names, or with `name` the values of that label, of the streams in
+/// the request's time range (and `query` selector).
+pub async fn label_names(api: &AppState, req: &ReadRequest, name: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let (start, end) = req.params.bounds(now_ns())?;
+    let selector = query_selector(&req.params)?;
+    Ok(match name {
+        None => api.querier.label_names(&req.tenants, selector, start, end).await?,
+        Some(n) => api.querier.label_values(&req.tenants, n, selector, start, end).await?,
+    })
 }
 
 /// The optional `query` stream selector of the label endpoints.
@@ -331,14 +360,8 @@ fn query_selector(p: &Params) -> Result<Option<Vec<logql::Matcher>>, ApiError> {
 
 /// `GET|POST /loki/api/v1/label/<name>/values`, with an optional `query`
 /// selector.
-pub async fn label_values(
-    State(api): State<AppState>,
-    Path(name): Path<String>,
-    ReadRequest { tenants, params: p, .. }: ReadRequest,
-) -> Result<Response, ApiError> {
-    let (start, end) = p.bounds(now_ns())?;
-    let selector = query_selector(&p)?;
-    Ok(label_response(api.querier.label_values(&tenants, &name, selector, start, end).await?))
+pub async fn label_values(State(api): State<AppState>, Path(name): Path<String>, req: ReadRequest) -> Result<Response, ApiError> {
+    Ok(label_response(label_names(&api, &req, Some(&name)).await?))
 }
 
 /// `GET|POST /loki/api/v1/format_query`: the query as Loki formats it; a

@@ -3,7 +3,8 @@
 //! First the last `limit` lines since `start` (default one hour ago), then,
 //! every second, the lines that arrived since, held back `delay_for`
 //! seconds (0–5) so late entries are not missed. Each message is Loki's
-//! `{"streams": [...], "dropped_entries": null}`; nothing is dropped.
+//! `{"streams": [...], "dropped_entries": null}` (for `/api/prom/tail` with
+//! streams in the legacy shape); nothing is dropped.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -23,7 +24,12 @@ use crate::time::now_ns;
 const MAX_DELAY_FOR_SECS: i64 = 5;
 const POLL: Duration = Duration::from_secs(1);
 
-pub async fn tail(State(api): State<AppState>, ws: WebSocketUpgrade, req: ReadRequest) -> Result<Response, ApiError> {
+pub async fn tail(state: State<AppState>, ws: WebSocketUpgrade, req: ReadRequest) -> Result<Response, ApiError> {
+    open(state, ws, req, false).await
+}
+
+/// Checks the request and upgrades; `legacy` for `/api/prom/tail`'s shape.
+pub async fn open(State(api): State<AppState>, ws: WebSocketUpgrade, req: ReadRequest, legacy: bool) -> Result<Response, ApiError> {
     let p = &req.params;
     let query = match parse_expr(p.get("query").unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))? {
         Expr::Log(l) => l,
@@ -41,7 +47,15 @@ pub async fn tail(State(api): State<AppState>, ws: WebSocketUpgrade, req: ReadRe
     };
     let categorize = wants_categorized_labels(&req.headers);
     let tenants = req.tenants;
-    Ok(ws.on_upgrade(move |socket| follow(api, tenants, query, start, delay, limit, categorize, socket)).into_response())
+    let shape = if legacy { Shape::Legacy } else { Shape::V1 { categorize } };
+    Ok(ws.on_upgrade(move |socket| follow(api, tenants, query, start, delay, limit, shape, socket)).into_response())
+}
+
+/// How messages show streams.
+#[derive(Clone, Copy)]
+enum Shape {
+    V1 { categorize: bool },
+    Legacy,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -52,9 +66,10 @@ async fn follow(
     start: i64,
     delay: i64,
     limit: usize,
-    categorize: bool,
+    shape: Shape,
     mut socket: WebSocket,
 ) {
+    let categorize = matches!(shape, Shape::V1 { categorize: true });
     // Lines already sent at the newest timestamp sent, to skip them when
     // the next poll starts from that timestamp again.
     let mut from = start;
@@ -79,7 +94,11 @@ async fn follow(
                 from = ts;
             }
             if !fresh.is_empty() {
-                let msg = json!({"streams": streams_json(fresh, categorize), "dropped_entries": null});
+                let streams = match shape {
+                    Shape::V1 { categorize } => streams_json(fresh, categorize),
+                    Shape::Legacy => super::legacy::streams_json(fresh),
+                };
+                let msg = json!({"streams": streams, "dropped_entries": null});
                 if socket.send(Message::Text(msg.to_string().into())).await.is_err() {
                     return;
                 }
