@@ -1144,21 +1144,30 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
                 return ok(Val::Float(0.0));
             }
             let (first, rest) = if f == "addf" { (0.0, &a[..]) } else { (as_f64(&a[0])?, &a[1..]) };
-            let mut acc = Dec::from_f64(first);
+            // In decimal while it fits i128, else (values ~1e38 apart) in floats.
+            let (mut acc, mut float) = (Dec::from_f64(first), first);
             for b in rest {
-                let b = Dec::from_f64(as_f64(b)?);
-                acc = match (acc, b) {
+                let b = as_f64(b)?;
+                if f == "divf" && b == 0.0 {
+                    return Err(err("error calling divf: decimal division by 0"));
+                }
+                float = match f {
+                    "addf" => float + b,
+                    "subf" => float - b,
+                    "mulf" => float * b,
+                    _ => float / b,
+                };
+                acc = match (acc, Dec::from_f64(b)) {
                     (Some(x), Some(y)) => match f {
                         "addf" => x.add(y),
                         "subf" => x.add(y.neg()),
                         "mulf" => x.mul(y),
-                        _ if y.m == 0 => return Err(err("error calling divf: decimal division by 0")),
                         _ => x.div(y),
                     },
                     _ => None,
                 };
             }
-            ok(Val::Float(acc.map_or(f64::NAN, Dec::to_f64)))
+            ok(Val::Float(acc.map_or(float, Dec::to_f64)))
         }
         "maxf" | "minf" => {
             if a.is_empty() {
@@ -1245,7 +1254,7 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
 /// A decimal `m × 10^e`, for sprig's float arithmetic (shopspring/decimal:
 /// floats read as their shortest decimal, sums and products exact,
 /// quotients rounded to 16 places, half away from zero). `None` when i128
-/// would overflow.
+/// would overflow (the caller then answers the float result).
 #[derive(Clone, Copy, Debug)]
 struct Dec {
     m: i128,
@@ -1602,6 +1611,7 @@ mod loki_functions {
         assert_eq!(run("{{ addf .foo 1.5 | subf .bar 1.5 | mulf .baz | divf .bazz }}", &m), "-0.1388888888888889");
         assert_eq!(run("{{ round 3.14159 3 .2 }} {{ round 3.14129 3 }}", &[]), "3.142 3.141");
         assert_eq!(run("{{ mulf 1000 1000 }} {{ 123456.5 }}", &[]), "1e+06 123456.5");
+        assert_eq!(run("{{ addf 1e30 1e-10 }} {{ divf 1 3 }}", &[]), "1e+30 0.3333333333333333", "past i128, in floats");
         assert!(Template::parse("{{ abs 1 }}").is_err(), "only Loki's functions");
     }
 }
