@@ -42,29 +42,27 @@ pub fn format_rfc3339(ns: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
-/// RFC3339 with Go's `RFC3339Nano` fraction (trailing zeros dropped,
-/// omitted when zero), in UTC: `2019-09-13T18:32:22.380001319Z`.
+/// RFC3339 with Go's `RFC3339Nano` fraction, in UTC:
+/// `2019-09-13T18:32:22.380001319Z`.
 pub fn format_rfc3339_nano(ns: i64) -> String {
-    let (y, mo, d, h, mi, s, frac) = parts(ns);
-    let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
-    if frac != 0 {
-        out.push('.');
-        out.push_str(format!("{frac:09}").trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
+    with_fraction(ns, 'T', "Z")
 }
 
-/// Go's `time.Time.String()` in UTC: `2006-01-02 15:04:05.999999999 +0000 UTC`
-/// (fraction without trailing zeros, omitted when zero).
+/// Go's `time.Time.String()` in UTC: `2006-01-02 15:04:05.999999999 +0000 UTC`.
 pub fn format_go(ns: i64) -> String {
+    with_fraction(ns, ' ', " +0000 UTC")
+}
+
+/// Date, `sep`, time with the fraction Go prints (trailing zeros dropped,
+/// omitted when zero), then `zone`.
+fn with_fraction(ns: i64, sep: char, zone: &str) -> String {
     let (y, mo, d, h, mi, s, frac) = parts(ns);
-    let mut out = format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
+    let mut out = format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}");
     if frac != 0 {
         out.push('.');
         out.push_str(format!("{frac:09}").trim_end_matches('0'));
     }
-    out.push_str(" +0000 UTC");
+    out.push_str(zone);
     out
 }
 
@@ -546,6 +544,10 @@ mod tests {
         for ns in [0i64, -5_000_000_123, 1_700_000_000_123_456_789] {
             let s = format_rfc3339(ns);
             assert_eq!(parse_rfc3339(&s), Some(ns.div_euclid(NANOS) * NANOS));
+            assert_eq!(parse_rfc3339(&format_rfc3339_nano(ns)), Some(ns), "RFC3339Nano keeps every digit");
         }
+        assert_eq!(format_rfc3339_nano(1_568_399_542_380_001_319), "2019-09-13T18:32:22.380001319Z");
+        assert_eq!(format_rfc3339_nano(1_568_399_542_500_000_000), "2019-09-13T18:32:22.5Z");
+        assert_eq!(format_go(1_568_399_542_000_000_000), "2019-09-13 18:32:22 +0000 UTC");
     }
 }
