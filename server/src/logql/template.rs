@@ -961,13 +961,11 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
         }
         "urlencode" => {
             want(f, a, 1)?;
-            ok(Val::Str(form_urlencoded::byte_serialize(s(&a[0]).as_bytes()).collect()))
+            ok(Val::Str(go_query_escape(&s(&a[0]))))
         }
         "urldecode" => {
             want(f, a, 1)?;
-            let v = s(&a[0]);
-            let decoded: String = form_urlencoded::parse(format!("x={v}").as_bytes()).map(|(_, v)| v.into_owned()).collect();
-            ok(Val::Str(decoded))
+            ok(Val::Str(go_query_unescape(&s(&a[0])).map_err(|e| err(format!("error calling urldecode: {e}")))?))
         }
         "b64enc" => {
             use base64::Engine as _;
@@ -988,7 +986,7 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
             }))
         }
         "html" => ok(Val::Str(go_html_escape(&a.iter().map(s).collect::<String>()))),
-        "urlquery" => ok(Val::Str(form_urlencoded::byte_serialize(a.iter().map(s).collect::<String>().as_bytes()).collect())),
+        "urlquery" => ok(Val::Str(go_query_escape(&a.iter().map(s).collect::<String>()))),
         "js" => ok(Val::Str(go_js_escape(&a.iter().map(s).collect::<String>()))),
         "bytes" => {
             want(f, a, 1)?;
@@ -1311,6 +1309,52 @@ impl Dec {
     }
 }
 
+/// Go's `url.QueryEscape`: letters, digits and `-_.~` stay, a space is
+/// `+`, every other byte `%XX`.
+fn go_query_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            b => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// Go's `url.QueryUnescape`: `+` is a space, `%XX` a byte; a bad escape is
+/// an error naming it (`invalid URL escape "%zz"`).
+fn go_query_unescape(v: &str) -> Result<String, String> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+                let Some(byte) = hex.filter(|_| b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) else {
+                    let bad = String::from_utf8_lossy(&b[i..b.len().min(i + 3)]).into_owned();
+                    return Err(format!("invalid URL escape {}", crate::labels::go_quote(&bad)));
+                };
+                out.push(byte);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// Go's `html/template.HTMLEscapeString`.
 fn go_html_escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -1612,6 +1656,11 @@ mod loki_functions {
         assert_eq!(run("{{ round 3.14159 3 .2 }} {{ round 3.14129 3 }}", &[]), "3.142 3.141");
         assert_eq!(run("{{ mulf 1000 1000 }} {{ 123456.5 }}", &[]), "1e+06 123456.5");
         assert_eq!(run("{{ addf 1e30 1e-10 }} {{ divf 1 3 }}", &[]), "1e+30 0.3333333333333333", "past i128, in floats");
+        let u = [("u", "a b&c=~*/é"), ("e", "a+b%26c%3D%7E%2A%2F%C3%A9")];
+        assert_eq!(run("{{ .u | urlencode }} {{ urlquery .u }} {{ .e | urldecode }}", &u), "a+b%26c%3D~%2A%2F%C3%A9 a+b%26c%3D~%2A%2F%C3%A9 a b&c=~*/é");
+        let t = Template::parse("{{ .bad | urldecode }}").unwrap();
+        let labels = vec![("bad".to_string(), "50%zz".to_string())];
+        assert_eq!(t.render(&TemplateData { labels: &labels, line: "", ts: 0 }).unwrap_err().0, "template: line_format:1: error calling urldecode: invalid URL escape \"%zz\"");
         assert!(Template::parse("{{ abs 1 }}").is_err(), "only Loki's functions");
     }
 }
