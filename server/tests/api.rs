@@ -194,6 +194,16 @@ fn query_errors_are_lokis() {
     let v: Value = serde_json::from_str(&body).expect("a JSON body");
     assert_eq!(v["status"], "invalid-query");
     assert!(v["error"].as_str().is_some_and(|e| e.starts_with("parse error at line 1")), "{v}");
+    // A query nested past the parser's bound is refused; one just within it runs.
+    let deep = format!("{}vector(1){}", "(".repeat(50_000), ")".repeat(50_000));
+    let (s, body) = b.post("/loki/api/v1/query", &[("Content-Type", "application/x-www-form-urlencoded")], format!("query={deep}").as_bytes());
+    assert_eq!((s, body.as_str()), (400, "parse error : query nests more than 128 levels deep"));
+    let sums = format!("{}vector(1){}", "sum(".repeat(100), ")".repeat(100));
+    let chain = vec!["vector(1)"; 120].join(" + ");
+    for (q, want) in [(sums, "1"), (chain, "120")] {
+        let v = b.get_json("/loki/api/v1/query", &[("query", &q)], &[]);
+        assert_eq!(v["data"]["result"][0]["value"][1], want, "{v}");
+    }
     let v = b.get_json("/loki/api/v1/status/buildinfo", &[], &[]);
     assert_eq!(keys(&v), ["version", "revision", "branch", "buildUser", "buildDate", "goVersion"]);
 }

@@ -269,6 +269,15 @@ pub enum LabelFilter {
 }
 
 impl LabelFilter {
+    /// Levels of the tree (a single filter is 1), at most
+    /// [`MAX_DEPTH`](super::parser::MAX_DEPTH).
+    pub fn height(&self) -> usize {
+        match self {
+            LabelFilter::And(a, b) | LabelFilter::Or(a, b) => 1 + a.height().max(b.height()),
+            _ => 1,
+        }
+    }
+
     /// Adds the labels this filter reads to `out`.
     pub fn names(&self, out: &mut Vec<String>) {
         match self {
@@ -570,6 +579,17 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// Levels of the tree (a leaf is 1). The parser keeps it at most
+    /// [`MAX_DEPTH`](super::parser::MAX_DEPTH), so walking it recursively is safe.
+    pub fn height(&self) -> usize {
+        1 + match self {
+            Expr::Log(_) | Expr::Range(_) | Expr::Literal(_) | Expr::VectorLit(_) => 0,
+            Expr::Vector(v) => v.inner.height(),
+            Expr::Binary(b) => b.lhs.height().max(b.rhs.height()),
+            Expr::LabelReplace(l) => l.inner.height(),
+        }
+    }
+
     /// Whether the expression yields a scalar (literals and their arithmetic).
     pub fn is_scalar(&self) -> bool {
         match self {

@@ -44,6 +44,17 @@ struct Parser {
     toks: Vec<Spanned>,
     pos: usize,
     end: (usize, usize),
+    /// Expressions (or label filter groups) being parsed inside each other.
+    nesting: usize,
+}
+
+/// How deep a query may nest (parentheses, functions, chains of operators
+/// or of label filters). The parser, evaluator and printer recurse over the
+/// tree; a client's deeper query must get an error, not exhaust the stack.
+pub const MAX_DEPTH: usize = 128;
+
+fn too_deep() -> ParseError {
+    ParseError::whole(format!("query nests more than {MAX_DEPTH} levels deep"))
 }
 
 fn expecting_suffix(expecting: &str) -> String {
@@ -59,7 +70,7 @@ impl Parser {
         let toks = lex(src)?;
         let last_line = src.lines().count().max(1);
         let last_col = src.lines().last().map(|l| l.chars().count()).unwrap_or(0) + 1;
-        Ok(Self { toks, pos: 0, end: (last_line, last_col) })
+        Ok(Self { toks, pos: 0, end: (last_line, last_col), nesting: 0 })
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -458,14 +469,30 @@ impl Parser {
         Ok(out)
     }
 
-    fn label_filter_or(&mut self) -> PResult<LabelFilter> {
-        let mut left = self.label_filter_and()?;
-        while self.peek_ident() == Some("or") && self.next_is_label_filter(1) {
-            self.pos += 1;
-            let right = self.label_filter_and()?;
-            left = LabelFilter::Or(Box::new(left), Box::new(right));
+    /// Runs `parse` one nesting level deeper, refusing past [`MAX_DEPTH`].
+    fn nested<T>(&mut self, parse: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.nesting >= MAX_DEPTH {
+            return Err(too_deep());
         }
-        Ok(left)
+        self.nesting += 1;
+        let out = parse(self);
+        self.nesting -= 1;
+        out
+    }
+
+    fn label_filter_or(&mut self) -> PResult<LabelFilter> {
+        self.nested(|p| {
+            let mut left = p.label_filter_and()?;
+            while p.peek_ident() == Some("or") && p.next_is_label_filter(1) {
+                p.pos += 1;
+                let right = p.label_filter_and()?;
+                left = LabelFilter::Or(Box::new(left), Box::new(right));
+                if left.height() > MAX_DEPTH {
+                    return Err(too_deep());
+                }
+            }
+            Ok(left)
+        })
     }
 
     fn next_is_label_filter(&self, skip: usize) -> bool {
@@ -491,6 +518,9 @@ impl Parser {
             self.pos += skip;
             let right = self.label_filter_atom()?;
             left = LabelFilter::And(Box::new(left), Box::new(right));
+            if left.height() > MAX_DEPTH {
+                return Err(too_deep());
+            }
         }
     }
 
@@ -599,8 +629,16 @@ impl Parser {
     // ---- metric expressions ----
 
     fn expr(&mut self, min_prec: u8) -> PResult<Expr> {
+        self.nested(|p| p.expr_at(min_prec))
+    }
+
+    fn expr_at(&mut self, min_prec: u8) -> PResult<Expr> {
         let mut lhs = self.unary()?;
+        let mut height = lhs.height();
         loop {
+            if height > MAX_DEPTH {
+                return Err(too_deep());
+            }
             let Some(op) = self.peek_binop() else { return Ok(lhs) };
             let prec = op.precedence();
             if prec < min_prec {
@@ -653,6 +691,7 @@ impl Parser {
                     }
                 }
             }
+            height = 1 + height.max(rhs.height());
             lhs = match (&lhs, &rhs) {
                 // Two literals reduce to one, as in Loki (comparisons give 1 or 0).
                 (Expr::Literal(a), Expr::Literal(b)) => Expr::Literal(super::eval::fold(op, *a, *b)),
@@ -1173,6 +1212,26 @@ mod tests {
         assert!(parse_expr(&format!("{c} + on () group_left (baz) 1")).is_ok(), "empty matching labels are allowed with a scalar");
         assert!(err(&format!("{c} or ignoring (x) group_left {c}")).contains(r#"no grouping allowed for "or" operation"#));
         assert!(err(&format!("{c} unless on (x) group_right {c}")).contains(r#"no grouping allowed for "unless" operation"#));
+    }
+
+    /// A client's deeply nested query is an error, not a stack overflow.
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = |open: &str, mid: &str, close: &str, n: usize| format!("{}{mid}{}", open.repeat(n), close.repeat(n));
+        let err = |q: &str| parse_expr(q).unwrap_err().to_string();
+        let msg = "parse error : query nests more than 128 levels deep";
+        assert_eq!(err(&deep("(", "vector(1)", ")", 100_000)), msg);
+        assert_eq!(err(&deep("sum(", "vector(1)", ")", 200)), msg);
+        assert_eq!(err(&vec!["vector(1)"; 5_000].join(" + ")), msg);
+        assert_eq!(err(&vec!["vector(1)"; 5_000].join(" ^ ")), msg);
+        let filters = format!(r#"{{a="b"}} | {}"#, vec![r#"x="1""#; 5_000].join(" and "));
+        assert_eq!(err(&filters), msg);
+        let groups = format!(r#"{{a="b"}} | {}x="1"{}"#, "(".repeat(50_000), ")".repeat(50_000));
+        assert_eq!(err(&groups), msg);
+        // Up to the limit, queries parse.
+        assert!(parse_expr(&deep("sum(", "vector(1)", ")", 100)).is_ok());
+        assert!(parse_expr(&vec!["vector(1)"; 120].join(" + ")).is_ok());
+        assert!(parse_expr(&format!(r#"{{a="b"}} | {}"#, vec![r#"x="1""#; 120].join(" or "))).is_ok());
     }
 
     #[test]

@@ -117,7 +117,7 @@ const FUNCS: &[&str] = &[
 impl Template {
     pub fn parse(src: &str) -> Result<Template, TemplateError> {
         let pieces = split(src)?;
-        let mut p = Parser { pieces: &pieces, pos: 0, vars: Vec::new(), ranges: 0 };
+        let mut p = Parser { pieces: &pieces, pos: 0, vars: Vec::new(), ranges: 0, depth: 0 };
         let (nodes, stop) = p.nodes()?;
         match stop {
             Stop::Eof => Ok(Template { nodes, source: src.to_string() }),
@@ -224,6 +224,16 @@ struct Parser<'p> {
     pos: usize,
     vars: Vec<String>,
     ranges: usize,
+    /// Blocks and parentheses open around what is being parsed.
+    depth: usize,
+}
+
+/// How deep blocks and parentheses may nest: parsing and running recurse
+/// over them, and a query's template must not exhaust the stack.
+const MAX_TEMPLATE_DEPTH: usize = 200;
+
+fn too_deep() -> TemplateError {
+    err(format!("template nests more than {MAX_TEMPLATE_DEPTH} levels deep"))
 }
 
 impl Parser<'_> {
@@ -259,6 +269,16 @@ impl Parser<'_> {
     /// `if`/`with`/`range` up to its `{{end}}` (which a nested `else if`
     /// consumes).
     fn control(&mut self, kind: &str, head: &str) -> Result<Node, TemplateError> {
+        if self.depth >= MAX_TEMPLATE_DEPTH {
+            return Err(too_deep());
+        }
+        self.depth += 1;
+        let node = self.control_body(kind, head);
+        self.depth -= 1;
+        node
+    }
+
+    fn control_body(&mut self, kind: &str, head: &str) -> Result<Node, TemplateError> {
         let mark = self.vars.len();
         let range = kind == "range";
         let cond = self.action(head, range)?;
@@ -323,6 +343,14 @@ impl Parser<'_> {
     }
 
     fn pipe(&self, toks: &[Tok], pos: &mut usize) -> Result<Pipeline, TemplateError> {
+        self.pipe_at(toks, pos, self.depth)
+    }
+
+    /// A pipeline `depth` levels of blocks and parentheses deep.
+    fn pipe_at(&self, toks: &[Tok], pos: &mut usize, depth: usize) -> Result<Pipeline, TemplateError> {
+        if depth >= MAX_TEMPLATE_DEPTH {
+            return Err(too_deep());
+        }
         let mut pipeline = Vec::new();
         let mut cmd: Command = Vec::new();
         while let Some(t) = toks.get(*pos) {
@@ -337,7 +365,7 @@ impl Parser<'_> {
                 }
                 "(" => {
                     *pos += 1;
-                    let sub = self.pipe(toks, pos)?;
+                    let sub = self.pipe_at(toks, pos, depth + 1)?;
                     if toks.get(*pos).map(|t| t.text.as_str()) != Some(")") {
                         return Err(err("unclosed left paren"));
                     }
@@ -1555,6 +1583,12 @@ mod tests {
         assert!(render("{{ (fromJson .j).a.b }}", &[("j", "{}")]).unwrap_err().0.contains("nil pointer evaluating interface {}.b"));
         assert!(render("{{ index (fromJson .j) 5 }}", &[("j", "[1]")]).unwrap_err().0.contains("index out of range: 5"));
         assert!(render("{{ range 1000000 }}{{ end }}", &[]).unwrap_err().0.contains("iterations"), "bounded work per line");
+        let deep_blocks = "{{ if 1 }}".repeat(5_000) + &"{{ end }}".repeat(5_000);
+        assert!(Template::parse(&deep_blocks).unwrap_err().0.contains("nests more than 200 levels"));
+        let deep_parens = format!("{{{{ {}1{} }}}}", "(".repeat(5_000), ")".repeat(5_000));
+        assert!(Template::parse(&deep_parens).unwrap_err().0.contains("nests more than 200 levels"));
+        let ok = "{{ if 1 }}".repeat(150) + "x" + &"{{ end }}".repeat(150);
+        assert_eq!(render(&ok, &[]).unwrap(), "x");
     }
 
     #[test]
