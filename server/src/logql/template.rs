@@ -101,6 +101,25 @@ fn err(msg: impl Into<String>) -> TemplateError {
 /// place for unbounded loops; Go has no limit).
 const MAX_RANGE_STEPS: usize = 100_000;
 
+/// The longest text a template may make, in any value and in its output
+/// (Loki has no bound; its lines are at most 256 KB by default). Functions
+/// that multiply text check before they allocate, so nested `repeat`s or
+/// `replace`s cannot exhaust memory.
+const MAX_TEXT: usize = 4 << 20;
+
+fn too_long(f: &str) -> TemplateError {
+    err(format!("error calling {f}: result longer than {MAX_TEXT} bytes"))
+}
+
+/// `Ok(())` when `len` bytes are within [`MAX_TEXT`].
+fn fits(f: &str, len: usize) -> Result<(), TemplateError> {
+    if len > MAX_TEXT {
+        Err(too_long(f))
+    } else {
+        Ok(())
+    }
+}
+
 /// The functions a template may call: Loki's (its own, the listed sprig
 /// ones, the old capitalized names) and Go's template built-ins.
 const FUNCS: &[&str] = &[
@@ -563,13 +582,16 @@ impl Exec<'_, '_> {
         for n in nodes {
             let flow = match n {
                 Node::Text(t) => {
+                    fits("template", self.out.len() + t.len())?;
                     self.out.push_str(t);
                     Flow::Normal
                 }
                 Node::Action(a) => {
                     let v = self.pipeline(&a.pipe, dot)?;
                     if a.vars.is_empty() {
-                        self.out.push_str(&to_string(&self.resolve(v)));
+                        let text = to_string(&self.resolve(v));
+                        fits("template", self.out.len() + text.len())?;
+                        self.out.push_str(&text);
                     } else {
                         self.bind(a, 0, v);
                     }
@@ -841,7 +863,27 @@ fn compare(a: &Val, b: &Val) -> Option<std::cmp::Ordering> {
     }
 }
 
+/// Calls function `f`; a text result past [`MAX_TEXT`] is an error.
 fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateError> {
+    let out = call_unchecked(f, args, d)?;
+    if let Val::Str(text) = &out {
+        fits(f, text.len())?;
+    }
+    Ok(out)
+}
+
+/// Bytes of the arguments as text: what a concatenating function would copy.
+fn text_len(args: &[Val]) -> usize {
+    args.iter().map(|v| if let Val::Str(t) = v { t.len() } else { 32 }).sum()
+}
+
+/// The length of `v` with each `old` replaced by `new` (at most `n` of them).
+fn replaced_len(v: &str, old: &str, new: &str, n: usize) -> usize {
+    let hits = if old.is_empty() { v.chars().count() + 1 } else { v.matches(old).count() }.min(n);
+    (v.len() + hits * new.len()).saturating_sub(hits * old.len())
+}
+
+fn call_unchecked(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateError> {
     use std::cmp::Ordering;
     let a = &args;
     let ok = |v: Val| Ok(v);
@@ -899,7 +941,9 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
         "Replace" => {
             want(f, a, 4)?;
             let (v, old, new, n) = (s(&a[0]), s(&a[1]), s(&a[2]), as_i64(&a[3])?);
-            ok(Val::Str(if n < 0 { v.replace(&old, &new) } else { v.replacen(&old, &new, n as usize) }))
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            fits(f, replaced_len(&v, &old, &new, n))?;
+            ok(Val::Str(v.replacen(&old, &new, n)))
         }
         "trunc" => {
             // Loki's: characters, a negative count from the end.
@@ -927,7 +971,9 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
         }
         "replace" => {
             want(f, a, 3)?;
-            ok(Val::Str(s(&a[2]).replace(&s(&a[0]), &s(&a[1]))))
+            let (v, old, new) = (s(&a[2]), s(&a[0]), s(&a[1]));
+            fits(f, replaced_len(&v, &old, &new, usize::MAX))?;
+            ok(Val::Str(v.replace(&old, &new)))
         }
         "substr" => {
             // Loki's: characters; a negative start reads from the beginning,
@@ -960,12 +1006,16 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
         "indent" | "nindent" => {
             want(f, a, 2)?;
             let pad = " ".repeat(as_i64(&a[0])?.clamp(0, 1024) as usize);
-            let body = s(&a[1]).lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
+            let text = s(&a[1]);
+            fits(f, text.len() + (text.lines().count() + 1) * (pad.len() + 1))?;
+            let body = text.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
             ok(Val::Str(if f == "nindent" { format!("\n{body}") } else { body }))
         }
         "repeat" => {
             want(f, a, 2)?;
-            ok(Val::Str(s(&a[1]).repeat(as_i64(&a[0])?.clamp(0, 4096) as usize)))
+            let (text, n) = (s(&a[1]), as_i64(&a[0])?.clamp(0, 4096) as usize);
+            fits(f, text.len().saturating_mul(n))?;
+            ok(Val::Str(text.repeat(n)))
         }
         "default" => {
             want(f, a, 2)?;
@@ -974,13 +1024,22 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
         "regexReplaceAll" | "regexReplaceAllLiteral" => {
             want(f, a, 3)?;
             let re = regex::Regex::new(&s(&a[0])).map_err(|e| err(format!("error calling {f}: {e}")))?;
-            let src = s(&a[1]);
-            let repl = s(&a[2]);
-            ok(Val::Str(if f == "regexReplaceAll" {
-                re.replace_all(&src, repl.as_str()).into_owned()
-            } else {
-                re.replace_all(&src, regex::NoExpand(&repl)).into_owned()
-            }))
+            let (src, repl) = (s(&a[1]), s(&a[2]));
+            // As `Regex::replace_all`, stopping once the text is too long.
+            let (mut out, mut last) = (String::new(), 0);
+            for caps in re.captures_iter(&src) {
+                let Some(m) = caps.get(0) else { continue };
+                out.push_str(&src[last..m.start()]);
+                if f == "regexReplaceAll" {
+                    caps.expand(&repl, &mut out);
+                } else {
+                    out.push_str(&repl);
+                }
+                last = m.end();
+                fits(f, out.len())?;
+            }
+            out.push_str(&src[last..]);
+            ok(Val::Str(out))
         }
         "count" => {
             want(f, a, 2)?;
@@ -1013,9 +1072,15 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
                 Err(e) => go_base64_error(&e),
             }))
         }
-        "html" => ok(Val::Str(go_html_escape(&a.iter().map(s).collect::<String>()))),
+        "html" => {
+            fits(f, text_len(a))?;
+            ok(Val::Str(go_html_escape(&a.iter().map(s).collect::<String>())))
+        }
         "urlquery" => ok(Val::Str(go_query_escape(&a.iter().map(s).collect::<String>()))),
-        "js" => ok(Val::Str(go_js_escape(&a.iter().map(s).collect::<String>()))),
+        "js" => {
+            fits(f, text_len(a))?;
+            ok(Val::Str(go_js_escape(&a.iter().map(s).collect::<String>())))
+        }
         "bytes" => {
             want(f, a, 1)?;
             ok(Val::Float(super::units::parse_bytes(&s(&a[0])).map_err(|e| err(format!("error calling bytes: {e}")))?))
@@ -1265,13 +1330,18 @@ fn call(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, TemplateEr
             };
             ok(Val::Str(out))
         }
-        "print" => ok(Val::Str(a.iter().map(s).collect::<Vec<_>>().join(""))),
-        "println" => ok(Val::Str(a.iter().map(s).collect::<Vec<_>>().join(" ") + "\n")),
+        "print" | "println" => {
+            fits(f, text_len(a) + a.len())?;
+            let sep = if f == "print" { "" } else { " " };
+            let end = if f == "print" { "" } else { "\n" };
+            ok(Val::Str(a.iter().map(s).collect::<Vec<_>>().join(sep) + end))
+        }
         "printf" => {
             if a.is_empty() {
                 return Err(err("error calling printf: missing format"));
             }
-            ok(Val::Str(printf(&s(&a[0]), &a[1..])))
+            fits(f, text_len(a))?;
+            ok(Val::Str(printf(&s(&a[0]), &a[1..]).ok_or_else(|| too_long(f))?))
         }
         other => Err(err(format!("function {other:?} not defined"))),
     }
@@ -1433,11 +1503,17 @@ fn go_base64_error(e: &base64::DecodeError) -> String {
 
 /// Go's `fmt.Sprintf` for the verbs templates use: %s %v %d %f %e %g %q %x
 /// %X %c %t %%, with flags `-`, `0`, `+`, width and precision.
-fn printf(fmt: &str, args: &[Val]) -> String {
+/// `None` when the text would pass [`MAX_TEXT`]. Widths and precisions
+/// past 10^6 print Go's `%!(BADWIDTH)` / `%!(BADPREC)`.
+fn printf(fmt: &str, args: &[Val]) -> Option<String> {
+    const TOO_LARGE: usize = 1_000_000;
     let mut out = String::new();
     let mut it = fmt.chars().peekable();
     let mut next_arg = args.iter();
     while let Some(c) = it.next() {
+        if out.len() > MAX_TEXT {
+            return None;
+        }
         if c != '%' {
             out.push(c);
             continue;
@@ -1466,7 +1542,13 @@ fn printf(fmt: &str, args: &[Val]) -> String {
                 p.push(d);
                 it.next();
             }
-            prec = Some(p.parse().unwrap_or(0));
+            prec = Some(p.parse().unwrap_or(usize::MAX));
+        }
+        let w: usize = width.parse().unwrap_or(if width.is_empty() { 0 } else { usize::MAX });
+        if w > TOO_LARGE || prec.is_some_and(|p| p > TOO_LARGE) {
+            // Go stops reading such a number, and the format with it.
+            out.push_str("%!(NOVERB)");
+            break;
         }
         let Some(verb) = it.next() else {
             out.push_str("%!(NOVERB)");
@@ -1515,7 +1597,6 @@ fn printf(fmt: &str, args: &[Val]) -> String {
             't' => truthy(arg).to_string(),
             other => format!("%!{other}({})", s(arg)),
         };
-        let w: usize = width.parse().unwrap_or(0);
         let len = body.chars().count();
         if len >= w {
             out.push_str(&body);
@@ -1530,7 +1611,7 @@ fn printf(fmt: &str, args: &[Val]) -> String {
             out.push_str(&body);
         }
     }
-    out
+    (out.len() <= MAX_TEXT).then_some(out)
 }
 
 #[cfg(test)]
@@ -1589,6 +1670,20 @@ mod tests {
         assert!(Template::parse(&deep_parens).unwrap_err().0.contains("nests more than 200 levels"));
         let ok = "{{ if 1 }}".repeat(150) + "x" + &"{{ end }}".repeat(150);
         assert_eq!(render(&ok, &[]).unwrap(), "x");
+        // Text that multiplies stops at 4 MiB instead of exhausting memory.
+        let big = [("x", "0123456789")];
+        for t in [
+            "{{ repeat 4096 (repeat 4096 (repeat 4096 .x)) }}",
+            "{{ replace \"\" (repeat 4096 .x) (repeat 4096 .x) }}",
+            "{{ regexReplaceAll \"\" (repeat 4096 .x) (repeat 4096 .x) }}",
+            "{{ indent 1024 (repeat 4096 \"\\n\\n\") | indent 1024 }}",
+            "{{ range 100000 }}{{ repeat 4096 $.x }}{{ end }}",
+            "{{ printf \"%999999d%999999d%999999d%999999d%999999d\" 1 2 3 4 5 }}",
+        ] {
+            assert!(render(t, &big).unwrap_err().0.contains("longer than 4194304 bytes"), "{t}");
+        }
+        assert_eq!(render("{{ printf \"%99999999999999999999d|\" 1 }}", &[]).unwrap(), "%!(NOVERB)");
+        assert_eq!(render("{{ repeat 3 .x | len }}", &big).unwrap(), "30");
     }
 
     #[test]
