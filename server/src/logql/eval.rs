@@ -821,12 +821,21 @@ fn result_labels(many: &LabelSet, one: &LabelSet, m: &VectorMatching) -> LabelSe
     }
 }
 
+/// The longest label value `label_replace` may make (Prometheus has no
+/// bound; `$1` repeated in a query could otherwise ask for gigabytes).
+const MAX_REPLACED_VALUE: usize = 1 << 20;
+
 fn label_replace(l: &LabelReplace, series: Vec<Series>) -> Result<Vec<Series>, EvalError> {
-    Ok(series
+    // Each `$` reference expands to at most the whole source value.
+    let refs = l.replacement.matches('$').count();
+    series
         .into_iter()
         .map(|s| {
             let src = s.labels.get(&l.src).unwrap_or("").to_string();
-            let Some(caps) = l.re.captures(&src) else { return s };
+            let Some(caps) = l.re.captures(&src) else { return Ok(s) };
+            if l.replacement.len() + refs.saturating_mul(src.len()) > MAX_REPLACED_VALUE {
+                return Err(EvalError(format!("label_replace: the replacement would be longer than {MAX_REPLACED_VALUE} bytes")));
+            }
             let mut value = String::new();
             caps.expand(&l.replacement, &mut value);
             let mut pairs: Vec<(String, String)> = s.labels.iter().filter(|(k, _)| *k != l.dst).cloned().collect();
@@ -834,9 +843,9 @@ fn label_replace(l: &LabelReplace, series: Vec<Series>) -> Result<Vec<Series>, E
             if !value.is_empty() {
                 pairs.push((l.dst.clone(), value));
             }
-            Series { labels: LabelSet::from_pairs_keep_empty(pairs), points: s.points }
+            Ok(Series { labels: LabelSet::from_pairs_keep_empty(pairs), points: s.points })
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -975,6 +984,17 @@ mod tests {
         // A filter on the error keeps the parser running.
         let Value::Vector(v) = run(r#"sum(count_over_time({app="x"} | json | __error__="" [1m]))"#, st, d) else { panic!() };
         assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn label_replace_values_are_bounded() {
+        let d = data(&[(r#"{app="foo"}"#, 30, "x")]);
+        let q = format!(r#"label_replace(count_over_time({{app="foo"}}[1m]), "a", "{}", "app", "(.*)")"#, "$1".repeat(400_000));
+        let e = parse_expr(&q).unwrap();
+        let steps = Steps::instant(60 * S);
+        let mut it = samples(&e, steps, &d).unwrap().into_iter();
+        let err = evaluate(&e, steps, &mut it, 500).unwrap_err();
+        assert!(err.0.contains("longer than 1048576 bytes"), "{err}");
     }
 
     #[test]
