@@ -224,6 +224,9 @@ pub struct Config {
     pub chunk_cache_bytes: usize,
     /// How queriers read unflushed data (`querier.read_consistency`).
     pub read_consistency: crate::ingester::read::ReadConsistency,
+    /// How long a live tail is served before it is closed
+    /// (`querier.tail_max_duration`, Loki's default 1h).
+    pub tail_max_duration: Duration,
     /// How often the compactor runs (`compactor.compaction_interval`, 10m).
     pub compaction_interval: Duration,
     /// How long a delete request can be cancelled before the compactor
@@ -350,6 +353,7 @@ struct RawCompactor {
 struct RawQuerier {
     chunk_cache_size: Option<ByteSize>,
     read_consistency: Option<String>,
+    tail_max_duration: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -601,6 +605,7 @@ impl Config {
             tls,
             chunk_cache_bytes: usize::try_from(chunk_cache_bytes).unwrap_or(usize::MAX),
             read_consistency,
+            tail_max_duration: positive("querier.tail_max_duration", raw.querier.tail_max_duration.map_or(Duration::from_secs(3600), |d| d.0))?,
             compaction_interval,
             delete_request_cancel_period: raw
                 .compactor
@@ -654,7 +659,8 @@ impl Config {
                 "chunk_target_raw_size": self.chunk_target_raw_size, "chunk_encoding": format!("{:?}", self.chunk_encoding).to_lowercase(),
                 "flush_check_period": d(self.flush_check_period)},
             "storage": storage,
-            "querier": {"chunk_cache_size": self.chunk_cache_bytes, "read_consistency": self.read_consistency.name()},
+            "querier": {"chunk_cache_size": self.chunk_cache_bytes, "read_consistency": self.read_consistency.name(),
+                "tail_max_duration": d(self.tail_max_duration)},
             "frontend": {"max_outstanding_per_tenant": self.max_outstanding_per_tenant, "results_cache_entries": self.results_cache_entries},
             "compactor": {"compaction_interval": d(self.compaction_interval),
                 "delete_request_cancel_period": d(self.delete_request_cancel_period)},

@@ -52,6 +52,8 @@ pub struct Limits {
     pub max_entries_limit_per_query: usize,
     /// Most series a `/series` answer or a query may return. Default 500.
     pub max_query_series: usize,
+    /// Live tails a tenant may have open at once. Default 10.
+    pub max_concurrent_tail_requests: usize,
     /// Labels to take `service_name` from, in order; empty turns it off.
     pub discover_service_name: Vec<String>,
     /// Add `detected_level` to every entry's structured metadata at ingest
@@ -110,6 +112,7 @@ impl Default for Limits {
             max_structured_metadata_entries_count: 128,
             max_entries_limit_per_query: 5000,
             max_query_series: 500,
+            max_concurrent_tail_requests: 10,
             discover_service_name: [
                 "service",
                 "app",

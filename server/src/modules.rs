@@ -178,6 +178,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         metrics,
         flusher: flusher.clone(),
         drain: role.as_ref().map(|_| drain_tx),
+        tails: crate::api::Tails::new(cfg.tail_max_duration),
     });
 
     let http = TcpListener::bind(cfg.http_addr)

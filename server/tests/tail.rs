@@ -90,3 +90,43 @@ fn rfc3339_by_date(ns: i64) -> String {
     let out = std::process::Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S"]).output().expect("date");
     format!("{}.25Z", String::from_utf8_lossy(&out.stdout).trim())
 }
+
+/// As in Loki: a tenant may have `max_concurrent_tail_requests` tails open
+/// (more answer 400), and a tail is closed after `querier.tail_max_duration`,
+/// which frees its place.
+#[test]
+fn tails_are_limited_in_number_and_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "limits_config:\n  max_concurrent_tail_requests: 1\nquerier:\n  tail_max_duration: 2s\n").unwrap();
+    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let url = format!("ws://127.0.0.1:{}/loki/api/v1/tail?query=%7Bapp%3D%22t%22%7D", b.http_port);
+    let opened = Instant::now();
+    let (mut first, _) = tungstenite::connect(&url).expect("the first tail opens");
+    match tungstenite::connect(&url) {
+        Err(tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 400);
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+            assert_eq!(body, "max concurrent tail requests limit exceeded, count > limit (2 > 1)");
+        }
+        other => panic!("a second tail must be refused, got {:?}", other.map(|_| ())),
+    }
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = first.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    }
+    loop {
+        match first.read() {
+            Ok(tungstenite::Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("the tail must be closed by the server, got {e}"),
+        }
+    }
+    let lasted = opened.elapsed();
+    assert!(lasted >= Duration::from_secs(2) && lasted < Duration::from_secs(20), "closed after {lasted:?}");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tungstenite::connect(&url).is_err() {
+        assert!(Instant::now() < deadline, "the closed tail's place is freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -18,6 +18,8 @@ mod query;
 mod ring;
 mod tail;
 
+pub use tail::Tails;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,6 +59,8 @@ pub struct Api {
     pub flusher: Option<Arc<Flusher>>,
     /// Set to start draining this ingester (`POST /ingester/drain`).
     pub drain: Option<tokio::sync::watch::Sender<bool>>,
+    /// Live tails open now, and how long one may last.
+    pub tails: tail::Tails,
 }
 
 type AppState = Arc<Api>;

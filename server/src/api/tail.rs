@@ -4,10 +4,15 @@
 //! every second, the lines that arrived since, held back `delay_for`
 //! seconds (0–5) so late entries are not missed. Each message is Loki's
 //! `{"streams": [...], "dropped_entries": null}` (for `/api/prom/tail` with
-//! streams in the legacy shape); nothing is dropped.
+//! streams in the legacy shape); nothing is dropped. As in Loki, a tenant
+//! may have `max_concurrent_tail_requests` tails open (10), and a tail is
+//! closed after `querier.tail_max_duration` (1h).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -26,6 +31,57 @@ const POLL: Duration = Duration::from_secs(1);
 
 pub async fn tail(state: State<AppState>, ws: WebSocketUpgrade, req: ReadRequest) -> Result<Response, ApiError> {
     open(state, ws, req, false).await
+}
+
+/// The live tails open now, per tenant, and how long one may last.
+pub struct Tails {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    max_duration: Duration,
+}
+
+/// One open tail, counted against its tenants until dropped.
+struct TailSlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    tenants: Vec<String>,
+}
+
+impl Tails {
+    pub fn new(max_duration: Duration) -> Self {
+        Self { open: Arc::default(), max_duration }
+    }
+
+    /// Counts a new tail for `tenants`, or Loki's 400 when one of them
+    /// already has `limit(tenant)` open.
+    fn admit(&self, tenants: &[String], limit: impl Fn(&str) -> usize) -> Result<TailSlot, ApiError> {
+        let mut open = self.open.lock();
+        for t in tenants {
+            let (count, max) = (open.get(t).copied().unwrap_or(0), limit(t));
+            if count >= max {
+                return Err(ApiError::bad_request(format!(
+                    "max concurrent tail requests limit exceeded, count > limit ({} > {max})",
+                    count + 1
+                )));
+            }
+        }
+        for t in tenants {
+            *open.entry(t.clone()).or_default() += 1;
+        }
+        Ok(TailSlot { open: self.open.clone(), tenants: tenants.to_vec() })
+    }
+}
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        for t in &self.tenants {
+            if let Some(n) = open.get_mut(t) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(t);
+                }
+            }
+        }
+    }
 }
 
 /// Checks the request and upgrades; `legacy` for `/api/prom/tail`'s shape.
@@ -48,7 +104,14 @@ pub async fn open(State(api): State<AppState>, ws: WebSocketUpgrade, req: ReadRe
     let categorize = wants_categorized_labels(&req.headers);
     let tenants = req.tenants;
     let shape = if legacy { Shape::Legacy } else { Shape::V1 { categorize } };
-    Ok(ws.on_upgrade(move |socket| follow(api, tenants, query, start, delay, limit, shape, socket)).into_response())
+    let slot = api.tails.admit(&tenants, |t| api.overrides.get(t).max_concurrent_tail_requests)?;
+    let until = tokio::time::Instant::now() + api.tails.max_duration;
+    Ok(ws
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            follow(api, tenants, query, start, delay, limit, shape, until, socket).await;
+        })
+        .into_response())
 }
 
 /// How messages show streams.
@@ -67,6 +130,7 @@ async fn follow(
     delay: i64,
     limit: usize,
     shape: Shape,
+    until: tokio::time::Instant,
     mut socket: WebSocket,
 ) {
     let categorize = matches!(shape, Shape::V1 { categorize: true });
@@ -106,6 +170,11 @@ async fn follow(
             first = false;
         }
         tokio::select! {
+            _ = tokio::time::sleep_until(until) => {
+                // `tail_max_duration` is up.
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
             _ = tokio::time::sleep(POLL) => {}
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
