@@ -3,7 +3,8 @@
 //! PERFORMANCE-CRITICAL PATH: every accepted entry is pushed here on apply,
 //! and every query of recent data scans it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,33 @@ pub struct HeadBlock {
     by_ts: BTreeMap<i64, Vec<Entry>>,
     len: usize,
     bytes: usize,
+    /// For timestamps holding many entries: positions by a hash of line
+    /// and metadata, so the duplicate check stays linear in the entries
+    /// pushed (a push of a million lines at one timestamp would otherwise
+    /// compare each with every earlier one). Rebuilt on demand.
+    #[serde(skip)]
+    index: HashMap<i64, HashMap<u64, Vec<usize>>>,
+}
+
+/// Below this many entries at one timestamp, duplicates are found by
+/// comparing them all.
+const INDEX_FROM: usize = 16;
+
+/// A hash of what makes two entries at one timestamp the same.
+fn entry_hash(e: &Entry) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    e.line.hash(&mut h);
+    e.metadata.hash(&mut h);
+    h.finish()
+}
+
+/// Positions of `entries` by [`entry_hash`].
+fn index_of(entries: &[Entry]) -> HashMap<u64, Vec<usize>> {
+    let mut index: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        index.entry(entry_hash(e)).or_default().push(i);
+    }
+    index
 }
 
 impl HeadBlock {
@@ -33,8 +61,18 @@ impl HeadBlock {
     /// harmless). Returns whether it was added.
     pub fn push(&mut self, entry: Entry) -> bool {
         let same_ts = self.by_ts.entry(entry.ts).or_default();
-        if same_ts.iter().any(|e| e.line == entry.line && e.metadata == entry.metadata) {
-            return false;
+        let same = |e: &Entry| e.line == entry.line && e.metadata == entry.metadata;
+        if same_ts.len() < INDEX_FROM {
+            if same_ts.iter().any(same) {
+                return false;
+            }
+        } else {
+            let index = self.index.entry(entry.ts).or_insert_with(|| index_of(same_ts));
+            let at = index.entry(entry_hash(&entry)).or_default();
+            if at.iter().any(|&i| same(&same_ts[i])) {
+                return false;
+            }
+            at.push(same_ts.len());
         }
         self.len += 1;
         self.bytes += entry.size();
@@ -46,6 +84,7 @@ impl HeadBlock {
     pub fn take_all(&mut self) -> Vec<Entry> {
         self.len = 0;
         self.bytes = 0;
+        self.index.clear();
         std::mem::take(&mut self.by_ts).into_values().flatten().collect()
     }
 
@@ -103,7 +142,36 @@ mod tests {
         assert_eq!(h.len(), 2);
     }
 
+    /// Many lines at one timestamp (a client's batch without times set):
+    /// each push is checked against its timestamp's index, not every
+    /// earlier line, and retried lines are still found.
+    #[test]
+    fn many_lines_at_one_timestamp() {
+        let mut h = HeadBlock::default();
+        for i in 0..200_000 {
+            assert!(h.push(Entry::new(7, format!("{i}"))));
+        }
+        for i in (0..200_000).step_by(1000) {
+            assert!(!h.push(Entry::new(7, format!("{i}"))), "a retried line is a duplicate");
+        }
+        assert_eq!(h.len(), 200_000);
+        assert_eq!(h.take_all().len(), 200_000);
+        assert!(h.push(Entry::new(7, "0")), "an emptied block forgets its index");
+    }
+
     proptest! {
+        /// Crowded timestamps (the index) deduplicate as sparse ones do.
+        #[test]
+        fn crowded_timestamps_deduplicate(ts in proptest::collection::vec((0i64..3, 0u8..60), 0..400)) {
+            let mut h = HeadBlock::default();
+            let mut want = std::collections::BTreeSet::new();
+            for (t, l) in &ts {
+                prop_assert_eq!(h.push(Entry::new(*t, format!("l{l}"))), want.insert((*t, format!("l{l}"))));
+            }
+            let got: Vec<(i64, String)> = h.range(0, 3, Direction::Forward).map(|e| (e.ts, e.line.clone())).collect();
+            prop_assert_eq!(got.len(), want.len());
+        }
+
         /// Whatever the arrival order, a range comes out sorted, complete and
         /// without duplicates, and backward is forward reversed.
         #[test]

@@ -632,15 +632,28 @@ fn parallel_map<I: Send, T: Send>(items: Vec<I>, f: &(dyn Fn(I) -> T + Sync)) ->
 }
 
 /// Drops entries equal to an earlier one (timestamp, line, metadata) in a
-/// list sorted by timestamp; only entries sharing a timestamp are compared.
+/// list sorted by timestamp; only entries sharing a timestamp are compared,
+/// through a set of them once there are many.
 fn dedup_equal_timestamps(entries: &mut Vec<Entry>) {
+    const SET_FROM: usize = 16;
     let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
     let mut run_start = 0;
+    let mut seen: std::collections::HashSet<(String, Vec<(String, String)>)> = std::collections::HashSet::new();
     for e in entries.drain(..) {
         if out.last().is_none_or(|l: &Entry| l.ts != e.ts) {
             run_start = out.len();
-        } else if out[run_start..].iter().any(|x| x.line == e.line && x.metadata == e.metadata) {
-            continue;
+            seen.clear();
+        } else if out.len() - run_start < SET_FROM {
+            if out[run_start..].iter().any(|x| x.line == e.line && x.metadata == e.metadata) {
+                continue;
+            }
+        } else {
+            if seen.is_empty() {
+                seen.extend(out[run_start..].iter().map(|x| (x.line.clone(), x.metadata.clone())));
+            }
+            if !seen.insert((e.line.clone(), e.metadata.clone())) {
+                continue;
+            }
         }
         out.push(e);
     }
@@ -822,6 +835,16 @@ mod tests {
         let mut last = None;
         let got = spaced(vec![sr("a", &[30, 19, 5]), sr("b", &[29, 20, 9])], Direction::Backward, &mut last);
         assert_eq!(got, [(a, vec![30]), (b, vec![20, 9])]);
+    }
+
+    #[test]
+    fn duplicates_at_crowded_timestamps_are_dropped() {
+        let mut entries: Vec<Entry> = (0..100_000).map(|i| Entry::new(5, format!("{}", i % 50_000))).collect();
+        entries.extend((0..3).map(|i| Entry::new(6, format!("{i}"))));
+        entries.push(Entry::new(6, "0"));
+        dedup_equal_timestamps(&mut entries);
+        assert_eq!(entries.len(), 50_000 + 3);
+        assert_eq!(entries.iter().filter(|e| e.ts == 6).count(), 3);
     }
 
     #[test]
