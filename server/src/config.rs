@@ -804,7 +804,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "y" => 365.0 * 86_400.0,
             _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use ms, s, m, h, d, w, y)")),
         };
-        total += Duration::try_from_secs_f64(n * unit_secs).map_err(|e| format!("'{s}': {e}"))?;
+        let part = Duration::try_from_secs_f64(n * unit_secs).map_err(|e| format!("'{s}': {e}"))?;
+        total = total.checked_add(part).ok_or_else(|| format!("'{s}' is too long"))?;
         rest = tail;
     }
     Ok(total)
@@ -895,6 +896,7 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("10000000000000000000s10000000000000000000s").is_err(), "a sum past Duration::MAX");
         assert_eq!("64kb".parse::<ByteSize>().unwrap().0, 65536);
     }
 }

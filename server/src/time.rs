@@ -98,7 +98,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     }
     let offset = match s.get(i..)? {
         "Z" | "z" => 0,
-        rest if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+        rest if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && rest.get(3..4) == Some(":") => {
             let oh = num(i + 1..i + 3)?;
             let om = num(i + 4..i + 6)?;
             let v = (oh * 3600 + om * 60) * NANOS;
@@ -541,6 +541,7 @@ mod tests {
         assert_eq!(parse_rfc3339("2019-10-11T20:23:58.25+02:00"), Some(1_570_818_238_250_000_000));
         assert_eq!(parse_rfc3339("2019-10-11 18:23:58Z"), None);
         assert_eq!(parse_rfc3339("2019-13-11T18:23:58Z"), None);
+        assert_eq!(parse_rfc3339("2019-10-11T18:23:58+0é00"), None, "a multi-byte character in the offset");
         for ns in [0i64, -5_000_000_123, 1_700_000_000_123_456_789] {
             let s = format_rfc3339(ns);
             assert_eq!(parse_rfc3339(&s), Some(ns.div_euclid(NANOS) * NANOS));

@@ -166,16 +166,19 @@ pub fn lex(src: &str) -> Result<Vec<Spanned>, ParseError> {
             }
             c if c.is_ascii_digit() || c == '.' => {
                 let start = i;
+                // Whether the token so far is digits and dots only.
+                let mut mantissa = true;
                 while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
                     // A decimal exponent takes a sign (`1e-3`), as Go's scanner reads it.
-                    let mantissa = chars[start..i].iter().all(|c| c.is_ascii_digit() || *c == '.');
                     if mantissa
                         && matches!(chars[i], 'e' | 'E')
                         && matches!(chars.get(i + 1), Some('+' | '-'))
                         && chars.get(i + 2).is_some_and(|c| c.is_ascii_digit())
                     {
+                        mantissa = false;
                         i += 2;
                     }
+                    mantissa &= chars[i].is_ascii_digit() || chars[i] == '.';
                     i += 1;
                 }
                 col += i - start;

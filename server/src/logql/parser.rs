@@ -1228,6 +1228,8 @@ mod tests {
         assert_eq!(err(&filters), msg);
         let groups = format!(r#"{{a="b"}} | {}x="1"{}"#, "(".repeat(50_000), ")".repeat(50_000));
         assert_eq!(err(&groups), msg);
+        // A long number lexes in linear time.
+        assert!(parse_expr(&"1".repeat(1 << 20)).is_ok());
         // Up to the limit, queries parse.
         assert!(parse_expr(&deep("sum(", "vector(1)", ")", 100)).is_ok());
         assert!(parse_expr(&vec!["vector(1)"; 120].join(" + ")).is_ok());

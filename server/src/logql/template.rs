@@ -1221,8 +1221,9 @@ fn call_unchecked(f: &str, args: Vec<Val>, d: &TemplateData<'_>) -> Result<Val, 
                     "sub" => acc.wrapping_sub(b),
                     "mul" => acc.wrapping_mul(b),
                     "div" | "mod" if b == 0 => return Err(err(format!("error calling {f}: integer divide by zero"))),
-                    "div" => acc / b,
-                    "mod" => acc % b,
+                    // Go wraps `MinInt64 / -1` instead of failing.
+                    "div" => acc.wrapping_div(b),
+                    "mod" => acc.wrapping_rem(b),
                     "max" => acc.max(b),
                     _ => acc.min(b),
                 };
@@ -1653,6 +1654,7 @@ mod tests {
         assert!(Template::parse("{{").unwrap_err().0.contains("unclosed action"));
         assert!(Template::parse("{{ if .x }}a").is_err());
         assert!(render("{{ div 1 0 }}", &[]).is_err());
+        assert_eq!(render("{{ div -9223372036854775808 -1 }} {{ mod -9223372036854775808 -1 }}", &[]).unwrap(), "-9223372036854775808 0");
         assert!(Template::parse("{{ define \"x\" }}{{ end }}").unwrap_err().0.contains("define is not supported"));
         assert!(Template::parse("{{ $x }}").unwrap_err().0.contains("undefined variable \"$x\""));
         assert!(Template::parse("{{ $x = 1 }}").unwrap_err().0.contains("undefined variable \"$x\""));
