@@ -17,6 +17,10 @@ use super::units::{parse_bytes, parse_go_duration};
 use crate::labels::LabelSet;
 
 pub const ERROR_LABEL: &str = "__error__";
+
+/// The most bytes an entry's labels may reach through `label_format`
+/// (each template is bounded, but a query may assign many of them).
+const MAX_LABEL_BYTES: usize = 4 << 20;
 pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
 
 /// An entry on its way through a pipeline.
@@ -236,10 +240,16 @@ fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, skip: &ParserSkip, p: &m
         }
         Stage::LabelFormat(fmts) => {
             let before: Vec<(String, String)> = p.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut bytes: usize = before.iter().map(|(k, v)| k.len() + v.len()).sum();
             for f in fmts {
                 match f {
                     LabelFmt::Template(dst, t) => match t.render(&TemplateData { labels: &before, line: &p.line, ts }) {
+                        Ok(v) if bytes + v.len() > MAX_LABEL_BYTES => {
+                            p.set_error("TemplateFormatErr", format!("label_format: labels longer than {MAX_LABEL_BYTES} bytes"));
+                            break;
+                        }
                         Ok(v) => {
+                            bytes += dst.len() + v.len();
                             p.labels.insert(dst.clone(), v);
                         }
                         Err(e) => p.set_error("TemplateFormatErr", e.to_string()),
@@ -471,6 +481,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn label_format_cannot_grow_labels_without_bound() {
+        let big = r#"`{{ repeat 4000 (repeat 1000 "x") }}`"#;
+        let fmts: Vec<String> = (0..1000).map(|i| format!("a{i}={big}")).collect();
+        let p = run(&format!(r#"{{app="a"}} | label_format {}"#, fmts.join(", ")), "l").unwrap();
+        assert_eq!(p.labels.get(ERROR_LABEL).map(String::as_str), Some("TemplateFormatErr"));
+        assert!(p.labels.values().map(String::len).sum::<usize>() <= MAX_LABEL_BYTES + 1024);
     }
 
     #[test]
