@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 
-use crate::logql::eval::{Series, Steps, Value};
+use crate::logql::eval::{EvalError, Series, Steps, Value};
 use crate::logql::Expr;
 use crate::querier::{keep_first, keep_spaced, merge_same_labels, LogRequest, Querier, QueryError, ScanStats, StreamResult};
 use balsa_storage::Direction;
@@ -46,11 +46,31 @@ pub struct Plan {
 /// out-of-order window (1h by default) with room to spare.
 const CACHE_FRESHNESS_NS: i64 = 2 * 3_600_000_000_000;
 
-/// Bounded cache of metric pieces, oldest out.
+/// Bounded cache of metric pieces, oldest out: at most `max` pieces and
+/// [`CACHE_MAX_BYTES`] of them.
 struct Cache {
     max: usize,
     map: HashMap<String, Value>,
     order: VecDeque<String>,
+    bytes: usize,
+}
+
+/// What the results cache may hold in all (pieces can be large: many series
+/// of many points).
+const CACHE_MAX_BYTES: usize = 256 << 20;
+
+/// Queries longer than this are not cached (their text is part of the key).
+const CACHE_MAX_QUERY: usize = 16 << 10;
+
+/// Roughly the memory a cached piece takes.
+fn cached_size(key: &str, v: &Value) -> usize {
+    key.len()
+        + match v {
+            Value::Scalar(points) => points.len() * 8,
+            Value::Vector(series) => {
+                series.iter().map(|s| s.points.len() * 16 + s.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()).sum()
+            }
+        }
 }
 
 /// Queues, splits and caches queries in front of the querier.
@@ -107,7 +127,7 @@ impl Frontend {
         Self {
             querier,
             admission: Admission::new(max_outstanding_per_tenant),
-            cache: Mutex::new(Cache { max: cache_entries, map: HashMap::new(), order: VecDeque::new() }),
+            cache: Mutex::new(Cache { max: cache_entries, map: HashMap::new(), order: VecDeque::new(), bytes: 0 }),
         }
     }
 
@@ -163,15 +183,19 @@ impl Frontend {
                 }
                 let (v, read) = self.querier.eval_metric(tenants, expr, piece, plan.max_series).await?;
                 let mut stored = false;
-                if piece.end < now - CACHE_FRESHNESS_NS {
+                let size = cached_size(&key, &v);
+                if piece.end < now - CACHE_FRESHNESS_NS && query_text.len() <= CACHE_MAX_QUERY && size <= CACHE_MAX_BYTES / 4 {
                     let mut c = self.cache.lock();
                     if c.max > 0 && !c.map.contains_key(&key) {
                         c.order.push_back(key.clone());
                         c.map.insert(key, v.clone());
+                        c.bytes += size;
                         stored = true;
-                        while c.map.len() > c.max {
+                        while c.map.len() > c.max || c.bytes > CACHE_MAX_BYTES {
                             let Some(old) = c.order.pop_front() else { break };
-                            c.map.remove(&old);
+                            if let Some(gone) = c.map.remove(&old) {
+                                c.bytes = c.bytes.saturating_sub(cached_size(&old, &gone));
+                            }
                         }
                     }
                 }
@@ -187,7 +211,7 @@ impl Frontend {
             stats.cache_stored += u64::from(stored);
             pieces.push((piece, v));
         }
-        let value = join(steps, pieces);
+        let value = join(steps, pieces, plan.max_series).map_err(QueryError::from)?;
         if let Value::Vector(series) = &value {
             stats.returned = series.len() as u64;
         }
@@ -239,8 +263,9 @@ impl Frontend {
     }
 }
 
-/// Joins pieces' results back onto the whole step grid.
-fn join(steps: Steps, pieces: Vec<(Steps, Value)>) -> Value {
+/// Joins pieces' results back onto the whole step grid; more than
+/// `max_series` series in all (each piece has its own) is Loki's error.
+fn join(steps: Steps, pieces: Vec<(Steps, Value)>, max_series: usize) -> Result<Value, EvalError> {
     let n = steps.len();
     let offset = |p: &Steps| ((p.start - steps.start) / steps.step.max(1)) as usize;
     if pieces.iter().all(|(_, v)| matches!(v, Value::Scalar(_))) {
@@ -254,13 +279,16 @@ fn join(steps: Steps, pieces: Vec<(Steps, Value)>) -> Value {
                 }
             }
         }
-        return Value::Scalar(out);
+        return Ok(Value::Scalar(out));
     }
     let mut order: Vec<crate::labels::LabelSet> = Vec::new();
     let mut by: HashMap<crate::labels::LabelSet, Vec<Option<f64>>> = HashMap::new();
     for (p, v) in pieces {
         let Value::Vector(series) = v else { continue };
         for s in series {
+            if !by.contains_key(&s.labels) && by.len() >= max_series {
+                return Err(EvalError(format!("maximum of series ({max_series}) reached for a single query")));
+            }
             let slot = by.entry(s.labels.clone()).or_insert_with(|| {
                 order.push(s.labels.clone());
                 vec![None; n]
@@ -272,7 +300,7 @@ fn join(steps: Steps, pieces: Vec<(Steps, Value)>) -> Value {
             }
         }
     }
-    Value::Vector(order.into_iter().filter_map(|l| by.remove(&l).map(|points| Series { labels: l, points })).collect())
+    Ok(Value::Vector(order.into_iter().filter_map(|l| by.remove(&l).map(|points| Series { labels: l, points })).collect()))
 }
 
 #[cfg(test)]
@@ -298,8 +326,13 @@ mod tests {
         let l = crate::labels::LabelSet::parse(r#"{a="1"}"#).unwrap();
         let p1 = (Steps { start: 0, end: 1, step: 1 }, Value::Vector(vec![Series { labels: l.clone(), points: vec![Some(1.0), None] }]));
         let p2 = (Steps { start: 2, end: 3, step: 1 }, Value::Vector(vec![Series { labels: l.clone(), points: vec![Some(3.0), Some(4.0)] }]));
-        let Value::Vector(v) = join(steps, vec![p1, p2]) else { panic!() };
+        let Value::Vector(v) = join(steps, vec![p1.clone(), p2.clone()], 500).unwrap() else { panic!() };
         assert_eq!(v[0].points, vec![Some(1.0), None, Some(3.0), Some(4.0)]);
+        // Each piece within `max_series`, all of them past it: Loki's error.
+        let m = crate::labels::LabelSet::parse(r#"{a="2"}"#).unwrap();
+        let p3 = (Steps { start: 2, end: 3, step: 1 }, Value::Vector(vec![Series { labels: m, points: vec![None, Some(1.0)] }]));
+        let err = join(steps, vec![p1, p3], 1).unwrap_err();
+        assert_eq!(err.0, "maximum of series (1) reached for a single query");
     }
 
     #[test]
