@@ -367,6 +367,12 @@ fn index_stats_volumes_and_detected_labels() {
     let h = [("X-Scope-OrgID", "ix")];
     let v = b.get_json("/loki/api/v1/index/stats", &[("query", r#"{env="prod"}"#), ("since", "1h")], &h);
     assert_eq!((v["streams"].as_u64(), v["entries"].as_u64(), v["bytes"].as_u64()), (Some(2), Some(3), Some(13)));
+    // The index endpoints keep the query limits: here max_query_length (721h).
+    for path in ["/loki/api/v1/index/stats", "/loki/api/v1/index/volume", "/loki/api/v1/patterns", "/loki/api/v1/detected_fields"] {
+        let (s, body) = b.get(path, &[("query", r#"{env="prod"}"#), ("start", "0")], &h);
+        assert_eq!(s, 400, "{path}");
+        assert!(body.starts_with("the query time range exceeds the limit"), "{path}: {body}");
+    }
     let v = b.get_json("/loki/api/v1/index/volume", &[("query", r#"{env="prod"}"#), ("since", "1h"), ("targetLabels", "app")], &h);
     let r = &v["data"]["result"];
     assert_eq!(r[0]["metric"], json!({"app": "a"}));

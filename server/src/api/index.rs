@@ -22,12 +22,28 @@ fn selector(req: &ReadRequest) -> Result<Vec<crate::logql::Matcher>, ApiError> {
     parse_selector(q).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// Maps `f` over the entries of every stream matching `matchers` in
+/// `[start, end)`, within the tenants' query limits: the time range, a place
+/// in the frontend's queue and `query_timeout`.
+async fn scan<T: Send>(
+    api: &AppState,
+    req: &ReadRequest,
+    matchers: &[crate::logql::Matcher],
+    (start, end): (i64, i64),
+    f: &(dyn Fn(LabelSet, Vec<balsa_storage::Entry>) -> T + Sync),
+) -> Result<(Vec<T>, crate::querier::ScanStats), ApiError> {
+    let limits = api.query_limits(&req.tenants);
+    limits.check_length(start, end)?;
+    let _slot = api.frontend.admit(&req.tenants)?;
+    limits.within_timeout(async { Ok(api.querier.map_matching(&req.tenants, matchers, start, end, f).await?) }).await
+}
+
 /// `{"streams":…, "chunks":…, "entries":…, "bytes":…}` of a selector.
 pub async fn stats(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {
     let matchers = selector(&req)?;
     let (start, end) = req.params.bounds(now_ns())?;
     let count = |_, entries: Vec<balsa_storage::Entry>| (entries.len(), entries.iter().map(|e| e.size() as u64).sum::<u64>());
-    let (streams, scan) = api.querier.map_matching(&req.tenants, &matchers, start, end, &count).await?;
+    let (streams, scan) = scan(&api, &req, &matchers, (start, end), &count).await?;
     let entries: usize = streams.iter().map(|(n, _)| n).sum();
     let bytes: u64 = streams.iter().map(|(_, b)| b).sum();
     let body = json!({"streams": streams.len(), "chunks": scan.chunks + streams.len() as u64, "entries": entries, "bytes": bytes});
@@ -66,7 +82,7 @@ async fn volumes(api: &AppState, req: &ReadRequest, step: Option<i64>) -> Result
         }
         (volume_key(&labels, &targets, by_series), buckets)
     };
-    let (streams, _) = api.querier.map_matching(&req.tenants, &matchers, start, end, &per_bucket).await?;
+    let (streams, _) = scan(api, req, &matchers, (start, end), &per_bucket).await?;
     let mut by: BTreeMap<LabelSet, BTreeMap<i64, u64>> = BTreeMap::new();
     for (key, buckets) in streams {
         add_counts(by.entry(key).or_default(), buckets);
@@ -160,7 +176,7 @@ async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, De
         kept.reverse();
         (labels, kept)
     };
-    let (streams, _) = api.querier.map_matching(&req.tenants, &matchers, start, end, &newest).await?;
+    let (streams, _) = scan(api, req, &matchers, (start, end), &newest).await?;
     let mut fields: BTreeMap<String, Detected> = BTreeMap::new();
     let mut lines: Vec<(&LabelSet, &balsa_storage::Entry)> =
         streams.iter().flat_map(|(l, es)| es.iter().map(move |e| (l, e))).collect();
@@ -294,7 +310,7 @@ pub async fn patterns(State(api): State<AppState>, req: ReadRequest) -> Result<R
         }
         miner.patterns()
     };
-    let (streams, _) = api.querier.map_matching(&req.tenants, &matchers, start, end, &mine).await?;
+    let (streams, _) = scan(&api, &req, &matchers, (start, end), &mine).await?;
     let mut by: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
     for patterns in streams {
         for (pattern, counts) in patterns {

@@ -96,8 +96,10 @@ impl Params {
     /// `step` of a range query in ns: float seconds or a duration; default
     /// max(floor((end − start) / 250 s), 1 s). At most 11,000 points.
     pub fn step(&self, start: i64, end: i64) -> Result<i64, ApiError> {
+        // Saturating: with no max_query_length, the span may pass i64.
+        let span = end.saturating_sub(start);
         let step = match self.get("step") {
-            None | Some("") => ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000,
+            None | Some("") => (span / 250 / 1_000_000_000).max(1).saturating_mul(1_000_000_000),
             Some(v) => seconds_or_duration(v)?,
         };
         if step <= 0 {
@@ -105,7 +107,7 @@ impl Params {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
-        if (end - start) / step > 11_000 {
+        if span / step > 11_000 {
             return Err(ApiError::bad_request(
                 "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter",
             ));
@@ -163,6 +165,13 @@ pub fn parse_timestamp(v: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_past_i64_is_too_many_points() {
+        let p = Params::parse(Some("step=1"), None);
+        let err = p.step(i64::MIN + 1, i64::MAX).unwrap_err();
+        assert!(format!("{err:?}").contains("exceeded maximum resolution"), "{err:?}");
+    }
 
     #[test]
     fn timestamps_in_every_loki_format() {
