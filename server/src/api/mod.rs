@@ -115,6 +115,17 @@ struct QueryLimits {
 
 impl QueryLimits {
     /// Loki's 400 for a range longer than `max_query_length`.
+    /// A log query's `limit` against `max_entries_limit_per_query`.
+    fn check_entries(&self, limit: usize) -> Result<(), ApiError> {
+        if limit > self.max_entries {
+            return Err(ApiError::bad_request(format!(
+                "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {})",
+                self.max_entries
+            )));
+        }
+        Ok(())
+    }
+
     fn check_length(&self, start: i64, end: i64) -> Result<(), ApiError> {
         let len = std::time::Duration::from_nanos(end.saturating_sub(start).max(0) as u64);
         if len > self.max_length {

@@ -99,12 +99,7 @@ pub async fn log_range(
 ) -> Result<(Vec<StreamResult>, ScanStats), ApiError> {
     let limits = api.query_limits(tenants);
     let limit = p.limit()?;
-    let max_entries = limits.max_entries;
-    if limit > max_entries {
-        return Err(ApiError::bad_request(format!(
-            "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {max_entries})"
-        )));
-    }
+    limits.check_entries(limit)?;
     let req = LogRequest { query, start, end, limit, direction: p.direction()?, categorize, interval: p.interval()? };
     let _slot = api.frontend.admit(tenants)?;
     let run = async { Ok(api.frontend.log_range(tenants, &req, limits.plan.split).await?) };

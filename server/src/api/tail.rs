@@ -28,6 +28,11 @@ use crate::time::now_ns;
 
 const MAX_DELAY_FOR_SECS: i64 = 5;
 const POLL: Duration = Duration::from_secs(1);
+/// After the first answer, each poll reads back at most this far before
+/// the previous poll's end, for lines that arrive late; older ones are not
+/// read again (a tail from `start=0` that matches nothing would otherwise
+/// scan all history every second).
+const LATE_NS: i64 = 60_000_000_000;
 
 pub async fn tail(state: State<AppState>, ws: WebSocketUpgrade, req: ReadRequest) -> Result<Response, ApiError> {
     open(state, ws, req, false).await
@@ -97,6 +102,7 @@ pub async fn open(State(api): State<AppState>, ws: WebSocketUpgrade, req: ReadRe
         _ => return Err(ApiError::bad_request(format!("delay_for can't be greater than {MAX_DELAY_FOR_SECS}"))),
     };
     let limit = p.limit()?;
+    api.query_limits(&req.tenants).check_entries(limit)?;
     let start = match p.get("start").filter(|s| !s.is_empty()) {
         Some(s) => super::parse_timestamp(s).map_err(|e| ApiError::bad_request(format!("could not parse 'start' parameter: {e}")))?,
         None => now_ns() - 3_600_000_000_000,
@@ -139,12 +145,15 @@ async fn follow(
     let mut from = start;
     let mut sent_at_from: HashSet<(String, String)> = HashSet::new();
     let mut first = true;
+    let mut polled_until = i64::MIN;
     loop {
         let end = now_ns() - delay;
         if end > from {
             // The first batch is the newest `limit` lines; later ones all new lines.
             let (direction, lim) = if first { (Direction::Backward, limit) } else { (Direction::Forward, 10_000) };
-            let req = LogRequest { query: query.clone(), start: from, end, limit: lim, direction, categorize, interval: 0 };
+            let scan_from = from.max(polled_until.saturating_sub(LATE_NS));
+            polled_until = end;
+            let req = LogRequest { query: query.clone(), start: scan_from, end, limit: lim, direction, categorize, interval: 0 };
             let streams = match api.querier.select_logs(&tenants, &req).await {
                 Ok((s, _)) => s,
                 Err(e) => {
