@@ -1159,9 +1159,12 @@ impl LogfmtExpressions {
             }
         }
         // One pair per identifier, the first of a repeated one winning.
+        // (Through a set when the list is long: a query may repeat one many times.)
         let mut out: Extracted = Vec::with_capacity(self.exprs.len());
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for ((id, _), v) in self.exprs.iter().zip(values) {
-            if !out.iter().any(|(o, _)| o == id) {
+            let new = if self.exprs.len() <= 8 { !out.iter().any(|(o, _)| o == id) } else { seen.insert(id.as_str()) };
+            if new {
                 out.push((id.clone(), v.unwrap_or_default()));
             }
         }

@@ -151,7 +151,7 @@ impl Template {
     }
 
     pub fn render(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
-        let mut ex = Exec { d: data, vars: vec![("$".to_string(), Val::Labels)], out: String::new(), steps: 0 };
+        let mut ex = Exec { d: data, vars: vec![("$".to_string(), Val::Labels)], out: String::new(), steps: 0, work: Default::default() };
         ex.nodes(&self.nodes, &Val::Labels)?;
         Ok(ex.out)
     }
@@ -575,7 +575,13 @@ struct Exec<'a, 'd> {
     vars: Vec<(String, Val)>,
     out: String,
     steps: usize,
+    /// Bytes of text the calls made so far (see [`MAX_WORK`]).
+    work: std::cell::Cell<usize>,
 }
+
+/// Bytes of text one execution's calls may make in all, kept or not: a
+/// `range` over `repeat`s would otherwise cost minutes per line.
+const MAX_WORK: usize = 64 << 20;
 
 impl Exec<'_, '_> {
     fn nodes(&mut self, nodes: &[Node], dot: &Val) -> Result<Flow, TemplateError> {
@@ -658,6 +664,16 @@ impl Exec<'_, '_> {
         Ok(Flow::Normal)
     }
 
+    /// Counts a call's text against [`MAX_WORK`].
+    fn spend(&self, f: &str, out: &Val) -> Result<(), TemplateError> {
+        let work = self.work.get() + if let Val::Str(t) = out { t.len() } else { 8 };
+        self.work.set(work);
+        if work > MAX_WORK {
+            return Err(err(format!("error calling {f}: the template made more than {MAX_WORK} bytes of text")));
+        }
+        Ok(())
+    }
+
     /// Declares or assigns the `i`th variable of an action.
     fn bind(&mut self, a: &Action, i: usize, v: Val) {
         let name = &a.vars[i];
@@ -681,7 +697,9 @@ impl Exec<'_, '_> {
             Arg::Func(f) => {
                 let mut args = cmd[1..].iter().map(|a| self.arg(a, dot).map(|v| self.resolve(v))).collect::<Result<Vec<_>, _>>()?;
                 args.extend(piped.map(|v| self.resolve(v)));
-                call(f, args, self.d)
+                let out = call(f, args, self.d)?;
+                self.spend(f, &out)?;
+                Ok(out)
             }
             _ if cmd.len() > 1 || piped.is_some() => Err(err(format!("can't give argument to non-function {:?}", cmd[0]))),
             a => self.arg(a, dot),
@@ -701,7 +719,11 @@ impl Exec<'_, '_> {
             Arg::Float(f) => Val::Float(*f),
             Arg::Bool(b) => Val::Bool(*b),
             Arg::Nil => Val::Nil,
-            Arg::Func(f) => call(f, Vec::new(), self.d)?,
+            Arg::Func(f) => {
+                let out = call(f, Vec::new(), self.d)?;
+                self.spend(f, &out)?;
+                out
+            }
             Arg::Sub(p, chain) => self.walk(&self.pipeline(p, dot)?, chain)?,
         })
     }
@@ -1684,6 +1706,9 @@ mod tests {
         ] {
             assert!(render(t, &big).unwrap_err().0.contains("longer than 4194304 bytes"), "{t}");
         }
+        // Text made and dropped counts too: a line's template does bounded work.
+        let busy = "{{ range 100000 }}{{ if repeat 4000 (repeat 100 $.x) }}{{ end }}{{ end }}";
+        assert!(render(busy, &big).unwrap_err().0.contains("more than 67108864 bytes of text"));
         assert_eq!(render("{{ printf \"%99999999999999999999d|\" 1 }}", &[]).unwrap(), "%!(NOVERB)");
         assert_eq!(render("{{ repeat 3 .x | len }}", &big).unwrap(), "30");
     }
