@@ -107,3 +107,28 @@ fn sorted(v: &Value) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A query past `query_timeout` answers Loki's 504, also when its time goes
+/// to work between awaits (templates over many lines), and the server then
+/// answers other queries.
+#[test]
+fn a_query_past_query_timeout_answers_504() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "limits_config:\n  query_timeout: 50ms\n").unwrap();
+    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let t = now_ns() - 60_000_000_000;
+    let streams: Vec<Value> = (0..50)
+        .map(|s| {
+            let values: Vec<Value> = (0..400).map(|i: i64| json!([(t + i * 1000).to_string(), format!("n={i}")])).collect();
+            json!({"stream": {"app": "slow", "pod": format!("p{s}")}, "values": values})
+        })
+        .collect();
+    assert_eq!(b.push_json(None, &json!({"streams": streams})).0, 204);
+    let slow = r#"sum(count_over_time({app="slow"} | line_format "{{ range 2000 }}{{ printf \"%05d\" . }}{{ end }}" [5m]))"#;
+    let (s, body) = b.get("/loki/api/v1/query", &[("query", slow)], &[]);
+    assert_eq!(s, 504, "{body}");
+    assert!(body.starts_with("request timed out, decrease the duration of the request"), "{body}");
+    let v = b.get_json("/loki/api/v1/query", &[("query", r#"vector(1)"#)], &[]);
+    assert_eq!(v["data"]["result"][0]["value"][1], "1");
+}

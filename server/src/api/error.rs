@@ -80,6 +80,7 @@ impl From<QueryError> for ApiError {
             QueryError::Eval(_) => StatusCode::BAD_REQUEST,
             QueryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             QueryError::Ingester(_) => StatusCode::SERVICE_UNAVAILABLE,
+            QueryError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         };
         ApiError::new(status, e.to_string())
     }

@@ -139,13 +139,13 @@ impl QueryLimits {
     }
 
     /// Runs `f` within `query_timeout` (Loki's 504 after).
+    /// The reads check the deadline too ([`crate::querier::DEADLINE`]), so
+    /// a query busy between awaits also stops.
     async fn within_timeout<T>(&self, f: impl std::future::Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
-        match tokio::time::timeout(self.timeout, f).await {
+        let deadline = std::time::Instant::now().checked_add(self.timeout).unwrap_or_else(|| std::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365));
+        match tokio::time::timeout(self.timeout, crate::querier::DEADLINE.scope(deadline, f)).await {
             Ok(r) => r,
-            Err(_) => Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "request timed out, decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed",
-            )),
+            Err(_) => Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, crate::querier::TIMEOUT_TEXT)),
         }
     }
 }

@@ -136,12 +136,31 @@ impl ScanStats {
 pub enum QueryError {
     #[error("{0}")]
     Ingester(#[from] IngesterError),
+    /// The query's `query_timeout` passed while it read (504).
+    #[error("{TIMEOUT_TEXT}")]
+    Timeout,
     /// A query that cannot be evaluated (400).
     #[error("{0}")]
     Eval(#[from] EvalError),
     /// Flushed data could not be read (500, naming the object).
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+/// Loki's words for a query past its `query_timeout`.
+pub const TIMEOUT_TEXT: &str = "request timed out, decrease the duration of the request or add more label matchers (prefer exact \
+match over regex match) to reduce the amount of data processed";
+
+tokio::task_local! {
+    /// When the running request's `query_timeout` passes: stream reads
+    /// check it between streams and chunks (the work between two awaits
+    /// can be long, and a timeout only cancels at an await).
+    pub static DEADLINE: std::time::Instant;
+}
+
+/// Whether the running request's deadline has passed.
+fn past(deadline: Option<std::time::Instant>) -> bool {
+    deadline.is_some_and(|d| std::time::Instant::now() >= d)
 }
 
 /// Reads partitions and object storage.
@@ -242,6 +261,7 @@ impl Querier {
             }
         }
         let deletes = self.deletes.active(tenant);
+        let deadline = DEADLINE.try_with(|d| *d).ok();
         let all: Vec<LabelSet> = unflushed.keys().chain(chunks.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
         stats.streams += all.len() as u64;
         let mut out = Vec::with_capacity(all.len());
@@ -283,6 +303,9 @@ impl Querier {
                     prefilter.iter().all(|f| f.matches(line))
                 };
                 for (key, b) in bytes {
+                    if past(deadline) {
+                        return (Err(QueryError::Timeout), cost);
+                    }
                     match self.store.entries(&key, &b, from, through, keep) {
                         Ok(e) => entries.extend(e),
                         Err(e) => return (Err(e.into()), cost),
@@ -302,6 +325,9 @@ impl Querier {
                 }
                 if entries.is_empty() {
                     return (Ok(None), cost);
+                }
+                if past(deadline) {
+                    return (Err(QueryError::Timeout), cost);
                 }
                 (f(labels, entries).map(Some), cost)
             };
