@@ -99,8 +99,13 @@ impl Compactor {
         loop {
             tokio::select! {
                 _ = every.tick() => {
-                    if let Err(e) = self.compact(crate::time::now_ns()).await {
-                        tracing::warn!(error = %e, "compaction round failed; retrying next round");
+                    // A round runs as its own task: should it panic (a bug,
+                    // or a client's delete request), the next round still comes.
+                    let this = self.clone();
+                    match tokio::spawn(async move { this.compact(crate::time::now_ns()).await }).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "compaction round failed; retrying next round"),
+                        Err(e) => tracing::error!(error = %e, "compaction round panicked; retrying next round"),
                     }
                 }
                 changed = stop.changed() => {
