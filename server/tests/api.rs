@@ -414,10 +414,7 @@ fn index_stats_volumes_and_detected_labels() {
 
 #[test]
 fn detected_levels_are_added_when_discovery_is_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(&cfg, "limits_config:\n  discover_log_levels: true\n").unwrap();
-    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let b = Balsa::with_config("limits_config:\n  discover_log_levels: true\n");
     let t = now_ns() - 1_000_000_000;
     let values = json!([[t.to_string(), "level=ERR msg=boom"], [(t + 1).to_string(), r#"{"level":"info"}"#], [(t + 2).to_string(), "plain WARNING"], [(t + 3).to_string(), "nothing to see"]]);
     assert_eq!(b.push_json(None, &json!({"streams": [{"stream": {"app": "lv"}, "values": values}]})).0, 204);

@@ -113,10 +113,7 @@ fn sorted(v: &Value) -> Vec<String> {
 /// answers other queries.
 #[test]
 fn a_query_past_query_timeout_answers_504() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(&cfg, "limits_config:\n  query_timeout: 50ms\n").unwrap();
-    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let b = Balsa::with_config("limits_config:\n  query_timeout: 50ms\n");
     let t = now_ns() - 60_000_000_000;
     let streams: Vec<Value> = (0..50)
         .map(|s| {

@@ -96,10 +96,7 @@ fn rfc3339_by_date(ns: i64) -> String {
 /// which frees its place.
 #[test]
 fn tails_are_limited_in_number_and_duration() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(&cfg, "limits_config:\n  max_concurrent_tail_requests: 1\nquerier:\n  tail_max_duration: 2s\n").unwrap();
-    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let b = Balsa::with_config("limits_config:\n  max_concurrent_tail_requests: 1\nquerier:\n  tail_max_duration: 2s\n");
     let url = format!("ws://127.0.0.1:{}/loki/api/v1/tail?query=%7Bapp%3D%22t%22%7D", b.http_port);
     let opened = Instant::now();
     let (mut first, _) = tungstenite::connect(&url).expect("the first tail opens");

@@ -36,10 +36,7 @@ fn metric(b: &Balsa, reason: &str) -> u64 {
 
 #[test]
 fn each_rule_answers_with_lokis_code_and_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(&cfg, "limits_config:\n  discover_service_name: []\ndistributor:\n  max_recv_msg_size: 1MB\n").unwrap();
-    let b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);
+    let b = Balsa::with_config("limits_config:\n  discover_service_name: []\ndistributor:\n  max_recv_msg_size: 1MB\n");
     let now = now_ns();
     let ok = json!([[now.to_string(), "fine"]]);
 

@@ -59,6 +59,17 @@ impl Balsa {
         b
     }
 
+    /// Starts balsa with `yaml` as its configuration file (kept in its
+    /// directory), and waits for /ready.
+    pub fn with_config(yaml: &str) -> Self {
+        let mut b = Self::new(&[]);
+        let cfg = b.dir.path().join("config.yaml");
+        std::fs::write(&cfg, yaml).expect("config file");
+        b.extra_args.push(format!("--config.file={}", cfg.display()));
+        b.spawn();
+        b
+    }
+
     /// A process not started yet, with its directory and ports chosen.
     pub fn new(args: &[&str]) -> Self {
         Balsa {
