@@ -229,7 +229,8 @@ impl Frontend {
         } else {
             let mut t = req.start;
             while t < req.end {
-                let next = ((t.div_euclid(split) + 1) * split).min(req.end);
+                // Checked: near i64::MAX the next boundary would wrap.
+                let next = t.div_euclid(split).checked_add(1).and_then(|q| q.checked_mul(split)).map_or(req.end, |n| n.min(req.end));
                 ranges.push((t, next));
                 t = next;
             }

@@ -427,6 +427,9 @@ fn parse_layout_with(layout: &str, value: &str, zone_offset: impl Fn(i64) -> i64
             Chunk::Tz => {
                 let n = rest.bytes().take_while(u8::is_ascii_uppercase).count();
                 if n >= 3 {
+                    // A zone name is read as UTC (Go: UTC, or a zero-offset
+                    // zone of that name when the location does not know it).
+                    offset = Some(0);
                     rest = &rest[n..];
                     true
                 } else {
@@ -435,6 +438,7 @@ fn parse_layout_with(layout: &str, value: &str, zone_offset: impl Fn(i64) -> i64
             }
             Chunk::Zone { z, colons, seconds, hours_only } => {
                 if *z && rest.starts_with('Z') {
+                    offset = Some(0);
                     rest = &rest[1..];
                     true
                 } else {

@@ -20,9 +20,10 @@ use crate::time::{format_rfc3339_nano, now_ns};
 pub async fn query(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {
     let p = &req.params;
     let mut text = p.get("query").unwrap_or("").to_string();
-    // The old `regexp` parameter: a `|~` filter after the query's stages.
+    // The old `regexp` parameter: a `|~` filter after the query's stages
+    // (on a line of its own: the query may end in a `#` comment).
     if let Some(re) = p.get("regexp").filter(|r| !r.is_empty()) {
-        text = format!("{text} |~ {}", go_quote(re));
+        text = format!("{text}\n|~ {}", go_quote(re));
     }
     let log = match parse_expr(&text).map_err(|e| ApiError::bad_request(e.to_string()))? {
         Expr::Log(l) => l,

@@ -67,7 +67,7 @@ impl Params {
         let since = match self.get("since") {
             None | Some("") => DEFAULT_SINCE_NS,
             Some(v) => parse_duration(v)
-                .map(|d| d.as_nanos() as i64)
+                .and_then(|d| i64::try_from(d.as_nanos()).map_err(|_| format!("'{v}' overflows int64")))
                 .map_err(|e| ApiError::bad_request(format!("could not parse 'since' parameter: {e}")))?,
         };
         let end = match self.get("end") {
@@ -136,9 +136,11 @@ fn seconds_or_duration(v: &str) -> Result<i64, ApiError> {
             Err(ApiError::bad_request(format!("cannot parse \"{v}\" to a valid duration. It overflows int64")))
         }
         Ok(f) => Ok((f * 1e9).round() as i64),
-        Err(_) => parse_duration(v)
-            .map(|d| d.as_nanos() as i64)
-            .map_err(|_| ApiError::bad_request(format!("cannot parse \"{v}\" to a valid duration"))),
+        Err(_) => match parse_duration(v).map(|d| i64::try_from(d.as_nanos())) {
+            Ok(Ok(ns)) => Ok(ns),
+            Ok(Err(_)) => Err(ApiError::bad_request(format!("cannot parse \"{v}\" to a valid duration. It overflows int64"))),
+            Err(_) => Err(ApiError::bad_request(format!("cannot parse \"{v}\" to a valid duration"))),
+        },
     }
 }
 
@@ -165,6 +167,15 @@ pub fn parse_timestamp(v: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_past_i64_are_errors_not_wrapped() {
+        let p = Params::parse(Some("step=18446744074s&interval=300000000h&since=300000000h"), None);
+        for err in [format!("{:?}", p.step(0, 1).unwrap_err()), format!("{:?}", p.interval().unwrap_err())] {
+            assert!(err.contains("overflows int64"), "{err}");
+        }
+        assert!(format!("{:?}", p.bounds(0).unwrap_err()).contains("overflows int64"));
+    }
 
     #[test]
     fn a_span_past_i64_is_too_many_points() {

@@ -638,10 +638,12 @@ impl Exec<'_, '_> {
             Val::Nil => Vec::new(),
             other => return Err(err(format!("range can't iterate over {}", go_fmt(&other)))),
         };
-        if items.is_empty() {
-            return self.nodes(otherwise, dot);
-        }
         let mark = self.vars.len();
+        if items.is_empty() {
+            let flow = self.nodes(otherwise, dot);
+            self.vars.truncate(mark);
+            return flow;
+        }
         for (key, elem) in items {
             self.steps += 1;
             if self.steps > MAX_RANGE_STEPS {
@@ -664,9 +666,9 @@ impl Exec<'_, '_> {
         Ok(Flow::Normal)
     }
 
-    /// Counts a call's text against [`MAX_WORK`].
+    /// Counts a value made or copied against [`MAX_WORK`].
     fn spend(&self, f: &str, out: &Val) -> Result<(), TemplateError> {
-        let work = self.work.get() + if let Val::Str(t) = out { t.len() } else { 8 };
+        let work = self.work.get().saturating_add(weight(out, self.d));
         self.work.set(work);
         if work > MAX_WORK {
             return Err(err(format!("error calling {f}: the template made more than {MAX_WORK} bytes of text")));
@@ -694,6 +696,17 @@ impl Exec<'_, '_> {
 
     fn command(&self, cmd: &Command, piped: Option<Val>, dot: &Val) -> Result<Val, TemplateError> {
         match &cmd[0] {
+            // As Go (1.18+): `and`/`or` stop at the argument that decides.
+            Arg::Func(f) if f == "and" || f == "or" => {
+                let mut last = Val::Nil;
+                for a in &cmd[1..] {
+                    last = self.resolve(self.arg(a, dot)?);
+                    if truthy(&last) == (f == "or") {
+                        return Ok(last);
+                    }
+                }
+                Ok(piped.map(|v| self.resolve(v)).unwrap_or(last))
+            }
             Arg::Func(f) => {
                 let mut args = cmd[1..].iter().map(|a| self.arg(a, dot).map(|v| self.resolve(v))).collect::<Result<Vec<_>, _>>()?;
                 args.extend(piped.map(|v| self.resolve(v)));
@@ -707,6 +720,15 @@ impl Exec<'_, '_> {
     }
 
     fn arg(&self, a: &Arg, dot: &Val) -> Result<Val, TemplateError> {
+        let v = self.arg_unpaid(a, dot)?;
+        // Reading a value copies it: that counts as work too.
+        if matches!(a, Arg::Field(_) | Arg::Dot | Arg::Var(..) | Arg::Sub(..)) {
+            self.spend("template", &v)?;
+        }
+        Ok(v)
+    }
+
+    fn arg_unpaid(&self, a: &Arg, dot: &Val) -> Result<Val, TemplateError> {
         Ok(match a {
             Arg::Field(chain) => self.walk(dot, chain)?,
             Arg::Dot => dot.clone(),
@@ -787,6 +809,17 @@ fn from_json(v: serde_json::Value) -> Val {
 }
 
 static NIL: Val = Val::Nil;
+
+/// Roughly the bytes of a value (what copying it costs).
+fn weight(v: &Val, d: &TemplateData<'_>) -> usize {
+    match v {
+        Val::Str(t) => t.len(),
+        Val::List(l) => l.iter().map(|e| weight(e, d) + 8).sum(),
+        Val::Map(m) => m.iter().map(|(k, e)| k.len() + weight(e, d)).sum(),
+        Val::Labels => d.labels.iter().map(|(k, v)| k.len() + v.len()).sum(),
+        _ => 8,
+    }
+}
 
 /// Go's name of a value's type (in error messages).
 fn go_type(v: &Val) -> &'static str {
@@ -1709,6 +1742,8 @@ mod tests {
         // Text made and dropped counts too: a line's template does bounded work.
         let busy = "{{ range 100000 }}{{ if repeat 4000 (repeat 100 $.x) }}{{ end }}{{ end }}";
         assert!(render(busy, &big).unwrap_err().0.contains("more than 67108864 bytes of text"));
+        let copies = "{{ $l := repeat 4096 (repeat 1000 \"x\") }}{{ range 100000 }}{{ if $l }}{{ end }}{{ end }}";
+        assert!(render(copies, &big).unwrap_err().0.contains("more than 67108864 bytes of text"), "reading a value is work too");
         assert_eq!(render("{{ printf \"%99999999999999999999d|\" 1 }}", &[]).unwrap(), "%!(NOVERB)");
         assert_eq!(render("{{ repeat 3 .x | len }}", &big).unwrap(), "30");
     }
@@ -1727,6 +1762,10 @@ mod tests {
         let t = "{{ range $i, $e := fromJson .j }}{{ if eq $i 1 }}{{ continue }}{{ end }}{{ if gt $e 3.0 }}{{ break }}{{ end }}{{ $e }},{{ end }}";
         assert_eq!(render(t, &[("j", "[1,2,3,4,5]")]).unwrap(), "1,3,");
         assert_eq!(render("{{ range fromJson .j }}x{{ else }}empty{{ end }}", &[("j", "[]")]).unwrap(), "empty");
+        assert_eq!(render(r#"{{ $x := "a" }}{{ range 0 }}{{ else }}{{ $x := "b" }}{{ end }}{{ $x }}"#, &[]).unwrap(), "a", "else's variables end with it");
+        // `and`/`or` stop at the deciding argument (Go 1.18+).
+        let t = "{{ if and (gt (len (fromJson .j)) 0) (index (fromJson .j) 0) }}first{{ else }}none{{ end }}|{{ or 0 \"\" 3 (index (fromJson .j) 9) }}";
+        assert_eq!(render(t, &[("j", "[]")]).unwrap(), "none|3");
         assert_eq!(render("{{ len (fromJson .j) }} {{ index (fromJson .j) 1 }} {{ slice (fromJson .j) 1 }} {{ slice .s 1 3 }} {{ index .s 0 }}", &[("j", "[5,6,7]"), ("s", "abcd")]).unwrap(), "3 6 [6 7] bc 97");
         // Dot is the labels (Go's map[string]string); `$` stays the labels inside blocks.
         assert_eq!(render("{{ . }}", &[("b", "2"), ("a", "1")]).unwrap(), "map[a:1 b:2]");
@@ -1782,6 +1821,8 @@ mod tests {
         assert_eq!(at("UTC", "2024-01-15 12:00"), "1705320000");
         let explicit = r#"{{ toDateInZone "2006-01-02 15:04 -0700" "Europe/Paris" "2024-01-15 12:00 +0000" | unixEpoch }}"#;
         assert_eq!(render(explicit, &[]).unwrap(), "1705320000", "an offset in the value wins");
+        let zulu = r#"{{ toDateInZone "2006-01-02T15:04:05Z07:00" "Europe/Paris" "2024-01-15T12:00:00Z" | unixEpoch }}"#;
+        assert_eq!(render(zulu, &[]).unwrap(), "1705320000", "Z is UTC");
     }
 }
 

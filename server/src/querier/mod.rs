@@ -147,6 +147,10 @@ pub enum QueryError {
     Store(#[from] StoreError),
 }
 
+/// The most matching lines a log query with `interval` gathers per split
+/// piece before spacing them (see [`LogRequest::interval`]).
+pub const MAX_INTERVAL_LINES: usize = 1_000_000;
+
 /// Loki's words for a query past its `query_timeout`.
 pub const TIMEOUT_TEXT: &str = "request timed out, decrease the duration of the request or add more label matchers (prefer exact \
 match over regex match) to reduce the amount of data processed";
@@ -415,8 +419,20 @@ impl Querier {
         // With label filters that read few labels, most lines are dropped
         // before their full label set is built.
         let sieve = pipeline::filter_labels(&req.query.stages).filter(|n| !n.is_empty()).map(ParserSkip::Only);
+        // With `interval`, every matching line of the range is gathered before
+        // the spacing: bounded, to keep one query's memory bounded.
+        let gathered = std::sync::atomic::AtomicUsize::new(0);
         let per_stream = self
-            .map_streams(tenants, &scan, &mut stats, &|labels, entries| Ok(Self::select_in_stream(req, sieve.as_ref(), labels, entries)))
+            .map_streams(tenants, &scan, &mut stats, &|labels, entries| {
+                let produced = Self::select_in_stream(req, sieve.as_ref(), labels, entries);
+                let n: usize = produced.iter().map(|s| s.entries.len()).sum();
+                if req.interval > 0 && gathered.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n > MAX_INTERVAL_LINES {
+                    return Err(QueryError::Eval(EvalError(format!(
+                        "a query with interval reads at most {MAX_INTERVAL_LINES} matching lines per split; narrow the time range or the selector"
+                    ))));
+                }
+                Ok(produced)
+            })
             .await?;
         let mut found: Vec<StreamResult> = Vec::new();
         for produced in per_stream {
