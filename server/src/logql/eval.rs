@@ -115,7 +115,7 @@ impl Selection {
         }
         // Entries of a stream mostly end in few distinct label sets: collect
         // by the pipeline's own map and build each label set once.
-        let mut by_labels: BTreeMap<BTreeMap<String, String>, Vec<Sample>> = BTreeMap::new();
+        let mut by_labels: BTreeMap<pipeline::LabelMap, Vec<Sample>> = BTreeMap::new();
         for e in entries {
             let ts = e.ts;
             if let Some(sieve) = &self.sieve {
@@ -136,7 +136,9 @@ impl Selection {
                 // a query needing only some labels did not carry.
                 let mut all = p.labels.clone();
                 for (k, v) in stream.iter() {
-                    all.entry(k.clone()).or_insert_with(|| v.clone());
+                    if !all.contains_key(k) {
+                        all.insert(k.clone(), v.clone());
+                    }
                 }
                 let shown = LabelSet::from_pairs_keep_empty(all.into_iter().collect());
                 return Err(EvalError(format!(
