@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 
 use crate::logql::eval::{EvalError, Series, Steps, Value};
 use crate::logql::Expr;
+use crate::places::{Place, Places};
 use crate::querier::{keep_first, keep_spaced, merge_same_labels, LogRequest, Querier, QueryError, ScanStats, StreamResult};
 use balsa_storage::Direction;
 
@@ -83,42 +84,17 @@ pub struct Frontend {
 /// Bounds the queries each tenant has outstanding.
 pub struct Admission {
     max_per_tenant: usize,
-    outstanding: Mutex<HashMap<String, usize>>,
+    outstanding: Places,
 }
 
 impl Admission {
     pub fn new(max_per_tenant: usize) -> Self {
-        Self { max_per_tenant, outstanding: Mutex::new(HashMap::new()) }
+        Self { max_per_tenant, outstanding: Places::default() }
     }
 
     /// Takes one of the tenants' outstanding-query places, or 429.
-    pub fn admit(&self, tenants: &[String]) -> Result<Slot<'_>, FrontendError> {
-        let key = tenants.join("|");
-        let mut o = self.outstanding.lock();
-        let n = o.entry(key.clone()).or_insert(0);
-        if *n >= self.max_per_tenant {
-            return Err(FrontendError::TooManyOutstanding);
-        }
-        *n += 1;
-        Ok(Slot { admission: self, key })
-    }
-}
-
-/// A tenant's place in the queue, given back on drop.
-pub struct Slot<'a> {
-    admission: &'a Admission,
-    key: String,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut o = self.admission.outstanding.lock();
-        if let Some(n) = o.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                o.remove(&self.key);
-            }
-        }
+    pub fn admit(&self, tenants: &[String]) -> Result<Place, FrontendError> {
+        self.outstanding.take(&tenants.join("|"), self.max_per_tenant).map_err(|_| FrontendError::TooManyOutstanding)
     }
 }
 
@@ -139,7 +115,7 @@ impl Frontend {
     }
 
     /// Takes one of the tenants' outstanding-query places, or 429.
-    pub fn admit(&self, tenants: &[String]) -> Result<Slot<'_>, FrontendError> {
+    pub fn admit(&self, tenants: &[String]) -> Result<Place, FrontendError> {
         self.admission.admit(tenants)
     }
 
@@ -183,8 +159,9 @@ impl Frontend {
                 }
                 let (v, read) = self.querier.eval_metric(tenants, expr, piece, plan.max_series).await?;
                 let mut stored = false;
-                let size = cached_size(&key, &v);
-                if piece.end < now - CACHE_FRESHNESS_NS && query_text.len() <= CACHE_MAX_QUERY && size <= CACHE_MAX_BYTES / 4 {
+                let cacheable = piece.end < now - CACHE_FRESHNESS_NS && query_text.len() <= CACHE_MAX_QUERY;
+                let size = if cacheable { cached_size(&key, &v) } else { 0 };
+                if cacheable && size <= CACHE_MAX_BYTES / 4 {
                     let mut c = self.cache.lock();
                     if c.max > 0 && !c.map.contains_key(&key) {
                         c.order.push_back(key.clone());

@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod modules;
 pub mod overrides;
 pub mod patterns;
+pub mod places;
 pub mod querier;
 pub mod rate;
 pub mod ring;

@@ -8,11 +8,9 @@
 //! may have `max_concurrent_tail_requests` tails open (10), and a tail is
 //! closed after `querier.tail_max_duration` (1h).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -23,6 +21,7 @@ use serde_json::json;
 use super::query::{streams_json, wants_categorized_labels, ReadRequest};
 use super::{ApiError, AppState};
 use crate::logql::{parse_expr, Expr, LogExpr};
+use crate::places::{Place, Places};
 use crate::querier::{LogRequest, StreamResult};
 use crate::time::now_ns;
 
@@ -40,52 +39,30 @@ pub async fn tail(state: State<AppState>, ws: WebSocketUpgrade, req: ReadRequest
 
 /// The live tails open now, per tenant, and how long one may last.
 pub struct Tails {
-    open: Arc<Mutex<HashMap<String, usize>>>,
+    open: Places,
     max_duration: Duration,
-}
-
-/// One open tail, counted against its tenants until dropped.
-struct TailSlot {
-    open: Arc<Mutex<HashMap<String, usize>>>,
-    tenants: Vec<String>,
 }
 
 impl Tails {
     pub fn new(max_duration: Duration) -> Self {
-        Self { open: Arc::default(), max_duration }
+        Self { open: Places::default(), max_duration }
     }
 
-    /// Counts a new tail for `tenants`, or Loki's 400 when one of them
-    /// already has `limit(tenant)` open.
-    fn admit(&self, tenants: &[String], limit: impl Fn(&str) -> usize) -> Result<TailSlot, ApiError> {
-        let mut open = self.open.lock();
-        for t in tenants {
-            let (count, max) = (open.get(t).copied().unwrap_or(0), limit(t));
-            if count >= max {
-                return Err(ApiError::bad_request(format!(
-                    "max concurrent tail requests limit exceeded, count > limit ({} > {max})",
-                    count + 1
-                )));
-            }
-        }
-        for t in tenants {
-            *open.entry(t.clone()).or_default() += 1;
-        }
-        Ok(TailSlot { open: self.open.clone(), tenants: tenants.to_vec() })
-    }
-}
-
-impl Drop for TailSlot {
-    fn drop(&mut self) {
-        let mut open = self.open.lock();
-        for t in &self.tenants {
-            if let Some(n) = open.get_mut(t) {
-                *n -= 1;
-                if *n == 0 {
-                    open.remove(t);
-                }
-            }
-        }
+    /// A place for a new tail under each of `tenants`, or Loki's 400 when
+    /// one of them already has `limit(tenant)` open.
+    fn admit(&self, tenants: &[String], limit: impl Fn(&str) -> usize) -> Result<Vec<Place>, ApiError> {
+        tenants
+            .iter()
+            .map(|t| {
+                self.open.take(t, limit(t)).map_err(|count| {
+                    ApiError::bad_request(format!(
+                        "max concurrent tail requests limit exceeded, count > limit ({} > {})",
+                        count + 1,
+                        limit(t)
+                    ))
+                })
+            })
+            .collect()
     }
 }
 
