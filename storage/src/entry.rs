@@ -19,6 +19,17 @@ impl Entry {
         Self { ts, line: line.into(), metadata: Vec::new() }
     }
 
+    /// A hash of what makes two entries at one timestamp the same (line
+    /// and metadata; Loki's duplicate rule), for indexes of crowded
+    /// timestamps.
+    pub fn same_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.line.hash(&mut h);
+        self.metadata.hash(&mut h);
+        h.finish()
+    }
+
     /// Bytes the entry counts for in limits and stats: line plus metadata.
     pub fn size(&self) -> usize {
         self.line.len() + self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()

@@ -4,7 +4,6 @@
 //! and every query of recent data scans it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,19 +37,11 @@ pub struct HeadBlock {
 /// comparing them all.
 const INDEX_FROM: usize = 16;
 
-/// A hash of what makes two entries at one timestamp the same.
-fn entry_hash(e: &Entry) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    e.line.hash(&mut h);
-    e.metadata.hash(&mut h);
-    h.finish()
-}
-
-/// Positions of `entries` by [`entry_hash`].
+/// Positions of `entries` by [`Entry::same_hash`].
 fn index_of(entries: &[Entry]) -> HashMap<u64, Vec<usize>> {
     let mut index: HashMap<u64, Vec<usize>> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
-        index.entry(entry_hash(e)).or_default().push(i);
+        index.entry(e.same_hash()).or_default().push(i);
     }
     index
 }
@@ -68,7 +59,7 @@ impl HeadBlock {
             }
         } else {
             let index = self.index.entry(entry.ts).or_insert_with(|| index_of(same_ts));
-            let at = index.entry(entry_hash(&entry)).or_default();
+            let at = index.entry(entry.same_hash()).or_default();
             if at.iter().any(|&i| same(&same_ts[i])) {
                 return false;
             }

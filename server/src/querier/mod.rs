@@ -675,27 +675,32 @@ fn parallel_map<I: Send, T: Send>(items: Vec<I>, f: &(dyn Fn(I) -> T + Sync)) ->
 
 /// Drops entries equal to an earlier one (timestamp, line, metadata) in a
 /// list sorted by timestamp; only entries sharing a timestamp are compared,
-/// through a set of them once there are many.
+/// through positions by [`Entry::same_hash`] once there are many.
 fn dedup_equal_timestamps(entries: &mut Vec<Entry>) {
-    const SET_FROM: usize = 16;
+    const INDEX_FROM: usize = 16;
     let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
     let mut run_start = 0;
-    let mut seen: std::collections::HashSet<(String, Vec<(String, String)>)> = std::collections::HashSet::new();
+    let mut index: HashMap<u64, Vec<usize>> = HashMap::new();
     for e in entries.drain(..) {
+        let same = |x: &Entry| x.line == e.line && x.metadata == e.metadata;
         if out.last().is_none_or(|l: &Entry| l.ts != e.ts) {
             run_start = out.len();
-            seen.clear();
-        } else if out.len() - run_start < SET_FROM {
-            if out[run_start..].iter().any(|x| x.line == e.line && x.metadata == e.metadata) {
+            index.clear();
+        } else if out.len() - run_start < INDEX_FROM {
+            if out[run_start..].iter().any(same) {
                 continue;
             }
         } else {
-            if seen.is_empty() {
-                seen.extend(out[run_start..].iter().map(|x| (x.line.clone(), x.metadata.clone())));
+            if index.is_empty() {
+                for (i, x) in out.iter().enumerate().skip(run_start) {
+                    index.entry(x.same_hash()).or_default().push(i);
+                }
             }
-            if !seen.insert((e.line.clone(), e.metadata.clone())) {
+            let at = index.entry(e.same_hash()).or_default();
+            if at.iter().any(|&i| same(&out[i])) {
                 continue;
             }
+            at.push(out.len());
         }
         out.push(e);
     }
