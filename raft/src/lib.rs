@@ -32,7 +32,7 @@ mod log_store;
 pub mod network;
 pub mod state_machine;
 
-pub use log_store::{GroupLog, LogDb, LogDbError, LogDbStats};
+pub use log_store::{GroupLog, Identity, LogDb, LogDbError, LogDbStats};
 pub use network::{Groups, Peers};
 pub use state_machine::{Replicated, Shared, StateMachine};
 

@@ -11,6 +11,9 @@
 //! Column family `raft_state`: key = group id (u64 BE) ‖ one tag byte
 //! ([`StateKey`]), value = [`LOG_RECORD_VERSION`] ‖ bincode(value).
 //!
+//! The same family holds the directory's identity under [`IDENTITY_KEY`]
+//! (a key no group's state key can equal: those are 9 bytes long).
+//!
 //! # What is durable when
 //! - [`GroupLog::append`] writes the entries to RocksDB without syncing, so
 //!   they are readable when it returns, and hands the `LogFlushed` callback to
@@ -23,6 +26,18 @@
 //!   next synced write (RocksDB's WAL is ordered) persists them. Losing one in
 //!   a crash is safe: openraft redoes a truncation, and a purge or committed
 //!   index that went missing only means replaying a little more log.
+//!
+//! # Recovery after a crash
+//! RocksDB replays its WAL on open in `TolerateCorruptedTailRecords` mode
+//! (chosen over RocksDB's default, point-in-time recovery): a record cut
+//! short at the very end of the WAL — a write torn by power loss, which
+//! was never fsynced and so never acknowledged — is dropped; any other
+//! damage (a checksum mismatch in the middle) refuses to open, naming it.
+//! Point-in-time recovery would instead open with everything after the
+//! damage silently gone, synced records included: a replica that forgot
+//! entries it acknowledged, or a vote it gave. `AbsoluteConsistency` would
+//! refuse the torn tail too, turning every power loss into a rebuilt node
+//! without protecting a single acknowledged write more.
 //!
 //! # When the disk fails
 //! The first failed write or fsync marks the database failed until the
@@ -53,6 +68,20 @@ const CF_STATE: &str = "raft_state";
 /// First byte of every value this store writes; bump on a layout change.
 pub const LOG_RECORD_VERSION: u8 = 1;
 
+/// Key of the data directory's [`Identity`] in `raft_state`.
+const IDENTITY_KEY: &[u8] = b"node-identity";
+
+/// Which node a data directory belongs to, and which life of that node: a
+/// random incarnation made when the directory was first used. A node whose
+/// disk was wiped comes back with a new one, so the cluster can tell it
+/// from the replica that voted and acknowledged before (Raft's safety
+/// assumes votes and log survive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub node: NodeId,
+    pub incarnation: u64,
+}
+
 /// Per-group keys of the `raft_state` column family.
 #[derive(Clone, Copy)]
 #[repr(u8)]
@@ -65,10 +94,25 @@ enum StateKey {
 /// Failure to open the log database.
 #[derive(Debug, thiserror::Error)]
 pub enum LogDbError {
-    #[error("cannot open the Raft log database at {path}: {source}")]
+    #[error(
+        "cannot open the Raft log database at {path}: {source}{}",
+        if source.to_string().contains("Corruption") {
+            " (the log is damaged past its unsynced tail; this node's replicas cannot be trusted: move the data \
+             directory away and start the node empty under a new --node.id, so the cluster re-replicates to it)"
+        } else {
+            ""
+        }
+    )]
     Open { path: String, source: rocksdb::Error },
     #[error("cannot start the log syncer thread: {0}")]
     Syncer(std::io::Error),
+    #[error(
+        "the data directory {path} belongs to node {found}, not to node {wanted}: start node {found} on it, \
+         or give node {wanted} its own directory"
+    )]
+    OtherNode { path: String, found: NodeId, wanted: NodeId },
+    #[error("cannot read or write the identity of the data directory {path}: {problem}")]
+    Identity { path: String, problem: String },
 }
 
 /// Counters an operator graphs: how well group commit batches.
@@ -140,6 +184,9 @@ impl LogDb {
         // with assertions (Debian's) abort on the second write to a file that
         // failed, before the error reaches us.
         opts.set_log_level(rocksdb::LogLevel::Fatal);
+        // See "Recovery after a crash" above.
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        opts.set_paranoid_checks(true);
         let cfs = [CF_LOG, CF_STATE].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| LogDbError::Open {
             path: dir.display().to_string(),
@@ -154,6 +201,41 @@ impl LogDb {
             .spawn(move || syncer(weak, from_groups, stats))
             .map_err(LogDbError::Syncer)?;
         Ok(Self { inner })
+    }
+
+    /// The directory's identity. `Ok(None)`: never written, and the log
+    /// holds nothing (a new or wiped directory). A directory that holds a
+    /// log but no identity (made before identities existed) gets one now.
+    /// Fails if the directory belongs to another node.
+    pub fn identity(&self, node: NodeId, path: &Path) -> Result<Option<Identity>, LogDbError> {
+        let fail = |problem: String| LogDbError::Identity { path: path.display().to_string(), problem };
+        let db = &self.inner.db;
+        let stored = db.get_cf(cf(db, CF_STATE), IDENTITY_KEY).map_err(|e| fail(e.to_string()))?;
+        let found = match stored {
+            Some(bytes) => decode::<Identity>(&bytes).map_err(|e| fail(e.to_string()))?,
+            None => {
+                let empty = [CF_LOG, CF_STATE].iter().all(|name| db.iterator_cf(cf(db, name), IteratorMode::Start).next().is_none());
+                if empty {
+                    return Ok(None);
+                }
+                self.create_identity(node, path)?
+            }
+        };
+        if found.node != node {
+            return Err(LogDbError::OtherNode { path: path.display().to_string(), found: found.node, wanted: node });
+        }
+        Ok(Some(found))
+    }
+
+    /// Gives the directory a new identity for `node` (durable on return).
+    pub fn create_identity(&self, node: NodeId, path: &Path) -> Result<Identity, LogDbError> {
+        let fail = |problem: String| LogDbError::Identity { path: path.display().to_string(), problem };
+        // Never 0: 0 means "unknown" in rings written before incarnations.
+        let id = Identity { node, incarnation: rand::random::<u64>().max(1) };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.inner.db, CF_STATE), IDENTITY_KEY, encode(&id).map_err(|e| fail(e.to_string()))?);
+        self.inner.write(batch, true).map_err(|e| fail(e.to_string()))?;
+        Ok(id)
     }
 
     /// The log of one group; cheap, any number may exist.
@@ -411,6 +493,88 @@ mod tests {
     /// Appends through openraft's callback and waits for the fsync.
     async fn append(log: &mut GroupLog, entries: Vec<Entry<TypeConfig>>) {
         log.blocking_append(entries).await.unwrap();
+    }
+
+    fn big_entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(vec![index as u8; 20_000]),
+        }
+    }
+
+    fn wal_files(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Entries 1..=n, each fsynced before the next, in a closed database.
+    async fn synced_log(dir: &Path, n: u64) {
+        let db = LogDb::open(dir).unwrap();
+        let mut g = db.group(1);
+        for i in 1..=n {
+            append(&mut g, vec![big_entry(i)]).await;
+        }
+    }
+
+    /// A write torn at the WAL's end (power loss mid-append) drops only that
+    /// unsynced record; every synced entry is still there.
+    #[tokio::test]
+    async fn a_torn_wal_tail_keeps_every_synced_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        synced_log(dir.path(), 21).await;
+        let wal = wal_files(dir.path()).pop().expect("a WAL file");
+        // Entry 21's record cut short, as if power failed before its fsync.
+        let bytes = std::fs::read(&wal).unwrap();
+        std::fs::write(&wal, &bytes[..bytes.len() - 5_000]).unwrap();
+        let db = LogDb::open(dir.path()).expect("a torn tail is not a reason to refuse");
+        let got: Vec<u64> = db.group(1).try_get_log_entries(..).await.unwrap().iter().map(|e| e.log_id.index).collect();
+        assert_eq!(got, (1..=20).collect::<Vec<_>>());
+    }
+
+    /// Damage in the middle of the WAL refuses to open, naming it, instead
+    /// of opening with the synced entries after it silently gone
+    /// (RocksDB's default point-in-time recovery).
+    #[tokio::test]
+    async fn a_corrupt_wal_record_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        synced_log(dir.path(), 20).await;
+        let wal = wal_files(dir.path()).pop().expect("a WAL file");
+        let mut bytes = std::fs::read(&wal).unwrap();
+        let at = bytes.len() / 3;
+        bytes[at] ^= 0xff;
+        std::fs::write(&wal, &bytes).unwrap();
+        let err = LogDb::open(dir.path()).err().expect("must not open with a hole in the log");
+        let text = err.to_string();
+        assert!(text.contains("Corruption") && text.contains("--node.id"), "{text}");
+        // The damage stays for an operator to inspect: nothing was dropped.
+        assert_eq!(std::fs::read(&wal).unwrap(), bytes);
+    }
+
+    /// A new directory has no identity until one is made; it then survives
+    /// reopening, and another node id cannot use the directory.
+    #[tokio::test]
+    async fn the_identity_is_made_once_and_names_its_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = {
+            let db = LogDb::open(dir.path()).unwrap();
+            assert_eq!(db.identity(7, dir.path()).unwrap(), None, "a new directory");
+            db.create_identity(7, dir.path()).unwrap()
+        };
+        let db = LogDb::open(dir.path()).unwrap();
+        assert_eq!(db.identity(7, dir.path()).unwrap(), Some(made));
+        let err = db.identity(8, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("belongs to node 7, not to node 8"), "{err}");
+        // A directory with a log but no identity (older layout) gets one.
+        let old = tempfile::tempdir().unwrap();
+        let db = LogDb::open(old.path()).unwrap();
+        db.group(1).save_vote(&Vote::new(1, 1)).await.unwrap();
+        assert!(db.identity(1, old.path()).unwrap().is_some());
     }
 
     #[tokio::test]

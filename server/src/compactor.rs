@@ -5,10 +5,17 @@
 //!
 //! Order of writes, so a crash at any point loses no live data: the merged
 //! segment is written (durable) before the segments it replaces are
-//! deleted, and expired chunks are deleted last (a crash can only leave an
-//! unreferenced chunk behind, removed by a later round).
+//! deleted. Chunks that no segment lists any more are not deleted at once:
+//! a query may have listed them just before. They are named in a
+//! **tombstone** (`compactor/tombstones/<tenant>/<due>-<crc>`), written
+//! before the segments change, and deleted by the first round after
+//! `retention_delete_delay` — and only if no segment lists them then (a
+//! crash between tombstone and segments must not delete a listed chunk).
+//!
+//! A tenant whose segments cannot be read (corrupt, or listing a chunk the
+//! store lacks) is reported and skipped; the other tenants are compacted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +35,28 @@ use crate::metrics::Metrics;
 pub enum CompactError {
     #[error(transparent)]
     Store(#[from] ObjectError),
-    #[error("index segment {key} is corrupt: {problem}")]
+    #[error("object {key} is corrupt: {problem}")]
     Corrupt { key: String, problem: String },
+    #[error("chunk {key} is listed by the index but missing from the object store")]
+    Missing { key: String },
+    #[error("tenant {tenant}: {source}")]
+    Tenant { tenant: String, source: Box<CompactError> },
+    #[error(transparent)]
+    Chunk(#[from] balsa_storage::chunk::ChunkError),
+    #[error(transparent)]
+    Segment(#[from] balsa_storage::index::SegmentError),
+}
+
+/// Where tombstones live (outside `chunks/` and `index/`).
+const TOMBSTONES: &str = "compactor/tombstones/";
+
+/// Settings of the compactor.
+#[derive(Clone, Copy, Debug)]
+pub struct CompactorConfig {
+    /// Time between rounds (`compactor.compaction_interval`).
+    pub interval: Duration,
+    /// How long an unlisted chunk stays readable (`retention_delete_delay`).
+    pub delete_delay: Duration,
 }
 
 /// Compacts index segments and applies retention.
@@ -37,8 +64,14 @@ pub struct Compactor {
     store: Arc<dyn ObjectStore>,
     overrides: Arc<Overrides>,
     deletes: Arc<Deletes>,
-    interval: Duration,
+    cfg: CompactorConfig,
     metrics: Arc<Metrics>,
+}
+
+/// The due time (Unix ns) in a tombstone's key.
+fn tombstone_due(key: &str) -> Option<i64> {
+    let name = key.rsplit('/').next()?;
+    i64::from_str_radix(name.split('-').next()?, 16).ok()
 }
 
 impl Compactor {
@@ -46,39 +79,47 @@ impl Compactor {
         store: Arc<dyn ObjectStore>,
         overrides: Arc<Overrides>,
         deletes: Arc<Deletes>,
-        interval: Duration,
+        cfg: CompactorConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { store, overrides, deletes, interval, metrics }
+        Self { store, overrides, deletes, cfg, metrics }
+    }
+
+    fn corrupt(&self, key: &str, problem: String) -> CompactError {
+        self.metrics.corrupt_objects.inc();
+        CompactError::Corrupt { key: key.to_string(), problem }
     }
 
     /// Rewrites a chunk without the lines `deletes` cover. `None`: nothing
     /// to remove. `Some(None)`: every line goes (drop the ref).
-    async fn apply_deletes(&self, r: &ChunkRef, deletes: &[ActiveDelete]) -> Result<Option<Option<ChunkRef>>, CompactError> {
-        let Ok(labels) = LabelSet::parse(&r.labels) else { return Ok(None) };
+    async fn apply_deletes(&self, r: &ChunkRef, labels: &LabelSet, deletes: &[ActiveDelete]) -> Result<Option<Option<ChunkRef>>, CompactError> {
         let relevant: Vec<ActiveDelete> = deletes
             .iter()
-            .filter(|d| d.req.tenant == r.tenant && d.req.start <= r.through && d.req.end >= r.from && d.matches_stream(&labels))
+            .filter(|d| d.req.tenant == r.tenant && d.req.start <= r.through && d.req.end >= r.from && d.matches_stream(labels))
             .cloned()
             .collect();
         if relevant.is_empty() {
             return Ok(None);
         }
-        let bytes = self.store.get(&r.key).await?;
-        let corrupt = |e: String| CompactError::Corrupt { key: r.key.clone(), problem: e };
+        let bytes = match self.store.get(&r.key).await {
+            Ok(b) => b,
+            Err(ObjectError::NotFound(_)) => return Err(CompactError::Missing { key: r.key.clone() }),
+            Err(e) => return Err(e.into()),
+        };
+        let corrupt = |e: String| self.corrupt(&r.key, e);
         let mut entries: Vec<Entry> = Chunk::open(&bytes)
             .map_err(|e| corrupt(e.to_string()))?
             .entries(i64::MIN, i64::MAX)
             .map_err(|e| corrupt(e.to_string()))?;
         let before = entries.len();
-        filter_entries(&relevant, &labels, &mut entries);
+        filter_entries(&relevant, labels, &mut entries);
         if entries.len() == before {
             return Ok(None);
         }
         if entries.is_empty() {
             return Ok(Some(None));
         }
-        let bytes = chunk::encode(&entries, Codec::default());
+        let bytes = chunk::encode(&entries, Codec::default())?;
         let (from, through) = (entries[0].ts, entries[entries.len() - 1].ts);
         let key = chunk_object_key(&r.tenant, &r.labels, from, through, &bytes);
         self.store.put(&key, bytes).await?;
@@ -94,7 +135,7 @@ impl Compactor {
 
     /// Compacts every `interval` until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut every = tokio::time::interval(self.interval);
+        let mut every = tokio::time::interval(self.cfg.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -138,10 +179,7 @@ impl Compactor {
                     Err(ObjectError::NotFound(_)) => continue,
                     Err(e) => return Err(e.into()),
                 };
-                refs.extend(decode_segment(&bytes).map_err(|e| {
-                    self.metrics.corrupt_objects.inc();
-                    CompactError::Corrupt { key: key.clone(), problem: e.to_string() }
-                })?);
+                refs.extend(decode_segment(&bytes).map_err(|e| self.corrupt(key, e.to_string()))?);
             }
             segments.insert(day, (keys, refs));
         }
@@ -153,22 +191,30 @@ impl Compactor {
                 if fate.contains_key(&r.key) {
                     continue;
                 }
-                let labels = LabelSet::parse(&r.labels).unwrap_or_default();
+                // Balsa writes labels in normal form: unparsable ones are
+                // corruption, not a stream to give the default retention.
+                let labels = LabelSet::parse(&r.labels)
+                    .map_err(|e| self.corrupt(&r.key, format!("unparsable stream labels {:?} in its index entry: {e}", r.labels)))?;
                 let f = if limits.retention_cutoff(&labels, now).is_some_and(|c| r.through < c) {
                     expired += 1;
                     Some(None)
                 } else {
-                    match self.apply_deletes(r, deletes).await {
-                        Ok(f) => f,
-                        // Already rewritten or removed by an earlier round.
-                        Err(CompactError::Store(ObjectError::NotFound(_))) => Some(None),
-                        Err(e) => return Err(e),
-                    }
+                    self.apply_deletes(r, &labels, deletes).await?
                 };
                 fate.insert(r.key.clone(), f);
             }
         }
-        let mut listed: std::collections::HashSet<String> = std::collections::HashSet::new();
+        // Chunks that will leave the index: tombstoned before any segment
+        // changes, deleted after the delay by a later round.
+        let mut leaving: Vec<&str> = fate.iter().filter(|(_, f)| f.is_some()).map(|(k, _)| k.as_str()).collect();
+        leaving.sort_unstable();
+        if !leaving.is_empty() {
+            let body = leaving.join("\n").into_bytes();
+            let due = now.saturating_add(i64::try_from(self.cfg.delete_delay.as_nanos()).unwrap_or(i64::MAX));
+            let key = format!("{TOMBSTONES}{tenant}/{due:016x}-{:08x}", crc32c::crc32c(&body));
+            self.store.put(&key, body).await?;
+        }
+        let mut listed: HashSet<String> = HashSet::new();
         for (day, (keys, refs)) in &segments {
             let changed = refs.iter().any(|r| fate.get(&r.key).is_some_and(Option::is_some));
             let new_refs: Vec<ChunkRef> = refs
@@ -184,7 +230,7 @@ impl Compactor {
             }
             let mut written = None;
             if !new_refs.is_empty() {
-                let bytes = encode_segment(&new_refs);
+                let bytes = encode_segment(&new_refs)?;
                 let key = format!("index/{tenant}/{day}/c-{:08x}", crc32c::crc32c(&bytes));
                 self.store.put(&key, bytes).await?;
                 written = Some(key);
@@ -193,12 +239,7 @@ impl Compactor {
                 self.store.delete(old).await?;
             }
         }
-        // Chunks no segment lists any more.
-        for (key, f) in &fate {
-            if f.is_some() && !listed.contains(key) {
-                self.store.delete(key).await?;
-            }
-        }
+        self.delete_due(tenant, &listed, now).await?;
         self.metrics.chunks_deleted_by_retention.inc_by(expired as u64);
         if expired > 0 || fate.values().any(Option::is_some) {
             tracing::info!(tenant, expired, rewritten = fate.values().filter(|f| matches!(f, Some(Some(_)))).count(), "compacted");
@@ -206,22 +247,141 @@ impl Compactor {
         Ok(())
     }
 
-    /// One round over all tenants.
+    /// Deletes the chunks of the tenant's due tombstones that no segment
+    /// lists (`listed`: every chunk the tenant's segments list now), then
+    /// the tombstones.
+    async fn delete_due(&self, tenant: &str, listed: &HashSet<String>, now: i64) -> Result<(), CompactError> {
+        for tomb in self.store.list(&format!("{TOMBSTONES}{tenant}/")).await? {
+            if tombstone_due(&tomb).is_none_or(|due| due > now) {
+                continue;
+            }
+            let body = match self.store.get(&tomb).await {
+                Ok(b) => b,
+                Err(ObjectError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let body = String::from_utf8(body).map_err(|e| self.corrupt(&tomb, e.to_string()))?;
+            for key in body.lines().filter(|k| !k.is_empty() && !listed.contains(*k)) {
+                self.store.delete(key).await?;
+            }
+            self.store.delete(&tomb).await?;
+        }
+        Ok(())
+    }
+
+    /// One round over all tenants. A tenant that fails is reported (and
+    /// counted) and skipped: one corrupt object must not stop retention and
+    /// deletes for everyone else. The first failure is returned at the end.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn compact(&self, now: i64) -> Result<(), CompactError> {
         if let Err(e) = self.deletes.refresh().await {
             tracing::warn!(error = %e, "cannot refresh delete requests");
         }
         let deletes = self.deletes.executable(now);
-        let keys = self.store.list("index/").await?;
         let mut tenants: BTreeMap<String, BTreeMap<i64, Vec<String>>> = BTreeMap::new();
-        for key in keys {
+        for key in self.store.list("index/").await? {
             let (Some(tenant), Some(day)) = (key.split('/').nth(1), index_day(&key)) else { continue };
             tenants.entry(tenant.to_string()).or_default().entry(day).or_default().push(key);
         }
-        for (tenant, days) in tenants {
-            self.compact_tenant(&tenant, days, &deletes, now).await?;
+        // Tenants whose segments are all gone may still have tombstones.
+        for key in self.store.list(TOMBSTONES).await? {
+            if let Some(tenant) = key.strip_prefix(TOMBSTONES).and_then(|k| k.split('/').next()) {
+                tenants.entry(tenant.to_string()).or_default();
+            }
         }
-        Ok(())
+        let mut first_failure = None;
+        for (tenant, days) in tenants {
+            if let Err(e) = self.compact_tenant(&tenant, days, &deletes, now).await {
+                self.metrics.compaction_failures.inc();
+                tracing::error!(tenant = %tenant, error = %e, "cannot compact this tenant; going on with the others");
+                first_failure.get_or_insert(CompactError::Tenant { tenant, source: Box::new(e) });
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use balsa_storage::object_store::FilesystemStore;
+
+    const H: i64 = 3_600_000_000_000;
+
+    fn chunk_ref(tenant: &str, labels: &str, at: i64, key: &str) -> ChunkRef {
+        ChunkRef { tenant: tenant.into(), labels: labels.into(), from: at, through: at, key: key.into(), entries: 1, bytes: 1 }
+    }
+
+    async fn compactor(store: Arc<dyn ObjectStore>, delay: Duration) -> Compactor {
+        let limits = crate::limits::Limits { retention_period: crate::config::Dur(Duration::from_secs(2 * 3600)), ..Default::default() };
+        let overrides = Arc::new(Overrides::new(limits, None).unwrap());
+        let deletes = Arc::new(Deletes::load(store.clone(), Duration::from_secs(3600)).await.unwrap());
+        let cfg = CompactorConfig { interval: Duration::from_secs(60), delete_delay: delay };
+        Compactor::new(store, overrides, deletes, cfg, Arc::new(Metrics::new()))
+    }
+
+    /// A query that listed a chunk just before the compactor dropped it
+    /// must still read it: expired chunks stay for `retention_delete_delay`.
+    /// And a corrupt segment of one tenant stops nobody else's retention.
+    #[tokio::test]
+    async fn dropped_chunks_stay_readable_for_the_delay_and_one_bad_tenant_blocks_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FilesystemStore::new(dir.path()));
+        let now = 100 * 24 * H;
+        let day = (now - 3 * H).div_euclid(24 * H);
+        let old = chunk_ref("t", r#"{a="1"}"#, now - 3 * H, "chunks/t/old");
+        let new = chunk_ref("t", r#"{a="1"}"#, now - H / 2, "chunks/t/new");
+        store.put("chunks/t/old", b"x".to_vec()).await.unwrap();
+        store.put("chunks/t/new", b"y".to_vec()).await.unwrap();
+        store.put(&format!("index/t/{day}/0-1"), encode_segment(&[old.clone(), new.clone()]).unwrap()).await.unwrap();
+        store.put(&format!("index/bad/{day}/0-1"), b"not a segment".to_vec()).await.unwrap();
+
+        let c = compactor(store.clone(), Duration::from_secs(3600)).await;
+        let err = c.compact(now).await.expect_err("the corrupt tenant is reported");
+        assert!(err.to_string().contains("index/bad/"), "{err}");
+        assert_eq!(c.metrics.compaction_failures.get(), 1);
+        let listed: Vec<ChunkRef> = {
+            let keys = store.list("index/t/").await.unwrap();
+            assert_eq!(keys.len(), 1);
+            decode_segment(&store.get(&keys[0]).await.unwrap()).unwrap()
+        };
+        assert_eq!(listed, vec![new.clone()], "tenant t was compacted despite tenant bad");
+        assert_eq!(store.get("chunks/t/old").await.unwrap(), b"x", "still readable during the delay");
+
+        let _ = c.compact(now + H / 2).await;
+        assert!(store.get("chunks/t/old").await.is_ok(), "not due yet");
+        let _ = c.compact(now + H + 1).await;
+        assert!(matches!(store.get("chunks/t/old").await, Err(ObjectError::NotFound(_))), "deleted once due");
+        assert!(store.get("chunks/t/new").await.is_ok(), "a listed chunk is never deleted");
+        assert!(store.list(TOMBSTONES).await.unwrap().is_empty(), "the tombstone is gone with its chunks");
+    }
+
+    /// A tombstone whose chunks are listed again (a crash after the
+    /// tombstone, before the segments changed) deletes nothing listed.
+    #[tokio::test]
+    async fn a_tombstone_never_deletes_a_listed_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FilesystemStore::new(dir.path()));
+        let now = 100 * 24 * H;
+        let live = chunk_ref("t", r#"{a="1"}"#, now - H / 2, "chunks/t/live");
+        store.put("chunks/t/live", b"y".to_vec()).await.unwrap();
+        store.put(&format!("index/t/{}/0-1", now.div_euclid(24 * H)), encode_segment(&[live]).unwrap()).await.unwrap();
+        store.put(&format!("{TOMBSTONES}t/{:016x}-0", now - 1), b"chunks/t/live".to_vec()).await.unwrap();
+        compactor(store.clone(), Duration::ZERO).await.compact(now).await.unwrap();
+        assert!(store.get("chunks/t/live").await.is_ok());
+        assert!(store.list(TOMBSTONES).await.unwrap().is_empty());
+    }
+
+    /// Unparsable labels in an index entry are corruption, reported, not a
+    /// stream given the default retention.
+    #[tokio::test]
+    async fn unparsable_labels_are_reported_not_given_a_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FilesystemStore::new(dir.path()));
+        let now = 100 * 24 * H;
+        let r = chunk_ref("t", "{not labels", now - H / 2, "chunks/t/x");
+        store.put(&format!("index/t/{}/0-1", now.div_euclid(24 * H)), encode_segment(&[r]).unwrap()).await.unwrap();
+        let err = compactor(store, Duration::ZERO).await.compact(now).await.expect_err("corrupt");
+        assert!(err.to_string().contains("unparsable stream labels"), "{err}");
     }
 }

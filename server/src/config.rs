@@ -70,6 +70,11 @@ pub struct Flags {
     /// Fixed when the cluster is bootstrapped.
     #[arg(long = "ring.replication-factor")]
     pub replication_factor: Option<u32>,
+    /// Bootstrap a new ring although the object store names another
+    /// cluster: only after losing every ingester of that cluster (their
+    /// flushed data stays readable), never while one of them still runs.
+    #[arg(long = "ring.new-cluster")]
+    pub new_cluster: Option<bool>,
     /// This node's id in the cluster, above 0 (default 1).
     #[arg(long = "node.id")]
     pub node_id: Option<u64>,
@@ -190,6 +195,9 @@ pub struct Config {
     pub zone: String,
     /// Ingesters to join through (empty: bootstrap).
     pub join: Vec<String>,
+    /// Bootstrap over an object store that names another cluster
+    /// (`ring.new_cluster`, false).
+    pub new_cluster: bool,
     pub replication_factor: u32,
     /// gRPC address peers use for this node.
     pub grpc_advertise_addr: String,
@@ -232,6 +240,10 @@ pub struct Config {
     /// How long a delete request can be cancelled before the compactor
     /// executes it (`compactor.delete_request_cancel_period`, 24h).
     pub delete_request_cancel_period: Duration,
+    /// How long a chunk the compactor no longer lists stays readable before
+    /// it is deleted (`compactor.retention_delete_delay`, 2h as in Loki):
+    /// longer than any query, so none misses a chunk it listed.
+    pub retention_delete_delay: Duration,
     /// Per-tenant overrides file (`runtime_config.file`), re-read every
     /// `runtime_config.period` (10s) and on SIGHUP.
     pub runtime_config_file: Option<PathBuf>,
@@ -308,6 +320,7 @@ struct RawRing {
     replication_factor: Option<u32>,
     advertise_addr: Option<String>,
     dead_node_timeout: Option<Dur>,
+    new_cluster: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -346,6 +359,7 @@ struct RawRuntimeConfig {
 struct RawCompactor {
     compaction_interval: Option<Dur>,
     delete_request_cancel_period: Option<Dur>,
+    retention_delete_delay: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -589,6 +603,7 @@ impl Config {
             node_id,
             zone,
             join,
+            new_cluster: flags.new_cluster.or(raw.ring.new_cluster).unwrap_or(false),
             replication_factor,
             grpc_advertise_addr,
             http_advertise_addr,
@@ -611,6 +626,7 @@ impl Config {
                 .compactor
                 .delete_request_cancel_period
                 .map_or(Duration::from_secs(24 * 3600), |d| d.0),
+            retention_delete_delay: raw.compactor.retention_delete_delay.map_or(Duration::from_secs(2 * 3600), |d| d.0),
             max_outstanding_per_tenant: raw.frontend.max_outstanding_per_tenant.unwrap_or(2048).max(1),
             results_cache_entries: raw.frontend.results_cache_entries.unwrap_or(4096),
             runtime_config_file: raw.runtime_config.file.clone(),
@@ -653,7 +669,7 @@ impl Config {
             "common": {"path_prefix": self.data_dir},
             "ring": {"partitions": self.partitions, "node_id": self.node_id, "zone": self.zone, "join": self.join,
                 "replication_factor": self.replication_factor, "advertise_addr": self.grpc_advertise_addr,
-                "dead_node_timeout": d(self.dead_node_timeout)},
+                "dead_node_timeout": d(self.dead_node_timeout), "new_cluster": self.new_cluster},
             "distributor": {"max_recv_msg_size": self.max_recv_msg_size, "max_decompressed_size": self.max_decompressed_size},
             "ingester": {"max_chunk_age": d(self.max_chunk_age), "chunk_idle_period": d(self.chunk_idle_period),
                 "chunk_target_raw_size": self.chunk_target_raw_size, "chunk_encoding": format!("{:?}", self.chunk_encoding).to_lowercase(),
@@ -663,7 +679,8 @@ impl Config {
                 "tail_max_duration": d(self.tail_max_duration)},
             "frontend": {"max_outstanding_per_tenant": self.max_outstanding_per_tenant, "results_cache_entries": self.results_cache_entries},
             "compactor": {"compaction_interval": d(self.compaction_interval),
-                "delete_request_cancel_period": d(self.delete_request_cancel_period)},
+                "delete_request_cancel_period": d(self.delete_request_cancel_period),
+                "retention_delete_delay": d(self.retention_delete_delay)},
             "runtime_config": {"file": self.runtime_config_file, "period": d(self.runtime_config_period)},
             "raft": {"snapshot_logs_since_last": self.snapshot_logs_since_last},
             "limits_config": serde_json::to_value(&self.limits).unwrap_or_default(),

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub corrupt_objects: IntCounter,
     pub chunks_deleted_by_retention: IntCounter,
     pub missing_chunks: IntCounter,
+    pub compaction_failures: IntCounter,
     query_batches_waiting: prometheus::IntGauge,
     flush_queue: IntGaugeVec,
     runtime_config_ok: prometheus::IntGauge,
@@ -99,6 +100,11 @@ impl Metrics {
                     "Whether the last reload of the runtime overrides file succeeded.",
                 )
                 .expect("valid metric"),
+            ),
+            compaction_failures: reg(
+                &r,
+                IntCounter::new("balsa_compactor_tenant_failures_total", "Tenants a compaction round could not compact (reported and skipped).")
+                    .expect("valid metric"),
             ),
             missing_chunks: reg(
                 &r,

@@ -15,9 +15,10 @@ use balsa_storage::object_store::{FilesystemStore, ObjectStore};
 use tokio::net::TcpListener;
 
 use crate::api::{self, Api};
-use crate::compactor::Compactor;
+use crate::compactor::{Compactor, CompactorConfig};
 use crate::config::{Config, StorageConfig};
 use crate::controller::service::{watch_remote, ControllerService};
+use crate::controller::admission::{self, Candidate};
 use crate::controller::{Controller, ControllerConfig, ControllerError};
 use crate::deletes::{DeleteError, Deletes};
 use crate::distributor::Distributor;
@@ -44,6 +45,8 @@ pub enum RunError {
     Controller(#[from] ControllerError),
     #[error("cannot open the Raft log: {0}")]
     Log(#[from] balsa_raft::LogDbError),
+    #[error("this data directory may not join the cluster: {0}")]
+    Admission(#[from] crate::controller::admission::AdmissionError),
     #[error(transparent)]
     Overrides(#[from] OverridesError),
     #[error("cannot load delete requests: {0}")]
@@ -68,10 +71,13 @@ struct IngesterRole {
     log_db: LogDb,
 }
 
-async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
+async fn start_ingester(cfg: &Config, store: &dyn ObjectStore) -> Result<IngesterRole, RunError> {
     let raft_dir = cfg.data_dir.join("raft");
     let log_db = LogDb::open(&raft_dir)?;
     let dialer = cfg.dialer();
+    // Before any group opens: a node that lost its disk must not vote.
+    let candidate = Candidate { node: cfg.node_id, join: &cfg.join, new_cluster: cfg.new_cluster, raft_dir: &raft_dir };
+    let identity = admission::admit(&candidate, &log_db, store, &dialer).await?;
     let peers = Peers::new(cfg.node_id, dialer.clone());
     let groups = Groups::default();
     let node = NodeInfo {
@@ -80,6 +86,7 @@ async fn start_ingester(cfg: &Config) -> Result<IngesterRole, RunError> {
         grpc_addr: cfg.grpc_advertise_addr.clone(),
         http_addr: cfg.http_advertise_addr.clone(),
         state: NodeState::Active,
+        incarnation: identity.incarnation,
     };
     let controller = Controller::open(
         ControllerConfig {
@@ -117,17 +124,17 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         .map_err(|source| RunError::DataDir { path: cfg.data_dir.display().to_string(), source })?;
     let metrics = Arc::new(Metrics::new());
     let overrides = Arc::new(Overrides::new(cfg.limits.clone(), cfg.runtime_config_file.clone())?);
-    let role = if cfg.target.ingester { Some(start_ingester(&cfg).await?) } else { None };
-    let ring = match &role {
-        Some(r) => r.controller.watch(),
-        None => watch_remote(cfg.join.clone(), cfg.dialer()),
-    };
-    let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, cfg.dialer(), metrics.clone()));
     let store: Arc<dyn ObjectStore> = match &cfg.storage {
         StorageConfig::Filesystem { directory } => Arc::new(FilesystemStore::new(directory.clone())),
         StorageConfig::S3(s3) => Arc::new(balsa_storage::s3::S3Store::new(s3).await),
     };
     tracing::info!(store = %store.describe(), "object store");
+    let role = if cfg.target.ingester { Some(start_ingester(&cfg, store.as_ref()).await?) } else { None };
+    let ring = match &role {
+        Some(r) => r.controller.watch(),
+        None => watch_remote(cfg.join.clone(), cfg.dialer()),
+    };
+    let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, cfg.dialer(), metrics.clone()));
     let deletes = Arc::new(Deletes::load(store.clone(), cfg.delete_request_cancel_period).await?);
     let distributor = Arc::new(Distributor::new(
         ingesters.clone(),
@@ -146,7 +153,15 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let compactor = cfg
         .target
         .compactor
-        .then(|| Arc::new(Compactor::new(store.clone(), overrides.clone(), deletes.clone(), cfg.compaction_interval, metrics.clone())));
+        .then(|| {
+            Arc::new(Compactor::new(
+                store.clone(),
+                overrides.clone(),
+                deletes.clone(),
+                CompactorConfig { interval: cfg.compaction_interval, delete_delay: cfg.retention_delete_delay },
+                metrics.clone(),
+            ))
+        });
     let flusher = role.as_ref().map(|r| {
         Arc::new(Flusher::new(
             r.ingester.clone(),
@@ -219,9 +234,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                 let _ = fatal.send(e.into());
             }
         }));
-        let (controller, stop) = (r.controller.clone(), stop_rx.clone());
+        let (controller, stop, fatal) = (r.controller.clone(), stop_rx.clone(), fatal_tx.clone());
         loops.push(tokio::spawn(async move {
-            let _ = controller.join(stop).await;
+            // The ring refusing this node (another incarnation of its id)
+            // stops it; other failures are retried inside `join`.
+            if let Err(e @ ControllerError::Refused(_)) = controller.join(stop).await {
+                let _ = fatal.send(e.into());
+            }
         }));
         let (ingester, controller, fatal, mut asked, mut stop) =
             (r.ingester.clone(), r.controller.clone(), fatal_tx.clone(), drain_rx, stop_rx.clone());

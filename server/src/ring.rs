@@ -108,6 +108,10 @@ pub struct NodeInfo {
     pub grpc_addr: String,
     pub http_addr: String,
     pub state: NodeState,
+    /// Its data directory's incarnation ([`balsa_raft::Identity`]); 0 if
+    /// unknown. The ring refuses the node's id with another incarnation
+    /// unless the node has left.
+    pub incarnation: u64,
 }
 
 impl NodeInfo {
@@ -119,6 +123,7 @@ impl NodeInfo {
             http_addr: self.http_addr.clone(),
             state: self.state.to_pb() as i32,
             ingester: true,
+            incarnation: self.incarnation,
         }
     }
 }
@@ -206,6 +211,7 @@ impl RingState {
                             grpc_addr: n.grpc_addr.clone(),
                             http_addr: n.http_addr.clone(),
                             state: NodeState::from_pb(n.state)?,
+                            incarnation: n.incarnation,
                         },
                     ))
                 })

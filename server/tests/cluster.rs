@@ -226,6 +226,36 @@ fn a_dead_node_is_replaced_within_its_zone_and_welcomed_back() {
     check_exactly_once(&stored(&c.front), &h, "after a node died and came back");
 }
 
+/// A node whose disk was wiped must not come back under its old id (it
+/// would vote with an empty log and could elect a replica missing
+/// acknowledged entries): it is refused, naming the recovery. Started
+/// under a new id in the same zone, it takes over the dead id's replicas,
+/// and no acknowledged line is lost.
+#[test]
+fn a_wiped_ingester_is_refused_under_its_old_id_and_rebuilt_under_a_new_one() {
+    let mut c = Cluster::start(3, PARTITIONS, "ring:\n  dead_node_timeout: 5s\n");
+    let holds = |r: &serde_json::Value, id: u64| {
+        r["nodes"].as_array().into_iter().flatten().find(|n| n["id"] == id).and_then(|n| n["replicas"].as_u64()).unwrap_or(0)
+    };
+    let h = under_load(&mut c, 0, |c, pushes| {
+        c.node(3).kill9();
+        std::fs::remove_dir_all(c.node(3).data_dir()).expect("wipe node 3's disk");
+        c.node(3).spawn_nowait();
+        assert_eq!(c.node(3).wait_exit(Duration::from_secs(60)), Some(1), "a wiped node must not rejoin under its old id");
+        let logs = c.node(3).logs();
+        assert!(logs.contains("this data directory is empty") && logs.contains("new --node.id"), "{logs}");
+        progress(pushes, 30, "pushes while node 3 is gone");
+        let i = c.add_ingester(4, "zone-c");
+        c.ingesters[i].wait_ready();
+        wait_for("node 4 replaces node 3", Duration::from_secs(90), || {
+            let r = c.ring();
+            settled(&r) && holds(&r, 3) == 0 && holds(&r, 4) > 0
+        });
+        assert!(zone_aware(&c.ring()), "{:#}", c.ring());
+    });
+    check_exactly_once(&stored(&c.front), &h, "after a node lost its disk and was rebuilt");
+}
+
 #[test]
 fn a_rolling_restart_with_sigterm_moves_leaders_first_and_fails_no_push() {
     let mut c = Cluster::start(3, PARTITIONS, "");

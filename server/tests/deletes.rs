@@ -31,7 +31,7 @@ fn deleted_lines_are_gone_from_memory_and_chunks_and_stay_gone() {
     let cfg = dir.path().join("c.yaml");
     std::fs::write(
         &cfg,
-        "ingester:\n  flush_check_period: 1h\ncompactor:\n  compaction_interval: 100ms\n  delete_request_cancel_period: 2s\n",
+        "ingester:\n  flush_check_period: 1h\ncompactor:\n  compaction_interval: 100ms\n  delete_request_cancel_period: 2s\n  retention_delete_delay: 0s\n",
     )
     .unwrap();
     let mut b = Balsa::start(&[&format!("--config.file={}", cfg.display())]);

@@ -86,6 +86,13 @@ fn flushed_and_unflushed_data_read_back_once_in_order_and_from_objects_alone() {
             if p.is_dir() { std::fs::remove_dir_all(&p).unwrap() } else { std::fs::remove_file(&p).unwrap() }
         }
     }
+    // An empty directory beside a store that names a cluster is a wiped
+    // bootstrap node: refused (a second ring would be split brain) ...
+    b.spawn_nowait();
+    assert_eq!(b.wait_exit(Duration::from_secs(30)), Some(1), "a wiped bootstrap node must not start");
+    assert!(b.logs().contains("split brain"), "{}", b.logs());
+    // ... unless the operator says the old cluster is gone for good.
+    b.add_args(&["--ring.new-cluster=true".into()]);
     b.spawn();
     assert_eq!(b.query_lines(None, r#"{job="a"}"#, 1, 10_000), want);
     let v = b.get_json("/loki/api/v1/label/job/values", &[("since", "1h")], &[]);
@@ -153,8 +160,9 @@ fn s3_backend_a_new_node_reads_what_another_flushed() {
     push(&first, "s3", &lines.iter().map(|(t, l)| (*t, l.as_str())).collect::<Vec<_>>());
     assert_eq!(first.post("/flush", &[], b"").0, 204);
     first.kill9();
-    // Another node, empty disk, same bucket.
-    let second = Balsa::start(&[&cfg]);
+    // Another node, empty disk, same bucket: a new cluster over the old
+    // one's objects, said explicitly.
+    let second = Balsa::start(&[&cfg, "--ring.new-cluster=true"]);
     assert_eq!(second.query_lines(None, r#"{job="s3"}"#, 1, 10_000), lines);
 }
 
@@ -163,7 +171,7 @@ fn retention_removes_expired_entries_from_queries_and_storage() {
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = config(
         cfg_dir.path(),
-        "  retention_period: 2h\ningester:\n  flush_check_period: 1h\ncompactor:\n  compaction_interval: 100ms\n",
+        "  retention_period: 2h\ningester:\n  flush_check_period: 1h\ncompactor:\n  compaction_interval: 100ms\n  retention_delete_delay: 0s\n",
     );
     let b = Balsa::start(&[&cfg]);
     let now = now_ns();
@@ -176,4 +184,41 @@ fn retention_removes_expired_entries_from_queries_and_storage() {
     assert_eq!(b.query_lines(None, r#"{job="new"}"#, 6, 10).len(), 1);
     let (_, metrics) = b.get("/metrics", &[], &[]);
     assert!(metrics.contains("balsa_compactor_chunks_deleted_total 1"), "{metrics}");
+}
+
+/// Regression: the filesystem store hid every key containing `.tmp-` (its
+/// temporary files' mark), so a tenant with that in its id lost its
+/// flushed data from queries.
+#[test]
+fn a_tenant_id_like_a_temporary_file_keeps_its_flushed_data() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = config(cfg_dir.path(), "ingester:\n  flush_check_period: 1h\n");
+    let b = Balsa::start(&[&cfg, "--auth.enabled=true"]);
+    let tenant = "a.tmp-b";
+    let t = now_ns() - 60_000_000_000;
+    let body = json!({"streams": [{"stream": {"job": "x"}, "values": [[t.to_string(), "kept"]]}]});
+    assert_eq!(b.push_json(Some(tenant), &body).0, 204);
+    assert_eq!(b.post("/flush", &[], b"").0, 204);
+    assert!(objects(&b, "chunks").iter().any(|p| p.to_string_lossy().contains("/a.tmp-b/")), "flushed under the tenant");
+    assert_eq!(b.query_lines(Some(tenant), r#"{job="x"}"#, 1, 10), vec![(t, "kept".to_string())]);
+}
+
+/// A chunk the index lists but the store lost fails the query naming the
+/// object (5xx), never answers 200 with fewer lines.
+#[test]
+fn a_missing_chunk_fails_the_query_naming_it() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = config(cfg_dir.path(), "ingester:\n  flush_check_period: 1h\n");
+    let b = Balsa::start(&[&cfg]);
+    let t = now_ns() - 60_000_000_000;
+    push(&b, "gone", &[(t, "line 1"), (t + 1, "line 2")]);
+    assert_eq!(b.post("/flush", &[], b"").0, 204);
+    let chunks = objects(&b, "chunks");
+    assert_eq!(chunks.len(), 1);
+    std::fs::remove_file(&chunks[0]).unwrap();
+    let start = (t - 1).to_string();
+    let (status, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{job="gone"}"#), ("start", &start)], &[]);
+    assert_eq!(status, 500, "{body}");
+    let name = chunks[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(body.contains(&name) && body.contains("missing"), "{body}");
 }

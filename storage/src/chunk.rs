@@ -75,14 +75,17 @@ impl Codec {
         })
     }
 
-    fn compress(self, raw: &[u8]) -> Vec<u8> {
-        match self {
+    /// Compresses a block. A failure is an error: storing the raw bytes
+    /// under this codec's id would make a chunk no reader can decode.
+    fn compress(self, raw: &[u8]) -> Result<Vec<u8>, ChunkError> {
+        let failed = |e: String| ChunkError::Encode(format!("{self:?} compression failed: {e}"));
+        Ok(match self {
             Codec::None => raw.to_vec(),
             // Level 3, single-threaded: deterministic output.
-            Codec::Zstd => zstd::bulk::compress(raw, 3).unwrap_or_else(|_| raw.to_vec()),
+            Codec::Zstd => zstd::bulk::compress(raw, 3).map_err(|e| failed(e.to_string()))?,
             Codec::Lz4 => lz4_flex::compress(raw),
-            Codec::Snappy => snap::raw::Encoder::new().compress_vec(raw).unwrap_or_else(|_| raw.to_vec()),
-        }
+            Codec::Snappy => snap::raw::Encoder::new().compress_vec(raw).map_err(|e| failed(e.to_string()))?,
+        })
     }
 
     /// Decompresses a block of `raw_len` bytes into `s.block` (replacing
@@ -132,9 +135,11 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// Why chunk bytes could not be read.
+/// Why chunk bytes could not be read or written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChunkError {
+    #[error("cannot encode chunk: {0}")]
+    Encode(String),
     #[error("corrupt chunk: {0}")]
     Corrupt(String),
     #[error("unsupported chunk version {0}")]
@@ -208,7 +213,7 @@ pub struct BlockMeta {
 }
 
 /// Encodes entries (sorted by timestamp) as a chunk.
-pub fn encode(entries: &[Entry], codec: Codec) -> Vec<u8> {
+pub fn encode(entries: &[Entry], codec: Codec) -> Result<Vec<u8>, ChunkError> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.push(CHUNK_VERSION);
@@ -218,9 +223,9 @@ pub fn encode(entries: &[Entry], codec: Codec) -> Vec<u8> {
     let (mut prev, mut count, mut min_ts, mut max_ts) = (0i64, 0usize, i64::MAX, i64::MIN);
     let mut flush = |raw: &mut Vec<u8>, count: &mut usize, min_ts: &mut i64, max_ts: &mut i64, out: &mut Vec<u8>| {
         if *count == 0 {
-            return;
+            return Ok(());
         }
-        let data = codec.compress(raw);
+        let data = codec.compress(raw)?;
         metas.push(BlockMeta {
             offset: out.len(),
             len: data.len(),
@@ -235,6 +240,7 @@ pub fn encode(entries: &[Entry], codec: Codec) -> Vec<u8> {
         *count = 0;
         *min_ts = i64::MAX;
         *max_ts = i64::MIN;
+        Ok(())
     };
     for e in entries {
         if count == 0 {
@@ -255,10 +261,10 @@ pub fn encode(entries: &[Entry], codec: Codec) -> Vec<u8> {
         min_ts = min_ts.min(e.ts);
         max_ts = max_ts.max(e.ts);
         if raw.len() >= BLOCK_TARGET {
-            flush(&mut raw, &mut count, &mut min_ts, &mut max_ts, &mut out);
+            flush(&mut raw, &mut count, &mut min_ts, &mut max_ts, &mut out)?;
         }
     }
-    flush(&mut raw, &mut count, &mut min_ts, &mut max_ts, &mut out);
+    flush(&mut raw, &mut count, &mut min_ts, &mut max_ts, &mut out)?;
     let footer_at = out.len();
     let mut footer = Vec::new();
     put_varint(&mut footer, metas.len() as u64);
@@ -275,7 +281,7 @@ pub fn encode(entries: &[Entry], codec: Codec) -> Vec<u8> {
     out.extend_from_slice(&(footer_at as u64).to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(&footer).to_le_bytes());
     out.extend_from_slice(MAGIC);
-    out
+    Ok(out)
 }
 
 /// A chunk whose header and footer have been checked; blocks are decoded
@@ -415,8 +421,8 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips_with_every_codec(e in entries(), codec in prop_oneof![Just(Codec::None), Just(Codec::Zstd), Just(Codec::Lz4), Just(Codec::Snappy)]) {
-            let bytes = encode(&e, codec);
-            prop_assert_eq!(&bytes, &encode(&e, codec), "deterministic");
+            let bytes = encode(&e, codec).unwrap();
+            prop_assert_eq!(&bytes, &encode(&e, codec).unwrap(), "deterministic");
             let c = Chunk::open(&bytes).unwrap();
             prop_assert_eq!(c.entries(i64::MIN, i64::MAX).unwrap(), e.clone());
             if let (Some(first), Some(last)) = (e.first(), e.last()) {
@@ -429,7 +435,7 @@ mod tests {
         /// Any flipped bit or truncation is an error, never wrong entries or a panic.
         #[test]
         fn corruption_is_detected(e in entries().prop_filter("non-empty", |e| !e.is_empty()), pos in any::<prop::sample::Index>(), bit in 0u8..8, cut in any::<prop::sample::Index>()) {
-            let bytes = encode(&e, Codec::Zstd);
+            let bytes = encode(&e, Codec::Zstd).unwrap();
             let mut flipped = bytes.clone();
             let i = pos.index(flipped.len());
             flipped[i] ^= 1 << bit;
@@ -443,7 +449,7 @@ mod tests {
     #[test]
     fn large_chunks_have_several_blocks() {
         let e: Vec<Entry> = (0..20_000).map(|i| Entry::new(i, format!("line {i} {}", "x".repeat(40)))).collect();
-        let bytes = encode(&e, Codec::Zstd);
+        let bytes = encode(&e, Codec::Zstd).unwrap();
         let c = Chunk::open(&bytes).unwrap();
         assert!(c.blocks.len() > 2);
         assert!(bytes.len() < 1_000_000 / 5, "compressed: {}", bytes.len());

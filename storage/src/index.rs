@@ -32,15 +32,20 @@ pub enum SegmentError {
     Frame(#[from] CorruptionError),
     #[error("corrupt index segment: {0}")]
     Decode(String),
+    #[error("cannot encode index segment: {0}")]
+    Encode(String),
 }
 
-/// Encodes refs as a segment (sorted, so equal sets give equal bytes).
-pub fn encode_segment(refs: &[ChunkRef]) -> Vec<u8> {
+/// Encodes refs as a segment (sorted, so equal sets give equal bytes). A
+/// failure is an error, never an empty segment: the refs it should list
+/// would be forgotten once the segment is recorded as shipped.
+pub fn encode_segment(refs: &[ChunkRef]) -> Result<Vec<u8>, SegmentError> {
     let mut sorted = refs.to_vec();
     sorted.sort();
     sorted.dedup();
-    let payload = bincode::serde::encode_to_vec(&sorted, bincode::config::standard()).unwrap_or_default();
-    envelope::seal(KIND, &payload)
+    let payload = bincode::serde::encode_to_vec(&sorted, bincode::config::standard())
+        .map_err(|e| SegmentError::Encode(e.to_string()))?;
+    Ok(envelope::seal(KIND, &payload))
 }
 
 /// Decodes and checks a segment.
@@ -67,7 +72,7 @@ mod tests {
             bytes: 30,
         };
         let refs = vec![r("b", 5), r("a", 7), r("a", 1)];
-        let bytes = encode_segment(&refs);
+        let bytes = encode_segment(&refs).unwrap();
         let back = decode_segment(&bytes).unwrap();
         assert_eq!(back.len(), 3);
         assert_eq!(back[0].key, "chunks/a/1");

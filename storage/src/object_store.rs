@@ -4,6 +4,11 @@
 //! What is durable when: [`ObjectStore::put`] returns once the object is
 //! whole and fsynced (filesystem: temporary file, fsync, rename, directory
 //! fsync), so a crash leaves no partial object under its key.
+//!
+//! The filesystem backend writes each object first under a temporary name
+//! that no key can have (it contains `~`, outside the key alphabet) with a
+//! random part, so listings never confuse the two and processes on
+//! different hosts sharing one folder never write the same temporary file.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -92,15 +97,35 @@ pub fn create_dir_all_durable(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Marks temporary files: `~` is not in the key alphabet ([`validate_key`]).
+const TEMP_MARK: char = '~';
+
+/// A temporary name beside `path` that no key can have: the object's name,
+/// [`TEMP_MARK`], and 64 random bits (hosts sharing the folder may have the
+/// same pid).
+fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("object path has no file name"))?;
+    let mut tmp = name.to_os_string();
+    tmp.push(format!("{TEMP_MARK}tmp-{:016x}", rand::random::<u64>()));
+    Ok(path.with_file_name(tmp))
+}
+
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().ok_or_else(|| std::io::Error::other("object path has no parent"))?;
     create_dir_all_durable(dir)?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let tmp = temp_path(path)?;
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        // Best effort: a failed write leaves no temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -117,7 +142,7 @@ fn list_dir(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<(
             list_dir(root, &path, out)?;
         } else if let Ok(rel) = path.strip_prefix(root) {
             let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
-            if !key.contains(".tmp-") {
+            if !key.contains(TEMP_MARK) {
                 out.push(key);
             }
         }
@@ -206,7 +231,12 @@ pub mod suite {
         store.delete("t/a/1").await.expect("delete");
         store.delete("t/a/1").await.expect("delete twice");
         assert!(matches!(store.get("t/a/1").await, Err(ObjectError::NotFound(_))));
-        for bad in ["", "/abs", "a//b", "../x", "a/../b", "a b"] {
+        // Names that look like temporary files are ordinary keys.
+        store.put("t/a.tmp-b/x.tmp-1", b"tmp-like".to_vec()).await.expect("put");
+        assert_eq!(store.list("t/a.tmp-b/").await.expect("list"), vec!["t/a.tmp-b/x.tmp-1"]);
+        assert_eq!(store.get("t/a.tmp-b/x.tmp-1").await.expect("get"), b"tmp-like");
+        store.delete("t/a.tmp-b/x.tmp-1").await.expect("delete");
+        for bad in ["", "/abs", "a//b", "../x", "a/../b", "a b", "a~tmp-1"] {
             assert!(matches!(store.put(bad, vec![]).await, Err(ObjectError::InvalidKey(_))), "{bad:?}");
         }
     }

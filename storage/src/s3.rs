@@ -56,6 +56,19 @@ impl S3Store {
     }
 }
 
+/// Where a listing goes on: the continuation token of the next page, or
+/// `None` at the end. Some S3-compatible stores omit `IsTruncated`; a token
+/// alone then means more pages (stopping there would hide objects), and a
+/// listing that says it is truncated without a token is an error.
+fn next_page(is_truncated: Option<bool>, token: Option<&str>) -> Result<Option<String>, String> {
+    match (is_truncated, token) {
+        (Some(false), _) => Ok(None),
+        (_, Some(t)) if !t.is_empty() => Ok(Some(t.to_string())),
+        (Some(true), _) => Err("the listing is truncated but has no continuation token".into()),
+        (None, _) => Ok(None),
+    }
+}
+
 impl ObjectStore for S3Store {
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFut<'a, Result<(), ObjectError>> {
         Box::pin(async move {
@@ -102,9 +115,10 @@ impl ObjectStore for S3Store {
                     .await
                     .map_err(|e| backend(prefix, e))?;
                 keys.extend(resp.contents().iter().filter_map(|o| o.key().map(str::to_string)));
-                match resp.next_continuation_token() {
-                    Some(t) if resp.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
-                    _ => break,
+                match next_page(resp.is_truncated(), resp.next_continuation_token()) {
+                    Ok(Some(t)) => token = Some(t),
+                    Ok(None) => break,
+                    Err(problem) => return Err(ObjectError::Backend { key: prefix.to_string(), message: problem }),
                 }
             }
             keys.sort();
@@ -162,6 +176,15 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
         }
         Some((guard, format!("http://127.0.0.1:{port}")))
+    }
+
+    #[test]
+    fn listing_follows_tokens_even_without_is_truncated() {
+        assert_eq!(next_page(None, Some("t2")), Ok(Some("t2".to_string())), "IsTruncated omitted");
+        assert_eq!(next_page(Some(true), Some("t2")), Ok(Some("t2".to_string())));
+        assert_eq!(next_page(Some(false), Some("t2")), Ok(None));
+        assert_eq!(next_page(None, None), Ok(None));
+        assert!(next_page(Some(true), None).is_err(), "truncated without a token must not end the listing silently");
     }
 
     #[tokio::test]

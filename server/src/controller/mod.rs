@@ -15,6 +15,7 @@
 //! - [`service`] serves the `Controller` gRPC API: join, drain, and the ring
 //!   as a stream for distributors and queriers.
 
+pub mod admission;
 pub mod placement;
 pub mod service;
 
@@ -65,9 +66,39 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
     bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
 }
 
+/// The ring epoch a command produced, or the ring's refusal.
+fn answer(b: &[u8]) -> Result<u64, ControllerError> {
+    decode::<Result<u64, String>>(b).map_err(ControllerError::Failed)?.map_err(ControllerError::Refused)
+}
+
+/// Why the ring refuses a node's join, if it does: its id is in the ring
+/// with another data directory (incarnation) and has not left. Such a node
+/// lost or wiped its disk: as a replica it would vote with an empty log and
+/// could elect a replica missing acknowledged entries. Pure.
+pub fn join_refusal(ring: &RingState, node: &NodeInfo) -> Option<String> {
+    let old = ring.nodes.get(&node.id)?;
+    let same = old.incarnation == 0 || node.incarnation == old.incarnation;
+    if same || old.state == NodeState::Left {
+        return None;
+    }
+    let replicas: Vec<usize> = ring.partitions.iter().enumerate().filter(|(_, a)| a.replicas.contains(&node.id)).map(|(p, _)| p).collect();
+    Some(format!(
+        "node {id} ({zone}, {state}, replica of partitions {replicas:?}) is in the ring with another data directory \
+         (incarnation {old:016x}; this one is {new:016x}): its disk was lost or wiped, and it must not vote with an \
+         empty log. Start it under a new --node.id with this empty directory; the cluster marks node {id} dead and \
+         re-replicates its partitions (see docs/cluster.md, \"A node lost its disk\")",
+        id = node.id,
+        zone = old.zone,
+        state = old.state.name(),
+        old = old.incarnation,
+        new = node.incarnation,
+    ))
+}
+
 impl Replicated for RingState {
     const SNAPSHOT_KIND: [u8; 4] = *b"BRNG";
 
+    /// Answers `Result<epoch, refusal>`.
     fn apply(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let changed = match decode::<ControllerCommand>(bytes)? {
             ControllerCommand::Bootstrap { partitions, replication_factor } => {
@@ -80,6 +111,9 @@ impl Replicated for RingState {
                 }
             }
             ControllerCommand::Join(mut node) => {
+                if let Some(refusal) = join_refusal(self, &node) {
+                    return encode(&Err::<u64, String>(refusal));
+                }
                 if let Some(old) = self.nodes.get(&node.id) {
                     // A draining node that restarts keeps draining.
                     node.state = if old.state == NodeState::Draining { NodeState::Draining } else { NodeState::Active };
@@ -112,7 +146,7 @@ impl Replicated for RingState {
             placement::place(self);
             self.epoch += 1;
         }
-        encode(&self.epoch)
+        encode(&Ok::<u64, String>(self.epoch))
     }
 }
 
@@ -123,6 +157,9 @@ pub enum ControllerError {
     Open(String),
     #[error("the controller has no leader yet: {0}")]
     NoLeader(String),
+    /// The ring refuses the command for good (retrying will not help).
+    #[error("{0}")]
+    Refused(String),
     #[error("controller: {0}")]
     Failed(String),
 }
@@ -213,7 +250,7 @@ impl Controller {
     pub async fn propose_here(&self, cmd: &ControllerCommand) -> Result<u64, ControllerError> {
         let bytes = encode(cmd).map_err(ControllerError::Failed)?;
         match self.raft.client_write(bytes).await {
-            Ok(r) => decode(&r.data).map_err(ControllerError::Failed),
+            Ok(r) => answer(&r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ControllerError::NoLeader(format!("node {} is not the leader (leader: {:?})", self.cfg.node.id, f.leader_id)))
             }
@@ -228,11 +265,12 @@ impl Controller {
         let bytes = encode(cmd).map_err(ControllerError::Failed)?;
         loop {
             let problem = match self.raft.client_write(bytes.clone()).await {
-                Ok(r) => return decode(&r.data).map_err(ControllerError::Failed),
+                Ok(r) => return answer(&r.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
                     Some(node) => match service::send(&node.addr, &self.dialer, cmd).await {
                         Ok(epoch) => return Ok(epoch),
-                        Err(e) => e,
+                        Err(ControllerError::Refused(m)) => return Err(ControllerError::Refused(m)),
+                        Err(e) => e.to_string(),
                     },
                     None => "no leader elected yet".to_string(),
                 },
@@ -275,6 +313,7 @@ impl Controller {
                             ok = true;
                             break;
                         }
+                        Err(ControllerError::Refused(m)) => return Err(ControllerError::Refused(m)),
                         Err(e) => last = ControllerError::NoLeader(format!("{seed}: {e}")),
                     }
                 }
@@ -289,6 +328,7 @@ impl Controller {
                     tracing::info!(node = self.cfg.node.id, zone = %self.cfg.node.zone, "joined the ring");
                     return Ok(());
                 }
+                Err(ControllerError::Refused(m)) => return Err(ControllerError::Refused(m)),
                 Err(e) => tracing::warn!(error = %e, "cannot join the ring yet; retrying"),
             }
             tokio::select! {

@@ -168,7 +168,7 @@ mod tests {
             nodes: nodes
                 .iter()
                 .map(|&(id, z)| {
-                    (id, NodeInfo { id, zone: z.into(), grpc_addr: String::new(), http_addr: String::new(), state: NodeState::Active })
+                    (id, NodeInfo { id, zone: z.into(), grpc_addr: String::new(), http_addr: String::new(), state: NodeState::Active, incarnation: 0 })
                 })
                 .collect(),
             partitions: vec![Assignment::default(); partitions],
@@ -197,7 +197,7 @@ mod tests {
     }
 
     fn node(id: NodeId, zone: &str) -> NodeInfo {
-        NodeInfo { id, zone: zone.into(), grpc_addr: String::new(), http_addr: String::new(), state: NodeState::Active }
+        NodeInfo { id, zone: zone.into(), grpc_addr: String::new(), http_addr: String::new(), state: NodeState::Active, incarnation: 0 }
     }
 
     #[test]

@@ -33,6 +33,7 @@ impl ControllerService {
 fn status(e: ControllerError) -> Status {
     match e {
         ControllerError::NoLeader(m) => Status::unavailable(m),
+        ControllerError::Refused(m) => Status::failed_precondition(m),
         e => Status::internal(e.to_string()),
     }
 }
@@ -44,7 +45,14 @@ impl ControllerApi for ControllerService {
         if n.id == 0 || n.grpc_addr.is_empty() {
             return Err(Status::invalid_argument("a joining node needs an id above 0 and a gRPC address"));
         }
-        let node = NodeInfo { id: n.id, zone: n.zone, grpc_addr: n.grpc_addr, http_addr: n.http_addr, state: NodeState::Active };
+        let node = NodeInfo {
+            id: n.id,
+            zone: n.zone,
+            grpc_addr: n.grpc_addr,
+            http_addr: n.http_addr,
+            state: NodeState::Active,
+            incarnation: n.incarnation,
+        };
         let epoch = self.controller.propose(&ControllerCommand::Join(node)).await.map_err(status)?;
         Ok(Response::new(pb::ControllerReply { ring_epoch: epoch }))
     }
@@ -114,9 +122,25 @@ async fn client(addr: &str, dialer: &Dialer) -> Result<ControllerClient<tonic::t
     Ok(ControllerClient::new(channel))
 }
 
-/// Sends a command to the controller through the node at `addr`.
-pub async fn send(addr: &str, dialer: &Dialer, cmd: &ControllerCommand) -> Result<u64, String> {
+/// The ring as the node at `addr` knows it.
+pub async fn fetch_ring(addr: &str, dialer: &Dialer) -> Result<RingState, String> {
     let mut c = client(addr, dialer).await?;
+    let r = c.get_ring(pb::RingRequest { after_epoch: 0 }).await.map_err(|s| format!("{addr}: {}", s.message()))?;
+    Ok(RingState::from_pb(r.get_ref()))
+}
+
+/// Sends a command to the controller through the node at `addr`. A
+/// refusal by the ring is [`ControllerError::Refused`]; anything else is
+/// worth retrying elsewhere.
+pub async fn send(addr: &str, dialer: &Dialer, cmd: &ControllerCommand) -> Result<u64, ControllerError> {
+    send_once(addr, dialer, cmd).await.map_err(|(code, m)| match code {
+        tonic::Code::FailedPrecondition => ControllerError::Refused(m),
+        _ => ControllerError::NoLeader(m),
+    })
+}
+
+async fn send_once(addr: &str, dialer: &Dialer, cmd: &ControllerCommand) -> Result<u64, (tonic::Code, String)> {
+    let mut c = client(addr, dialer).await.map_err(|e| (tonic::Code::Unavailable, e))?;
     let reply = match cmd {
         // A joining node asks to be active, whatever its state was.
         ControllerCommand::Join(n) => {
@@ -129,9 +153,9 @@ pub async fn send(addr: &str, dialer: &Dialer, cmd: &ControllerCommand) -> Resul
             let partitions = partitions.iter().map(|(partition, epoch)| pb::PartitionEpoch { partition: *partition, epoch: *epoch }).collect();
             c.converged(pb::ConvergedRequest { partitions }).await
         }
-        ControllerCommand::Bootstrap { .. } => return Err("bootstrap is never forwarded".into()),
+        ControllerCommand::Bootstrap { .. } => return Err((tonic::Code::Internal, "bootstrap is never forwarded".into())),
     };
-    reply.map(|r| r.into_inner().ring_epoch).map_err(|s| s.message().to_string())
+    reply.map(|r| r.into_inner().ring_epoch).map_err(|s| (s.code(), s.message().to_string()))
 }
 
 /// Follows the ring from the ingesters at `seeds` (and, once known, every

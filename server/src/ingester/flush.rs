@@ -47,6 +47,10 @@ pub enum FlushError {
     Ingester(#[from] IngesterError),
     #[error(transparent)]
     Store(#[from] ObjectError),
+    #[error(transparent)]
+    Chunk(#[from] balsa_storage::chunk::ChunkError),
+    #[error(transparent)]
+    Segment(#[from] balsa_storage::index::SegmentError),
 }
 
 /// Uploads closed chunks and index segments of the partitions this node leads.
@@ -134,7 +138,7 @@ impl Flusher {
         if !chunks.is_empty() {
             let mut flushed = Vec::with_capacity(chunks.len());
             for c in &chunks {
-                let bytes = chunk::encode(&c.entries, self.cfg.codec);
+                let bytes = chunk::encode(&c.entries, self.cfg.codec)?;
                 let key = chunk_key(c, &bytes);
                 let raw: u64 = c.entries.iter().map(|e| e.size() as u64).sum();
                 let size = bytes.len();
@@ -168,7 +172,7 @@ impl Flusher {
             }
             for ((tenant, day), refs) in by_segment {
                 let key = format!("{}{day}/{p}-{through_seq:016x}", index_prefix(&tenant));
-                self.store.put(&key, encode_segment(&refs)).await?;
+                self.store.put(&key, encode_segment(&refs)?).await?;
             }
             self.ingester.propose(p, &Command::IndexShipped { through_seq }).await?;
         }

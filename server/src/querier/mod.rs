@@ -259,7 +259,7 @@ impl Querier {
             if r.through < from || r.from >= through {
                 continue;
             }
-            let Ok(labels) = LabelSet::parse(&r.labels) else { continue };
+            let labels = self.store.labels_of(&r)?;
             if matchers.iter().all(|m| m.matches(labels.get(&m.name))) {
                 chunks.entry(labels).or_default().push(r);
             }
@@ -287,11 +287,9 @@ impl Querier {
             let mut work: Vec<StreamWork> =
                 batch.iter().map(|labels| (labels.clone(), unflushed.remove(labels).unwrap_or_default(), Vec::new())).collect();
             for (i, key, fetch) in fetched {
-                if let Some(fetch) = fetch {
-                    stats.compressed_bytes += fetch.bytes.len() as u64;
-                    stats.chunks_downloaded += u64::from(fetch.downloaded);
-                    work[i].2.push((key, fetch.bytes));
-                }
+                stats.compressed_bytes += fetch.bytes.len() as u64;
+                stats.chunks_downloaded += u64::from(fetch.downloaded);
+                work[i].2.push((key, fetch.bytes));
             }
             let gather = |(labels, mut entries, bytes): StreamWork| -> (Result<Option<T>, QueryError>, ScanStats) {
                 // What reading this stream cost.
@@ -502,7 +500,7 @@ impl Querier {
             if r.through < start || r.from >= end {
                 continue;
             }
-            let Ok(labels) = LabelSet::parse(&r.labels) else { continue };
+            let labels = self.store.labels_of(&r)?;
             if selectors.iter().any(|ms| ms.iter().all(|m| m.matches(labels.get(&m.name)))) {
                 out.insert(labels);
             }

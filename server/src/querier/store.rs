@@ -13,6 +13,7 @@ use balsa_storage::Entry;
 use parking_lot::Mutex;
 
 use crate::ingester::flush::{index_day, index_prefix};
+use crate::labels::LabelSet;
 use crate::metrics::Metrics;
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -22,6 +23,10 @@ const DAY_NS: i64 = 86_400 * 1_000_000_000;
 pub enum StoreError {
     #[error("object {key} is corrupt: {problem}")]
     Corrupt { key: String, problem: String },
+    /// The index lists a chunk the store does not have: answering without
+    /// it would silently return fewer lines.
+    #[error("chunk {key} is listed by the index but missing from the object store")]
+    Missing { key: String },
     #[error(transparent)]
     Store(#[from] ObjectError),
 }
@@ -143,27 +148,33 @@ impl StoreReader {
         Ok((out, stable))
     }
 
-    /// The bytes of a flushed chunk (from the cache or the store); `None`
-    /// when the compactor removed it after it was listed.
-    pub async fn chunk(&self, r: &ChunkRef) -> Result<Option<Fetched>, StoreError> {
+    /// The bytes of a flushed chunk (from the cache or the store). A chunk
+    /// the index lists but the store lacks is an error: the compactor keeps
+    /// the chunks it replaces for `retention_delete_delay` (longer than any
+    /// query), so a missing one is lost data, never a race to hide.
+    pub async fn chunk(&self, r: &ChunkRef) -> Result<Fetched, StoreError> {
         if let Some(bytes) = self.chunks.lock().get(&r.key) {
-            return Ok(Some(Fetched { bytes, downloaded: false }));
+            return Ok(Fetched { bytes, downloaded: false });
         }
         match self.store.get(&r.key).await {
             Ok(b) => {
                 let bytes = Arc::new(b);
                 self.chunks.lock().insert(r.key.clone(), bytes.clone());
-                Ok(Some(Fetched { bytes, downloaded: true }))
+                Ok(Fetched { bytes, downloaded: true })
             }
             Err(ObjectError::NotFound(_)) => {
-                // Removed by the compactor (expired, or rewritten without
-                // deleted lines under a new key) after we listed it.
                 self.metrics.missing_chunks.inc();
-                tracing::warn!(object = %r.key, "chunk listed by the index is gone; skipped");
-                Ok(None)
+                tracing::error!(object = %r.key, "chunk listed by the index is missing from the object store");
+                Err(StoreError::Missing { key: r.key.clone() })
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The stream labels of a ref; unparsable ones mean a corrupt segment
+    /// (Balsa writes labels in normal form), reported rather than skipped.
+    pub fn labels_of(&self, r: &ChunkRef) -> Result<LabelSet, StoreError> {
+        LabelSet::parse(&r.labels).map_err(|e| self.corrupt(&r.key, format!("unparsable stream labels {:?} in its index entry: {e}", r.labels)))
     }
 
     /// The entries of chunk `key` (its `bytes`) in `[from, through)` whose
