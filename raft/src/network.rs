@@ -54,6 +54,29 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest RPC a node accepts (snapshot chunks plus a full batch).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// Most bytes of entries one AppendEntries carries. openraft bounds a
+/// message by its number of entries only (`max_payload_entries`); a larger
+/// message is refused here with `PayloadTooLarge` and a hint of how many
+/// entries fit, and openraft sends fewer. Without it, entries whose sum
+/// passed [`MAX_MESSAGE_BYTES`] failed every send while heartbeats went
+/// through: nothing committed and nobody campaigned.
+pub const MAX_APPEND_BYTES: usize = 16 << 20;
+
+/// How many of `sizes` (bytes per entry, in order) one AppendEntries may
+/// carry: as many as fit in [`MAX_APPEND_BYTES`], and at least one. `None`
+/// if all fit.
+pub fn entries_that_fit(sizes: impl IntoIterator<Item = usize>) -> Option<u64> {
+    let (mut n, mut total) = (0u64, 0usize);
+    for size in sizes {
+        total = total.saturating_add(size);
+        if total > MAX_APPEND_BYTES {
+            return Some(n.max(1));
+        }
+        n += 1;
+    }
+    None
+}
+
 /// The groups hosted by this node, by id: where incoming messages go.
 #[derive(Clone, Default)]
 pub struct Groups {
@@ -392,6 +415,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let sizes = rpc.entries.iter().map(|e| match &e.payload {
+            openraft::EntryPayload::Normal(bytes) => bytes.len() + 32,
+            _ => 256,
+        });
+        if rpc.entries.len() > 1 {
+            if let Some(fit) = entries_that_fit(sizes) {
+                return Err(RPCError::PayloadTooLarge(openraft::error::PayloadTooLarge::new_entries_hint(fit)));
+            }
+        }
         self.call(RaftKind::AppendEntries, &rpc, &option).await
     }
 
@@ -410,6 +442,19 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call(RaftKind::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_entries_carry_what_fits_and_always_one() {
+        assert_eq!(entries_that_fit([1 << 20; 10]), None);
+        assert_eq!(entries_that_fit([4 << 20; 300]), Some(4));
+        assert_eq!(entries_that_fit([40 << 20, 1]), Some(1), "one entry alone always goes");
+        assert_eq!(entries_that_fit([1, 40 << 20]), Some(1));
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use balsa_storage::Entry;
 
 use crate::ingester::client::IngesterClient;
-use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch};
+use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch, MAX_PROPOSAL_BYTES};
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
 use crate::labels::LabelSet;
@@ -190,7 +190,7 @@ impl Distributor {
             0 => 0,
             n => n.div_ceil(u64::from(partitions)),
         };
-        let request_id = RequestId { client: self.client_id, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
+        let request_id = RequestId { client: self.client_id, seq: self.next_seq.fetch_add(1, Ordering::Relaxed), part: 0 };
         let proposals = by_partition.into_iter().filter(|(_, s)| !s.is_empty()).map(|(p, streams)| {
             let batch = PushBatch {
                 request_id,
@@ -200,13 +200,20 @@ impl Distributor {
                 max_streams_per_tenant: max_streams,
                 streams,
             };
-            self.propose(p, batch)
+            // Partitions in parallel; one partition's parts in order, so
+            // a stream's entries arrive as they were sent.
+            async move {
+                let mut outcomes = Vec::new();
+                for part in batch.split(MAX_PROPOSAL_BYTES) {
+                    outcomes.push(self.propose(p, part).await?);
+                }
+                Ok::<_, PushError>(outcomes)
+            }
         });
         let outcomes = futures::future::join_all(proposals).await;
         let mut summary = PushSummary::default();
         let mut ingester_errors = Vec::new();
-        for o in outcomes {
-            let o = o?;
+        for o in outcomes.into_iter().map(|o| o.map(Vec::into_iter)).collect::<Result<Vec<_>, _>>()?.into_iter().flatten() {
             summary.accepted += o.accepted;
             summary.duplicates += o.duplicates;
             if o.duplicates > 0 {

@@ -25,7 +25,16 @@ pub struct RequestId {
     pub client: u64,
     /// Increasing per request of that distributor.
     pub seq: u64,
+    /// Which proposal of the request's share of one partition (a large
+    /// share is split, see [`PushBatch::split`]); 0 for the first.
+    pub part: u32,
 }
+
+/// Most bytes of entries in one proposal. A larger share of a push is
+/// split into several: one Raft log entry must travel whole in an
+/// AppendEntries message (capped at `balsa_raft::network::MAX_MESSAGE_BYTES`)
+/// and is written, replicated and applied as one piece.
+pub const MAX_PROPOSAL_BYTES: usize = 4 << 20;
 
 /// A state-machine command.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +79,51 @@ pub struct PushBatch {
     /// Streams a tenant may have in this partition (0: unlimited).
     pub max_streams_per_tenant: u64,
     pub streams: Vec<StreamBatch>,
+}
+
+impl PushBatch {
+    /// Splits the batch into proposals of at most `max_bytes` of entries
+    /// each (an entry larger than that goes alone), keeping every stream's
+    /// entries in order; part `i` carries request id part `i`, so a retry
+    /// of the same push splits the same way and each part is applied once.
+    /// Pure.
+    pub fn split(self, max_bytes: usize) -> Vec<PushBatch> {
+        let PushBatch { request_id, now, too_far_behind_window, chunk_target_raw_size, max_streams_per_tenant, streams } = self;
+        let part = |i: usize, streams: Vec<StreamBatch>| PushBatch {
+            request_id: RequestId { part: u32::try_from(i).unwrap_or(u32::MAX), ..request_id },
+            now,
+            too_far_behind_window,
+            chunk_target_raw_size,
+            max_streams_per_tenant,
+            streams,
+        };
+        let mut parts: Vec<PushBatch> = Vec::new();
+        let mut current: Vec<StreamBatch> = Vec::new();
+        let mut bytes = 0usize;
+        for s in streams {
+            let overhead = s.tenant.len() + s.labels.to_string().len();
+            let mut piece = StreamBatch { tenant: s.tenant.clone(), labels: s.labels.clone(), entries: Vec::new() };
+            for e in s.entries {
+                let size = e.size() + 16;
+                if bytes + overhead + size > max_bytes && (bytes > 0 || !piece.entries.is_empty()) {
+                    if !piece.entries.is_empty() {
+                        let next = StreamBatch { tenant: piece.tenant.clone(), labels: piece.labels.clone(), entries: Vec::new() };
+                        current.push(std::mem::replace(&mut piece, next));
+                    }
+                    parts.push(part(parts.len(), std::mem::take(&mut current)));
+                    bytes = 0;
+                }
+                bytes += size;
+                piece.entries.push(e);
+            }
+            bytes += overhead;
+            current.push(piece);
+        }
+        if !current.is_empty() || parts.is_empty() {
+            parts.push(part(parts.len(), current));
+        }
+        parts
+    }
 }
 
 /// Entries for one stream.
@@ -158,5 +212,60 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         Some((&COMMAND_VERSION, body)) => Ok(bincode::serde::decode_from_slice(body, bincode::config::standard())?.0),
         Some((v, _)) => Err(CodecError::Version(*v)),
         None => Err(CodecError::Empty),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(streams: &[(&str, usize, usize)]) -> PushBatch {
+        PushBatch {
+            request_id: RequestId { client: 7, seq: 9, part: 0 },
+            now: 0,
+            too_far_behind_window: 0,
+            chunk_target_raw_size: 0,
+            max_streams_per_tenant: 0,
+            streams: streams
+                .iter()
+                .map(|(app, n, size)| StreamBatch {
+                    tenant: "t".into(),
+                    labels: LabelSet::parse(&format!("{{app=\"{app}\"}}")).unwrap(),
+                    entries: (0..*n).map(|i| Entry::new(i as i64, "x".repeat(*size))).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A 70 MB share of one partition becomes proposals under the cap
+    /// (one Raft entry must fit one AppendEntries message), every entry in
+    /// one part, each stream's entries in order, parts numbered from 0.
+    #[test]
+    fn a_large_share_splits_into_bounded_ordered_parts() {
+        let b = batch(&[("a", 700, 100_000), ("b", 3, 10)]);
+        let parts = b.clone().split(MAX_PROPOSAL_BYTES);
+        assert!(parts.len() >= 17, "{}", parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            assert_eq!(p.request_id, RequestId { client: 7, seq: 9, part: i as u32 });
+            let bytes: usize = p.streams.iter().flat_map(|s| &s.entries).map(|e| e.size()).sum();
+            assert!(bytes <= MAX_PROPOSAL_BYTES, "part {i}: {bytes}");
+        }
+        let a: Vec<i64> = parts.iter().flat_map(|p| &p.streams).filter(|s| s.labels.to_string() == r#"{app="a"}"#).flat_map(|s| s.entries.iter().map(|e| e.ts)).collect();
+        assert_eq!(a, (0..700).collect::<Vec<_>>(), "every entry once, in order");
+        assert_eq!(parts.iter().flat_map(|p| &p.streams).map(|s| s.entries.len()).sum::<usize>(), 703);
+        // Deterministic: a retry splits the same way.
+        let again = b.split(MAX_PROPOSAL_BYTES);
+        assert_eq!(format!("{again:?}"), format!("{parts:?}"));
+    }
+
+    #[test]
+    fn a_small_batch_stays_whole_and_an_oversized_entry_goes_alone() {
+        let parts = batch(&[("a", 10, 10), ("b", 10, 10)]).split(MAX_PROPOSAL_BYTES);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].streams.len(), 2);
+        let parts = batch(&[("a", 3, MAX_PROPOSAL_BYTES + 1)]).split(MAX_PROPOSAL_BYTES);
+        assert_eq!(parts.iter().map(|p| p.streams.iter().map(|s| s.entries.len()).sum::<usize>()).collect::<Vec<_>>(), vec![1, 1, 1]);
+        let parts = batch(&[]).split(MAX_PROPOSAL_BYTES);
+        assert_eq!(parts.len(), 1, "an empty batch is one (empty) proposal");
     }
 }

@@ -421,7 +421,7 @@ mod tests {
 
     fn batch(seq: u64, now: i64, streams: Vec<(&str, &str, Vec<i64>)>) -> PushBatch {
         PushBatch {
-            request_id: RequestId { client: 1, seq },
+            request_id: RequestId { client: 1, seq, part: 0 },
             now,
             too_far_behind_window: H,
             chunk_target_raw_size: 0,
@@ -457,8 +457,8 @@ mod tests {
         let mut p = PartitionState::default();
         p.apply_push(&batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
         p.apply_push(&batch(2, 11 * H, vec![]));
-        assert!(!p.sessions.done.contains_key(&RequestId { client: 1, seq: 1 }));
-        assert!(p.sessions.done.contains_key(&RequestId { client: 1, seq: 2 }));
+        assert!(!p.sessions.done.contains_key(&RequestId { client: 1, seq: 1, part: 0 }));
+        assert!(p.sessions.done.contains_key(&RequestId { client: 1, seq: 2, part: 0 }));
     }
 
     #[test]
