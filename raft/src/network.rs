@@ -445,19 +445,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn append_entries_carry_what_fits_and_always_one() {
-        assert_eq!(entries_that_fit([1 << 20; 10]), None);
-        assert_eq!(entries_that_fit([4 << 20; 300]), Some(4));
-        assert_eq!(entries_that_fit([40 << 20, 1]), Some(1), "one entry alone always goes");
-        assert_eq!(entries_that_fit([1, 40 << 20]), Some(1));
-    }
-}
-
 /// The receiving side: hands each message of a batch to its local group.
 pub struct TransportService {
     node_id: NodeId,
@@ -543,5 +530,18 @@ impl RaftTransport for TransportService {
         let from = batch.from;
         let replies = futures::future::join_all(batch.messages.into_iter().map(|m| self.deliver(from, m))).await;
         Ok(tonic::Response::new(RaftBatchReply { replies }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_entries_carry_what_fits_and_always_one() {
+        assert_eq!(entries_that_fit([1 << 20; 10]), None);
+        assert_eq!(entries_that_fit([4 << 20; 300]), Some(4));
+        assert_eq!(entries_that_fit([40 << 20, 1]), Some(1), "one entry alone always goes");
+        assert_eq!(entries_that_fit([1, 40 << 20]), Some(1));
     }
 }

@@ -44,7 +44,7 @@ async fn view(api: &AppState) -> Value {
             let owned = ring.partitions.iter().filter(|a| a.replicas.contains(&n.id)).count();
             let leading = replicas.values().flatten().filter(|(id, r)| *id == n.id && r.role == "leader").count();
             json!({"id": n.id, "zone": n.zone, "grpc_addr": n.grpc_addr, "http_addr": n.http_addr,
-                "state": n.state.name(), "replicas": owned, "leaders": leading,
+                "incarnation": format!("{:016x}", n.incarnation), "state": n.state.name(), "replicas": owned, "leaders": leading,
                 "health": nodes_status.get(&n.id).cloned().unwrap_or(Value::Null)})
         })
         .collect();
