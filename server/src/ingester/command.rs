@@ -88,6 +88,12 @@ impl PushBatch {
     /// of the same push splits the same way and each part is applied once.
     /// Pure.
     pub fn split(self, max_bytes: usize) -> Vec<PushBatch> {
+        // The common case, a share under the cap, stays one proposal with
+        // no copy (this runs for every push).
+        let total: usize = self.streams.iter().flat_map(|s| &s.entries).map(|e| e.size() + 16).sum();
+        if total <= max_bytes / 2 {
+            return vec![self];
+        }
         let PushBatch { request_id, now, too_far_behind_window, chunk_target_raw_size, max_streams_per_tenant, streams } = self;
         let part = |i: usize, streams: Vec<StreamBatch>| PushBatch {
             request_id: RequestId { part: u32::try_from(i).unwrap_or(u32::MAX), ..request_id },
