@@ -240,6 +240,10 @@ pub struct Config {
     /// How long a delete request can be cancelled before the compactor
     /// executes it (`compactor.delete_request_cancel_period`, 24h).
     pub delete_request_cancel_period: Duration,
+    /// How often every process re-reads the delete requests, so a request
+    /// made through one hides its lines in all within this time
+    /// (`compactor.delete_request_refresh_period`, 10s).
+    pub delete_request_refresh_period: Duration,
     /// How long a chunk the compactor no longer lists stays readable before
     /// it is deleted (`compactor.retention_delete_delay`, 2h as in Loki):
     /// longer than any query, so none misses a chunk it listed.
@@ -360,6 +364,7 @@ struct RawCompactor {
     compaction_interval: Option<Dur>,
     delete_request_cancel_period: Option<Dur>,
     retention_delete_delay: Option<Dur>,
+    delete_request_refresh_period: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -627,6 +632,10 @@ impl Config {
                 .delete_request_cancel_period
                 .map_or(Duration::from_secs(24 * 3600), |d| d.0),
             retention_delete_delay: raw.compactor.retention_delete_delay.map_or(Duration::from_secs(2 * 3600), |d| d.0),
+            delete_request_refresh_period: positive(
+                "compactor.delete_request_refresh_period",
+                raw.compactor.delete_request_refresh_period.map_or(Duration::from_secs(10), |d| d.0),
+            )?,
             max_outstanding_per_tenant: raw.frontend.max_outstanding_per_tenant.unwrap_or(2048).max(1),
             results_cache_entries: raw.frontend.results_cache_entries.unwrap_or(4096),
             runtime_config_file: raw.runtime_config.file.clone(),
@@ -680,7 +689,8 @@ impl Config {
             "frontend": {"max_outstanding_per_tenant": self.max_outstanding_per_tenant, "results_cache_entries": self.results_cache_entries},
             "compactor": {"compaction_interval": d(self.compaction_interval),
                 "delete_request_cancel_period": d(self.delete_request_cancel_period),
-                "retention_delete_delay": d(self.retention_delete_delay)},
+                "retention_delete_delay": d(self.retention_delete_delay),
+                "delete_request_refresh_period": d(self.delete_request_refresh_period)},
             "runtime_config": {"file": self.runtime_config_file, "period": d(self.runtime_config_period)},
             "raft": {"snapshot_logs_since_last": self.snapshot_logs_since_last},
             "limits_config": serde_json::to_value(&self.limits).unwrap_or_default(),

@@ -135,7 +135,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         None => watch_remote(cfg.join.clone(), cfg.dialer()),
     };
     let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, cfg.dialer(), metrics.clone()));
-    let deletes = Arc::new(Deletes::load(store.clone(), cfg.delete_request_cancel_period).await?);
+    let deletes = Arc::new(Deletes::load(store.clone(), cfg.delete_request_cancel_period, cfg.delete_request_refresh_period).await?);
     let distributor = Arc::new(Distributor::new(
         ingesters.clone(),
         overrides.clone(),
@@ -217,6 +217,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         loops.push(tokio::spawn(c.run(stop_rx.clone())));
     }
     loops.push(tokio::spawn(overrides.clone().run(cfg.runtime_config_period, stop_rx.clone())));
+    {
+        // Delete requests made through other processes: hidden here within
+        // one refresh period, and cached answers dropped.
+        let frontend = api.frontend.clone();
+        loops.push(tokio::spawn(api.deletes.clone().run(move || frontend.invalidate(), stop_rx.clone())));
+    }
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<RunError>();
     if let Some(r) = &role {
         loops.push(tokio::spawn(r.controller.clone().run(stop_rx.clone())));

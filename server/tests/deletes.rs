@@ -83,3 +83,46 @@ fn urlencode(s: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { (c as char).to_string() } else { format!("%{c:02X}") })
         .collect()
 }
+
+/// Regression: a delete request reached only the process that accepted it;
+/// another querier kept returning the deleted lines until it restarted,
+/// and cancelling through it answered 404. Now every process re-reads the
+/// requests within `delete_request_refresh_period`, and listing and
+/// cancelling read the store first.
+#[test]
+fn a_delete_made_through_one_querier_holds_in_another_and_can_be_cancelled_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "storage:\n  filesystem:\n    directory: {}\ncompactor:\n  delete_request_refresh_period: 1s\n",
+            dir.path().join("objects").display()
+        ),
+    )
+    .unwrap();
+    let cfg = format!("--config.file={}", cfg.display());
+    let a = Balsa::start(&[&cfg]);
+    let b = Balsa::start(&[&cfg, "--target=distributor,querier,query-frontend", "--node.id=50", &format!("--join={}", a.grpc_addr())]);
+    let t = now_ns() - 60_000_000_000;
+    let body = json!({"streams": [{"stream": {"job": "x"}, "values": [[t.to_string(), "secret"], [(t + 1).to_string(), "kept"]]}]});
+    assert_eq!(a.push_json(None, &body).0, 204);
+    let lines = |p: &Balsa| p.query_lines(None, r#"{job="x"}"#, 1, 100).into_iter().map(|(_, l)| l).collect::<Vec<_>>();
+    wait_for("the second querier to see both lines", Duration::from_secs(30), || lines(&b) == ["secret", "kept"]);
+
+    let q = format!("/loki/api/v1/delete?query={}&start={}&end={}", "%7Bjob%3D%22x%22%7D%20%7C%3D%20%22secret%22", t - 1, t + 10);
+    assert_eq!(a.post(&q, &[], b"").0, 204);
+    assert_eq!(lines(&a), ["kept"], "at once where it was made");
+    wait_for("the other querier to hide the deleted line", Duration::from_secs(15), || lines(&b) == ["kept"]);
+
+    // Listed and cancelled through the other process.
+    let listed = b.get_json("/loki/api/v1/delete", &[], &[]);
+    let id = listed.as_array().unwrap().first().expect("the request is listed by the other process")["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ureq::delete(&b.url(&format!("/loki/api/v1/delete?request_id={id}"))).call();
+    assert_eq!(r.map(|r| r.status()).unwrap_or(0), 204, "cancel through the other process");
+    assert_eq!(lines(&b), ["secret", "kept"]);
+    wait_for("the first process to see the cancel", Duration::from_secs(15), || lines(&a) == ["secret", "kept"]);
+}

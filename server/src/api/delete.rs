@@ -13,6 +13,7 @@ use crate::time::now_ns;
 fn delete_error(e: DeleteError) -> ApiError {
     match e {
         DeleteError::Store(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        e @ DeleteError::Stale(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         DeleteError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
         e => ApiError::bad_request(e.to_string()),
     }
@@ -47,6 +48,8 @@ pub async fn list(State(api): State<AppState>, headers: HeaderMap) -> Result<Res
     let out: Vec<_> = api
         .deletes
         .list(&tenant)
+        .await
+        .map_err(delete_error)?
         .iter()
         .map(|r| {
             json!({

@@ -79,6 +79,7 @@ impl From<QueryError> for ApiError {
         let status = match e {
             QueryError::Eval(_) => StatusCode::BAD_REQUEST,
             QueryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QueryError::Deletes(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::Ingester(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         };

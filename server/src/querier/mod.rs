@@ -145,6 +145,10 @@ pub enum QueryError {
     /// Flushed data could not be read (500, naming the object).
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Delete requests could not be read (503): answering could return
+    /// deleted lines.
+    #[error("{0}")]
+    Deletes(#[from] crate::deletes::DeleteError),
 }
 
 /// The most matching lines a log query with `interval` gathers per split
@@ -264,7 +268,7 @@ impl Querier {
                 chunks.entry(labels).or_default().push(r);
             }
         }
-        let deletes = self.deletes.active(tenant);
+        let deletes = self.deletes.active(tenant)?;
         let deadline = DEADLINE.try_with(|d| *d).ok();
         let all: Vec<LabelSet> = unflushed.keys().chain(chunks.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
         stats.streams += all.len() as u64;
