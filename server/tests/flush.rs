@@ -222,3 +222,33 @@ fn a_missing_chunk_fails_the_query_naming_it() {
     let name = chunks[0].file_name().unwrap().to_string_lossy().to_string();
     assert!(body.contains(&name) && body.contains("missing"), "{body}");
 }
+
+/// A client retries a push (Loki clients retry 5xx and 429 with the same
+/// body) after part of it was committed and that part was cut and flushed
+/// since: the retry must not store those lines again.
+#[test]
+fn a_retried_push_after_cut_and_flush_stores_nothing_twice() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = config(cfg_dir.path(), "ingester:\n  flush_check_period: 1h\n");
+    let b = Balsa::start(&[&cfg]);
+    let t = now_ns() - 60_000_000_000;
+    let values: Vec<_> = (0..50).map(|i| json!([(t + i * 1000).to_string(), format!("line {i}")])).collect();
+    let body = json!({"streams": [{"stream": {"job": "retry", "n": "1"}, "values": values}, {"stream": {"job": "retry", "n": "2"}, "values": values}]});
+    assert_eq!(b.push_json(None, &body).0, 204);
+    // Other lines reach the stream before the cut, so the chunk holding
+    // the first copy differs from anything the retry could produce.
+    let later = json!({"streams": [{"stream": {"job": "retry", "n": "1"}, "values": [[(t + 100_000).to_string(), "later line"]]}]});
+    assert_eq!(b.push_json(None, &later).0, 204);
+    assert_eq!(b.post("/flush", &[], b"").0, 204);
+    let chunks = objects(&b, "chunks").len();
+    assert_eq!(chunks, 2);
+    // The client saw a 5xx (another partition failed) and sends it again.
+    assert_eq!(b.push_json(None, &body).0, 204);
+    assert_eq!(b.post("/flush", &[], b"").0, 204);
+    // Queries drop identical lines when merging, so the count alone would
+    // not show a second copy; what is stored must hold each line once.
+    assert_eq!(objects(&b, "chunks").len(), chunks, "the retry stored no second copy");
+    let v = b.get_json("/loki/api/v1/query", &[("query", r#"sum(count_over_time({job="retry"}[10m]))"#)], &[]);
+    assert_eq!(v["data"]["result"][0]["value"][1], "101", "{v}");
+    assert_eq!(v["data"]["stats"]["querier"]["store"]["chunk"]["totalDuplicates"], 0, "{}", v["data"]["stats"]);
+}

@@ -14,14 +14,13 @@ pub mod decode;
 pub mod levels;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use balsa_storage::Entry;
 
 use crate::ingester::client::IngesterClient;
-use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch, MAX_PROPOSAL_BYTES};
+use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch, MAX_PROPOSAL_BYTES, SESSION_TTL_NS};
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
 use crate::labels::LabelSet;
@@ -60,8 +59,6 @@ pub struct Distributor {
     too_far_behind_window: i64,
     chunk_target_raw_size: u64,
     metrics: Arc<Metrics>,
-    client_id: u64,
-    next_seq: AtomicU64,
     tenant_rates: RateLimiter<String>,
     stream_rates: RateLimiter<(String, LabelSet)>,
 }
@@ -90,8 +87,6 @@ impl Distributor {
             too_far_behind_window: (max_chunk_age / 2).as_nanos() as i64,
             chunk_target_raw_size,
             metrics,
-            client_id: rand::random(),
-            next_seq: AtomicU64::new(1),
             tenant_rates: RateLimiter::default(),
             stream_rates: RateLimiter::default(),
         }
@@ -190,14 +185,14 @@ impl Distributor {
             0 => 0,
             n => n.div_ceil(u64::from(partitions)),
         };
-        let request_id = RequestId { client: self.client_id, seq: self.next_seq.fetch_add(1, Ordering::Relaxed), part: 0 };
         let proposals = by_partition.into_iter().filter(|(_, s)| !s.is_empty()).map(|(p, streams)| {
             let batch = PushBatch {
-                request_id,
+                request_id: RequestId::of(&streams),
                 now: 0,
                 too_far_behind_window: self.too_far_behind_window,
                 chunk_target_raw_size: self.chunk_target_raw_size,
                 max_streams_per_tenant: max_streams,
+                session_ttl: SESSION_TTL_NS,
                 streams,
             };
             // Partitions in parallel; one partition's parts in order, so

@@ -18,17 +18,56 @@ pub const COMMAND_VERSION: u8 = 1;
 pub const MAX_LISTED_REJECTIONS: usize = 10;
 
 /// Identifies one push across retries: a retried request with the same id is
-/// applied once.
+/// applied once. The id is a hash of what the request stores in the
+/// partition ([`RequestId::of`]), so it is the same for a distributor's own
+/// retry and for a client's retry of the same body through any distributor:
+/// within the session TTL such a retry is answered as the first attempt,
+/// even once the lines it stored were cut and flushed (Loki's duplicate
+/// rule alone only sees the head block).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestId {
-    /// Random per distributor process.
-    pub client: u64,
-    /// Increasing per request of that distributor.
-    pub seq: u64,
+    /// xxh3-128 of the tenant and streams of the share.
+    pub key: u128,
     /// Which proposal of the request's share of one partition (a large
     /// share is split, see [`PushBatch::split`]); 0 for the first.
     pub part: u32,
 }
+
+impl RequestId {
+    /// The id of a partition's share of a push: a hash of every stream's
+    /// tenant, labels and entries (time, line, structured metadata), in order.
+    pub fn of(streams: &[StreamBatch]) -> RequestId {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut field = |bytes: &[u8]| {
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        for s in streams {
+            field(s.tenant.as_bytes());
+            field(&(s.labels.len() as u64).to_le_bytes());
+            for (n, v) in s.labels.iter() {
+                field(n.as_bytes());
+                field(v.as_bytes());
+            }
+            field(&(s.entries.len() as u64).to_le_bytes());
+            for e in &s.entries {
+                field(&e.ts.to_le_bytes());
+                field(e.line.as_bytes());
+                field(&(e.metadata.len() as u64).to_le_bytes());
+                for (k, v) in &e.metadata {
+                    field(k.as_bytes());
+                    field(v.as_bytes());
+                }
+            }
+        }
+        RequestId { key: h.digest128(), part: 0 }
+    }
+}
+
+/// How long a request id is remembered for retries (15 minutes: a Loki
+/// client's retries with backoff fit in it). Carried in every push, so the
+/// replicas agree on it whatever version each runs.
+pub const SESSION_TTL_NS: i64 = 15 * 60 * 1_000_000_000;
 
 /// Most bytes of entries in one proposal. A larger share of a push is
 /// split into several: one Raft log entry must travel whole in an
@@ -78,6 +117,8 @@ pub struct PushBatch {
     pub chunk_target_raw_size: u64,
     /// Streams a tenant may have in this partition (0: unlimited).
     pub max_streams_per_tenant: u64,
+    /// How long request ids are remembered ([`SESSION_TTL_NS`]).
+    pub session_ttl: i64,
     pub streams: Vec<StreamBatch>,
 }
 
@@ -94,13 +135,15 @@ impl PushBatch {
         if total <= max_bytes / 2 {
             return vec![self];
         }
-        let PushBatch { request_id, now, too_far_behind_window, chunk_target_raw_size, max_streams_per_tenant, streams } = self;
+        let PushBatch { request_id, now, too_far_behind_window, chunk_target_raw_size, max_streams_per_tenant, session_ttl, streams } =
+            self;
         let part = |i: usize, streams: Vec<StreamBatch>| PushBatch {
             request_id: RequestId { part: u32::try_from(i).unwrap_or(u32::MAX), ..request_id },
             now,
             too_far_behind_window,
             chunk_target_raw_size,
             max_streams_per_tenant,
+            session_ttl,
             streams,
         };
         let mut parts: Vec<PushBatch> = Vec::new();
@@ -227,11 +270,12 @@ mod tests {
 
     fn batch(streams: &[(&str, usize, usize)]) -> PushBatch {
         PushBatch {
-            request_id: RequestId { client: 7, seq: 9, part: 0 },
+            request_id: RequestId { key: 79, part: 0 },
             now: 0,
             too_far_behind_window: 0,
             chunk_target_raw_size: 0,
             max_streams_per_tenant: 0,
+            session_ttl: SESSION_TTL_NS,
             streams: streams
                 .iter()
                 .map(|(app, n, size)| StreamBatch {
@@ -252,7 +296,7 @@ mod tests {
         let parts = b.clone().split(MAX_PROPOSAL_BYTES);
         assert!(parts.len() >= 17, "{}", parts.len());
         for (i, p) in parts.iter().enumerate() {
-            assert_eq!(p.request_id, RequestId { client: 7, seq: 9, part: i as u32 });
+            assert_eq!(p.request_id, RequestId { key: 79, part: i as u32 });
             let bytes: usize = p.streams.iter().flat_map(|s| &s.entries).map(|e| e.size()).sum();
             assert!(bytes <= MAX_PROPOSAL_BYTES, "part {i}: {bytes}");
         }
@@ -273,5 +317,30 @@ mod tests {
         assert_eq!(parts.iter().map(|p| p.streams.iter().map(|s| s.entries.len()).sum::<usize>()).collect::<Vec<_>>(), vec![1, 1, 1]);
         let parts = batch(&[]).split(MAX_PROPOSAL_BYTES);
         assert_eq!(parts.len(), 1, "an empty batch is one (empty) proposal");
+    }
+
+    /// The same content gives the same id (a client's retry); any
+    /// difference in tenant, labels, time, line or metadata another.
+    #[test]
+    fn request_ids_follow_content() {
+        let a = batch(&[("a", 3, 10)]).streams;
+        assert_eq!(RequestId::of(&a), RequestId::of(&a.clone()));
+        let mut other = a.clone();
+        other[0].entries[2].line.push('!');
+        assert_ne!(RequestId::of(&a), RequestId::of(&other));
+        let mut other = a.clone();
+        other[0].tenant = "u".into();
+        assert_ne!(RequestId::of(&a), RequestId::of(&other));
+        let mut other = a.clone();
+        other[0].entries[0].metadata.push(("k".into(), "v".into()));
+        assert_ne!(RequestId::of(&a), RequestId::of(&other));
+        // Field boundaries count: ("ab", "c") is not ("a", "bc").
+        let mut x = a.clone();
+        x[0].entries[0].line = "ab".into();
+        x[0].entries[1].line = "c".into();
+        let mut y = a.clone();
+        y[0].entries[0].line = "a".into();
+        y[0].entries[1].line = "bc".into();
+        assert_ne!(RequestId::of(&x), RequestId::of(&y));
     }
 }

@@ -12,13 +12,17 @@ use balsa_storage::{Direction, Entry, HeadBlock};
 use serde::{Deserialize, Serialize};
 
 use super::command::{
-    self, Command, FlushedChunk, PushBatch, PushOutcome, RequestId, StreamLimited, StreamRejections, Tick, MAX_LISTED_REJECTIONS,
+    self, Command, FlushedChunk, PushBatch, PushOutcome, RequestId, StreamBatch, StreamLimited, StreamRejections, Tick,
+    MAX_LISTED_REJECTIONS,
 };
 use crate::labels::LabelSet;
 use crate::logql::{MatchOp, Matcher};
 
-/// How long a request id is remembered for retries (15 minutes).
-const SESSION_TTL_NS: i64 = 15 * 60 * 1_000_000_000;
+/// Sessions newer than the newest this many are never expired, whatever
+/// the clocks say: a leader whose clock runs far ahead cannot empty the
+/// table at once (its first proposal would make every session look
+/// old), because expiry also needs this much progress of the log.
+const SESSIONS_KEPT: u64 = 50_000;
 
 /// One stream held by the partition: its open head block and the chunks
 /// cut from it that are not flushed yet.
@@ -115,22 +119,52 @@ struct TenantIndex {
 }
 
 /// Request ids applied recently, with what applying them answered.
+///
+/// Expiry is bounded by the log, not by one clock: a session goes once it
+/// is older than the TTL by the partition's clock (the newest proposal
+/// time applied, never going back) *and* at least [`SESSIONS_KEPT`] newer
+/// sessions were recorded after it. The TTL comes with the commands, so
+/// replicas of different versions expire alike.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Sessions {
     done: HashMap<RequestId, PushOutcome>,
-    /// (applied at, id), oldest first, for expiry.
-    order: VecDeque<(i64, RequestId)>,
+    /// (applied at, number, id), oldest first, for expiry.
+    order: VecDeque<(i64, u64, RequestId)>,
+    /// Sessions recorded so far (numbers them).
+    recorded: u64,
+    /// Newest proposal time applied.
+    clock: i64,
+    /// The TTL of the newest push (0 before any).
+    ttl: i64,
 }
 
 impl Sessions {
-    fn expire(&mut self, now: i64) {
-        while let Some(&(at, id)) = self.order.front() {
-            if at >= now.saturating_sub(SESSION_TTL_NS) {
+    /// Moves the clock to `now` (never back) and expires what is both
+    /// older than `ttl` (if given; else the last one seen) and far enough
+    /// behind in the log.
+    fn expire(&mut self, now: i64, ttl: Option<i64>) {
+        self.clock = self.clock.max(now);
+        if let Some(ttl) = ttl.filter(|t| *t > 0) {
+            self.ttl = ttl;
+        }
+        if self.ttl == 0 {
+            return;
+        }
+        while let Some(&(at, n, id)) = self.order.front() {
+            let old = at < self.clock.saturating_sub(self.ttl);
+            let far = self.recorded.saturating_sub(n) > SESSIONS_KEPT;
+            if !(old && far) {
                 break;
             }
             self.order.pop_front();
             self.done.remove(&id);
         }
+    }
+
+    fn record(&mut self, at: i64, id: RequestId, outcome: PushOutcome) {
+        self.recorded += 1;
+        self.order.push_back((at, self.recorded, id));
+        self.done.insert(id, outcome);
     }
 }
 
@@ -167,12 +201,33 @@ impl PartitionState {
     /// dropped; entries older than the stream's newest minus the window are
     /// refused.
     pub fn apply_push(&mut self, batch: &PushBatch) -> PushOutcome {
-        self.sessions.expire(batch.now);
+        self.sessions.expire(batch.now, Some(batch.session_ttl));
         if let Some(done) = self.sessions.done.get(&batch.request_id) {
-            return done.clone();
+            if done.stream_limited.is_empty() {
+                return done.clone();
+            }
+            // Streams the stream limit refused stored nothing: a retry
+            // may store them now (the tenant may have room again).
+            let mut done = done.clone();
+            let refused: std::collections::HashSet<String> = done.stream_limited.drain(..).map(|s| s.labels).collect();
+            let again = self.apply_streams(batch, batch.streams.iter().filter(|s| refused.contains(&s.labels.to_string())));
+            done.accepted += again.accepted;
+            done.accepted_bytes += again.accepted_bytes;
+            done.duplicates += again.duplicates;
+            done.rejected.extend(again.rejected);
+            done.stream_limited = again.stream_limited;
+            self.sessions.done.insert(batch.request_id, done.clone());
+            return done;
         }
+        let out = self.apply_streams(batch, batch.streams.iter());
+        self.sessions.record(batch.now, batch.request_id, out.clone());
+        out
+    }
+
+    /// Applies `streams` of `batch` (no session bookkeeping).
+    fn apply_streams<'a>(&mut self, batch: &PushBatch, streams: impl Iterator<Item = &'a StreamBatch>) -> PushOutcome {
         let mut out = PushOutcome::default();
-        for sb in &batch.streams {
+        for sb in streams {
             let is_new = !self.by_key.contains_key(&(sb.tenant.clone(), sb.labels.clone()));
             let at_limit = batch.max_streams_per_tenant > 0
                 && self.tenants.get(&sb.tenant).map_or(0, |t| t.streams.len()) as u64 >= batch.max_streams_per_tenant;
@@ -224,8 +279,6 @@ impl PartitionState {
                 out.rejected.push(rej);
             }
         }
-        self.sessions.done.insert(batch.request_id, out.clone());
-        self.sessions.order.push_back((batch.now, batch.request_id));
         out
     }
 
@@ -274,7 +327,7 @@ impl PartitionState {
     /// Cuts the heads that are old or idle at the tick's time (all with
     /// `force`).
     pub fn apply_tick(&mut self, t: &Tick) {
-        self.sessions.expire(t.now);
+        self.sessions.expire(t.now, None);
         for s in self.streams.values_mut() {
             if s.head.is_empty() {
                 continue;
@@ -421,11 +474,12 @@ mod tests {
 
     fn batch(seq: u64, now: i64, streams: Vec<(&str, &str, Vec<i64>)>) -> PushBatch {
         PushBatch {
-            request_id: RequestId { client: 1, seq, part: 0 },
+            request_id: RequestId { key: u128::from(seq), part: 0 },
             now,
             too_far_behind_window: H,
             chunk_target_raw_size: 0,
             max_streams_per_tenant: 0,
+            session_ttl: crate::ingester::command::SESSION_TTL_NS,
             streams: streams
                 .into_iter()
                 .map(|(t, l, ts)| StreamBatch {
@@ -453,12 +507,46 @@ mod tests {
     }
 
     #[test]
-    fn sessions_expire_by_proposal_time_not_by_clock() {
+    fn sessions_expire_by_proposal_time_and_log_progress() {
         let mut p = PartitionState::default();
         p.apply_push(&batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
         p.apply_push(&batch(2, 11 * H, vec![]));
-        assert!(!p.sessions.done.contains_key(&RequestId { client: 1, seq: 1, part: 0 }));
-        assert!(p.sessions.done.contains_key(&RequestId { client: 1, seq: 2, part: 0 }));
+        assert!(p.sessions.done.contains_key(&RequestId { key: 1, part: 0 }), "old by the clock, but the log has hardly moved");
+        for seq in 3..(SESSIONS_KEPT + 4) {
+            p.apply_push(&batch(seq, 11 * H, vec![]));
+        }
+        assert!(!p.sessions.done.contains_key(&RequestId { key: 1, part: 0 }), "old by the clock and by the log");
+        assert!(p.sessions.done.contains_key(&RequestId { key: 2, part: 0 }), "young by the clock");
+    }
+
+    /// Regression (issue 16): a leader 15 minutes fast expired every
+    /// session at its first proposal, so a retry of a push applied a moment
+    /// before (by real time) was applied again.
+    #[test]
+    fn a_leader_with_a_fast_clock_does_not_expire_recent_sessions() {
+        let mut p = PartitionState::default();
+        let first = p.apply_push(&batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
+        p.apply_tick(&Tick { now: 10 * H, max_chunk_age: 2 * H, chunk_idle_period: H, force: true });
+        p.apply_push(&batch(2, 10 * H + H / 4 + 1, vec![]));
+        let retry = p.apply_push(&batch(1, 10 * H + H / 4 + 2, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
+        assert_eq!(retry, first, "answered as the first attempt, nothing stored again");
+        assert_eq!(p.sizes().1, 1, "the line is held once (cut, not in the head any more)");
+    }
+
+    /// A retry of a push whose streams the stream limit refused stores them
+    /// once the tenant has room; what was stored is not stored again.
+    #[test]
+    fn a_retry_stores_what_the_stream_limit_refused_before() {
+        let mut p = PartitionState::default();
+        let mut b = batch(1, 0, vec![("t", r#"{a="1"}"#, vec![1]), ("t", r#"{a="2"}"#, vec![1])]);
+        b.max_streams_per_tenant = 1;
+        let o = p.apply_push(&b);
+        assert_eq!((o.accepted, o.stream_limited.len()), (1, 1));
+        b.max_streams_per_tenant = 2;
+        let o = p.apply_push(&b);
+        assert_eq!((o.accepted, o.stream_limited.len()), (2, 0));
+        assert_eq!(p.sizes().1, 2, "each line once");
+        assert_eq!(p.apply_push(&b), o, "a third attempt changes nothing");
     }
 
     #[test]
