@@ -44,8 +44,18 @@ pub struct Analysis {
 }
 
 /// The anomaly kinds, in report order; all but `recovered` make a history invalid.
-pub const KINDS: [&str; 9] =
-    ["lost", "unexpected", "duplicated", "stale", "order", "wrong-timestamp", "wrong-stream", "tenant-leak", "no-final-read"];
+pub const KINDS: [&str; 10] = [
+    "lost",
+    "unexpected",
+    "duplicated",
+    "stale",
+    "order",
+    "wrong-timestamp",
+    "wrong-stream",
+    "tenant-leak",
+    "no-final-read",
+    "unsafe-rejoin",
+];
 
 impl Analysis {
     fn add(&mut self, kind: &'static str, detail: String) {
@@ -86,6 +96,10 @@ pub fn check(events: &[Event]) -> Analysis {
     let mut tenants: HashSet<&str> = HashSet::new();
     for e in events {
         if e.process == NEMESIS {
+            // A nemesis that saw the cluster act unsafely says so.
+            if let Some(why) = e.error.as_deref().and_then(|m| m.strip_prefix(crate::cluster::UNSAFE_MARK)) {
+                a.add("unsafe-rejoin", why.to_string());
+            }
             continue;
         }
         match (&e.op, e.kind) {
@@ -341,6 +355,20 @@ mod tests {
             .check();
         assert_eq!(count(&a, "unexpected"), 2);
         assert!(!a.valid);
+    }
+
+    #[test]
+    fn a_wiped_node_that_ran_makes_the_history_invalid() {
+        let r = crate::history::Recorder::default();
+        let e = crate::cluster::ClusterError::Unsafe("node 2 rejoined under its old id with an empty data directory".into());
+        r.record(NEMESIS, OpType::Info, Op::Nemesis { fault: "wipe".into(), targets: vec![], start: true }, Some(e.to_string()));
+        let a = check(&r.events());
+        assert_eq!(a.counts.get("unsafe-rejoin"), Some(&1));
+        assert!(KINDS.contains(&"unsafe-rejoin"), "it makes a history invalid");
+        let skipped = crate::cluster::ClusterError::Skipped("a run wipes at most one disk".into());
+        let r = crate::history::Recorder::default();
+        r.record(NEMESIS, OpType::Info, Op::Nemesis { fault: "wipe".into(), targets: vec![], start: true }, Some(skipped.to_string()));
+        assert_eq!(check(&r.events()).counts.get("unsafe-rejoin"), Some(&0));
     }
 
     #[test]

@@ -27,7 +27,16 @@ pub enum ClusterError {
     Command { command: String, stderr: String },
     #[error("{0}")]
     NotReady(String),
+    /// The cluster did something unsafe (a history checker counts it).
+    #[error("{UNSAFE_MARK}{0}")]
+    Unsafe(String),
+    /// The fault is not applied now (it would break the run's premises).
+    #[error("{0}")]
+    Skipped(String),
 }
+
+/// How an unsafe act of the cluster starts in a nemesis event's error.
+pub const UNSAFE_MARK: &str = "UNSAFE: ";
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
     let what = what.into();
@@ -183,6 +192,8 @@ pub struct Node {
     paused: bool,
     /// Drained for good: no longer part of the cluster.
     retired: bool,
+    /// Its disk was wiped (it is retired too).
+    wiped: bool,
 }
 
 /// libfaketime (Debian package `faketime`), multi-threaded flavour.
@@ -432,6 +443,7 @@ impl Spawner {
             child: None,
             paused: false,
             retired: false,
+            wiped: false,
         };
         node.spawn(&self.bin)?;
         Ok(node)
@@ -520,6 +532,7 @@ impl Cluster {
             child: None,
             paused: false,
             retired: false,
+            wiped: false,
         };
         front.spawn(bin)?;
         let c = Cluster { ingesters, front, zones, spawner, store, net: network, proxy };
@@ -543,6 +556,40 @@ impl Cluster {
         let node = self.spawner.ingester(id, &join, self.net.as_ref(), self.proxy.as_ref())?;
         self.ingesters.push(node);
         Ok(id)
+    }
+
+    /// A lost disk: kills ingester `id`, deletes its data directory, starts
+    /// it again under its old id and expects it to refuse within a minute
+    /// ([`ClusterError::Unsafe`] if it runs instead), then retires it and
+    /// starts a replacement under a new id; returns the new id. Once per
+    /// cluster ([`ClusterError::Skipped`] after).
+    pub fn wipe_and_replace(&mut self, id: u64) -> Result<u64, ClusterError> {
+        if self.ingesters.iter().any(|n| n.wiped) {
+            return Err(ClusterError::Skipped("a run wipes at most one disk (two could take a partition's majority)".into()));
+        }
+        let bin = self.spawner.bin.clone();
+        let n = self.node(id);
+        n.kill();
+        n.wiped = true;
+        match std::fs::remove_dir_all(&n.data) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("wiping a data directory")(e)),
+            _ => {}
+        }
+        n.spawn(&bin)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let refused = loop {
+            match n.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => break !status.success(),
+                Some(Ok(None)) if Instant::now() < deadline && !n.ready() => std::thread::sleep(Duration::from_millis(100)),
+                _ => break false,
+            }
+        };
+        n.kill();
+        n.retired = true;
+        if !refused {
+            return Err(ClusterError::Unsafe(format!("node {id} rejoined under its old id with an empty data directory")));
+        }
+        self.add_node()
     }
 
     /// Drains ingester `id` for good: it leaves the cluster and is not

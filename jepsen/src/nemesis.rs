@@ -43,6 +43,12 @@ pub enum Kind {
     /// Membership change: a brand-new node (the next id) joins during the
     /// load and gets replicas; at the heal it is drained out again.
     Join,
+    /// A lost disk: a node is killed and its data directory deleted; started
+    /// again under its old id it must refuse to run (an empty replica that
+    /// votes could elect one missing acknowledged entries); it is then
+    /// rebuilt under a new id. At most one per run: a second could take a
+    /// partition's majority of disks, which no system survives.
+    Wipe,
 }
 
 impl std::str::FromStr for Kind {
@@ -60,9 +66,10 @@ impl std::str::FromStr for Kind {
             "store" => Kind::Store,
             "latency" => Kind::Latency,
             "join" => Kind::Join,
+            "wipe" => Kind::Wipe,
             other => {
                 return Err(format!(
-                    "unknown nemesis `{other}` (known: kill, pause, partition, loss, latency, clock, disk, store, drain, join, crash-all)"
+                    "unknown nemesis `{other}` (known: kill, pause, partition, loss, latency, clock, disk, store, drain, join, wipe, crash-all)"
                 ))
             }
         })
@@ -109,8 +116,8 @@ pub fn schedule(seed: u64, kinds: &[Kind], time_limit: f64, interval: f64, hold:
         let draw: u64 = rng.random();
         let target = match (kind, rng.random_range(0..4)) {
             (Kind::CrashAll | Kind::Store | Kind::Join, _) => Target::All,
-            (Kind::Loss | Kind::Latency | Kind::Drain | Kind::Clock | Kind::Disk, 0 | 1) => Target::Random(draw),
-            (Kind::Loss | Kind::Latency | Kind::Drain | Kind::Clock | Kind::Disk, _) => Target::LeaderOf(draw),
+            (Kind::Loss | Kind::Latency | Kind::Drain | Kind::Clock | Kind::Disk | Kind::Wipe, 0 | 1) => Target::Random(draw),
+            (Kind::Loss | Kind::Latency | Kind::Drain | Kind::Clock | Kind::Disk | Kind::Wipe, _) => Target::LeaderOf(draw),
             (Kind::Kill | Kind::Pause, 0 | 3) => Target::Random(draw),
             (Kind::Kill | Kind::Pause, 1) => Target::LeaderOf(draw),
             (Kind::Kill | Kind::Pause, _) => Target::ControllerLeader,
@@ -137,6 +144,8 @@ pub enum Active {
     Joined(u64),
     /// Disks failing: restart to heal.
     Broken(Vec<u64>),
+    /// A node wiped and retired; its replacement (new id) joined.
+    Replaced,
     StoreDown,
 }
 
@@ -235,6 +244,11 @@ pub fn start(c: &mut Cluster, f: &Fault) -> Result<(Active, Vec<u64>), ClusterEr
             c.drain(id)?;
             (Active::Killed(vec![id]), ids)
         }
+        Kind::Wipe => {
+            let id = ids[0];
+            let new = c.wipe_and_replace(id)?;
+            (Active::Replaced, vec![id, new])
+        }
         Kind::Partition => {
             let all = c.members();
             let side: Vec<u64> = match f.target {
@@ -283,6 +297,7 @@ pub fn heal(c: &mut Cluster, a: Active) -> Result<(), ClusterError> {
             }
         }
         Active::Partitioned => c.heal_network(),
+        Active::Replaced => {}
         Active::Joined(id) => c.retire(id)?,
         Active::Skewed(ids) => {
             for id in ids {

@@ -208,6 +208,9 @@ fn inject(cluster: &mut Cluster, rec: &Recorder, start: Instant, f: &Fault) {
         }
         Err(e) => {
             println!("{:7.1} s  could not start {name}: {e}", rec.now());
+            // In the history too: an unsafe act of the cluster (a wiped
+            // node that ran) makes it invalid.
+            rec.record(NEMESIS, OpType::Info, Op::Nemesis { fault: name, targets: Vec::new(), start: true }, Some(e.to_string()));
         }
     }
 }

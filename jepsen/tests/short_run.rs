@@ -2,7 +2,8 @@
 //! a fresh 5-node cluster in 3 zones; every history must be valid.
 //!
 //! 1. 75 s under kills, pauses, drains, a brand-new node joining, full
-//!    crashes, failing writes and fsyncs (faultio), and, where the machine
+//!    crashes, failing writes and fsyncs (faultio), a wiped disk (refused
+//!    under its old id, rebuilt under a new one), and, where the machine
 //!    allows, network partitions and packet loss (root and nftables), clock
 //!    skew (libfaketime) and an object-store outage during flushes
 //!    (moto_server).
@@ -66,7 +67,7 @@ fn a_short_run_under_faults_loses_nothing() {
     if have(jepsen::cluster::LIBFAKETIME) {
         nemesis.push("clock");
     }
-    nemesis.extend(["disk", "join"]);
+    nemesis.extend(["disk", "join", "wipe"]);
     // With `store`, chunks are flushed to moto_server within seconds.
     if Command::new("moto_server").arg("--help").output().is_ok_and(|o| o.status.success()) {
         nemesis.push("store");
