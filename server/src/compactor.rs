@@ -68,6 +68,15 @@ pub struct Compactor {
     metrics: Arc<Metrics>,
 }
 
+/// One tenant's objects as a round lists them.
+#[derive(Default)]
+struct Listing {
+    /// Index segment keys by day.
+    days: BTreeMap<i64, Vec<String>>,
+    /// Tombstone keys.
+    tombs: Vec<String>,
+}
+
 /// The due time (Unix ns) in a tombstone's key.
 fn tombstone_due(key: &str) -> Option<i64> {
     let name = key.rsplit('/').next()?;
@@ -165,7 +174,7 @@ impl Compactor {
     async fn compact_tenant(
         &self,
         tenant: &str,
-        days: BTreeMap<i64, Vec<String>>,
+        Listing { days, tombs }: Listing,
         deletes: &[ActiveDelete],
         now: i64,
     ) -> Result<(), CompactError> {
@@ -239,7 +248,7 @@ impl Compactor {
                 self.store.delete(old).await?;
             }
         }
-        self.delete_due(tenant, &listed, now).await?;
+        self.delete_due(&tombs, &listed, now).await?;
         self.metrics.chunks_deleted_by_retention.inc_by(expired as u64);
         if expired > 0 || fate.values().any(Option::is_some) {
             tracing::info!(tenant, expired, rewritten = fate.values().filter(|f| matches!(f, Some(Some(_)))).count(), "compacted");
@@ -247,24 +256,24 @@ impl Compactor {
         Ok(())
     }
 
-    /// Deletes the chunks of the tenant's due tombstones that no segment
-    /// lists (`listed`: every chunk the tenant's segments list now), then
-    /// the tombstones.
-    async fn delete_due(&self, tenant: &str, listed: &HashSet<String>, now: i64) -> Result<(), CompactError> {
-        for tomb in self.store.list(&format!("{TOMBSTONES}{tenant}/")).await? {
+    /// Deletes the chunks of the tenant's due tombstones (`tombs`) that no
+    /// segment lists (`listed`: every chunk the tenant's segments list
+    /// now), then the tombstones.
+    async fn delete_due(&self, tombs: &[String], listed: &HashSet<String>, now: i64) -> Result<(), CompactError> {
+        for tomb in tombs {
             if tombstone_due(&tomb).is_none_or(|due| due > now) {
                 continue;
             }
-            let body = match self.store.get(&tomb).await {
+            let body = match self.store.get(tomb).await {
                 Ok(b) => b,
                 Err(ObjectError::NotFound(_)) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let body = String::from_utf8(body).map_err(|e| self.corrupt(&tomb, e.to_string()))?;
+            let body = String::from_utf8(body).map_err(|e| self.corrupt(tomb, e.to_string()))?;
             for key in body.lines().filter(|k| !k.is_empty() && !listed.contains(*k)) {
                 self.store.delete(key).await?;
             }
-            self.store.delete(&tomb).await?;
+            self.store.delete(tomb).await?;
         }
         Ok(())
     }
@@ -278,20 +287,20 @@ impl Compactor {
             tracing::warn!(error = %e, "cannot refresh delete requests");
         }
         let deletes = self.deletes.executable(now);
-        let mut tenants: BTreeMap<String, BTreeMap<i64, Vec<String>>> = BTreeMap::new();
+        let mut tenants: BTreeMap<String, Listing> = BTreeMap::new();
         for key in self.store.list("index/").await? {
             let (Some(tenant), Some(day)) = (key.split('/').nth(1), index_day(&key)) else { continue };
-            tenants.entry(tenant.to_string()).or_default().entry(day).or_default().push(key);
+            tenants.entry(tenant.to_string()).or_default().days.entry(day).or_default().push(key);
         }
         // Tenants whose segments are all gone may still have tombstones.
         for key in self.store.list(TOMBSTONES).await? {
             if let Some(tenant) = key.strip_prefix(TOMBSTONES).and_then(|k| k.split('/').next()) {
-                tenants.entry(tenant.to_string()).or_default();
+                tenants.entry(tenant.to_string()).or_default().tombs.push(key);
             }
         }
         let mut first_failure = None;
-        for (tenant, days) in tenants {
-            if let Err(e) = self.compact_tenant(&tenant, days, &deletes, now).await {
+        for (tenant, listing) in tenants {
+            if let Err(e) = self.compact_tenant(&tenant, listing, &deletes, now).await {
                 self.metrics.compaction_failures.inc();
                 tracing::error!(tenant = %tenant, error = %e, "cannot compact this tenant; going on with the others");
                 first_failure.get_or_insert(CompactError::Tenant { tenant, source: Box::new(e) });

@@ -102,16 +102,21 @@ pub async fn admit(c: &Candidate<'_>, db: &LogDb, store: &dyn ObjectStore, diale
 /// Why a new (empty) directory may not join under `node`: the ring still
 /// lists the id. Pure.
 pub fn empty_directory_refusal(ring: &RingState, node: NodeId) -> Option<String> {
-    let n = ring.nodes.get(&node).filter(|n| n.state != NodeState::Left)?;
+    ring.nodes.get(&node).filter(|n| n.state != NodeState::Left)?;
+    Some(lost_disk_refusal(ring, node, "but this data directory is empty"))
+}
+
+/// The refusal of a node id the ring lists (`why`: what is wrong with
+/// the directory): what the ring knows of the node, and the recovery.
+pub fn lost_disk_refusal(ring: &RingState, node: NodeId, why: &str) -> String {
+    let (zone, state) = ring.nodes.get(&node).map_or(("?", "?"), |n| (n.zone.as_str(), n.state.name()));
     let replicas: Vec<usize> = ring.partitions.iter().enumerate().filter(|(_, a)| a.replicas.contains(&node)).map(|(p, _)| p).collect();
-    Some(format!(
-        "node {node} ({}, {}, replica of partitions {replicas:?}) is in the ring, but this data directory is empty: \
-         its disk was lost or wiped, and it must not vote with an empty log. Start it under a new --node.id with \
-         this empty directory; the cluster marks node {node} dead and re-replicates its partitions \
-         (see docs/cluster.md, \"A node lost its disk\")",
-        n.zone,
-        n.state.name()
-    ))
+    format!(
+        "node {node} ({zone}, {state}, replica of partitions {replicas:?}) is in the ring {why}: its disk was lost \
+         or wiped, and it must not vote with an empty log. Start it under a new --node.id with this empty \
+         directory; the cluster marks node {node} dead and re-replicates its partitions (see docs/cluster.md, \
+         \"A node lost its disk\")"
+    )
 }
 
 /// The newest ring any seed knows; retries (logging) until one answers.

@@ -81,18 +81,8 @@ pub fn join_refusal(ring: &RingState, node: &NodeInfo) -> Option<String> {
     if same || old.state == NodeState::Left {
         return None;
     }
-    let replicas: Vec<usize> = ring.partitions.iter().enumerate().filter(|(_, a)| a.replicas.contains(&node.id)).map(|(p, _)| p).collect();
-    Some(format!(
-        "node {id} ({zone}, {state}, replica of partitions {replicas:?}) is in the ring with another data directory \
-         (incarnation {old:016x}; this one is {new:016x}): its disk was lost or wiped, and it must not vote with an \
-         empty log. Start it under a new --node.id with this empty directory; the cluster marks node {id} dead and \
-         re-replicates its partitions (see docs/cluster.md, \"A node lost its disk\")",
-        id = node.id,
-        zone = old.zone,
-        state = old.state.name(),
-        old = old.incarnation,
-        new = node.incarnation,
-    ))
+    let why = format!("with another data directory (incarnation {:016x}; this one is {:016x})", old.incarnation, node.incarnation);
+    Some(admission::lost_disk_refusal(ring, node.id, &why))
 }
 
 impl Replicated for RingState {
