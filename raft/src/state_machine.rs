@@ -6,8 +6,14 @@
 //! [`Replicated::apply`] on every replica, whose answer goes to the proposer.
 //!
 //! Snapshot file: an [`envelope`] of the machine's kind around
-//! bincode(meta, state). It is written to a temporary name, fsynced and
+//! bincode(meta, image). It is written to a temporary name, fsynced and
 //! renamed, so a crash leaves the old or the new one, whole.
+//!
+//! Building a snapshot holds the group's read lock only while the
+//! machine's [`Replicated::image`] is taken, which shares the state's large
+//! parts instead of copying them; encoding and writing happen after the
+//! lock is released, so commands keep applying while a large snapshot is
+//! written (`docs/performance.md` has the measured apply latency).
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -27,17 +33,24 @@ use crate::{NodeId, TypeConfig};
 
 /// What a group replicates. Applying must be deterministic: the same
 /// commands in the same order give every replica the same state.
-pub trait Replicated: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
+pub trait Replicated: Default + Send + Sync + 'static {
     /// Names the snapshot format (the envelope's kind).
     const SNAPSHOT_KIND: [u8; 4];
+
+    /// What a snapshot holds: the state without what can be rebuilt from it.
+    type Image: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The state's image. Taken under the group's read lock, so it must be
+    /// cheap: share large parts (`Arc`) rather than copy them.
+    fn image(&self) -> Self::Image;
+
+    /// The state an image describes (indexes rebuilt).
+    fn from_image(image: Self::Image) -> Self;
 
     /// Applies one committed command and returns the answer for its
     /// proposer. An error (a record that cannot be decoded) stops the group
     /// rather than skip an acknowledged write.
     fn apply(&mut self, command: &[u8]) -> Result<Vec<u8>, String>;
-
-    /// Rebuilds what snapshots do not carry (indexes), after a load.
-    fn loaded(&mut self) {}
 }
 
 /// A group's state with what has been applied to it.
@@ -50,10 +63,10 @@ pub struct Shared<S> {
 
 /// What a snapshot file holds.
 #[derive(Serialize, Deserialize)]
-#[serde(bound = "S: Serialize + DeserializeOwned")]
-struct SnapshotFile<S> {
+#[serde(bound = "I: Serialize + DeserializeOwned")]
+struct SnapshotFile<I> {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    state: S,
+    image: I,
 }
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
@@ -125,11 +138,9 @@ fn decode_snapshot<S: Replicated>(bytes: &[u8], path: &Path) -> SResult<(Snapsho
         StorageIOError::read_snapshot(None, AnyError::error(format!("snapshot {}: {what}", path.display()))).into()
     };
     let payload = envelope::open(S::SNAPSHOT_KIND, bytes).map_err(|e| corrupt(e.to_string()))?;
-    let (file, _): (SnapshotFile<S>, _) =
+    let (file, _): (SnapshotFile<S::Image>, _) =
         bincode::serde::decode_from_slice(payload, bincode::config::standard()).map_err(|e| corrupt(e.to_string()))?;
-    let mut state = file.state;
-    state.loaded();
-    Ok((file.meta, state))
+    Ok((file.meta, S::from_image(file.image)))
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the
@@ -158,7 +169,7 @@ impl<S: Replicated> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
         let shared = self.shared.clone();
         let file = self.file.clone();
         let task = tokio::task::spawn_blocking(move || -> SResult<Snapshot<TypeConfig>> {
-            let (meta, bytes) = {
+            let (meta, image) = {
                 let s = shared.read();
                 let meta = SnapshotMeta {
                     last_log_id: s.last_applied,
@@ -168,24 +179,18 @@ impl<S: Replicated> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
                         None => "empty".into(),
                     },
                 };
-                let file = SnapshotFileRef { meta: &meta, state: &s.state };
-                let payload = bincode::serde::encode_to_vec(&file, bincode::config::standard())
-                    .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
-                (meta, envelope::seal(S::SNAPSHOT_KIND, &payload))
+                (meta, s.state.image())
             };
+            let payload = bincode::serde::encode_to_vec(SnapshotFile { meta: meta.clone(), image }, bincode::config::standard())
+                .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
+            let bytes = envelope::seal(S::SNAPSHOT_KIND, &payload);
+            drop(payload);
             file.write(&bytes, meta.last_log_id)
                 .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
             Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
         });
         task.await.map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?
     }
-}
-
-/// Borrowing twin of [`SnapshotFile`], to encode without cloning the state.
-#[derive(Serialize)]
-struct SnapshotFileRef<'a, S> {
-    meta: &'a SnapshotMeta<NodeId, BasicNode>,
-    state: &'a S,
 }
 
 impl<S: Replicated> RaftStateMachine<TypeConfig> for StateMachine<S> {

@@ -87,6 +87,16 @@ pub fn join_refusal(ring: &RingState, node: &NodeInfo) -> Option<String> {
 
 impl Replicated for RingState {
     const SNAPSHOT_KIND: [u8; 4] = *b"BRNG";
+    /// The ring is small: its image is a copy.
+    type Image = RingState;
+
+    fn image(&self) -> RingState {
+        self.clone()
+    }
+
+    fn from_image(image: RingState) -> Self {
+        image
+    }
 
     /// Answers `Result<epoch, refusal>`.
     fn apply(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {

@@ -4,8 +4,14 @@
 //!
 //! PERFORMANCE-CRITICAL PATH: [`PartitionState::apply_push`] runs for every
 //! accepted push, under the partition's write lock.
+//!
+//! Snapshots: streams are held behind `Arc`s and the entries of cut chunks
+//! are immutable `Arc`s too, so a snapshot's [`PartitionImage`] is taken under the lock
+//! by copying pointers, not lines. A stream changed while an image still
+//! holds it is copied on write (its head only: [`Arc::make_mut`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use balsa_storage::index::ChunkRef;
 use balsa_storage::{Direction, Entry, HeadBlock};
@@ -31,6 +37,7 @@ pub struct Stream {
     pub tenant: String,
     pub labels: LabelSet,
     pub head: HeadBlock,
+    /// Cut chunks, oldest first; never changed once cut.
     pub closed: Vec<ClosedChunk>,
     /// Proposal time of the first entry in the current head.
     head_started_at: i64,
@@ -45,8 +52,8 @@ pub struct Stream {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClosedChunk {
     pub id: u64,
-    /// Oldest first.
-    pub entries: Vec<Entry>,
+    /// Oldest first; never changed once cut.
+    pub entries: Arc<Vec<Entry>>,
 }
 
 impl Stream {
@@ -77,7 +84,7 @@ impl Stream {
 
     fn cut(&mut self, id: u64) {
         if !self.head.is_empty() {
-            self.closed.push(ClosedChunk { id, entries: self.head.take_all() });
+            self.closed.push(ClosedChunk { id, entries: Arc::new(self.head.take_all()) });
         }
     }
 }
@@ -89,13 +96,14 @@ pub struct ChunkToFlush {
     pub chunk: u64,
     pub tenant: String,
     pub labels: LabelSet,
-    pub entries: Vec<Entry>,
+    /// Shared with the partition's state (taking them copies no line).
+    pub entries: Arc<Vec<Entry>>,
 }
 
 /// Streams of one partition, indexed by tenant and label.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 pub struct PartitionState {
-    streams: BTreeMap<u64, Stream>,
+    streams: BTreeMap<u64, Arc<Stream>>,
     next_stream_id: u64,
     next_chunk_id: u64,
     sessions: Sessions,
@@ -104,11 +112,22 @@ pub struct PartitionState {
     pending: BTreeMap<u64, ChunkRef>,
     next_ref_seq: u64,
     /// (tenant, labels) → stream id; rebuilt after a snapshot is loaded.
-    #[serde(skip)]
     by_key: HashMap<(String, LabelSet), u64>,
     /// Inverted index per tenant; rebuilt after a snapshot is loaded.
-    #[serde(skip)]
     tenants: HashMap<String, TenantIndex>,
+}
+
+/// A snapshot of a partition: [`PartitionState`] without its indexes. Its
+/// encoding is the snapshot format `BSNP` (`docs/formats.md`); an `Arc`
+/// encodes as what it points to.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartitionImage {
+    streams: BTreeMap<u64, Arc<Stream>>,
+    next_stream_id: u64,
+    next_chunk_id: u64,
+    sessions: Sessions,
+    pending: BTreeMap<u64, ChunkRef>,
+    next_ref_seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -125,7 +144,7 @@ struct TenantIndex {
 /// time applied, never going back) *and* at least [`SESSIONS_KEPT`] newer
 /// sessions were recorded after it. The TTL comes with the commands, so
 /// replicas of different versions expire alike.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Sessions {
     done: HashMap<RequestId, PushOutcome>,
     /// (applied at, number, id), oldest first, for expiry.
@@ -170,6 +189,35 @@ impl Sessions {
 
 impl balsa_raft::Replicated for PartitionState {
     const SNAPSHOT_KIND: [u8; 4] = *b"BSNP";
+    type Image = PartitionImage;
+
+    /// Copies pointers to the streams, and the session table and pending
+    /// refs (both bounded, small next to the lines).
+    fn image(&self) -> PartitionImage {
+        PartitionImage {
+            streams: self.streams.clone(),
+            next_stream_id: self.next_stream_id,
+            next_chunk_id: self.next_chunk_id,
+            sessions: self.sessions.clone(),
+            pending: self.pending.clone(),
+            next_ref_seq: self.next_ref_seq,
+        }
+    }
+
+    fn from_image(i: PartitionImage) -> Self {
+        let mut state = PartitionState {
+            streams: i.streams,
+            next_stream_id: i.next_stream_id,
+            next_chunk_id: i.next_chunk_id,
+            sessions: i.sessions,
+            pending: i.pending,
+            next_ref_seq: i.next_ref_seq,
+            by_key: HashMap::new(),
+            tenants: HashMap::new(),
+        };
+        state.rebuild_indexes();
+        state
+    }
 
     fn apply(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let cmd: Command = command::decode(bytes).map_err(|e| e.to_string())?;
@@ -188,10 +236,6 @@ impl balsa_raft::Replicated for PartitionState {
                 Ok(Vec::new())
             }
         }
-    }
-
-    fn loaded(&mut self) {
-        self.rebuild_indexes();
     }
 }
 
@@ -240,7 +284,7 @@ impl PartitionState {
                 continue;
             }
             let id = self.stream_id(&sb.tenant, &sb.labels);
-            let Some(stream) = self.streams.get_mut(&id) else { continue };
+            let Some(stream) = self.streams.get_mut(&id).map(Arc::make_mut) else { continue };
             let mut rej = StreamRejections::default();
             for e in &sb.entries {
                 if let Some(newest) = stream.newest_ts {
@@ -291,7 +335,7 @@ impl PartitionState {
         self.next_stream_id += 1;
         self.streams.insert(
             id,
-            Stream {
+            Arc::new(Stream {
                 tenant: tenant.to_string(),
                 labels: labels.clone(),
                 head: HeadBlock::default(),
@@ -299,7 +343,7 @@ impl PartitionState {
                 head_started_at: 0,
                 last_append_at: 0,
                 newest_ts: None,
-            },
+            }),
         );
         self.index(id);
         id
@@ -335,7 +379,7 @@ impl PartitionState {
             let old = t.now.saturating_sub(s.head_started_at) >= t.max_chunk_age;
             let idle = t.now.saturating_sub(s.last_append_at) >= t.chunk_idle_period;
             if t.force || old || idle {
-                s.cut(self.next_chunk_id);
+                Arc::make_mut(s).cut(self.next_chunk_id);
                 self.next_chunk_id += 1;
             }
         }
@@ -362,11 +406,11 @@ impl PartitionState {
     pub fn apply_flushed(&mut self, chunks: &[FlushedChunk]) {
         for f in chunks {
             let Some(s) = self.streams.get_mut(&f.stream) else { continue };
-            let before = s.closed.len();
-            s.closed.retain(|c| c.id != f.chunk);
-            if s.closed.len() == before {
+            if !s.closed.iter().any(|c| c.id == f.chunk) {
                 continue;
             }
+            let s = Arc::make_mut(s);
+            s.closed.retain(|c| c.id != f.chunk);
             self.pending.insert(self.next_ref_seq, f.chunk_ref.clone());
             self.next_ref_seq += 1;
             if s.head.is_empty() && s.closed.is_empty() {
@@ -445,7 +489,7 @@ impl PartitionState {
             (Some(t), None) => t.streams.iter().copied().collect(),
         };
         ids.into_iter()
-            .filter_map(|id| self.streams.get(&id))
+            .filter_map(|id| self.streams.get(&id).map(|s| &**s))
             .filter(move |s| matchers.iter().all(|m| m.matches(s.labels.get(&m.name))))
     }
 
@@ -469,6 +513,7 @@ mod tests {
     use super::*;
     use crate::ingester::command::StreamBatch;
     use crate::logql::parse_selector;
+    use balsa_raft::Replicated;
 
     const H: i64 = 3600 * 1_000_000_000;
 
@@ -592,12 +637,50 @@ mod tests {
     fn indexes_survive_a_snapshot_round_trip() {
         let mut p = PartitionState::default();
         p.apply_push(&batch(1, 0, vec![("a", r#"{app="x"}"#, vec![1, 2])]));
-        let bytes = bincode::serde::encode_to_vec(&p, bincode::config::standard()).unwrap();
-        let (mut q, _): (PartitionState, _) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
-        q.rebuild_indexes();
+        let bytes = bincode::serde::encode_to_vec(p.image(), bincode::config::standard()).unwrap();
+        let (image, _): (PartitionImage, _) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        let mut q = PartitionState::from_image(image);
         assert_eq!(q.select("a", &parse_selector(r#"{app="x"}"#).unwrap()).count(), 1);
         let o = q.apply_push(&batch(1, 0, vec![("a", r#"{app="x"}"#, vec![3])]));
         assert_eq!(o.accepted, 2, "the session table travels in snapshots");
+    }
+
+    #[test]
+    fn an_image_is_the_state_when_it_was_taken_whatever_is_applied_after() {
+        let encode = |i: &PartitionImage| bincode::serde::encode_to_vec(i, bincode::config::standard()).unwrap();
+        let mut p = PartitionState::default();
+        let mut b = batch(1, 0, vec![("t", r#"{a="1"}"#, vec![1, 2]), ("t", r#"{a="2"}"#, vec![1])]);
+        b.chunk_target_raw_size = 12;
+        p.apply_push(&b);
+        let image = p.image();
+        let then = encode(&image);
+        // Appends to a shared stream, a cut, a flush that drops a stream,
+        // a new stream: none may show through the image.
+        p.apply_push(&batch(2, H, vec![("t", r#"{a="1"}"#, vec![3]), ("t", r#"{a="3"}"#, vec![1])]));
+        p.apply_tick(&Tick { now: 2 * H, max_chunk_age: H, chunk_idle_period: H, force: true });
+        let flushed: Vec<FlushedChunk> = p
+            .chunks_to_flush()
+            .into_iter()
+            .map(|c| FlushedChunk {
+                stream: c.stream,
+                chunk: c.chunk,
+                chunk_ref: ChunkRef {
+                    tenant: c.tenant,
+                    labels: c.labels.to_string(),
+                    from: 0,
+                    through: 0,
+                    key: format!("k{}", c.chunk),
+                    entries: c.entries.len() as u64,
+                    bytes: 1,
+                },
+            })
+            .collect();
+        p.apply_flushed(&flushed);
+        assert_eq!(p.sizes().0, 0, "everything flushed");
+        assert_eq!(encode(&image), then);
+        let q = PartitionState::from_image(image);
+        assert_eq!(q.sizes(), (2, 3, 18));
+        assert_eq!(q.select("t", &parse_selector(r#"{a="1"}"#).unwrap()).next().map(|s| s.entries(0, 10, |_| true).len()), Some(2));
     }
 
     #[test]

@@ -1,0 +1,189 @@
+//! Apply latency while a partition's snapshot is written, against the
+//! same partition's apply latency with no snapshot (the anchor, measured in
+//! the same run).
+//!
+//! Drives the real state machine of a partition (`balsa_raft::StateMachine`
+//! over `PartitionState`, what an ingester replica runs) in process:
+//! 1. fills it through `apply` with `--gib` GiB of unflushed lines in
+//!    `--streams` streams (cut into chunks as an ingester would);
+//! 2. anchor: applies one-line pushes back to back for `--anchor-secs`
+//!    and records each apply's latency;
+//! 3. builds a snapshot (encode + write + fsync of the file) while applying
+//!    the same pushes, and records their latencies;
+//! 4. loads the snapshot file as a restarting replica would.
+//!
+//! Prints p50/p99/max of both phases and their ratio, the snapshot's size
+//! and build time, the time of one encode of the state (what applies waited
+//! for when the encode held the partition's lock), and the load time.
+//! Nothing is asserted.
+//!
+//! `cargo run --release -p balsa-bench --bin snapshot-bench -- --help`
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use balsa::ingester::command::{self, Command, PushBatch, RequestId, StreamBatch, SESSION_TTL_NS};
+use balsa::ingester::partition::PartitionState;
+use balsa::labels::LabelSet;
+use balsa_bench::{line, pct, Common, Rng};
+use balsa_raft::{Replicated, StateMachine, TypeConfig};
+use balsa_storage::Entry;
+use clap::Parser;
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// GiB of unflushed lines the partition holds.
+    #[arg(long, default_value_t = 1.0)]
+    gib: f64,
+    /// Streams they are spread over.
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
+    /// Raw bytes at which a head is cut (`ingester.chunk_target_raw_size`'s
+    /// default).
+    #[arg(long, default_value_t = 8 << 20)]
+    chunk_bytes: u64,
+    /// Seconds of the anchor phase.
+    #[arg(long, default_value_t = 3.0)]
+    anchor_secs: f64,
+}
+
+/// Makes log entries and proposals for one partition.
+struct Feed {
+    rng: Rng,
+    labels: Vec<LabelSet>,
+    index: u64,
+    ts: i64,
+    chunk_bytes: u64,
+}
+
+impl Feed {
+    /// A push of `lines[i]` lines to stream `streams[i]`, as the log entry
+    /// a leader would have committed next.
+    fn entry(&mut self, per_stream: &[(usize, usize)]) -> Result<openraft::Entry<TypeConfig>> {
+        let mut streams = Vec::new();
+        for &(s, n) in per_stream {
+            let entries = (0..n)
+                .map(|i| {
+                    self.ts += 1;
+                    Entry::new(self.ts, line(&mut self.rng, i, 1000))
+                })
+                .collect();
+            streams.push(StreamBatch { tenant: "bench".into(), labels: self.labels[s].clone(), entries });
+        }
+        let batch = PushBatch {
+            request_id: RequestId::of(&streams),
+            now: self.ts,
+            too_far_behind_window: 3600 * 1_000_000_000,
+            chunk_target_raw_size: self.chunk_bytes,
+            max_streams_per_tenant: 0,
+            session_ttl: SESSION_TTL_NS,
+            streams,
+        };
+        self.index += 1;
+        Ok(openraft::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
+            payload: EntryPayload::Normal(command::encode(&Command::Push(batch))?),
+        })
+    }
+}
+
+/// Applies one-line pushes until `done` says stop; latencies in ms.
+async fn small_pushes(
+    sm: &mut StateMachine<PartitionState>,
+    feed: &mut Feed,
+    mut done: impl FnMut() -> bool,
+) -> Result<Vec<f64>> {
+    let mut lat = Vec::new();
+    while !done() {
+        let s = (feed.rng.next() as usize) % feed.labels.len();
+        let e = feed.entry(&[(s, 1)])?;
+        let t = Instant::now();
+        sm.apply([e]).await.context("apply")?;
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        // A steady pace (about one per millisecond), not a spin that
+        // starves the snapshot's thread on a 2-core machine.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok(lat)
+}
+
+fn summary(name: &str, lat: &[f64]) -> String {
+    format!(
+        "{name:<22} {:>8} applies  p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>8.3} ms",
+        lat.len(),
+        pct(lat, 0.5),
+        pct(lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let work = tempfile::Builder::new().prefix("balsa-snapshot-bench-").tempdir_in(&args.common.dir)?;
+    let path = work.path().join("partition-0.snap");
+    let (mut sm, shared) = StateMachine::<PartitionState>::open(path.clone()).context("open state machine")?;
+    let labels = (0..args.streams)
+        .map(|i| LabelSet::from_pairs(vec![("app".into(), format!("app-{}", i % 50)), ("pod".into(), format!("pod-{i}"))]))
+        .collect();
+    let mut feed = Feed { rng: Rng(0x5eed), labels, index: 0, ts: 1_700_000_000_000_000_000, chunk_bytes: args.chunk_bytes };
+
+    // 1. Fill: 64 streams × 64 lines per proposal, round robin.
+    let target = (args.gib * (1u64 << 30) as f64) as usize;
+    let t = Instant::now();
+    let (mut bytes, mut next) = (0usize, 0usize);
+    while bytes < target {
+        let per: Vec<(usize, usize)> = (0..64).map(|k| ((next + k) % args.streams, 64)).collect();
+        next += 64;
+        let e = feed.entry(&per)?;
+        if let EntryPayload::Normal(b) = &e.payload {
+            bytes += b.len();
+        }
+        sm.apply([e]).await.context("apply")?;
+    }
+    let mut builder = sm.get_snapshot_builder().await;
+    println!("filled {:.2} GiB of proposals in {:.1} s", bytes as f64 / (1u64 << 30) as f64, t.elapsed().as_secs_f64());
+
+    // 2. Anchor.
+    let until = Instant::now() + Duration::from_secs_f64(args.anchor_secs);
+    let anchor = small_pushes(&mut sm, &mut feed, || Instant::now() >= until).await?;
+
+    // What one encode of the state costs: before images, applies waited
+    // for all of it (the encode held the partition's lock).
+    let t = Instant::now();
+    let encoded = bincode::serde::encode_to_vec(shared.read().state.image(), bincode::config::standard())?.len();
+    let encode_secs = t.elapsed().as_secs_f64();
+
+    // 3. The same pushes while a snapshot is built.
+    let t = Instant::now();
+    let build = tokio::spawn(async move { builder.build_snapshot().await.map(|s| s.meta) });
+    let during = small_pushes(&mut sm, &mut feed, || build.is_finished()).await?;
+    let meta = build.await?.context("build snapshot")?;
+    let build_secs = t.elapsed().as_secs_f64();
+    let size = std::fs::metadata(&path)?.len();
+
+    // 4. Load, as a restarting replica does.
+    let t = Instant::now();
+    let (_, loaded) = StateMachine::<PartitionState>::open(path).context("load snapshot")?;
+    let load_secs = t.elapsed().as_secs_f64();
+    let (streams, entries, raw) = loaded.read().state.sizes();
+
+    println!("snapshot up to log index {:?}: {:.2} GiB file, built in {build_secs:.2} s", meta.last_log_id.map(|l| l.index), size as f64 / (1u64 << 30) as f64);
+    println!("{}", summary("anchor (no snapshot)", &anchor));
+    println!("{}", summary("during the snapshot", &during));
+    let worst = during.last().copied().unwrap_or(f64::NAN);
+    println!(
+        "ratios: p99 {:.2}x, max {:.2}x of the anchor; worst apply {:.4}x the encode alone ({encode_secs:.2} s for {:.2} GiB, the stall when the encode held the lock)",
+        pct(&during, 0.99) / pct(&anchor, 0.99),
+        worst / anchor.last().copied().unwrap_or(f64::NAN),
+        worst / 1e3 / encode_secs,
+        encoded as f64 / (1u64 << 30) as f64,
+    );
+    println!("load: {load_secs:.2} s for {streams} streams, {entries} entries, {:.2} GiB raw", raw as f64 / (1u64 << 30) as f64);
+    Ok(())
+}
