@@ -2,7 +2,7 @@
 //! needs no `protoc` on the machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/logproto/push.proto", "proto/balsa/cluster.proto"];
+    let files = ["proto/logproto/push.proto", "proto/balsa/cluster.proto", "proto/otlp/logs.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

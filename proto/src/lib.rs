@@ -6,6 +6,8 @@
 //!
 //! - [`logproto`]: Loki's push API (`logproto.PushRequest`, the `Pusher`
 //!   service), wire-compatible with Grafana Loki and its clients.
+//! - [`otlp`]: OpenTelemetry's logs export request (OTLP/HTTP protobuf),
+//!   received at `/otlp/v1/logs`.
 //! - [`cluster`]: Balsa's internal services between the nodes of a cluster:
 //!   the batched Raft transport, the ingester's partition RPCs and the
 //!   controller that owns the ring.
@@ -32,6 +34,12 @@
 /// Loki's push API (package `logproto`).
 pub mod logproto {
     tonic::include_proto!("logproto");
+}
+
+/// OTLP logs export messages (package `otlp`, wire-compatible with
+/// `opentelemetry.proto.collector.logs.v1`).
+pub mod otlp {
+    tonic::include_proto!("otlp");
 }
 
 /// Balsa's internal services (package `balsa.cluster`).

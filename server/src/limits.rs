@@ -22,6 +22,100 @@ pub struct RetentionStream {
     pub period: Dur,
 }
 
+/// What happens to an OTLP attribute (`otlp_config`'s `action`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpAction {
+    /// A stream label (its name normalized: `service.name` → `service_name`).
+    IndexLabel,
+    /// An entry's structured metadata (the default for anything unlisted).
+    #[default]
+    StructuredMetadata,
+    Drop,
+}
+
+/// One rule of `otlp_config`: an action for the attributes named in
+/// `attributes`, or matching the (anchored) `regex`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpAttributes {
+    pub action: OtlpAction,
+    pub attributes: Vec<String>,
+    pub regex: Option<String>,
+    #[serde(skip)]
+    compiled: OnceLock<Option<regex::Regex>>,
+}
+
+impl OtlpAttributes {
+    /// A rule for the attributes named in `attributes`.
+    pub fn named(action: OtlpAction, attributes: Vec<String>) -> Self {
+        Self { action, attributes, regex: None, compiled: OnceLock::new() }
+    }
+
+    /// Whether the rule covers the attribute `name` (as sent, before
+    /// normalization). A regex that does not compile (refused when the
+    /// configuration is loaded) matches nothing.
+    pub fn matches(&self, name: &str) -> bool {
+        match &self.regex {
+            Some(re) => self
+                .compiled
+                .get_or_init(|| regex::Regex::new(&format!("^(?:{re})$")).ok())
+                .as_ref()
+                .is_some_and(|r| r.is_match(name)),
+            None => self.attributes.iter().any(|a| a == name),
+        }
+    }
+}
+
+/// `otlp_config.resource_attributes`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpResourceAttributes {
+    /// Do not promote Loki's default list to index labels.
+    pub ignore_defaults: bool,
+    pub attributes_config: Vec<OtlpAttributes>,
+}
+
+/// `limits_config.otlp_config`: how OTLP attributes become labels and
+/// structured metadata (Loki 3's schema; `distributor/otlp.rs` applies it).
+/// The first rule matching an attribute's name wins.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    pub resource_attributes: OtlpResourceAttributes,
+    /// `index_label` is not allowed here.
+    pub scope_attributes: Vec<OtlpAttributes>,
+    pub log_attributes: Vec<OtlpAttributes>,
+    /// Also make each record's `severity_text` a stream label.
+    pub severity_text_as_label: bool,
+}
+
+impl OtlpConfig {
+    /// Checks the rules: exactly one of `attributes` and `regex`, a regex
+    /// that compiles, no index labels from scope attributes.
+    pub fn validate(&self) -> Result<(), String> {
+        let sections = [
+            ("resource_attributes.attributes_config", &self.resource_attributes.attributes_config),
+            ("scope_attributes", &self.scope_attributes),
+            ("log_attributes", &self.log_attributes),
+        ];
+        for (section, rules) in sections {
+            for r in rules.iter() {
+                if r.attributes.is_empty() == r.regex.is_none() {
+                    return Err(format!("{section}: each rule needs exactly one of `attributes` and `regex`"));
+                }
+                if let Some(re) = &r.regex {
+                    regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("{section}: regex {re:?}: {e}"))?;
+                }
+                if section == "scope_attributes" && r.action == OtlpAction::IndexLabel {
+                    return Err("scope_attributes: index_label is not allowed for scope attributes".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `limits_config`. Every default is Loki's (pkg/validation/limits.go).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -92,6 +186,8 @@ pub struct Limits {
     pub split_queries_by_interval: Dur,
     /// Pieces of one query run at once. Default 32.
     pub max_query_parallelism: usize,
+    /// How OTLP pushes map to labels and structured metadata.
+    pub otlp_config: OtlpConfig,
     #[serde(skip)]
     pub(crate) retention_rules: OnceLock<Vec<(u32, Duration, Vec<Matcher>)>>,
 }
@@ -146,6 +242,7 @@ impl Default for Limits {
             query_timeout: Dur(Duration::from_secs(60)),
             split_queries_by_interval: Dur(Duration::from_secs(3600)),
             max_query_parallelism: 32,
+            otlp_config: OtlpConfig::default(),
             retention_rules: OnceLock::new(),
         }
     }
@@ -193,6 +290,9 @@ impl Limits {
         }
         if !(self.ingestion_rate_mb > 0.0) || !(self.ingestion_burst_size_mb > 0.0) {
             return Err(("limits_config.ingestion_rate_mb", "ingestion_rate_mb and ingestion_burst_size_mb must be positive".into()));
+        }
+        if let Err(e) = self.otlp_config.validate() {
+            return Err(("limits_config.otlp_config", e));
         }
         if self.max_line_size_truncate && self.max_line_size.0 == 0 {
             return Err(("limits_config.max_line_size_truncate", "needs a max_line_size above 0".into()));

@@ -171,6 +171,7 @@ pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/loki/api/v1/push", post(push::push))
         .route("/api/prom/push", post(push::push))
+        .route("/otlp/v1/logs", post(push::otlp_push))
         .route("/loki/api/v1/query_range", get(query::query_range).post(query::query_range))
         .route("/loki/api/v1/query", get(query::instant_query).post(query::instant_query))
         .route("/loki/api/v1/labels", get(query::labels).post(query::labels))

@@ -1,4 +1,4 @@
-//! `POST /loki/api/v1/push`.
+//! `POST /loki/api/v1/push` and OTLP's `POST /otlp/v1/logs`.
 //!
 //! PERFORMANCE-CRITICAL PATH.
 
@@ -8,14 +8,69 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use prost::Message;
 
 use super::{ApiError, AppState};
+use crate::distributor::otlp::decode_otlp;
 use crate::distributor::{decode_body, BodyLimits};
 
 /// Reads the body up to the size limit (413 past it), decodes it, and hands
 /// it to the distributor: 204 when everything is committed.
+#[tracing::instrument(name = "push", skip_all, fields(tenant))]
 pub async fn push(State(api): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let tenant = api.tenant(&headers)?;
+    tracing::Span::current().record("tenant", tenant.as_str());
+    let bytes = read_body(&api, body).await?;
+    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let limits = BodyLimits { max_decompressed: api.max_decompressed_size };
+    let streams = decode_body(header_str(header::CONTENT_TYPE), header_str(header::CONTENT_ENCODING), &bytes, limits)?;
+    api.distributor.push(&tenant, streams).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// An OTLP/HTTP logs export, mapped with the tenant's `otlp_config`: 204
+/// when everything is committed, as Loki answers (OTLP clients take any 2xx).
+/// Errors are answered as OTLP asks and Loki does: a protobuf
+/// `google.rpc.Status` holding the message, and 503 for a 500 so that
+/// clients retry it.
+#[tracing::instrument(name = "otlp_push", skip_all, fields(tenant))]
+pub async fn otlp_push(State(api): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match otlp_export(api, headers, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            let status = if e.status == StatusCode::INTERNAL_SERVER_ERROR { StatusCode::SERVICE_UNAVAILABLE } else { e.status };
+            let body = balsa_proto::otlp::Status { code: 0, message: e.body.trim_end().to_string() }.encode_to_vec();
+            (status, [(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
+        }
+    }
+}
+
+async fn otlp_export(api: AppState, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let tenant = api.tenant(&headers)?;
+    tracing::Span::current().record("tenant", tenant.as_str());
+    let bytes = read_body(&api, body).await?;
+    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let limits = BodyLimits { max_decompressed: api.max_decompressed_size };
+    let config = &api.distributor.limits(&tenant).otlp_config;
+    let streams = decode_otlp(
+        header_str(header::CONTENT_TYPE),
+        header_str(header::CONTENT_ENCODING),
+        &bytes,
+        limits,
+        config,
+        crate::time::now_ns(),
+    )?;
+    if streams.iter().all(|s| s.entries.is_empty()) {
+        // An export with no records is a success (Loki's distributor
+        // answers an empty push so); Loki's push path would say 422.
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    api.distributor.push(&tenant, streams).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The body, within `max_recv_msg_size` (413 past it).
+async fn read_body(api: &AppState, body: Body) -> Result<Bytes, ApiError> {
     let max = api.max_recv_msg_size;
     let too_large = |size: String| {
         ApiError::new(
@@ -23,15 +78,10 @@ pub async fn push(State(api): State<AppState>, headers: HeaderMap, body: Body) -
             format!("request body too large: message size too large than max ({size} vs {max})\n"),
         )
     };
-    let bytes = read_limited(body, max).await.map_err(|e| match e {
+    read_limited(body, max).await.map_err(|e| match e {
         ReadError::TooLarge(seen) => too_large(seen),
         ReadError::Io(e) => ApiError::bad_request(format!("cannot read the request body: {e}\n")),
-    })?;
-    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let limits = BodyLimits { max_decompressed: api.max_decompressed_size };
-    let streams = decode_body(header_str(header::CONTENT_TYPE), header_str(header::CONTENT_ENCODING), &bytes, limits)?;
-    api.distributor.push(&tenant, streams).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    })
 }
 
 /// Past the limit, this much more is read and discarded so the client gets

@@ -70,7 +70,7 @@ pub fn decode_body(
     }
 }
 
-fn inflate(mut r: impl Read, limits: BodyLimits) -> Result<Vec<u8>, DecodeError> {
+pub(super) fn inflate(mut r: impl Read, limits: BodyLimits) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
     let max = limits.max_decompressed as u64;
     (&mut r)

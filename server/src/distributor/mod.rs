@@ -12,6 +12,7 @@
 
 pub mod decode;
 pub mod levels;
+pub mod otlp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,6 +91,11 @@ impl Distributor {
             tenant_rates: RateLimiter::default(),
             stream_rates: RateLimiter::default(),
         }
+    }
+
+    /// The limits in force for `tenant` (defaults with its overrides).
+    pub fn limits(&self, tenant: &str) -> Arc<crate::limits::Limits> {
+        self.overrides.get(tenant)
     }
 
     /// Validates and stores `streams` for `tenant`. `Ok` means every entry
