@@ -26,6 +26,9 @@ pub enum Command {
     Push(PushArgs),
     /// Follow new lines of a log query (WebSocket tail).
     Tail(TailArgs),
+    /// Print the SHA-256 of a token read from standard input, as the auth
+    /// file's `sha256` holds it.
+    HashToken,
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +56,9 @@ pub struct Server {
     /// Tenant (X-Scope-OrgID); `a|b` queries several.
     #[arg(long = "org-id", env = "LOKI_ORG_ID")]
     pub org_id: Option<String>,
+    /// Token sent as `Authorization: Bearer` (a server with an auth file).
+    #[arg(long = "bearer-token", env = "LOKI_BEARER_TOKEN", hide_env_values = true)]
+    pub bearer_token: Option<String>,
 }
 
 /// How to print log lines.
@@ -146,6 +152,9 @@ fn request(server: &Server, method: &str, path: &str) -> ureq::Request {
     let mut r = ureq::request(method, &format!("{}{path}", server.addr.trim_end_matches('/'))).timeout(Duration::from_secs(300));
     if let Some(org) = &server.org_id {
         r = r.set("X-Scope-OrgID", org);
+    }
+    if let Some(token) = &server.bearer_token {
+        r = r.set("Authorization", &format!("Bearer {token}"));
     }
     r
 }
@@ -256,6 +265,12 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
                 let v = org.parse().map_err(|_| CliError::Arg { what: "--org-id", problem: "not a valid header value".into() })?;
                 req.headers_mut().insert("X-Scope-OrgID", v);
             }
+            if let Some(token) = &a.server.bearer_token {
+                let v = format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| CliError::Arg { what: "--bearer-token", problem: "not a valid header value".into() })?;
+                req.headers_mut().insert("Authorization", v);
+            }
             let (mut ws, _) = tungstenite::connect(req).map_err(|e| CliError::Http { addr: a.server.addr.clone(), message: e.to_string() })?;
             loop {
                 match ws.read() {
@@ -269,6 +284,15 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
                     Err(e) => return Err(CliError::Http { addr: a.server.addr.clone(), message: e.to_string() }),
                 }
             }
+        }
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token).map_err(CliError::Stdin)?;
+            let token = token.trim_end_matches(['\r', '\n']);
+            if token.is_empty() {
+                return Err(CliError::Arg { what: "standard input", problem: "no token: pipe the token in, e.g. `balsa hash-token < token.txt`".into() });
+            }
+            let _ = writeln!(out, "{}", crate::auth::hash_token(token));
         }
         Command::Push(a) => {
             let labels = crate::labels::LabelSet::parse(&a.labels)

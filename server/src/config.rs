@@ -61,6 +61,10 @@ pub struct Flags {
     /// Require X-Scope-OrgID on every request (default false: tenant `fake`).
     #[arg(long = "auth.enabled")]
     pub auth_enabled: Option<bool>,
+    /// Tokens file granting tenants (see `auth.file`); implies
+    /// `--auth.enabled=true`.
+    #[arg(long = "auth.file")]
+    pub auth_file: Option<PathBuf>,
     /// Number of ring partitions, each one Raft group (default 8). Fixed
     /// when the cluster is bootstrapped.
     #[arg(long = "ring.partitions")]
@@ -185,6 +189,9 @@ impl Target {
 pub struct Config {
     pub target: Target,
     pub auth_enabled: bool,
+    /// Bearer tokens and the tenants they grant (`auth.file`), re-read like
+    /// the overrides file. Set, it implies `auth_enabled`.
+    pub auth_file: Option<PathBuf>,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub data_dir: PathBuf,
@@ -268,6 +275,7 @@ pub struct Config {
 struct RawConfig {
     target: Option<String>,
     auth_enabled: Option<bool>,
+    auth: RawAuth,
     server: RawServer,
     common: RawCommon,
     ring: RawRing,
@@ -280,6 +288,12 @@ struct RawConfig {
     storage: RawStorage,
     raft: RawRaft,
     limits_config: Option<Limits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawAuth {
+    file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -598,9 +612,20 @@ impl Config {
         }
         let limits = raw.limits_config.unwrap_or_default();
         limits.validate().map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
+        let auth_file = flags.auth_file.clone().or(raw.auth.file.clone());
+        let auth_enabled = match (flags.auth_enabled.or(raw.auth_enabled), &auth_file) {
+            (Some(false), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "auth.file",
+                    problem: "tokens grant tenants, so auth_enabled cannot be false with an auth file".into(),
+                })
+            }
+            (enabled, file) => enabled.unwrap_or(false) || file.is_some(),
+        };
         Ok(Self {
             target,
-            auth_enabled: flags.auth_enabled.or(raw.auth_enabled).unwrap_or(false),
+            auth_enabled,
+            auth_file,
             http_addr,
             grpc_addr,
             data_dir,
@@ -672,6 +697,7 @@ impl Config {
         let v = serde_json::json!({
             "target": self.target.names(),
             "auth_enabled": self.auth_enabled,
+            "auth": {"file": self.auth_file},
             "server": {"http_listen_address": self.http_addr.ip().to_string(), "http_listen_port": self.http_addr.port(),
                 "grpc_listen_address": self.grpc_addr.ip().to_string(), "grpc_listen_port": self.grpc_addr.port(),
                 "grpc_tls_config": self.tls.as_ref().map(|t| serde_json::json!({"cert_file": t.cert_file, "key_file": "<redacted>"}))},

@@ -8,11 +8,15 @@ use balsa_proto::logproto::{PushRequest, PushResponse};
 use tonic::{Request, Response, Status};
 
 use crate::distributor::{decode::from_proto, DecodeError, Distributor, PushError};
+use crate::auth::{Access, Auth, AuthError};
 use crate::tenant;
 
 /// `logproto.Pusher` backed by the distributor.
 pub struct PushService {
     pub auth_enabled: bool,
+    /// Tokens granting tenants (`auth.file`), from the `authorization`
+    /// metadata as over HTTP.
+    pub auth: Option<Arc<Auth>>,
     pub distributor: Arc<Distributor>,
 }
 
@@ -25,7 +29,16 @@ impl PushService {
 #[tonic::async_trait]
 impl Pusher for PushService {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let org = request.metadata().get("x-scope-orgid").and_then(|v| v.to_str().ok());
+        let meta = |name| request.metadata().get(name).and_then(|v| v.to_str().ok());
+        let granted = match &self.auth {
+            Some(auth) => auth.authorize(Access::Write, meta("authorization"), meta("x-scope-orgid")).map_err(|e| match e {
+                AuthError::Tenant(e) => Status::invalid_argument(e.to_string()),
+                e if e.is_forbidden() => Status::permission_denied(e.to_string()),
+                e => Status::unauthenticated(e.to_string()),
+            })?,
+            None => None,
+        };
+        let org = granted.as_deref().or(meta("x-scope-orgid"));
         let tenant = tenant::resolve(self.auth_enabled, org).map_err(|e| match e {
             tenant::TenantError::NoOrgId => Status::unauthenticated(e.to_string()),
             e => Status::invalid_argument(e.to_string()),

@@ -11,7 +11,8 @@
 //! - [`deletes`]: delete requests, filtered at query time;
 //! - [`logql`]: the query language; [`labels`]: label sets;
 //! - [`api`]: Loki's HTTP API; [`grpc`]: Loki's gRPC push;
-//! - [`overrides`]: per-tenant limits, reloaded at run time;
+//! - [`overrides`]: per-tenant limits, reloaded at run time ([`reload`]);
+//! - [`auth`]: bearer tokens granting tenants, without a gateway;
 //! - [`config`], [`limits`], [`validation`], [`tenant`], [`ring`],
 //!   [`metrics`], [`time`];
 //! - [`modules`]: the composition root that wires a role (`--target`);
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod compactor;
 pub mod config;
@@ -46,6 +48,7 @@ pub mod patterns;
 pub mod places;
 pub mod querier;
 pub mod rate;
+pub mod reload;
 pub mod ring;
 pub mod tenant;
 pub mod time;

@@ -24,6 +24,10 @@ pub struct Metrics {
     pub chunks_deleted_by_retention: IntCounter,
     pub missing_chunks: IntCounter,
     pub compaction_failures: IntCounter,
+    /// Requests refused by `auth.file`'s tokens, by reason.
+    pub auth_refusals: IntCounterVec,
+    /// Whether the last reload of the auth file succeeded.
+    pub auth_file_ok: prometheus::IntGauge,
     query_batches_waiting: prometheus::IntGauge,
     flush_queue: IntGaugeVec,
     runtime_config_ok: prometheus::IntGauge,
@@ -100,6 +104,12 @@ impl Metrics {
                     "Whether the last reload of the runtime overrides file succeeded.",
                 )
                 .expect("valid metric"),
+            ),
+            auth_refusals: counter("balsa_auth_refusals_total", "Requests refused for their credentials, by reason.", &["reason"]),
+            auth_file_ok: reg(
+                &r,
+                prometheus::IntGauge::new("balsa_auth_file_last_reload_successful", "Whether the last reload of the auth file succeeded.")
+                    .expect("valid metric"),
             ),
             compaction_failures: reg(
                 &r,

@@ -29,6 +29,7 @@ use crate::ingester::flush::{FlushConfig, Flusher};
 use crate::ingester::service::IngesterService;
 use crate::ingester::{Ingester, IngesterConfig, IngesterError};
 use crate::metrics::Metrics;
+use crate::auth::{Auth, AuthFileError};
 use crate::overrides::{Overrides, OverridesError};
 use crate::querier::store::StoreReader;
 use crate::querier::Querier;
@@ -49,6 +50,8 @@ pub enum RunError {
     Admission(#[from] crate::controller::admission::AdmissionError),
     #[error(transparent)]
     Overrides(#[from] OverridesError),
+    #[error(transparent)]
+    Auth(#[from] AuthFileError),
     #[error("cannot load delete requests: {0}")]
     Deletes(#[from] DeleteError),
     #[error("cannot listen on {addr}: {source}")]
@@ -124,6 +127,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         .map_err(|source| RunError::DataDir { path: cfg.data_dir.display().to_string(), source })?;
     let metrics = Arc::new(Metrics::new());
     let overrides = Arc::new(Overrides::new(cfg.limits.clone(), cfg.runtime_config_file.clone())?);
+    let auth = cfg.auth_file.clone().map(Auth::new).transpose()?.map(Arc::new);
     let store: Arc<dyn ObjectStore> = match &cfg.storage {
         StorageConfig::Filesystem { directory } => Arc::new(FilesystemStore::new(directory.clone())),
         StorageConfig::S3(s3) => Arc::new(balsa_storage::s3::S3Store::new(s3).await),
@@ -180,6 +184,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let frontend = Arc::new(Frontend::new(querier.clone(), cfg.max_outstanding_per_tenant, cfg.results_cache_entries));
     let api = Arc::new(Api {
         auth_enabled: cfg.auth_enabled,
+        auth: auth.clone(),
         max_recv_msg_size: cfg.max_recv_msg_size,
         max_decompressed_size: cfg.max_decompressed_size,
         overrides: overrides.clone(),
@@ -217,6 +222,10 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         loops.push(tokio::spawn(c.run(stop_rx.clone())));
     }
     loops.push(tokio::spawn(overrides.clone().run(cfg.runtime_config_period, stop_rx.clone())));
+    if let Some(auth) = auth.clone() {
+        let (period, stop) = (cfg.runtime_config_period, stop_rx.clone());
+        loops.push(tokio::spawn(async move { crate::reload::periodically("auth file", period, stop, || auth.reload()).await }));
+    }
     {
         // Delete requests made through other processes: hidden here within
         // one refresh period, and cached answers dropped.
@@ -273,7 +282,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     if let Some(t) = &cfg.tls {
         grpc_builder = grpc_builder.tls_config(t.server()).map_err(RunError::Grpc)?;
     }
-    let mut router = grpc_builder.add_service(PushService { auth_enabled: cfg.auth_enabled, distributor }.into_server());
+    let mut router = grpc_builder.add_service(PushService { auth_enabled: cfg.auth_enabled, auth: auth.clone(), distributor }.into_server());
     if let Some(r) = &role {
         router = router
             .add_service(TransportService::new(cfg.node_id, r.groups.clone(), &r.peers, r.log_db.clone()).into_server())

@@ -143,38 +143,9 @@ impl Overrides {
     }
 
     /// Reloads every `period` and on SIGHUP until `stop` turns true.
-    pub async fn run(self: Arc<Self>, period: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
-        if self.file.is_none() {
-            return;
-        }
-        let mut every = tokio::time::interval(period);
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        loop {
-            #[cfg(unix)]
-            let sighup = async {
-                match hup.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let sighup = std::future::pending::<()>();
-            tokio::select! {
-                _ = every.tick() => {}
-                _ = sighup => tracing::info!("SIGHUP: reloading runtime overrides"),
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        return;
-                    }
-                    continue;
-                }
-            }
-            if let Err(e) = self.reload() {
-                tracing::error!(error = %e, "runtime overrides refused; the limits in force stay");
-            }
+    pub async fn run(self: Arc<Self>, period: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+        if self.file.is_some() {
+            crate::reload::periodically("runtime overrides", period, stop, || self.reload()).await;
         }
     }
 }

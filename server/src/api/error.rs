@@ -55,6 +55,17 @@ impl From<PushError> for ApiError {
     }
 }
 
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match e {
+            AuthError::Tenant(t) => t.into(),
+            e if e.is_forbidden() => ApiError::new(StatusCode::FORBIDDEN, e.to_string()).with_newline(),
+            e => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()).with_newline(),
+        }
+    }
+}
+
 impl From<DecodeError> for ApiError {
     fn from(e: DecodeError) -> Self {
         let status = match e {

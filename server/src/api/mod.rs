@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,6 +42,8 @@ pub use params::parse_timestamp;
 /// What every handler can reach.
 pub struct Api {
     pub auth_enabled: bool,
+    /// Tokens granting tenants (`auth.file`): checked before any handler.
+    pub auth: Option<Arc<crate::auth::Auth>>,
     pub max_recv_msg_size: usize,
     pub max_decompressed_size: usize,
     pub overrides: Arc<Overrides>,
@@ -206,8 +208,40 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/loki/api/v1/drilldown-limits", get(drilldown_limits))
         .route("/config", get(config))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), authenticate))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
         .with_state(api)
+}
+
+/// With an auth file, checks the request's credentials for what its path
+/// does and replaces `X-Scope-OrgID` with the tenants they allow it (the
+/// header as sent, if every tenant in it is allowed): handlers then resolve
+/// tenants as they always do. 401/403 with the reason otherwise.
+async fn authenticate(State(api): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(auth) = &api.auth else { return next.run(req).await };
+    let headers = req.headers();
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let org_id = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
+    let access = crate::auth::Access::of_path(req.uri().path());
+    match auth.authorize(access, authorization, org_id) {
+        Ok(None) => next.run(req).await,
+        Ok(Some(tenants)) => match HeaderValue::from_str(&tenants) {
+            Ok(v) => {
+                req.headers_mut().insert("x-scope-orgid", v);
+                next.run(req).await
+            }
+            Err(_) => ApiError::bad_request("invalid X-Scope-OrgID").into_response(),
+        },
+        Err(e) => {
+            api.metrics.auth_refusals.with_label_values(&[e.reason()]).inc();
+            tracing::info!(reason = e.reason(), error = %e, "request refused");
+            let mut r = ApiError::from(e).into_response();
+            if r.status() == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"balsa\""));
+            }
+            r
+        }
+    }
 }
 
 /// Times every request into `loki_request_duration_seconds` and opens its
@@ -324,6 +358,9 @@ async fn drain(State(api): State<AppState>) -> Response {
 }
 
 async fn metrics(State(api): State<AppState>) -> Response {
+    if let Some(auth) = &api.auth {
+        api.metrics.auth_file_ok.set(i64::from(auth.last_reload_ok()));
+    }
     let body = api.metrics.render(api.ingester.as_deref(), Some(&api.overrides));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

@@ -1,0 +1,456 @@
+//! Tenant authentication without a gateway: who may read, write or delete
+//! which tenants' logs, from bearer tokens (or Basic auth, as Grafana's data
+//! source sends it). With an `auth.file`, a request's credentials decide its
+//! tenants; `X-Scope-OrgID` only narrows within what they allow.
+//!
+//! The file holds SHA-256 hashes of the tokens, never the tokens (`balsa
+//! hash-token` prints one). It is re-read like the overrides file
+//! (every `runtime_config.period` and on SIGHUP); a file that does not
+//! parse is refused with a log line and the grants in force stay.
+//!
+//! ```yaml
+//! tokens:
+//!   - name: promtail-team-a        # in logs and errors; never the secret
+//!     sha256: 3a6eb079...          # hex SHA-256 of the token
+//!     write: [team-a]
+//!   - name: grafana
+//!     sha256: 9f86d081...
+//!     read: ["*"]                  # every tenant
+//!   - name: ops
+//!     sha256: 2c26b46b...
+//!     delete: [team-a]             # delete requests (/loki/api/v1/delete)
+//!     admin: true                  # /flush, /ingester/drain, /ring, /config, /runtime_config
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use base64::Engine;
+use parking_lot::RwLock;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::tenant::{self, TenantError};
+
+/// What a request does, which decides the grant it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Needs no credentials (`/ready`, `/metrics`, build info).
+    Open,
+    Read,
+    Write,
+    Delete,
+    /// Operating the process: flush, drain, the ring, the configuration.
+    Admin,
+}
+
+impl Access {
+    /// The access an HTTP path needs. Anything not listed is a read, so a
+    /// new endpoint is never open by accident.
+    pub fn of_path(path: &str) -> Access {
+        match path {
+            "/ready" | "/metrics" | "/loki/api/v1/status/buildinfo" | "/loki/api/v1/format_query" => Access::Open,
+            "/loki/api/v1/push" | "/api/prom/push" | "/otlp/v1/logs" => Access::Write,
+            "/loki/api/v1/delete" => Access::Delete,
+            "/flush" | "/ingester/drain" | "/ring" | "/config" | "/runtime_config" => Access::Admin,
+            _ => Access::Read,
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Access::Open | Access::Read => "read",
+            Access::Write => "write",
+            Access::Delete => "delete",
+            Access::Admin => "administer",
+        }
+    }
+}
+
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// 401.
+    #[error("no credentials: send Authorization: Bearer <token> (or Basic auth with the token as password)")]
+    NoCredentials,
+    /// 401.
+    #[error("invalid credentials: the token is not known")]
+    BadToken,
+    /// 401.
+    #[error("malformed Authorization header: {0}")]
+    Malformed(String),
+    /// 401: the token allows several tenants and the request named none.
+    #[error("no org id: token '{name}' may {verb} {allowed}; name the tenant with X-Scope-OrgID")]
+    Ambiguous { name: String, verb: &'static str, allowed: String },
+    /// 403.
+    #[error("token '{name}' may not {verb} tenant '{tenant}'")]
+    Forbidden { name: String, verb: &'static str, tenant: String },
+    /// 403: the token grants this access for no tenant at all.
+    #[error("token '{name}' may not {verb} any tenant")]
+    NoGrant { name: String, verb: &'static str },
+    /// 403.
+    #[error("token '{name}' may not administer this process")]
+    NotAdmin { name: String },
+    /// 400 (or 401 for a missing id), as without authentication.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+}
+
+impl AuthError {
+    /// Whether the answer is 403 (else 401, or 400 for a bad tenant id).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, AuthError::Forbidden { .. } | AuthError::NoGrant { .. } | AuthError::NotAdmin { .. })
+    }
+
+    /// The reason label of `balsa_auth_refusals_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::NoCredentials => "no_credentials",
+            AuthError::BadToken => "bad_token",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::Ambiguous { .. } => "no_org_id",
+            AuthError::Forbidden { .. } | AuthError::NoGrant { .. } | AuthError::NotAdmin { .. } => "forbidden",
+            AuthError::Tenant(_) => "bad_org_id",
+        }
+    }
+}
+
+/// The auth file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("auth file {path}: {problem}")]
+pub struct AuthFileError {
+    pub path: String,
+    pub problem: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    sha256: String,
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    write: Vec<String>,
+    #[serde(default)]
+    delete: Vec<String>,
+    #[serde(default)]
+    admin: bool,
+}
+
+/// Tenants one access is granted for.
+#[derive(Debug, Clone, Default)]
+struct Tenants {
+    any: bool,
+    listed: Vec<String>,
+}
+
+impl Tenants {
+    fn parse(list: Vec<String>, what: &str) -> Result<Self, String> {
+        let mut t = Tenants::default();
+        for id in list {
+            if id == "*" {
+                t.any = true;
+            } else {
+                tenant::validate(&id).map_err(|e| format!("{what}: {e}"))?;
+                t.listed.push(id);
+            }
+        }
+        Ok(t)
+    }
+
+    fn allows(&self, tenant: &str) -> bool {
+        self.any || self.listed.iter().any(|t| t == tenant)
+    }
+
+    fn describe(&self) -> String {
+        match (self.any, self.listed.as_slice()) {
+            (true, _) => "any tenant".into(),
+            (false, l) => format!("tenants {}", l.join(", ")),
+        }
+    }
+}
+
+/// A token's grants.
+#[derive(Debug)]
+struct Grant {
+    name: String,
+    hash: [u8; 32],
+    read: Tenants,
+    write: Tenants,
+    delete: Tenants,
+    admin: bool,
+}
+
+fn parse(text: &str) -> Result<Vec<Grant>, String> {
+    let raw: RawFile = serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    let mut grants: Vec<Grant> = Vec::with_capacity(raw.tokens.len());
+    for (i, t) in raw.tokens.into_iter().enumerate() {
+        let at = format!("tokens[{i}] ({})", t.name);
+        if t.name.is_empty() {
+            return Err(format!("tokens[{i}]: a token needs a name"));
+        }
+        let hash = decode_sha256(&t.sha256).ok_or_else(|| format!("{at}: sha256 must be 64 hex digits (balsa hash-token prints it)"))?;
+        if grants.iter().any(|g| g.hash == hash) {
+            return Err(format!("{at}: the same token is listed twice"));
+        }
+        if grants.iter().any(|g| g.name == t.name) {
+            return Err(format!("{at}: the name is used twice"));
+        }
+        grants.push(Grant {
+            read: Tenants::parse(t.read, &format!("{at}.read"))?,
+            write: Tenants::parse(t.write, &format!("{at}.write"))?,
+            delete: Tenants::parse(t.delete, &format!("{at}.delete"))?,
+            admin: t.admin,
+            name: t.name,
+            hash,
+        });
+    }
+    Ok(grants)
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The hex SHA-256 of a token, as the auth file holds it.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The grants in force, re-read from their file.
+pub struct Auth {
+    file: PathBuf,
+    grants: RwLock<Arc<Vec<Grant>>>,
+    last_ok: AtomicBool,
+}
+
+impl Auth {
+    /// Loads `file`; a file that cannot be used is an error at start.
+    pub fn new(file: PathBuf) -> Result<Self, AuthFileError> {
+        let auth = Self { file, grants: RwLock::new(Arc::new(Vec::new())), last_ok: AtomicBool::new(true) };
+        auth.reload()?;
+        Ok(auth)
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    pub fn last_reload_ok(&self) -> bool {
+        self.last_ok.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the file; on any problem the grants in force stay.
+    pub fn reload(&self) -> Result<(), AuthFileError> {
+        let err = |problem: String| AuthFileError { path: self.file.display().to_string(), problem };
+        let result = std::fs::read_to_string(&self.file).map_err(|e| err(e.to_string())).and_then(|t| parse(&t).map_err(err));
+        self.last_ok.store(result.is_ok(), Ordering::Relaxed);
+        let grants = result?;
+        let mut current = self.grants.write();
+        if current.len() != grants.len() {
+            tracing::info!(file = %self.file.display(), tokens = grants.len(), "auth file loaded");
+        }
+        *current = Arc::new(grants);
+        Ok(())
+    }
+
+    /// Checks a request's credentials for `access` and returns the value
+    /// `X-Scope-OrgID` must carry from here on: the tenants named by the
+    /// header (or the Basic auth user name, or the token's only tenant),
+    /// each allowed to the token. `None` for open and admin requests.
+    pub fn authorize(
+        &self,
+        access: Access,
+        authorization: Option<&str>,
+        org_id: Option<&str>,
+    ) -> Result<Option<String>, AuthError> {
+        if access == Access::Open {
+            return Ok(None);
+        }
+        let (token, user) = credentials(authorization)?;
+        let grants = self.grants.read().clone();
+        let presented = Sha256::digest(token.as_bytes());
+        // Every entry is compared, in constant time, whatever matches.
+        let mut found: Option<&Grant> = None;
+        for g in grants.iter() {
+            if bool::from(g.hash.ct_eq(presented.as_slice())) {
+                found = Some(g);
+            }
+        }
+        let g = found.ok_or(AuthError::BadToken)?;
+        let tenants = match access {
+            Access::Open => return Ok(None),
+            Access::Admin if g.admin => return Ok(None),
+            Access::Admin => return Err(AuthError::NotAdmin { name: g.name.clone() }),
+            Access::Read => &g.read,
+            Access::Write => &g.write,
+            Access::Delete => &g.delete,
+        };
+        if !tenants.any && tenants.listed.is_empty() {
+            return Err(AuthError::NoGrant { name: g.name.clone(), verb: access.verb() });
+        }
+        let asked = match (org_id.map(str::trim).filter(|s| !s.is_empty()), user.filter(|u| !u.is_empty())) {
+            (Some(h), _) => tenant::resolve_many(true, Some(h))?,
+            (None, Some(u)) => tenant::resolve_many(true, Some(&u))?,
+            (None, None) => match (tenants.any, tenants.listed.as_slice()) {
+                (false, [only]) => vec![only.clone()],
+                _ => {
+                    return Err(AuthError::Ambiguous { name: g.name.clone(), verb: access.verb(), allowed: tenants.describe() })
+                }
+            },
+        };
+        if let Some(t) = asked.iter().find(|t| !tenants.allows(t)) {
+            return Err(AuthError::Forbidden { name: g.name.clone(), verb: access.verb(), tenant: t.clone() });
+        }
+        Ok(Some(asked.join("|")))
+    }
+}
+
+/// The token and the Basic auth user name (if any) of an Authorization
+/// header.
+fn credentials(authorization: Option<&str>) -> Result<(String, Option<String>), AuthError> {
+    let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(AuthError::NoCredentials)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        if rest.is_empty() {
+            return Err(AuthError::Malformed("the bearer token is empty".into()));
+        }
+        Ok((rest.to_string(), None))
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .map_err(|_| AuthError::Malformed("Basic credentials are not base64".into()))?;
+        let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed("Basic credentials are not UTF-8".into()))?;
+        let (user, password) =
+            text.split_once(':').ok_or_else(|| AuthError::Malformed("Basic credentials need user:password".into()))?;
+        if password.is_empty() {
+            return Err(AuthError::Malformed("the Basic auth password (the token) is empty".into()));
+        }
+        Ok((password.to_string(), Some(user.to_string())))
+    } else {
+        Err(AuthError::Malformed(format!("unsupported scheme {scheme:?}: use Bearer or Basic")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(yaml: &str) -> (tempfile::TempDir, Auth) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("auth.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        let a = Auth::new(f).unwrap();
+        (dir, a)
+    }
+
+    fn file() -> String {
+        format!(
+            "tokens:\n  - name: shipper\n    sha256: {}\n    write: [team-a]\n  - name: grafana\n    sha256: {}\n    read: [team-a, team-b]\n  - name: ops\n    sha256: {}\n    read: ['*']\n    delete: [team-a]\n    admin: true\n",
+            hash_token("s3cret-a"),
+            hash_token("s3cret-g"),
+            hash_token("s3cret-o")
+        )
+    }
+
+    fn basic(user: &str, pass: &str) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+    }
+
+    #[test]
+    fn tokens_grant_what_they_list_and_the_header_narrows() {
+        let (_d, a) = auth(&file());
+        let w = Access::Write;
+        assert_eq!(a.authorize(w, Some("Bearer s3cret-a"), None), Ok(Some("team-a".into())), "the only tenant");
+        assert_eq!(a.authorize(w, Some("bearer s3cret-a"), Some("team-a")), Ok(Some("team-a".into())));
+        assert_eq!(
+            a.authorize(w, Some("Bearer s3cret-a"), Some("team-b")).unwrap_err().to_string(),
+            "token 'shipper' may not write tenant 'team-b'"
+        );
+        assert!(a.authorize(Access::Read, Some("Bearer s3cret-a"), Some("team-a")).unwrap_err().is_forbidden(), "write is not read");
+        assert_eq!(a.authorize(Access::Read, Some("Bearer s3cret-a"), None).unwrap_err().to_string(), "token 'shipper' may not read any tenant");
+        let r = Access::Read;
+        assert_eq!(a.authorize(r, Some("Bearer s3cret-g"), Some("team-b|team-a")), Ok(Some("team-a|team-b".into())));
+        assert!(a.authorize(r, Some("Bearer s3cret-g"), Some("team-a|team-c")).unwrap_err().is_forbidden());
+        assert_eq!(
+            a.authorize(r, Some("Bearer s3cret-g"), None).unwrap_err().to_string(),
+            "no org id: token 'grafana' may read tenants team-a, team-b; name the tenant with X-Scope-OrgID"
+        );
+        assert_eq!(a.authorize(r, Some(&basic("team-b", "s3cret-g")), None), Ok(Some("team-b".into())), "Basic user names the tenant");
+        assert_eq!(a.authorize(r, Some(&basic("", "s3cret-o")), Some("anyone")), Ok(Some("anyone".into())));
+        assert_eq!(a.authorize(Access::Delete, Some("Bearer s3cret-o"), None), Ok(Some("team-a".into())));
+        assert!(a.authorize(Access::Delete, Some("Bearer s3cret-g"), Some("team-a")).unwrap_err().is_forbidden());
+        assert_eq!(a.authorize(Access::Admin, Some("Bearer s3cret-o"), None), Ok(None));
+        assert_eq!(a.authorize(Access::Admin, Some("Bearer s3cret-g"), None), Err(AuthError::NotAdmin { name: "grafana".into() }));
+        assert_eq!(a.authorize(Access::Open, None, None), Ok(None));
+    }
+
+    #[test]
+    fn every_refusal_names_its_reason() {
+        let (_d, a) = auth(&file());
+        let r = Access::Read;
+        assert_eq!(a.authorize(r, None, Some("team-a")), Err(AuthError::NoCredentials));
+        assert_eq!(a.authorize(r, Some("Bearer wrong"), Some("team-a")), Err(AuthError::BadToken));
+        assert_eq!(a.authorize(r, Some(&basic("team-a", "wrong")), None), Err(AuthError::BadToken));
+        assert!(matches!(a.authorize(r, Some("Bearer "), None), Err(AuthError::Malformed(_))));
+        assert!(matches!(a.authorize(r, Some("Digest x"), None), Err(AuthError::Malformed(_))));
+        assert!(matches!(a.authorize(r, Some("Basic !!!"), None), Err(AuthError::Malformed(_))));
+        assert!(matches!(a.authorize(r, Some(&basic("team-a", "")), None), Err(AuthError::Malformed(_))));
+        assert!(matches!(a.authorize(r, Some("Bearer s3cret-g"), Some("../x")), Err(AuthError::Tenant(_))));
+        assert!(matches!(a.authorize(r, Some(&basic("a/b", "s3cret-g")), None), Err(AuthError::Tenant(_))));
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_and_the_grants_in_force_stay() {
+        let (d, a) = auth(&file());
+        let f = d.path().join("auth.yaml");
+        for (bad, says) in [
+            ("tokens:\n  - name: x\n    sha256: abc\n", "64 hex digits"),
+            ("tokens:\n  - name: x\n    sha256: 00\n    raed: [a]\n", "raed"),
+            (&format!("tokens:\n  - name: x\n    sha256: {}\n  - name: y\n    sha256: {}\n", hash_token("t"), hash_token("t")), "twice"),
+            (&format!("tokens:\n  - name: x\n    sha256: {}\n    read: ['a/b']\n", hash_token("t")), "unsupported character"),
+        ] {
+            std::fs::write(&f, bad).unwrap();
+            let e = a.reload().unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+            assert!(!a.last_reload_ok());
+            assert_eq!(a.authorize(Access::Write, Some("Bearer s3cret-a"), None), Ok(Some("team-a".into())));
+        }
+        std::fs::write(&f, format!("tokens:\n  - name: new\n    sha256: {}\n    write: [team-z]\n", hash_token("rotated"))).unwrap();
+        a.reload().unwrap();
+        assert_eq!(a.authorize(Access::Write, Some("Bearer s3cret-a"), None), Err(AuthError::BadToken), "a removed token stops working");
+        assert_eq!(a.authorize(Access::Write, Some("Bearer rotated"), None), Ok(Some("team-z".into())));
+    }
+
+    #[test]
+    fn paths_need_the_access_their_data_does() {
+        assert_eq!(Access::of_path("/loki/api/v1/push"), Access::Write);
+        assert_eq!(Access::of_path("/otlp/v1/logs"), Access::Write);
+        assert_eq!(Access::of_path("/loki/api/v1/query_range"), Access::Read);
+        assert_eq!(Access::of_path("/loki/api/v1/label/job/values"), Access::Read);
+        assert_eq!(Access::of_path("/loki/api/v1/delete"), Access::Delete);
+        assert_eq!(Access::of_path("/ingester/drain"), Access::Admin);
+        assert_eq!(Access::of_path("/metrics"), Access::Open);
+        assert_eq!(Access::of_path("/some/new/endpoint"), Access::Read);
+    }
+}
