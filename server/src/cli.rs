@@ -1,5 +1,6 @@
 //! A command-line client in the `balsa` binary, like Loki's `logcli`:
-//! `balsa query`, `balsa labels`, `balsa series`, `balsa push`, `balsa tail`, against any
+//! `balsa query`, `balsa labels`, `balsa series`, `balsa push`, `balsa tail`
+//! (and `balsa canary`, [`crate::canary`]), against any
 //! Loki-compatible URL (`--addr`, `--org-id`, or `LOKI_ADDR`,
 //! `LOKI_ORG_ID`).
 
@@ -29,6 +30,9 @@ pub enum Command {
     /// Print the SHA-256 of a token read from standard input, as the auth
     /// file's `sha256` holds it.
     HashToken,
+    /// Write lines at a steady rate, read them back, and count the lost,
+    /// duplicated, out-of-order and late ones (like loki-canary).
+    Canary(crate::canary::CanaryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -146,9 +150,12 @@ pub enum CliError {
     Arg { what: &'static str, problem: String },
     #[error("reading standard input: {0}")]
     Stdin(std::io::Error),
+    /// A check the command ran found a problem (`balsa canary`).
+    #[error("{0}")]
+    Check(String),
 }
 
-fn request(server: &Server, method: &str, path: &str) -> ureq::Request {
+pub(crate) fn request(server: &Server, method: &str, path: &str) -> ureq::Request {
     let mut r = ureq::request(method, &format!("{}{path}", server.addr.trim_end_matches('/'))).timeout(Duration::from_secs(300));
     if let Some(org) = &server.org_id {
         r = r.set("X-Scope-OrgID", org);
@@ -159,7 +166,7 @@ fn request(server: &Server, method: &str, path: &str) -> ureq::Request {
     r
 }
 
-fn http_err(server: &Server, e: ureq::Error) -> CliError {
+pub(crate) fn http_err(server: &Server, e: ureq::Error) -> CliError {
     let message = match e {
         ureq::Error::Status(code, resp) => format!("{code}: {}", resp.into_string().unwrap_or_default().trim()),
         e => e.to_string(),
@@ -285,6 +292,7 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
                 }
             }
         }
+        Command::Canary(a) => crate::canary::run(a)?,
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token).map_err(CliError::Stdin)?;

@@ -158,9 +158,14 @@ impl Target {
                 "querier" => t.querier = true,
                 "query-frontend" => t.query_frontend = true,
                 "compactor" => t.compactor = true,
+                // Loki's simple scalable deployment.
+                "write" => (t.distributor, t.ingester) = (true, true),
+                "read" => (t.querier, t.query_frontend) = (true, true),
+                "backend" => t.compactor = true,
                 other => {
                     return Err(format!(
-                        "unknown target '{other}'; expected one of all, distributor, ingester, querier, query-frontend, compactor"
+                        "unknown target '{other}'; expected one of all, read, write, backend, distributor, ingester, querier, \
+                         query-frontend, compactor"
                     ))
                 }
             }
@@ -923,6 +928,15 @@ mod tests {
         assert!(e.contains("--join"), "a querier without ingesters to join is refused: {e}");
         let e = load_yaml("target: ingestr\n").unwrap_err().to_string();
         assert!(e.contains("unknown target 'ingestr'"), "{e}");
+    }
+
+    #[test]
+    fn simple_scalable_targets_are_their_roles() {
+        let roles = |s: &str| Target::parse(s).unwrap().names();
+        assert_eq!(roles("write"), "ingester,distributor");
+        assert_eq!(roles("read"), "querier,query-frontend");
+        assert_eq!(roles("backend"), "compactor");
+        assert_eq!(roles("read,write,backend"), "all");
     }
 
     #[test]

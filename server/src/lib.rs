@@ -16,7 +16,8 @@
 //! - [`config`], [`limits`], [`validation`], [`tenant`], [`ring`],
 //!   [`metrics`], [`time`];
 //! - [`modules`]: the composition root that wires a role (`--target`);
-//! - [`cli`]: the `logcli`-like client (`balsa query`, `labels`, …).
+//! - [`cli`]: the `logcli`-like client (`balsa query`, `labels`, …);
+//!   [`canary`]: the loki-canary-like checker (`balsa canary`).
 //!
 //! What it does not own: byte formats ([`balsa_storage`]), the Raft log and
 //! transport ([`balsa_raft`]), wire types ([`balsa_proto`]).
@@ -29,6 +30,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod canary;
 pub mod cli;
 pub mod compactor;
 pub mod config;
