@@ -1,6 +1,7 @@
 //! Tenant authentication without a gateway: who may read, write or delete
 //! which tenants' logs, from bearer tokens (or Basic auth, as Grafana's data
-//! source sends it). With an `auth.file`, a request's credentials decide its
+//! source sends it) or verified client certificates. With an `auth.file`, a
+//! request's credentials decide its
 //! tenants; `X-Scope-OrgID` only narrows within what they allow.
 //!
 //! The file holds SHA-256 hashes of the tokens, never the tokens (`balsa
@@ -20,6 +21,9 @@
 //!     sha256: 2c26b46b...
 //!     delete: [team-a]             # delete requests (/loki/api/v1/delete)
 //!     admin: true                  # /flush, /ingester/drain, /ring, /config, /runtime_config
+//! certificates:                    # HTTPS with a client_ca_file: verified client certificates
+//!   - common_name: promtail-b      # the subject's CN
+//!     write: [team-b]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -82,17 +86,20 @@ pub enum AuthError {
     #[error("malformed Authorization header: {0}")]
     Malformed(String),
     /// 401: the token allows several tenants and the request named none.
-    #[error("no org id: token '{name}' may {verb} {allowed}; name the tenant with X-Scope-OrgID")]
-    Ambiguous { name: String, verb: &'static str, allowed: String },
+    #[error("no org id: {who} may {verb} {allowed}; name the tenant with X-Scope-OrgID")]
+    Ambiguous { who: String, verb: &'static str, allowed: String },
     /// 403.
-    #[error("token '{name}' may not {verb} tenant '{tenant}'")]
-    Forbidden { name: String, verb: &'static str, tenant: String },
-    /// 403: the token grants this access for no tenant at all.
-    #[error("token '{name}' may not {verb} any tenant")]
-    NoGrant { name: String, verb: &'static str },
+    #[error("{who} may not {verb} tenant '{tenant}'")]
+    Forbidden { who: String, verb: &'static str, tenant: String },
+    /// 403: the credentials grant this access for no tenant at all.
+    #[error("{who} may not {verb} any tenant")]
+    NoGrant { who: String, verb: &'static str },
     /// 403.
-    #[error("token '{name}' may not administer this process")]
-    NotAdmin { name: String },
+    #[error("{who} may not administer this process")]
+    NotAdmin { who: String },
+    /// 401: a verified client certificate the file does not list.
+    #[error("invalid credentials: no grant for the client certificate '{0}'")]
+    UnknownCertificate(String),
     /// 400 (or 401 for a missing id), as without authentication.
     #[error(transparent)]
     Tenant(#[from] TenantError),
@@ -108,7 +115,7 @@ impl AuthError {
     pub fn reason(&self) -> &'static str {
         match self {
             AuthError::NoCredentials => "no_credentials",
-            AuthError::BadToken => "bad_token",
+            AuthError::BadToken | AuthError::UnknownCertificate(_) => "bad_token",
             AuthError::Malformed(_) => "malformed",
             AuthError::Ambiguous { .. } => "no_org_id",
             AuthError::Forbidden { .. } | AuthError::NoGrant { .. } | AuthError::NotAdmin { .. } => "forbidden",
@@ -130,6 +137,8 @@ pub struct AuthFileError {
 struct RawFile {
     #[serde(default)]
     tokens: Vec<RawToken>,
+    #[serde(default)]
+    certificates: Vec<RawCertificate>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +146,21 @@ struct RawFile {
 struct RawToken {
     name: String,
     sha256: String,
+    #[serde(flatten)]
+    grants: RawGrants,
+}
+
+/// Client certificates (HTTPS with `client_ca_file`) by subject common name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificate {
+    common_name: String,
+    #[serde(flatten)]
+    grants: RawGrants,
+}
+
+#[derive(Deserialize)]
+struct RawGrants {
     #[serde(default)]
     read: Vec<String>,
     #[serde(default)]
@@ -180,11 +204,21 @@ impl Tenants {
     }
 }
 
-/// A token's grants.
+/// How a principal proves who it is.
+#[derive(Debug, PartialEq, Eq)]
+enum Credential {
+    /// SHA-256 of a bearer token.
+    Token([u8; 32]),
+    /// A verified client certificate's subject common name.
+    Certificate(String),
+}
+
+/// What one token or certificate may do.
 #[derive(Debug)]
 struct Grant {
-    name: String,
-    hash: [u8; 32],
+    /// `token 'name'` or `certificate 'cn'`, for messages.
+    who: String,
+    credential: Credential,
     read: Tenants,
     write: Tenants,
     delete: Tenants,
@@ -194,27 +228,38 @@ struct Grant {
 fn parse(text: &str) -> Result<Vec<Grant>, String> {
     let raw: RawFile = serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
         .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
-    let mut grants: Vec<Grant> = Vec::with_capacity(raw.tokens.len());
+    let mut grants: Vec<Grant> = Vec::with_capacity(raw.tokens.len() + raw.certificates.len());
+    let mut add = |at: String, who: String, credential: Credential, g: RawGrants| -> Result<(), String> {
+        if grants.iter().any(|x| x.credential == credential) {
+            return Err(format!("{at}: the same credential is listed twice"));
+        }
+        if grants.iter().any(|x| x.who == who) {
+            return Err(format!("{at}: the name is used twice"));
+        }
+        grants.push(Grant {
+            read: Tenants::parse(g.read, &format!("{at}.read"))?,
+            write: Tenants::parse(g.write, &format!("{at}.write"))?,
+            delete: Tenants::parse(g.delete, &format!("{at}.delete"))?,
+            admin: g.admin,
+            who,
+            credential,
+        });
+        Ok(())
+    };
     for (i, t) in raw.tokens.into_iter().enumerate() {
         let at = format!("tokens[{i}] ({})", t.name);
         if t.name.is_empty() {
             return Err(format!("tokens[{i}]: a token needs a name"));
         }
         let hash = decode_sha256(&t.sha256).ok_or_else(|| format!("{at}: sha256 must be 64 hex digits (balsa hash-token prints it)"))?;
-        if grants.iter().any(|g| g.hash == hash) {
-            return Err(format!("{at}: the same token is listed twice"));
+        add(at, format!("token '{}'", t.name), Credential::Token(hash), t.grants)?;
+    }
+    for (i, c) in raw.certificates.into_iter().enumerate() {
+        if c.common_name.is_empty() {
+            return Err(format!("certificates[{i}]: common_name is empty"));
         }
-        if grants.iter().any(|g| g.name == t.name) {
-            return Err(format!("{at}: the name is used twice"));
-        }
-        grants.push(Grant {
-            read: Tenants::parse(t.read, &format!("{at}.read"))?,
-            write: Tenants::parse(t.write, &format!("{at}.write"))?,
-            delete: Tenants::parse(t.delete, &format!("{at}.delete"))?,
-            admin: t.admin,
-            name: t.name,
-            hash,
-        });
+        let at = format!("certificates[{i}] ({})", c.common_name);
+        add(at, format!("certificate '{}'", c.common_name), Credential::Certificate(c.common_name), c.grants)?;
     }
     Ok(grants)
 }
@@ -277,36 +322,49 @@ impl Auth {
     /// `X-Scope-OrgID` must carry from here on: the tenants named by the
     /// header (or the Basic auth user name, or the token's only tenant),
     /// each allowed to the token. `None` for open and admin requests.
+    /// An Authorization header wins over a client certificate
+    /// (`cert_common_name`, verified by the TLS layer).
     pub fn authorize(
         &self,
         access: Access,
         authorization: Option<&str>,
         org_id: Option<&str>,
+        cert_common_name: Option<&str>,
     ) -> Result<Option<String>, AuthError> {
         if access == Access::Open {
             return Ok(None);
         }
-        let (token, user) = credentials(authorization)?;
         let grants = self.grants.read().clone();
-        let presented = Sha256::digest(token.as_bytes());
-        // Every entry is compared, in constant time, whatever matches.
-        let mut found: Option<&Grant> = None;
-        for g in grants.iter() {
-            if bool::from(g.hash.ct_eq(presented.as_slice())) {
-                found = Some(g);
+        let (g, user) = match (authorization.map(str::trim).filter(|v| !v.is_empty()), cert_common_name) {
+            (None, Some(cn)) => {
+                let g = grants.iter().find(|g| matches!(&g.credential, Credential::Certificate(c) if c == cn));
+                (g.ok_or_else(|| AuthError::UnknownCertificate(cn.to_string()))?, None)
             }
-        }
-        let g = found.ok_or(AuthError::BadToken)?;
+            (authorization, _) => {
+                let (token, user) = credentials(authorization)?;
+                let presented = Sha256::digest(token.as_bytes());
+                // Every token is compared, in constant time, whatever matches.
+                let mut found: Option<&Grant> = None;
+                for g in grants.iter() {
+                    if let Credential::Token(hash) = &g.credential {
+                        if bool::from(hash.ct_eq(presented.as_slice())) {
+                            found = Some(g);
+                        }
+                    }
+                }
+                (found.ok_or(AuthError::BadToken)?, user)
+            }
+        };
         let tenants = match access {
             Access::Open => return Ok(None),
             Access::Admin if g.admin => return Ok(None),
-            Access::Admin => return Err(AuthError::NotAdmin { name: g.name.clone() }),
+            Access::Admin => return Err(AuthError::NotAdmin { who: g.who.clone() }),
             Access::Read => &g.read,
             Access::Write => &g.write,
             Access::Delete => &g.delete,
         };
         if !tenants.any && tenants.listed.is_empty() {
-            return Err(AuthError::NoGrant { name: g.name.clone(), verb: access.verb() });
+            return Err(AuthError::NoGrant { who: g.who.clone(), verb: access.verb() });
         }
         let asked = match (org_id.map(str::trim).filter(|s| !s.is_empty()), user.filter(|u| !u.is_empty())) {
             (Some(h), _) => tenant::resolve_many(true, Some(h))?,
@@ -314,12 +372,12 @@ impl Auth {
             (None, None) => match (tenants.any, tenants.listed.as_slice()) {
                 (false, [only]) => vec![only.clone()],
                 _ => {
-                    return Err(AuthError::Ambiguous { name: g.name.clone(), verb: access.verb(), allowed: tenants.describe() })
+                    return Err(AuthError::Ambiguous { who: g.who.clone(), verb: access.verb(), allowed: tenants.describe() })
                 }
             },
         };
         if let Some(t) = asked.iter().find(|t| !tenants.allows(t)) {
-            return Err(AuthError::Forbidden { name: g.name.clone(), verb: access.verb(), tenant: t.clone() });
+            return Err(AuthError::Forbidden { who: g.who.clone(), verb: access.verb(), tenant: t.clone() });
         }
         Ok(Some(asked.join("|")))
     }
@@ -356,6 +414,10 @@ fn credentials(authorization: Option<&str>) -> Result<(String, Option<String>), 
 mod tests {
     use super::*;
 
+    fn az(a: &Auth, access: Access, authorization: Option<&str>, org: Option<&str>) -> Result<Option<String>, AuthError> {
+        a.authorize(access, authorization, org, None)
+    }
+
     fn auth(yaml: &str) -> (tempfile::TempDir, Auth) {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("auth.yaml");
@@ -381,43 +443,60 @@ mod tests {
     fn tokens_grant_what_they_list_and_the_header_narrows() {
         let (_d, a) = auth(&file());
         let w = Access::Write;
-        assert_eq!(a.authorize(w, Some("Bearer s3cret-a"), None), Ok(Some("team-a".into())), "the only tenant");
-        assert_eq!(a.authorize(w, Some("bearer s3cret-a"), Some("team-a")), Ok(Some("team-a".into())));
+        assert_eq!(az(&a, w, Some("Bearer s3cret-a"), None), Ok(Some("team-a".into())), "the only tenant");
+        assert_eq!(az(&a, w, Some("bearer s3cret-a"), Some("team-a")), Ok(Some("team-a".into())));
         assert_eq!(
-            a.authorize(w, Some("Bearer s3cret-a"), Some("team-b")).unwrap_err().to_string(),
+            az(&a, w, Some("Bearer s3cret-a"), Some("team-b")).unwrap_err().to_string(),
             "token 'shipper' may not write tenant 'team-b'"
         );
-        assert!(a.authorize(Access::Read, Some("Bearer s3cret-a"), Some("team-a")).unwrap_err().is_forbidden(), "write is not read");
-        assert_eq!(a.authorize(Access::Read, Some("Bearer s3cret-a"), None).unwrap_err().to_string(), "token 'shipper' may not read any tenant");
+        assert!(az(&a, Access::Read, Some("Bearer s3cret-a"), Some("team-a")).unwrap_err().is_forbidden(), "write is not read");
+        assert_eq!(az(&a, Access::Read, Some("Bearer s3cret-a"), None).unwrap_err().to_string(), "token 'shipper' may not read any tenant");
         let r = Access::Read;
-        assert_eq!(a.authorize(r, Some("Bearer s3cret-g"), Some("team-b|team-a")), Ok(Some("team-a|team-b".into())));
-        assert!(a.authorize(r, Some("Bearer s3cret-g"), Some("team-a|team-c")).unwrap_err().is_forbidden());
+        assert_eq!(az(&a, r, Some("Bearer s3cret-g"), Some("team-b|team-a")), Ok(Some("team-a|team-b".into())));
+        assert!(az(&a, r, Some("Bearer s3cret-g"), Some("team-a|team-c")).unwrap_err().is_forbidden());
         assert_eq!(
-            a.authorize(r, Some("Bearer s3cret-g"), None).unwrap_err().to_string(),
+            az(&a, r, Some("Bearer s3cret-g"), None).unwrap_err().to_string(),
             "no org id: token 'grafana' may read tenants team-a, team-b; name the tenant with X-Scope-OrgID"
         );
-        assert_eq!(a.authorize(r, Some(&basic("team-b", "s3cret-g")), None), Ok(Some("team-b".into())), "Basic user names the tenant");
-        assert_eq!(a.authorize(r, Some(&basic("", "s3cret-o")), Some("anyone")), Ok(Some("anyone".into())));
-        assert_eq!(a.authorize(Access::Delete, Some("Bearer s3cret-o"), None), Ok(Some("team-a".into())));
-        assert!(a.authorize(Access::Delete, Some("Bearer s3cret-g"), Some("team-a")).unwrap_err().is_forbidden());
-        assert_eq!(a.authorize(Access::Admin, Some("Bearer s3cret-o"), None), Ok(None));
-        assert_eq!(a.authorize(Access::Admin, Some("Bearer s3cret-g"), None), Err(AuthError::NotAdmin { name: "grafana".into() }));
-        assert_eq!(a.authorize(Access::Open, None, None), Ok(None));
+        assert_eq!(az(&a, r, Some(&basic("team-b", "s3cret-g")), None), Ok(Some("team-b".into())), "Basic user names the tenant");
+        assert_eq!(az(&a, r, Some(&basic("", "s3cret-o")), Some("anyone")), Ok(Some("anyone".into())));
+        assert_eq!(az(&a, Access::Delete, Some("Bearer s3cret-o"), None), Ok(Some("team-a".into())));
+        assert!(az(&a, Access::Delete, Some("Bearer s3cret-g"), Some("team-a")).unwrap_err().is_forbidden());
+        assert_eq!(az(&a, Access::Admin, Some("Bearer s3cret-o"), None), Ok(None));
+        assert_eq!(az(&a, Access::Admin, Some("Bearer s3cret-g"), None), Err(AuthError::NotAdmin { who: "token 'grafana'".into() }));
+        assert_eq!(az(&a, Access::Open, None, None), Ok(None));
+    }
+
+    #[test]
+    fn client_certificates_are_principals_and_a_token_wins_over_them() {
+        let yaml = format!("{}certificates:\n  - common_name: promtail-b\n    write: [team-b]\n", file());
+        let (_d, a) = auth(&yaml);
+        let cert = |access, org, cn| a.authorize(access, None, org, Some(cn));
+        assert_eq!(cert(Access::Write, None, "promtail-b"), Ok(Some("team-b".into())));
+        assert_eq!(
+            cert(Access::Write, Some("team-a"), "promtail-b").unwrap_err().to_string(),
+            "certificate 'promtail-b' may not write tenant 'team-a'"
+        );
+        assert_eq!(cert(Access::Write, None, "stranger"), Err(AuthError::UnknownCertificate("stranger".into())));
+        assert_eq!(a.authorize(Access::Write, Some("Bearer s3cret-a"), None, Some("promtail-b")), Ok(Some("team-a".into())));
+        let dup = format!("{yaml}  - common_name: promtail-b\n    read: [x]\n");
+        std::fs::write(_d.path().join("auth.yaml"), dup).unwrap();
+        assert!(a.reload().unwrap_err().to_string().contains("twice"));
     }
 
     #[test]
     fn every_refusal_names_its_reason() {
         let (_d, a) = auth(&file());
         let r = Access::Read;
-        assert_eq!(a.authorize(r, None, Some("team-a")), Err(AuthError::NoCredentials));
-        assert_eq!(a.authorize(r, Some("Bearer wrong"), Some("team-a")), Err(AuthError::BadToken));
-        assert_eq!(a.authorize(r, Some(&basic("team-a", "wrong")), None), Err(AuthError::BadToken));
-        assert!(matches!(a.authorize(r, Some("Bearer "), None), Err(AuthError::Malformed(_))));
-        assert!(matches!(a.authorize(r, Some("Digest x"), None), Err(AuthError::Malformed(_))));
-        assert!(matches!(a.authorize(r, Some("Basic !!!"), None), Err(AuthError::Malformed(_))));
-        assert!(matches!(a.authorize(r, Some(&basic("team-a", "")), None), Err(AuthError::Malformed(_))));
-        assert!(matches!(a.authorize(r, Some("Bearer s3cret-g"), Some("../x")), Err(AuthError::Tenant(_))));
-        assert!(matches!(a.authorize(r, Some(&basic("a/b", "s3cret-g")), None), Err(AuthError::Tenant(_))));
+        assert_eq!(az(&a, r, None, Some("team-a")), Err(AuthError::NoCredentials));
+        assert_eq!(az(&a, r, Some("Bearer wrong"), Some("team-a")), Err(AuthError::BadToken));
+        assert_eq!(az(&a, r, Some(&basic("team-a", "wrong")), None), Err(AuthError::BadToken));
+        assert!(matches!(az(&a, r, Some("Bearer "), None), Err(AuthError::Malformed(_))));
+        assert!(matches!(az(&a, r, Some("Digest x"), None), Err(AuthError::Malformed(_))));
+        assert!(matches!(az(&a, r, Some("Basic !!!"), None), Err(AuthError::Malformed(_))));
+        assert!(matches!(az(&a, r, Some(&basic("team-a", "")), None), Err(AuthError::Malformed(_))));
+        assert!(matches!(az(&a, r, Some("Bearer s3cret-g"), Some("../x")), Err(AuthError::Tenant(_))));
+        assert!(matches!(az(&a, r, Some(&basic("a/b", "s3cret-g")), None), Err(AuthError::Tenant(_))));
     }
 
     #[test]
@@ -434,12 +513,12 @@ mod tests {
             let e = a.reload().unwrap_err().to_string();
             assert!(e.contains(says), "{e}");
             assert!(!a.last_reload_ok());
-            assert_eq!(a.authorize(Access::Write, Some("Bearer s3cret-a"), None), Ok(Some("team-a".into())));
+            assert_eq!(az(&a, Access::Write, Some("Bearer s3cret-a"), None), Ok(Some("team-a".into())));
         }
         std::fs::write(&f, format!("tokens:\n  - name: new\n    sha256: {}\n    write: [team-z]\n", hash_token("rotated"))).unwrap();
         a.reload().unwrap();
-        assert_eq!(a.authorize(Access::Write, Some("Bearer s3cret-a"), None), Err(AuthError::BadToken), "a removed token stops working");
-        assert_eq!(a.authorize(Access::Write, Some("Bearer rotated"), None), Ok(Some("team-z".into())));
+        assert_eq!(az(&a, Access::Write, Some("Bearer s3cret-a"), None), Err(AuthError::BadToken), "a removed token stops working");
+        assert_eq!(az(&a, Access::Write, Some("Bearer rotated"), None), Ok(Some("team-z".into())));
     }
 
     #[test]

@@ -132,6 +132,27 @@ impl TlsFiles {
     }
 }
 
+/// Which client certificates the HTTPS API asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `NoClientCert`.
+    None,
+    /// `VerifyClientCertIfGiven`: a certificate, if sent, must be signed by
+    /// the client CA (the default with a `client_ca_file`).
+    VerifyIfGiven,
+    /// `RequireAndVerifyClientCert`.
+    Require,
+}
+
+/// `server.http_tls_config`, read.
+#[derive(Clone, Debug)]
+pub struct HttpTls {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+    pub client_auth: ClientAuth,
+}
+
 /// Roles a process runs (`--target=ingester,compactor`; `all` is every one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -240,6 +261,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// TLS of the gRPC server and of node-to-node clients; `None`: plain.
     pub tls: Option<TlsFiles>,
+    /// HTTPS for the HTTP API; `None`: plain HTTP.
+    pub http_tls: Option<HttpTls>,
     /// Bytes of chunks the querier keeps in memory (`querier.chunk_cache_size`, 256MB).
     pub chunk_cache_bytes: usize,
     /// How queriers read unflushed data (`querier.read_consistency`).
@@ -315,6 +338,18 @@ struct RawServer {
     grpc_listen_address: Option<String>,
     grpc_listen_port: Option<u16>,
     grpc_tls_config: Option<RawTls>,
+    http_tls_config: Option<RawHttpTls>,
+}
+
+/// `server.http_tls_config` (Loki's keys): HTTPS for the HTTP API,
+/// optionally checking clients' certificates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawHttpTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
+    client_auth_type: Option<String>,
 }
 
 /// `server.grpc_tls_config`: TLS for every gRPC connection of the cluster,
@@ -482,6 +517,40 @@ impl Config {
                 let (_, key) = read("server.grpc_tls_config.key_file", t.key_file)?;
                 let (_, ca) = read("server.grpc_tls_config.client_ca_file", t.client_ca_file)?;
                 Some(TlsFiles { cert, key, ca, cert_file })
+            }
+        };
+        let http_tls = match raw.server.http_tls_config {
+            None => None,
+            Some(t) => {
+                let read = |key: &'static str, f: &PathBuf| {
+                    std::fs::read(f).map_err(|e| ConfigError::Invalid { key, problem: format!("cannot read {}: {e}", f.display()) })
+                };
+                let required = |key: &'static str, f: Option<PathBuf>| {
+                    f.ok_or_else(|| ConfigError::Invalid { key, problem: "required when http_tls_config is set".into() })
+                };
+                let cert = read("server.http_tls_config.cert_file", &required("server.http_tls_config.cert_file", t.cert_file)?)?;
+                let key = read("server.http_tls_config.key_file", &required("server.http_tls_config.key_file", t.key_file)?)?;
+                let client_ca = t.client_ca_file.as_ref().map(|f| read("server.http_tls_config.client_ca_file", f)).transpose()?;
+                let client_auth = match (t.client_auth_type.as_deref(), &client_ca) {
+                    (None, None) | (Some("NoClientCert"), _) => ClientAuth::None,
+                    (None, Some(_)) | (Some("VerifyClientCertIfGiven"), Some(_)) => ClientAuth::VerifyIfGiven,
+                    (Some("RequireAndVerifyClientCert"), Some(_)) => ClientAuth::Require,
+                    (Some("VerifyClientCertIfGiven" | "RequireAndVerifyClientCert"), None) => {
+                        return Err(ConfigError::Invalid {
+                            key: "server.http_tls_config.client_ca_file",
+                            problem: "required to verify client certificates".into(),
+                        })
+                    }
+                    (Some(other), _) => {
+                        return Err(ConfigError::Invalid {
+                            key: "server.http_tls_config.client_auth_type",
+                            problem: format!(
+                                "'{other}' is not supported; use NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+                            ),
+                        })
+                    }
+                };
+                Some(HttpTls { cert, key, client_ca, client_auth })
             }
         };
         let partitions = flags.ring_partitions.or(raw.ring.partitions).unwrap_or(8);
@@ -653,6 +722,7 @@ impl Config {
             flush_check_period,
             storage,
             tls,
+            http_tls,
             chunk_cache_bytes: usize::try_from(chunk_cache_bytes).unwrap_or(usize::MAX),
             read_consistency,
             tail_max_duration: positive("querier.tail_max_duration", raw.querier.tail_max_duration.map_or(Duration::from_secs(3600), |d| d.0))?,
@@ -705,7 +775,8 @@ impl Config {
             "auth": {"file": self.auth_file},
             "server": {"http_listen_address": self.http_addr.ip().to_string(), "http_listen_port": self.http_addr.port(),
                 "grpc_listen_address": self.grpc_addr.ip().to_string(), "grpc_listen_port": self.grpc_addr.port(),
-                "grpc_tls_config": self.tls.as_ref().map(|t| serde_json::json!({"cert_file": t.cert_file, "key_file": "<redacted>"}))},
+                "grpc_tls_config": self.tls.as_ref().map(|t| serde_json::json!({"cert_file": t.cert_file, "key_file": "<redacted>"})),
+                "http_tls_config": self.http_tls.as_ref().map(|t| serde_json::json!({"client_auth_type": format!("{:?}", t.client_auth)}))},
             "common": {"path_prefix": self.data_dir},
             "ring": {"partitions": self.partitions, "node_id": self.node_id, "zone": self.zone, "join": self.join,
                 "replication_factor": self.replication_factor, "advertise_addr": self.grpc_advertise_addr,

@@ -31,7 +31,7 @@ impl Pusher for PushService {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let meta = |name| request.metadata().get(name).and_then(|v| v.to_str().ok());
         let granted = match &self.auth {
-            Some(auth) => auth.authorize(Access::Write, meta("authorization"), meta("x-scope-orgid")).map_err(|e| match e {
+            Some(auth) => auth.authorize(Access::Write, meta("authorization"), meta("x-scope-orgid"), None).map_err(|e| match e {
                 AuthError::Tenant(e) => Status::invalid_argument(e.to_string()),
                 e if e.is_forbidden() => Status::permission_denied(e.to_string()),
                 e => Status::unauthenticated(e.to_string()),

@@ -58,6 +58,8 @@ pub enum RunError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("server.http_tls_config: {0}")]
+    HttpTls(String),
     #[error("gRPC server failed: {0}")]
     Grpc(tonic::transport::Error),
     /// Not a failure: the node was drained and leaves.
@@ -128,6 +130,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
     let overrides = Arc::new(Overrides::new(cfg.limits.clone(), cfg.runtime_config_file.clone())?);
     let auth = cfg.auth_file.clone().map(Auth::new).transpose()?.map(Arc::new);
+    let http_tls = cfg.http_tls.as_ref().map(api::tls::server_config).transpose().map_err(RunError::HttpTls)?;
     let store: Arc<dyn ObjectStore> = match &cfg.storage {
         StorageConfig::Filesystem { directory } => Arc::new(FilesystemStore::new(directory.clone())),
         StorageConfig::S3(s3) => Arc::new(balsa_storage::s3::S3Store::new(s3).await),
@@ -277,7 +280,18 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let http_server = axum::serve(http, api::router(api)).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let router = api::router(api);
+    let http_stop = stopped(stop_rx.clone());
+    let http_server = async {
+        match http_tls {
+            None => axum::serve(http, router).with_graceful_shutdown(http_stop).await,
+            Some(config) => {
+                let listener = api::tls::TlsListener::new(http, config)?;
+                let service = router.into_make_service_with_connect_info::<api::tls::PeerInfo>();
+                axum::serve(listener, service).with_graceful_shutdown(http_stop).await
+            }
+        }
+    };
     let mut grpc_builder = tonic::transport::Server::builder();
     if let Some(t) = &cfg.tls {
         grpc_builder = grpc_builder.tls_config(t.server()).map_err(RunError::Grpc)?;

@@ -175,3 +175,103 @@ fn an_auth_file_that_cannot_be_used_stops_the_start_with_its_reason() {
     assert_ne!(code, 0);
     assert!(stderr.contains("auth_enabled cannot be false"), "{stderr}");
 }
+
+/// A CA, a server certificate for 127.0.0.1 and client certificates: two
+/// signed by the CA (`promtail-b`, `stranger`), one by another CA (`rogue`).
+fn certificates(dir: &std::path::Path) -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let ca = |name: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        (p.self_signed(&key).unwrap(), key)
+    };
+    let (ca_cert, ca_key) = ca("balsa test CA");
+    let (other_cert, other_key) = ca("another CA");
+    let write = |name: &str, pem: String| std::fs::write(dir.join(name), pem).unwrap();
+    write("ca.pem", ca_cert.pem());
+    let mut server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    write("server.pem", server.signed_by(&key, &ca_cert, &ca_key).unwrap().pem());
+    write("server-key.pem", key.serialize_pem());
+    for (cn, issuer, issuer_key) in [("promtail-b", &ca_cert, &ca_key), ("stranger", &ca_cert, &ca_key), ("rogue", &other_cert, &other_key)] {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        write(&format!("{cn}.pem"), p.signed_by(&key, issuer, issuer_key).unwrap().pem());
+        write(&format!("{cn}-key.pem"), key.serialize_pem());
+    }
+    dir.to_path_buf()
+}
+
+/// `curl` over HTTPS trusting the test CA, optionally with a client
+/// certificate; (status, body), status 0 when no HTTP answer came.
+fn curl(certs: &std::path::Path, url: &str, client: Option<&str>, extra: &[&str]) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", "--cacert"]).arg(certs.join("ca.pem"));
+    if let Some(cn) = client {
+        cmd.arg("--cert").arg(certs.join(format!("{cn}.pem"))).arg("--key").arg(certs.join(format!("{cn}-key.pem")));
+    }
+    let out = cmd.args(extra).arg(url).output().expect("curl runs (apt-get install curl)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    match code.trim().parse::<u16>() {
+        Ok(code) if code != 0 => (code, body.to_string()),
+        _ => (0, String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+#[test]
+fn verified_client_certificates_over_https_are_principals() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(dir.path());
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(&tokens, format!("{}certificates:\n  - common_name: promtail-b\n    write: [team-b]\n", tokens_file("shipper-secret"))).unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "auth:\n  file: {}\nserver:\n  http_tls_config:\n    cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n",
+            tokens.display(),
+            certs.join("server.pem").display(),
+            certs.join("server-key.pem").display(),
+            certs.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let mut b = Balsa::new(&[&format!("--config.file={}", cfg.display())]);
+    b.spawn_nowait();
+    let https = |path: &str| format!("https://127.0.0.1:{}{path}", b.http_port);
+    wait_for("HTTPS /ready", Duration::from_secs(60), || curl(&certs, &https("/ready"), None, &[]).0 == 200);
+
+    let t = now_ns() - 1_000_000_000;
+    let body = json!({"streams": [{"stream": {"job": "tls"}, "values": [[t.to_string(), "by certificate"]]}]}).to_string();
+    let push = |client: Option<&str>, extra: &[&str]| {
+        let mut args = vec!["-H", "Content-Type: application/json", "--data-binary", body.as_str()];
+        args.extend_from_slice(extra);
+        curl(&certs, &https("/loki/api/v1/push"), client, &args)
+    };
+    assert_eq!(push(Some("promtail-b"), &[]).0, 204, "a granted certificate writes its tenant");
+    let (s, text) = push(Some("promtail-b"), &["-H", "X-Scope-OrgID: team-a"]);
+    assert_eq!((s, text.trim()), (403, "certificate 'promtail-b' may not write tenant 'team-a'"));
+    let (s, text) = push(Some("stranger"), &[]);
+    assert_eq!((s, text.trim()), (401, "invalid credentials: no grant for the client certificate 'stranger'"));
+    assert_eq!(push(Some("rogue"), &[]).0, 0, "a certificate from another CA fails the handshake");
+    let (s, text) = push(None, &[]);
+    assert_eq!(s, 401, "no certificate and no token: {text}");
+    assert_eq!(push(None, &["-H", "Authorization: Bearer shipper-secret"]).0, 204, "tokens work over HTTPS too");
+    let plain = ureq::get(&format!("http://127.0.0.1:{}/ready", b.http_port)).timeout(Duration::from_secs(5)).call();
+    assert!(!matches!(plain, Ok(ref r) if r.status() == 200), "plain HTTP is not served");
+
+    let (s, body) = curl(
+        &certs,
+        &format!("{}?query=%7Bjob%3D%22tls%22%7D&since=1h", https("/loki/api/v1/query_range")),
+        None,
+        &["-H", "Authorization: Bearer ops-secret", "-H", "X-Scope-OrgID: team-b"],
+    );
+    assert_eq!((s, lines(&body)), (200, vec!["by certificate".to_string()]));
+    assert!(b.alive());
+}

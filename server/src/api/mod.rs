@@ -17,6 +17,7 @@ mod push;
 mod query;
 mod ring;
 mod tail;
+pub mod tls;
 
 pub use tail::Tails;
 
@@ -222,8 +223,10 @@ async fn authenticate(State(api): State<AppState>, mut req: Request, next: Next)
     let headers = req.headers();
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let org_id = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<tls::PeerInfo>>();
+    let cert = peer.and_then(|p| p.0.common_name.as_deref());
     let access = crate::auth::Access::of_path(req.uri().path());
-    match auth.authorize(access, authorization, org_id) {
+    match auth.authorize(access, authorization, org_id, cert) {
         Ok(None) => next.run(req).await,
         Ok(Some(tenants)) => match HeaderValue::from_str(&tenants) {
             Ok(v) => {
@@ -235,6 +238,7 @@ async fn authenticate(State(api): State<AppState>, mut req: Request, next: Next)
         Err(e) => {
             api.metrics.auth_refusals.with_label_values(&[e.reason()]).inc();
             tracing::info!(reason = e.reason(), error = %e, "request refused");
+            discard_body(req).await;
             let mut r = ApiError::from(e).into_response();
             if r.status() == StatusCode::UNAUTHORIZED {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"balsa\""));
@@ -242,6 +246,25 @@ async fn authenticate(State(api): State<AppState>, mut req: Request, next: Next)
             r
         }
     }
+}
+
+/// Reads and drops a refused request's body, up to 1 MiB and 2 s, before
+/// the answer: over HTTP/2 an answer to an unread upload resets the stream,
+/// and some clients (curl before 8) report the reset instead of the answer.
+async fn discard_body(req: Request) {
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut left: usize = 1 << 20;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Times every request into `loki_request_duration_seconds` and opens its
