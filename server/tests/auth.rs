@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use balsa_proto::logproto::pusher_client::PusherClient;
-use balsa_proto::logproto::{EntryAdapter, PushRequest, StreamAdapter};
 use base64::Engine;
 use common::{now_ns, wait_for, Balsa, BIN};
 use serde_json::json;
@@ -105,17 +104,7 @@ fn tokens_decide_tenants_and_every_refusal_is_clear() {
     let codes = rt.block_on(async {
         let mut c = PusherClient::connect(format!("http://127.0.0.1:{}", b.grpc_port)).await.unwrap();
         let t = now_ns() - 1_000_000_000;
-        let req = || PushRequest {
-            streams: vec![StreamAdapter {
-                labels: r#"{job="audit"}"#.into(),
-                entries: vec![EntryAdapter {
-                    timestamp: Some(prost_types::Timestamp { seconds: t / 1_000_000_000, nanos: (t % 1_000_000_000) as i32 }),
-                    line: b"grpc".to_vec(),
-                    structured_metadata: vec![],
-                }],
-                hash: 0,
-            }],
-        };
+        let req = || common::grpc_push_request(r#"{job="audit"}"#, t, "grpc", &[]);
         let mut out = Vec::new();
         for token in [None, Some("grafana-secret"), Some("shipper-secret")] {
             let mut r = tonic::Request::new(req());

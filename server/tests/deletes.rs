@@ -3,26 +3,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::{now_ns, wait_for, Balsa};
 use serde_json::json;
 
 fn chunk_files(b: &Balsa) -> Vec<String> {
-    fn walk(d: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                walk(&e.path(), out);
-            } else {
-                out.push(e.path().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&b.data_dir().join("objects/chunks"), &mut out);
-    out.sort();
-    out
+    common::files_under(&b.data_dir().join("objects/chunks"))
 }
 
 #[test]

@@ -5,7 +5,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use balsa_proto::logproto::pusher_client::PusherClient;
-use balsa_proto::logproto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter};
 use common::{now_ns, run_to_exit, Balsa};
 use serde_json::json;
 
@@ -16,17 +15,7 @@ fn grpc_push_is_stored_like_http_push() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (ok, unauth) = rt.block_on(async {
         let mut c = PusherClient::connect(format!("http://127.0.0.1:{}", b.grpc_port)).await.unwrap();
-        let req = || PushRequest {
-            streams: vec![StreamAdapter {
-                labels: r#"{app="grpc"}"#.into(),
-                entries: vec![EntryAdapter {
-                    timestamp: Some(prost_types::Timestamp { seconds: t / 1_000_000_000, nanos: (t % 1_000_000_000) as i32 }),
-                    line: b"over grpc".to_vec(),
-                    structured_metadata: vec![LabelPairAdapter { name: "k".into(), value: "v".into() }],
-                }],
-                hash: 0,
-            }],
-        };
+        let req = || common::grpc_push_request(r#"{app="grpc"}"#, t, "over grpc", &[("k", "v")]);
         let mut with_tenant = tonic::Request::new(req());
         with_tenant.metadata_mut().insert("x-scope-orgid", "t1".parse().unwrap());
         let ok = c.push(with_tenant).await;

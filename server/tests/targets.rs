@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::{now_ns, wait_for, Balsa};
 use serde_json::json;
 
-fn files(dir: &Path) -> Vec<String> {
-    fn walk(d: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                walk(&e.path(), out);
-            } else {
-                out.push(e.path().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out);
-    out.sort();
-    out
-}
 
 #[test]
 fn write_read_and_backend_processes_form_one_loki() {
@@ -59,7 +43,7 @@ fn write_read_and_backend_processes_form_one_loki() {
     let lines = |b: &Balsa| b.query_lines(None, r#"{job="ssd"}"#, 1, 100).into_iter().map(|(_, l)| l).collect::<Vec<_>>();
     assert_eq!(lines(&read), ["keep", "secret"]);
     assert_eq!(write.post("/flush", &[], b"").0, 204);
-    let flushed: Vec<String> = files(&objects.join("chunks"));
+    let flushed: Vec<String> = common::files_under(&objects.join("chunks"));
     assert!(!flushed.is_empty(), "the write process flushed to the shared store");
 
     // A delete made through the read path is carried out by the backend's
@@ -73,7 +57,7 @@ fn write_read_and_backend_processes_form_one_loki() {
     assert_eq!(read.post(&q, &[], b"").0, 204);
     assert_eq!(lines(&read), ["keep"], "hidden at once");
     wait_for("the backend's compactor to rewrite the chunk", Duration::from_secs(30), || {
-        let now = files(&objects.join("chunks"));
+        let now = common::files_under(&objects.join("chunks"));
         flushed.iter().any(|f| !now.contains(f))
     });
     assert_eq!(lines(&read), ["keep"]);

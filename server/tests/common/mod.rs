@@ -285,6 +285,42 @@ pub fn now_ns() -> i64 {
 }
 
 /// Runs the binary with `args` and returns (exit code, stderr).
+/// A one-entry `logproto.PushRequest`, as gRPC clients send it.
+pub fn grpc_push_request(labels: &str, ts: i64, line: &str, metadata: &[(&str, &str)]) -> balsa_proto::logproto::PushRequest {
+    use balsa_proto::logproto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter};
+    PushRequest {
+        streams: vec![StreamAdapter {
+            labels: labels.into(),
+            entries: vec![EntryAdapter {
+                timestamp: Some(prost_types::Timestamp { seconds: ts / 1_000_000_000, nanos: (ts % 1_000_000_000) as i32 }),
+                line: line.as_bytes().to_vec(),
+                structured_metadata: metadata
+                    .iter()
+                    .map(|(name, value)| LabelPairAdapter { name: name.to_string(), value: value.to_string() })
+                    .collect(),
+            }],
+            hash: 0,
+        }],
+    }
+}
+
+/// Every file below `dir` (none if it does not exist), sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
 pub fn run_to_exit(args: &[&str], cwd: &Path) -> (i32, String) {
     let out = Command::new(BIN).args(args).current_dir(cwd).output().expect("run balsa");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
