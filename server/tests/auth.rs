@@ -44,15 +44,7 @@ fn query(b: &Balsa, headers: &[(&str, &str)]) -> (u16, String) {
 }
 
 fn lines(body: &str) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    let mut out: Vec<String> = v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["values"].as_array().unwrap().iter().map(|e| e[1].as_str().unwrap().to_string()))
-        .collect();
-    out.sort();
-    out
+    common::result_lines(&serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")))
 }
 
 #[test]

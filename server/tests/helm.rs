@@ -420,15 +420,8 @@ fn the_rendered_multi_zone_release_forms_a_cluster_that_survives_a_kill_and_a_sc
         .unwrap()
         .into_json()
         .unwrap();
-    let mut stored: Vec<String> = v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["values"].as_array().unwrap().iter().map(|e| e[1].as_str().unwrap().to_string()))
-        .collect();
-    stored.sort();
     acked.sort();
-    assert_eq!(stored, acked);
+    assert_eq!(common::result_lines(&v), acked);
 }
 
 /// A stand-in for the Kubernetes API server: HTTPS (a CA and certificate

@@ -285,6 +285,18 @@ pub fn now_ns() -> i64 {
 }
 
 /// Runs the binary with `args` and returns (exit code, stderr).
+/// The lines of a `query_range` answer for log streams, sorted.
+pub fn result_lines(v: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = v["data"]["result"]
+        .as_array()
+        .expect("result array")
+        .iter()
+        .flat_map(|s| s["values"].as_array().expect("values").iter().map(|e| e[1].as_str().expect("line").to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
 /// A one-entry `logproto.PushRequest`, as gRPC clients send it.
 pub fn grpc_push_request(labels: &str, ts: i64, line: &str, metadata: &[(&str, &str)]) -> balsa_proto::logproto::PushRequest {
     use balsa_proto::logproto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter};
