@@ -71,8 +71,15 @@ fn free_port() -> Result<u16> {
 /// Starts `bin` on `data` with `config` (YAML) and waits for `/ready`.
 pub fn start(bin: &Path, data: &Path, config: &str) -> Result<Server> {
     let (http, grpc) = (free_port()?, free_port()?);
+    Ok(start_on(bin, data, config, (http, grpc), Duration::from_secs(30))?.0)
+}
+
+/// Starts `bin` on `data` with `config` on the given (HTTP, gRPC) ports and
+/// waits up to `deadline` for `/ready`; the server and how long that took.
+pub fn start_on(bin: &Path, data: &Path, config: &str, (http, grpc): (u16, u16), deadline: Duration) -> Result<(Server, Duration)> {
     let cfg = data.with_extension("yaml");
     std::fs::write(&cfg, config)?;
+    let started = Instant::now();
     let child = Command::new(bin)
         .arg(format!("--config.file={}", cfg.display()))
         .arg(format!("--http.addr=127.0.0.1:{http}"))
@@ -83,14 +90,18 @@ pub fn start(bin: &Path, data: &Path, config: &str) -> Result<Server> {
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let server = Server { child, base: format!("http://127.0.0.1:{http}") };
-    let deadline = Instant::now() + Duration::from_secs(30);
     while ureq::get(&format!("{}/ready", server.base)).call().map(|r| r.status()).unwrap_or(0) != 200 {
-        if Instant::now() > deadline {
-            bail!("balsa did not become ready");
+        if started.elapsed() > deadline {
+            bail!("balsa did not become ready in {deadline:?}");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(server)
+    Ok((server, started.elapsed()))
+}
+
+/// A free port on 127.0.0.1 now.
+pub fn port() -> Result<u16> {
+    free_port()
 }
 
 /// The `p`-quantile of sorted values.
