@@ -469,3 +469,91 @@ fn fake_api_server(work: &std::path::Path, sts: &str, replicas: u32) -> FakeApi 
     });
     FakeApi { child, port }
 }
+
+/// A stand-in Kubernetes API for helm's `lookup` (`--dry-run=server`):
+/// discovery of the kinds the chart renders, the kube-system namespace and
+/// one StorageClass, marked default or not (argv: port, yes|no).
+const FAKE_KUBE_API: &str = r#"
+import http.server, json, sys
+port = int(sys.argv[1]); default_sc = sys.argv[2] == "yes"
+sc_items = [{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard", "annotations": ({"storageclass.kubernetes.io/is-default-class": "true"} if default_sc else {})}, "provisioner": "x"}]
+def res(name, kind, namespaced=True):
+    return {"name": name, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind, "verbs": ["get", "list", "create"]}
+GROUPS = {
+ "apps/v1": [res("statefulsets", "StatefulSet"), res("deployments", "Deployment")],
+ "policy/v1": [res("poddisruptionbudgets", "PodDisruptionBudget")],
+ "rbac.authorization.k8s.io/v1": [res("roles", "Role"), res("rolebindings", "RoleBinding")],
+ "autoscaling/v2": [res("horizontalpodautoscalers", "HorizontalPodAutoscaler")],
+ "storage.k8s.io/v1": [res("storageclasses", "StorageClass", False)],
+}
+R = {
+ "/version": {"major": "1", "minor": "35", "gitVersion": "v1.35.0"},
+ "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+ "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [{"name": gv.split("/")[0], "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}], "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]}} for gv in GROUPS]},
+ "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": [res("namespaces", "Namespace", False), res("configmaps", "ConfigMap"), res("services", "Service"), res("serviceaccounts", "ServiceAccount")]},
+ "/api/v1/namespaces/kube-system": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}},
+ "/apis/storage.k8s.io/v1/storageclasses": {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClassList", "metadata": {}, "items": sc_items},
+}
+for gv, rs in GROUPS.items():
+    R["/apis/" + gv] = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": rs}
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        body = R.get(path)
+        sys.stderr.write("GET %s -> %s\n" % (self.path, body is not None))
+        if body is None:
+            self.send_response(404); self.send_header("Content-Type", "application/json"); self.end_headers()
+            self.wfile.write(json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}).encode()); return
+        data = json.dumps(body).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+fn with_fake_cluster(default_class: bool, args: &[&str]) -> Result<Vec<Value>, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut api = Command::new("python3")
+        .args(["-c", FAKE_KUBE_API, &port.to_string(), if default_class { "yes" } else { "no" }])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for("the stand-in Kubernetes API", std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {{server: \"http://127.0.0.1:{port}\"}}\n  name: fake\ncontexts:\n- context: {{cluster: fake, user: u, namespace: default}}\n  name: fake\ncurrent-context: fake\nusers:\n- name: u\n  user: {{token: x}}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(helm())
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["template", "balsa"])
+        .arg(chart())
+        .args(["--dry-run=server", "--disable-openapi-validation"])
+        .args(args)
+        .output()
+        .unwrap();
+    let _ = api.kill();
+    let _ = api.wait();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_yaml_ng::Deserializer::from_str(&String::from_utf8_lossy(&out.stdout))
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect())
+}
+
+#[test]
+fn without_a_default_storage_class_the_install_fails_at_once_naming_the_value() {
+    let e = with_fake_cluster(false, &[]).expect_err("no default StorageClass: refused");
+    assert!(e.contains("persistence.storageClass: this cluster has no default StorageClass"), "{e}");
+    let docs = with_fake_cluster(true, &[]).unwrap_or_else(|e| panic!("a default StorageClass: rendered ({e})"));
+    assert_eq!(of_kind(&docs, "StatefulSet").len(), 1);
+    let docs = with_fake_cluster(false, &["--set", "persistence.storageClass=fast"]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(of_kind(&docs, "StatefulSet")[0]["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"], "fast");
+}
