@@ -88,8 +88,8 @@ fn every_values_file_lints_strictly_and_renders_valid_kubernetes_1_35_objects() 
         assert!(out.status.success(), "{case}: {}", String::from_utf8_lossy(&out.stderr));
         let file = dir.path().join(format!("{case}.yaml"));
         std::fs::write(&file, &out.stdout).unwrap();
-        let v = Command::new("kubernetes-validate")
-            .args(["-k", "1.35.0", "--strict", "--quiet"])
+        let v = Command::new("python3")
+            .args(["-m", "kubernetes_validate", "-k", "1.35.0", "--strict", "--quiet"])
             .arg(&file)
             .output()
             .expect("kubernetes-validate runs (pip install kubernetes-validate; .ci/run does)");
