@@ -266,6 +266,11 @@ impl Limits {
             .map_or(self.retention_period.0, |(_, d, _)| *d)
     }
 
+    /// Whether any stream of the tenant can expire.
+    pub fn has_retention(&self) -> bool {
+        !self.retention_period.0.is_zero() || self.retention_stream.iter().any(|r| !r.period.0.is_zero())
+    }
+
     /// The oldest timestamp a stream keeps at `now` (`None`: forever).
     pub fn retention_cutoff(&self, labels: &LabelSet, now: i64) -> Option<i64> {
         let p = self.retention_for(labels);

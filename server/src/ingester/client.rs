@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tonic::transport::Channel;
 
 use super::command::{self, PushBatch, PushOutcome};
-use super::read::{ReadConsistency, ReadReply, ReadRequest};
+use super::read::{HeadLimit, ReadConsistency, ReadReply, ReadRequest};
 use super::{Ingester, IngesterError};
 use crate::metrics::Metrics;
 use crate::ring::{RingState, RingWatch};
@@ -50,7 +50,7 @@ pub struct IngesterClient {
 
 enum Call<'a> {
     Push(&'a PushBatch),
-    Read(&'a ReadRequest, ReadConsistency),
+    Read(&'a ReadRequest, ReadConsistency, Option<HeadLimit>),
 }
 
 enum Answer {
@@ -93,8 +93,14 @@ impl IngesterClient {
 
     /// Reads partition `p`: on its leader, or with `Any` on the replica
     /// nearest (this process's own, else the ring's first).
-    pub async fn read(&self, p: u32, req: &ReadRequest, consistency: ReadConsistency) -> Result<ReadReply, IngesterError> {
-        match self.call(p, Call::Read(req, consistency)).await? {
+    pub async fn read(
+        &self,
+        p: u32,
+        req: &ReadRequest,
+        consistency: ReadConsistency,
+        head_limit: Option<HeadLimit>,
+    ) -> Result<ReadReply, IngesterError> {
+        match self.call(p, Call::Read(req, consistency, head_limit)).await? {
             Answer::Read(r) => Ok(r),
             Answer::Pushed(_) => Err(IngesterError::Unavailable { partition: p, problem: "mismatched answer".into() }),
         }
@@ -115,7 +121,7 @@ impl IngesterClient {
             }
             let local = self.local.as_ref().map(|l| l.node_id()).filter(|id| a.replicas.contains(id));
             let target = match (&call, local) {
-                (Call::Read(_, ReadConsistency::Any), Some(me)) if attempt == 0 => me,
+                (Call::Read(_, ReadConsistency::Any, _), Some(me)) if attempt == 0 => me,
                 _ => self.leaders.lock().get(&p).copied().unwrap_or_else(|| {
                     let n = a.replicas.len();
                     (0..n).map(|i| a.replicas[(attempt + i) % n]).find(|r| !silent.contains(r)).unwrap_or(a.replicas[attempt % n])
@@ -176,7 +182,7 @@ impl IngesterClient {
         if let Some(local) = self.local.as_ref().filter(|l| l.node_id() == node) {
             return match call {
                 Call::Push(b) => local.push(p, (*b).clone()).await.map(Answer::Pushed),
-                Call::Read(r, c) => local.serve_read(p, r, *c).await.map(Answer::Read),
+                Call::Read(r, c, l) => local.serve_read(p, r, *c, *l).await.map(Answer::Read),
             };
         }
         let addr = ring.addr(node).ok_or(IngesterError::Unreachable { node, problem: "not in the ring".into() })?;
@@ -186,7 +192,8 @@ impl IngesterClient {
             .max_encoding_message_size(balsa_raft::network::MAX_MESSAGE_BYTES);
         let payload = match call {
             Call::Push(b) => command::encode(*b),
-            Call::Read(r, c) => command::encode(&(*c, *r)),
+            // The limit last: a node that does not know it ignores it.
+            Call::Read(r, c, l) => command::encode(&(*c, *r, *l)),
         }
         .map_err(|e| IngesterError::Unavailable { partition: p, problem: e.to_string() })?;
         let mut req = tonic::Request::new(pb::PartitionRequest { partition: p, payload });

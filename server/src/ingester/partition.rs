@@ -21,6 +21,7 @@ use super::command::{
     self, Command, FlushedChunk, PushBatch, PushOutcome, RequestId, StreamBatch, StreamLimited, StreamRejections, Tick,
     MAX_LISTED_REJECTIONS,
 };
+use super::read::HeadLimit;
 use crate::labels::LabelSet;
 use crate::logql::{MatchOp, Matcher};
 
@@ -58,9 +59,10 @@ pub struct ClosedChunk {
 
 impl Stream {
     /// Unflushed entries with `from <= ts < through` whose line passes
-    /// `keep`, oldest first; only the kept ones are copied.
-    pub fn entries(&self, from: i64, through: i64, keep: impl Fn(&str) -> bool) -> Vec<Entry> {
-        let mut out: Vec<Entry> = self
+    /// `keep`, oldest first; only the kept ones are copied. With `limit`,
+    /// only its `n` newest (or oldest) and those tied with the last of them.
+    pub fn entries(&self, from: i64, through: i64, keep: impl Fn(&str) -> bool, limit: Option<HeadLimit>) -> Vec<Entry> {
+        let mut kept: Vec<&Entry> = self
             .closed
             .iter()
             .flat_map(|c| {
@@ -70,8 +72,20 @@ impl Stream {
             })
             .chain(self.head.range(from, through, Direction::Forward))
             .filter(|e| keep(&e.line))
-            .cloned()
             .collect();
+        if let Some(HeadLimit { n, newest }) = limit {
+            let n = (n as usize).max(1);
+            if kept.len() > n {
+                // The n-th entry in the limit's direction bounds what is sent.
+                let bound = if newest {
+                    kept.select_nth_unstable_by(n - 1, |a, b| b.ts.cmp(&a.ts)).1.ts
+                } else {
+                    kept.select_nth_unstable_by_key(n - 1, |e| e.ts).1.ts
+                };
+                kept.retain(|e| if newest { e.ts >= bound } else { e.ts <= bound });
+            }
+        }
+        let mut out: Vec<Entry> = kept.into_iter().cloned().collect();
         out.sort_by_key(|e| e.ts);
         out
     }
@@ -630,7 +644,28 @@ mod tests {
         assert_eq!(p.select("c", &m).count(), 0);
         let m = parse_selector(r#"{app="x"}"#).unwrap();
         let s = p.select("b", &m).next().unwrap();
-        assert_eq!(s.entries(0, 10, |_| true).len(), 1);
+        assert_eq!(s.entries(0, 10, |_| true, None).len(), 1);
+    }
+
+    #[test]
+    fn a_head_limit_sends_the_first_entries_in_its_direction_with_their_ties() {
+        let mut p = PartitionState::default();
+        // Out of order within the window, and two lines at 5.
+        p.apply_push(&batch(1, 0, vec![("a", r#"{app="x"}"#, vec![3, 9, 5, 1])]));
+        let mut second = batch(2, 0, vec![("a", r#"{app="x"}"#, vec![7, 5, 2])]);
+        second.streams[0].entries[1].line = "another line 5".into();
+        p.apply_push(&second);
+        let m = parse_selector(r#"{app="x"}"#).unwrap();
+        let s = p.select("a", &m).next().unwrap();
+        let ts = |l| s.entries(0, 100, |_| true, l).iter().map(|e| e.ts).collect::<Vec<_>>();
+        assert_eq!(ts(None), [1, 2, 3, 5, 5, 7, 9]);
+        assert_eq!(ts(Some(HeadLimit { n: 3, newest: true })), [5, 5, 7, 9], "the third newest is tied");
+        assert_eq!(ts(Some(HeadLimit { n: 2, newest: true })), [7, 9]);
+        assert_eq!(ts(Some(HeadLimit { n: 2, newest: false })), [1, 2]);
+        assert_eq!(ts(Some(HeadLimit { n: 4, newest: false })), [1, 2, 3, 5, 5]);
+        assert_eq!(ts(Some(HeadLimit { n: 50, newest: true })).len(), 7);
+        let odd = s.entries(0, 100, |l: &str| l.ends_with(['1', '3', '7', '9']), Some(HeadLimit { n: 2, newest: true }));
+        assert_eq!(odd.iter().map(|e| e.ts).collect::<Vec<_>>(), [7, 9], "the limit counts lines the filters keep");
     }
 
     #[test]
@@ -680,7 +715,7 @@ mod tests {
         assert_eq!(encode(&image), then);
         let q = PartitionState::from_image(image);
         assert_eq!(q.sizes(), (2, 3, 18));
-        assert_eq!(q.select("t", &parse_selector(r#"{a="1"}"#).unwrap()).next().map(|s| s.entries(0, 10, |_| true).len()), Some(2));
+        assert_eq!(q.select("t", &parse_selector(r#"{a="1"}"#).unwrap()).next().map(|s| s.entries(0, 10, |_| true, None).len()), Some(2));
     }
 
     #[test]
@@ -697,7 +732,7 @@ mod tests {
         p.apply_tick(&Tick { now: 6 * H + 1, max_chunk_age: 2 * H, chunk_idle_period: H, force: false });
         let queue = p.chunks_to_flush();
         assert_eq!(queue.len(), 2);
-        assert_eq!(p.select("t", &[]).next().unwrap().entries(0, 10, |_| true).len(), 4);
+        assert_eq!(p.select("t", &[]).next().unwrap().entries(0, 10, |_| true, None).len(), 4);
         let flushed: Vec<FlushedChunk> = queue
             .iter()
             .map(|c| FlushedChunk {

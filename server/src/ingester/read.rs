@@ -88,6 +88,20 @@ pub enum ReadRequest {
     Series { tenant: String, selectors: Vec<Vec<WireMatcher>>, from: i64, through: i64 },
 }
 
+/// For a log query whose answer is the first `n` entries of each stream in
+/// one direction, and nothing the querier does afterwards can drop an entry
+/// (only line filters, all sent along; no delete or retention filter
+/// applies): each stream sends only its `n` newest (or oldest) entries,
+/// with every entry tied with the last one, instead of all of them.
+///
+/// On the wire it follows the request, so a node that does not know it reads
+/// the request alone and answers every entry (correct, only slower).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadLimit {
+    pub n: u32,
+    pub newest: bool,
+}
+
 /// The answer to a [`ReadRequest`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ReadReply {
@@ -101,7 +115,13 @@ impl Ingester {
     /// Answers a read of partition `p` as `consistency` asks: with
     /// `Linearizable`, once its state reflects every write acknowledged
     /// before the call.
-    pub async fn serve_read(&self, p: u32, req: &ReadRequest, consistency: ReadConsistency) -> Result<ReadReply, IngesterError> {
+    pub async fn serve_read(
+        &self,
+        p: u32,
+        req: &ReadRequest,
+        consistency: ReadConsistency,
+        head_limit: Option<HeadLimit>,
+    ) -> Result<ReadReply, IngesterError> {
         let bad = |problem: String| IngesterError::Unavailable { partition: p, problem };
         match req {
             ReadRequest::Streams { tenant, matchers: ms, filters, from, through } => {
@@ -111,7 +131,7 @@ impl Ingester {
                 self.read_with(p, consistency, |state| ReadReply {
                     streams: state
                         .select(tenant, &ms)
-                        .map(|st| (st.labels.clone(), st.entries(*from, *through, keep)))
+                        .map(|st| (st.labels.clone(), st.entries(*from, *through, keep, head_limit)))
                         .filter(|(_, e)| !e.is_empty())
                         .collect(),
                     series: Vec::new(),

@@ -8,7 +8,7 @@ use balsa_proto::cluster::ingester_server::{Ingester as IngesterApi, IngesterSer
 use tonic::{Request, Response, Status};
 
 use super::command::{self, PushBatch};
-use super::read::{ReadConsistency, ReadRequest};
+use super::read::{HeadLimit, ReadConsistency, ReadRequest};
 use super::{Ingester, IngesterError};
 use crate::controller::{replica_status, Controller};
 
@@ -56,9 +56,16 @@ impl IngesterApi for IngesterService {
 
     async fn read(&self, request: Request<pb::PartitionRequest>) -> Result<Response<pb::PartitionReply>, Status> {
         let r = request.into_inner();
-        let (consistency, req): (ReadConsistency, ReadRequest) =
-            command::decode(&r.payload).map_err(|e| Status::invalid_argument(format!("undecodable read: {e}")))?;
-        let result = match self.ingester.serve_read(r.partition, &req, consistency).await {
+        // With a head limit after the request, or (from an older querier)
+        // without one.
+        let (consistency, req, head_limit): (ReadConsistency, ReadRequest, Option<HeadLimit>) =
+            match command::decode(&r.payload) {
+                Ok(with_limit) => with_limit,
+                Err(_) => command::decode::<(ReadConsistency, ReadRequest)>(&r.payload)
+                    .map(|(c, q)| (c, q, None))
+                    .map_err(|e| Status::invalid_argument(format!("undecodable read: {e}")))?,
+            };
+        let result = match self.ingester.serve_read(r.partition, &req, consistency, head_limit).await {
             Ok(answer) => command::encode(&answer)
                 .map_err(|e| IngesterError::Unavailable { partition: r.partition, problem: e.to_string() }),
             Err(e) => Err(e),

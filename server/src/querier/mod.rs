@@ -19,7 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::deletes::{filter_entries, Deletes};
 use crate::ingester::client::IngesterClient;
-use crate::ingester::read::{wire_matchers, ReadConsistency, ReadRequest};
+use crate::ingester::read::{wire_matchers, HeadLimit, ReadConsistency, ReadRequest};
 use crate::ingester::IngesterError;
 use crate::overrides::Overrides;
 use crate::labels::LabelSet;
@@ -235,9 +235,13 @@ impl Querier {
         stats: &mut ScanStats,
         f: &(dyn Fn(LabelSet, Vec<Entry>) -> Result<T, QueryError> + Sync),
     ) -> Result<Vec<T>, QueryError> {
-        let Scan { matchers, prefilter, from, through } = *scan;
+        let Scan { matchers, prefilter, from, through, head_limit } = *scan;
         let limits = self.overrides.get(tenant);
         let now = crate::time::now_ns();
+        let deletes = self.deletes.active(tenant)?;
+        // Deletes drop entries after the read; so does retention, which
+        // drops only the oldest, harmless when the newest are asked for.
+        let head_limit = head_limit.filter(|l| deletes.is_empty() && (l.newest || !limits.has_retention()));
         let mut unflushed: BTreeMap<LabelSet, Vec<Entry>> = BTreeMap::new();
         let mut refs: HashMap<String, ChunkRef> = HashMap::new();
         let read = ReadRequest::Streams {
@@ -247,7 +251,7 @@ impl Querier {
             from,
             through,
         };
-        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read, self.consistency));
+        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read, self.consistency, head_limit));
         for reply in futures::future::join_all(reads).await {
             let reply = reply?;
             for (labels, entries) in reply.streams {
@@ -268,7 +272,6 @@ impl Querier {
                 chunks.entry(labels).or_default().push(r);
             }
         }
-        let deletes = self.deletes.active(tenant)?;
         let deadline = DEADLINE.try_with(|d| *d).ok();
         let all: Vec<LabelSet> = unflushed.keys().chain(chunks.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
         stats.streams += all.len() as u64;
@@ -417,7 +420,14 @@ impl Querier {
         let started = Instant::now();
         let mut stats = ScanStats::default();
         let prefilter = req.query.leading_line_filters();
-        let scan = Scan { matchers: &req.query.matchers, prefilter: &prefilter, from: req.start, through: req.end };
+        // Only line filters, all applied where the entries are, and no
+        // spacing: each stream's first `limit` entries are all that can be
+        // answered.
+        let head_limit = (req.query.only_line_filters() && req.interval == 0 && req.limit > 0).then(|| HeadLimit {
+            n: u32::try_from(req.limit).unwrap_or(u32::MAX),
+            newest: req.direction == Direction::Backward,
+        });
+        let scan = Scan { matchers: &req.query.matchers, prefilter: &prefilter, from: req.start, through: req.end, head_limit };
         // With label filters that read few labels, most lines are dropped
         // before their full label set is built.
         let sieve = pipeline::filter_labels(&req.query.stages).filter(|n| !n.is_empty()).map(ParserSkip::Only);
@@ -493,7 +503,7 @@ impl Querier {
             from: start,
             through: end,
         };
-        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read, self.consistency));
+        let reads = (0..self.partitions()?).map(|p| self.ingesters.read(p, &read, self.consistency, None));
         for reply in futures::future::join_all(reads).await {
             let reply = reply?;
             out.extend(reply.series);
@@ -564,7 +574,7 @@ impl Querier {
         f: &(dyn Fn(LabelSet, Vec<Entry>) -> T + Sync),
     ) -> Result<(Vec<T>, ScanStats), QueryError> {
         let mut stats = ScanStats::default();
-        let scan = Scan { matchers, prefilter: &[], from, through };
+        let scan = Scan { matchers, prefilter: &[], from, through, head_limit: None };
         let s = self.map_streams(tenants, &scan, &mut stats, &|labels, entries| Ok(f(labels, entries))).await?;
         Ok((s, stats))
     }
@@ -595,7 +605,7 @@ impl Querier {
     /// The samples of one selection, extracted stream by stream as the
     /// streams are read.
     async fn samples(&self, tenants: &[String], sel: &Selection, stats: &mut ScanStats) -> Result<SeriesSamples, QueryError> {
-        let scan = Scan { matchers: &sel.matchers, prefilter: &sel.prefilter, from: sel.from, through: sel.through };
+        let scan = Scan { matchers: &sel.matchers, prefilter: &sel.prefilter, from: sel.from, through: sel.through, head_limit: None };
         let per_stream = self
             .map_streams(tenants, &scan, stats, &|labels, entries| {
                 let mut samples = SeriesSamples::new();
@@ -622,6 +632,10 @@ struct Scan<'a> {
     prefilter: &'a [LineFilter],
     from: i64,
     through: i64,
+    /// For log queries the pipeline cannot shrink: how many entries of
+    /// each stream's head can matter ([`HeadLimit`]); checked again per
+    /// tenant (deletes, retention).
+    head_limit: Option<HeadLimit>,
 }
 
 /// One stream of a batch: its labels, unflushed entries, and its chunks
