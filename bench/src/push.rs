@@ -6,8 +6,12 @@
 //! 2. load: W concurrent writers push batches of N lines of ~L bytes (JSON)
 //!    for D seconds, each push waiting for its 204;
 //! 3. prints lines/s, MB/s of raw lines, p50/p99 push latency, and the ratios
-//!    to the anchor. Nothing is asserted: the numbers go to
-//!    docs/performance.md.
+//!    to the anchor;
+//! 4. measures the most single-line pushes per second the writers reach,
+//!    then pushes single lines at half that rate and prints their p99
+//!    against the goal 2 × fdatasync p99 + 1 ms.
+//!
+//! Nothing is asserted: the numbers go to docs/performance.md.
 //!
 //! `cargo run --release -p balsa-bench --bin push-bench -- --help`
 
@@ -29,6 +33,11 @@ struct Args {
     /// MiB written for the disk's sequential anchor.
     #[arg(long, default_value_t = 256)]
     anchor_mib: usize,
+    /// After the throughput run, single-line pushes for this many seconds
+    /// at half the measured push rate (issue 19: p99 latency at half load
+    /// against fdatasync p99). 0 skips it.
+    #[arg(long, default_value_t = 15)]
+    half_load_seconds: u64,
 }
 
 /// Sequential write of `mib` MiB with one fsync at the end: MB/s.
@@ -89,5 +98,54 @@ fn main() -> Result<()> {
     println!("balsa   push latency: p50 {:.1} ms, p99 {:.1} ms", pct(&lat, 0.5), pct(&lat, 0.99));
     println!("ratio   balsa MB/s / disk sequential MB/s: {:.3}", mbs / seq_mbs);
     println!("ratio   balsa push p50 / fdatasync p50: {:.1}", pct(&lat, 0.5) / pct(&fsync, 0.5));
+
+    if args.half_load_seconds > 0 {
+        // The most single-line pushes per second the writers reach, then
+        // half of it, paced: the latency a push sees when the node is busy
+        // but not saturated.
+        let url = format!("{}/loki/api/v1/push", server.base);
+        let u = url.clone();
+        let max = run_load(args.load.clients, 5, move |w, seq| push_lines(&u, w, seq, 1, "single"))?;
+        let max_rate = max.ops as f64 / max.secs;
+        let per_client = max_rate / 2.0 / args.load.clients as f64;
+        let gap = std::time::Duration::from_secs_f64(1.0 / per_client);
+        let lat = paced_latencies(&url, args.load.clients, args.half_load_seconds, gap)?;
+        let rate = lat.len() as f64 / args.half_load_seconds as f64;
+        println!("balsa   single-line pushes: max {max_rate:.0}/s; at half load ({rate:.0}/s) p50 {:.2} ms, p99 {:.2} ms", pct(&lat, 0.5), pct(&lat, 0.99));
+        let goal = 2.0 * pct(&fsync, 0.99) + 1.0;
+        println!("ratio   half-load push p99 / (2 x fdatasync p99 + 1 ms): {:.2}", pct(&lat, 0.99) / goal);
+    }
     Ok(())
+}
+
+/// `clients` threads push one line each `gap` for `seconds`: each push's
+/// own latency in ms, sorted (the pause is not counted).
+fn paced_latencies(url: &str, clients: usize, seconds: u64, gap: std::time::Duration) -> Result<Vec<f64>> {
+    let until = Instant::now() + std::time::Duration::from_secs(seconds);
+    let threads: Vec<_> = (0..clients)
+        .map(|w| {
+            let url = url.to_string();
+            std::thread::spawn(move || -> Result<Vec<f64>> {
+                let mut out = Vec::new();
+                let mut seq = 1_000_000_000u64;
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    push_lines(&url, w, seq, 1, "paced")?;
+                    let took = t.elapsed();
+                    out.push(took.as_secs_f64() * 1000.0);
+                    seq += 1;
+                    if let Some(rest) = gap.checked_sub(took) {
+                        std::thread::sleep(rest);
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(t.join().map_err(|_| anyhow::anyhow!("client panicked"))??);
+    }
+    all.sort_by(f64::total_cmp);
+    Ok(all)
 }
