@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use balsa_bench::{pct, push_lines, run_load, Common, PushLoad, UNLIMITED};
+use balsa_bench::{free_port, pct, push_lines, run_load, Common, PushLoad, UNLIMITED};
 use base64::Engine;
 use clap::Parser;
 
@@ -47,10 +47,6 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Result<()> {

@@ -64,7 +64,8 @@ impl Common {
     }
 }
 
-fn free_port() -> Result<u16> {
+/// A free port on 127.0.0.1 now.
+pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -97,11 +98,6 @@ pub fn start_on(bin: &Path, data: &Path, config: &str, (http, grpc): (u16, u16),
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok((server, started.elapsed()))
-}
-
-/// A free port on 127.0.0.1 now.
-pub fn port() -> Result<u16> {
-    free_port()
 }
 
 /// The `p`-quantile of sorted values.

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use balsa_bench::{port, push_lines, run_load, start_on, Common, UNLIMITED};
+use balsa_bench::{free_port, push_lines, run_load, start_on, Common, UNLIMITED};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -68,7 +68,7 @@ fn main() -> Result<()> {
     let config = format!(
         "{UNLIMITED}ingester:\n  max_chunk_age: 24h\n  chunk_idle_period: 24h\n  flush_check_period: 1h\n"
     );
-    let ports = (port()?, port()?);
+    let ports = (free_port()?, free_port()?);
     let (server, first_start) = start_on(&bin, &data, &config, ports, Duration::from_secs(60))?;
     println!("balsa   first start (empty directory): {:.2} s", first_start.as_secs_f64());
 

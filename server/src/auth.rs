@@ -26,7 +26,7 @@
 //!     write: [team-b]
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -294,10 +294,6 @@ impl Auth {
         let auth = Self { file, grants: RwLock::new(Arc::new(Vec::new())), last_ok: AtomicBool::new(true) };
         auth.reload()?;
         Ok(auth)
-    }
-
-    pub fn file(&self) -> &Path {
-        &self.file
     }
 
     pub fn last_reload_ok(&self) -> bool {

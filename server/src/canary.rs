@@ -122,7 +122,6 @@ struct Shared {
     /// The newest timestamp the tail has shown.
     last_seen: Mutex<i64>,
     metrics: Metrics,
-    stop_writing: AtomicBool,
     stop: AtomicBool,
     start_ns: i64,
 }
@@ -144,7 +143,6 @@ pub fn run(args: CanaryArgs) -> Result<(), CliError> {
         sent: Mutex::new(BTreeMap::new()),
         last_seen: Mutex::new(0),
         metrics,
-        stop_writing: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         start_ns: now_ns(),
     });
@@ -202,6 +200,9 @@ pub fn run(args: CanaryArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Refused entries kept for the next push, at most.
+const MAX_UNACKED: usize = 1000;
+
 /// Writes one entry every interval; a failed push is retried with the next.
 fn write(s: &Shared, labels: &Value) {
     let started = Instant::now();
@@ -210,7 +211,6 @@ fn write(s: &Shared, labels: &Value) {
     let mut next = Instant::now();
     loop {
         if !s.args.duration.is_zero() && started.elapsed() >= s.args.duration {
-            s.stop_writing.store(true, Ordering::Relaxed);
             // One last try for what was refused.
             if !unacked.is_empty() && push(s, labels, &unacked).is_ok() {
                 acknowledge(s, &unacked);
@@ -220,6 +220,11 @@ fn write(s: &Shared, labels: &Value) {
         let ts = now_ns().max(last + 1);
         last = ts;
         unacked.push(ts);
+        // A server down for long: retry a bounded tail of what it refused
+        // (never acknowledged, so never a loss).
+        if unacked.len() > MAX_UNACKED {
+            unacked.drain(..unacked.len() - MAX_UNACKED);
+        }
         match push(s, labels, &unacked) {
             Ok(()) => {
                 acknowledge(s, &unacked);
@@ -361,6 +366,12 @@ fn check_overdue(s: &Shared) {
             .filter(|(_, (f, at))| *f == Fate::Pending && at.elapsed() >= s.args.wait)
             .map(|(t, _)| *t)
             .collect();
+        if s.args.duration.is_zero() {
+            // Running for good: forget settled entries once the tail can no
+            // longer show them (the final check of --duration needs them all).
+            let horizon = s.args.wait * 2;
+            s.sent.lock().retain(|_, (f, at)| *f == Fate::Pending || at.elapsed() < horizon);
+        }
         let (Some(&first), Some(&last)) = (overdue.first(), overdue.last()) else { continue };
         let stored = match stored(s, first, last + 1) {
             Ok(found) => found,

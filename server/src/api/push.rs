@@ -18,12 +18,9 @@ use crate::distributor::{decode_body, BodyLimits};
 /// it to the distributor: 204 when everything is committed.
 #[tracing::instrument(name = "push", skip_all, fields(tenant))]
 pub async fn push(State(api): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let tenant = api.tenant(&headers)?;
-    tracing::Span::current().record("tenant", tenant.as_str());
-    let bytes = read_body(&api, body).await?;
-    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let limits = BodyLimits { max_decompressed: api.max_decompressed_size };
-    let streams = decode_body(header_str(header::CONTENT_TYPE), header_str(header::CONTENT_ENCODING), &bytes, limits)?;
+    let r = received(&api, &headers, body).await?;
+    let streams = decode_body(r.content_type, r.content_encoding, &r.bytes, r.limits)?;
+    let tenant = r.tenant;
     api.distributor.push(&tenant, streams).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -46,20 +43,10 @@ pub async fn otlp_push(State(api): State<AppState>, headers: HeaderMap, body: Bo
 }
 
 async fn otlp_export(api: AppState, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let tenant = api.tenant(&headers)?;
-    tracing::Span::current().record("tenant", tenant.as_str());
-    let bytes = read_body(&api, body).await?;
-    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let limits = BodyLimits { max_decompressed: api.max_decompressed_size };
-    let config = &api.distributor.limits(&tenant).otlp_config;
-    let streams = decode_otlp(
-        header_str(header::CONTENT_TYPE),
-        header_str(header::CONTENT_ENCODING),
-        &bytes,
-        limits,
-        config,
-        crate::time::now_ns(),
-    )?;
+    let r = received(&api, &headers, body).await?;
+    let config = &api.distributor.limits(&r.tenant).otlp_config;
+    let streams = decode_otlp(r.content_type, r.content_encoding, &r.bytes, r.limits, config, crate::time::now_ns())?;
+    let tenant = r.tenant;
     if streams.iter().all(|s| s.entries.is_empty()) {
         // An export with no records is a success (Loki's distributor
         // answers an empty push so); Loki's push path would say 422.
@@ -67,6 +54,30 @@ async fn otlp_export(api: AppState, headers: HeaderMap, body: Body) -> Result<Re
     }
     api.distributor.push(&tenant, streams).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// What every push reads before decoding: its tenant (recorded on the
+/// request's span), body and encoding headers.
+struct Received<'h> {
+    tenant: String,
+    bytes: Bytes,
+    content_type: Option<&'h str>,
+    content_encoding: Option<&'h str>,
+    limits: BodyLimits,
+}
+
+async fn received<'h>(api: &AppState, headers: &'h HeaderMap, body: Body) -> Result<Received<'h>, ApiError> {
+    let tenant = api.tenant(headers)?;
+    tracing::Span::current().record("tenant", tenant.as_str());
+    let bytes = read_body(api, body).await?;
+    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    Ok(Received {
+        tenant,
+        bytes,
+        content_type: header_str(header::CONTENT_TYPE),
+        content_encoding: header_str(header::CONTENT_ENCODING),
+        limits: BodyLimits { max_decompressed: api.max_decompressed_size },
+    })
 }
 
 /// The body, within `max_recv_msg_size` (413 past it).

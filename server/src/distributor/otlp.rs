@@ -271,15 +271,14 @@ pub fn to_streams(req: ExportLogsServiceRequest, config: &OtlpConfig, now_ns: i6
         let mut index: HashMap<Vec<(String, String)>, usize> = HashMap::new();
         for sl in rl.scope_logs {
             let scope = sl.scope.unwrap_or_default();
-            let (_, mut scope_metadata) = split(&scope.attributes, |k| match action(&config.scope_attributes, k) {
-                OtlpAction::IndexLabel => OtlpAction::StructuredMetadata,
-                a => a,
-            })?;
+            // No index labels here: `OtlpConfig::validate` refuses them.
+            let (_, mut scope_metadata) = split(&scope.attributes, |k| action(&config.scope_attributes, k))?;
             push_nonempty(&mut scope_metadata, "scope_name", scope.name);
             push_nonempty(&mut scope_metadata, "scope_version", scope.version);
             push_nonzero(&mut scope_metadata, "scope_dropped_attributes_count", scope.dropped_attributes_count.into());
             for record in sl.log_records {
-                let (mut extra, metadata) = record_metadata(record_attrs(&record, config)?, &record, &resource_metadata, &scope_metadata);
+                let (mut extra, mut metadata) = split(&record.attributes, |k| action(&config.log_attributes, k))?;
+                push_record_fields(&mut metadata, &record, &resource_metadata, &scope_metadata);
                 if config.severity_text_as_label && !record.severity_text.is_empty() {
                     extra.push(("severity_text".into(), record.severity_text.clone()));
                 }
@@ -306,26 +305,17 @@ pub fn to_streams(req: ExportLogsServiceRequest, config: &OtlpConfig, now_ns: i6
     Ok(out)
 }
 
-/// A record's attributes split into (index labels, metadata).
-fn record_attrs(record: &LogRecord, config: &OtlpConfig) -> Result<(Vec<(String, String)>, Vec<(String, String)>), DecodeError> {
-    split(&record.attributes, |k| action(&config.log_attributes, k))
-}
-
-/// A record's structured metadata in Loki's order: its attributes, its
-/// fields, then the resource's and the scope's.
-fn record_metadata(
-    (labels, mut md): (Vec<(String, String)>, Vec<(String, String)>),
-    r: &LogRecord,
-    resource: &[(String, String)],
-    scope: &[(String, String)],
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+/// Completes a record's structured metadata in Loki's order: after its
+/// attributes (already in `md`), its fields, then the resource's and the
+/// scope's metadata.
+fn push_record_fields(md: &mut Vec<(String, String)>, r: &LogRecord, resource: &[(String, String)], scope: &[(String, String)]) {
     if r.time_unix_nano != 0 && r.observed_time_unix_nano != 0 {
         md.push(("observed_timestamp".into(), r.observed_time_unix_nano.to_string()));
     }
-    push_nonzero(&mut md, "severity_number", i64::from(r.severity_number));
-    push_nonempty(&mut md, "severity_text", r.severity_text.clone());
-    push_nonzero(&mut md, "dropped_attributes_count", r.dropped_attributes_count.into());
-    push_nonzero(&mut md, "flags", r.flags.into());
+    push_nonzero(md, "severity_number", i64::from(r.severity_number));
+    push_nonempty(md, "severity_text", r.severity_text.clone());
+    push_nonzero(md, "dropped_attributes_count", r.dropped_attributes_count.into());
+    push_nonzero(md, "flags", r.flags.into());
     if r.trace_id.iter().any(|&b| b != 0) {
         md.push(("trace_id".into(), hex(&r.trace_id)));
     }
@@ -334,7 +324,6 @@ fn record_metadata(
     }
     md.extend(resource.iter().cloned());
     md.extend(scope.iter().cloned());
-    (labels, md)
 }
 
 fn push_nonempty(md: &mut Vec<(String, String)>, name: &str, value: String) {
