@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use balsa::ingester::command::{self, Command, PushBatch, RequestId, StreamBatch, SESSION_TTL_NS};
 use balsa::ingester::partition::PartitionState;
-use balsa::labels::LabelSet;
+use balsa_logql::labels::LabelSet;
 use balsa_bench::{line, pct, Common, Rng};
 use balsa_raft::{Replicated, StateMachine, TypeConfig};
 use balsa_storage::Entry;

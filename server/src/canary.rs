@@ -27,7 +27,7 @@ use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, Registry, TextEn
 use serde_json::{json, Value};
 
 use crate::cli::{http_err, request, CliError, Server};
-use crate::time::now_ns;
+use balsa_logql::time::now_ns;
 
 #[derive(Debug, Args)]
 pub struct CanaryArgs {
@@ -129,7 +129,7 @@ struct Shared {
 /// Runs the canary until killed, or for `--duration` and then checks.
 pub fn run(args: CanaryArgs) -> Result<(), CliError> {
     let arg = |what: &'static str, problem: String| CliError::Arg { what, problem };
-    let labels = crate::labels::LabelSet::parse(&args.labels).map_err(|e| arg("--labels", e.to_string()))?;
+    let labels = balsa_logql::labels::LabelSet::parse(&args.labels).map_err(|e| arg("--labels", e.to_string()))?;
     if labels.is_empty() {
         return Err(arg("--labels", "at least one label is needed".into()));
     }

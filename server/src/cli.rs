@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use crate::time::{format_rfc3339, now_ns};
+use balsa_logql::time::{format_rfc3339, now_ns};
 
 /// Client commands.
 #[derive(Debug, Subcommand)]
@@ -184,7 +184,7 @@ fn time_arg(what: &'static str, v: &str) -> Result<i64, CliError> {
 }
 
 fn since_ns(v: &str) -> Result<i64, CliError> {
-    crate::config::parse_duration(v)
+    balsa_logql::units::parse_duration(v)
         .map(|d| d.as_nanos() as i64)
         .map_err(|problem| CliError::Arg { what: "--since", problem })
 }
@@ -303,7 +303,7 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
             let _ = writeln!(out, "{}", crate::auth::hash_token(token));
         }
         Command::Push(a) => {
-            let labels = crate::labels::LabelSet::parse(&a.labels)
+            let labels = balsa_logql::labels::LabelSet::parse(&a.labels)
                 .map_err(|e| CliError::Arg { what: "--labels", problem: e.to_string() })?;
             let stdin = std::io::stdin();
             let mut batch: Vec<Value> = Vec::new();
@@ -368,7 +368,7 @@ fn labels_text(v: &Value) -> String {
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(k, v)| format!("{k}={}", crate::labels::go_quote(v.as_str().unwrap_or_default())))
+        .map(|(k, v)| format!("{k}={}", balsa_logql::labels::go_quote(v.as_str().unwrap_or_default())))
         .collect();
     format!("{{{}}}", pairs.join(", "))
 }

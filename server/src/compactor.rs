@@ -26,7 +26,7 @@ use balsa_storage::object_store::{ObjectError, ObjectStore};
 
 use crate::deletes::{filter_entries, ActiveDelete, Deletes};
 use crate::ingester::flush::{chunk_object_key, index_day};
-use crate::labels::LabelSet;
+use balsa_logql::labels::LabelSet;
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
 
@@ -152,7 +152,7 @@ impl Compactor {
                     // A round runs as its own task: should it panic (a bug,
                     // or a client's delete request), the next round still comes.
                     let this = self.clone();
-                    match tokio::spawn(async move { this.compact(crate::time::now_ns()).await }).await {
+                    match tokio::spawn(async move { this.compact(balsa_logql::time::now_ns()).await }).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => tracing::warn!(error = %e, "compaction round failed; retrying next round"),
                         Err(e) => tracing::error!(error = %e, "compaction round panicked; retrying next round"),

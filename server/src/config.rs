@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use balsa_logql::units;
 use balsa_storage::chunk::Codec;
 
 use crate::limits::Limits;
@@ -831,19 +832,7 @@ pub struct ByteSize(pub u64);
 impl std::str::FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (n, unit) = t.split_at(split);
-        let n: u64 = n.parse().map_err(|_| format!("'{s}' is not a size (e.g. 256KB, 100MB)"))?;
-        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" | "kib" => 1 << 10,
-            "m" | "mb" | "mib" => 1 << 20,
-            "g" | "gb" | "gib" => 1 << 30,
-            "t" | "tb" | "tib" => 1 << 40,
-            _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use B, KB, MB, GB, TB)")),
-        };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("'{s}' is too large"))
+        units::parse_base2_bytes(s).map(ByteSize)
     }
 }
 
@@ -855,33 +844,8 @@ impl serde::Serialize for ByteSize {
 
 impl serde::Serialize for Dur {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&prometheus_duration(self.0))
+        s.serialize_str(&units::prometheus_duration(self.0))
     }
-}
-
-/// A duration as Prometheus (and Loki's configuration) writes one: the
-/// largest units first, `y` and `w` only when they divide it exactly, down
-/// to milliseconds (`721h` is `30d1h`, zero is `0s`).
-pub fn prometheus_duration(d: Duration) -> String {
-    let mut ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    const DAY: u128 = 24 * 3_600_000;
-    let mut out = String::new();
-    for (unit, size, exact) in
-        [("y", 365 * DAY, true), ("w", 7 * DAY, true), ("d", DAY, false), ("h", 3_600_000, false), ("m", 60_000, false), ("s", 1000, false), ("ms", 1, false)]
-    {
-        if exact && !ms.is_multiple_of(size) {
-            continue;
-        }
-        let n = ms / size;
-        if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
-            ms -= n * size;
-        }
-    }
-    out
 }
 
 impl<'de> Deserialize<'de> for ByteSize {
@@ -904,42 +868,6 @@ impl<'de> Deserialize<'de> for ByteSize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
-/// Parses `1h30m`, `7d`, `2w`, `500ms`, `1.5s` (Prometheus and Go forms).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err("empty duration".into());
-    }
-    if let Ok(secs) = t.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 30m, 168h, 7d)"))?;
-        let unit_secs = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            "w" => 7.0 * 86_400.0,
-            "y" => 365.0 * 86_400.0,
-            _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use ms, s, m, h, d, w, y)")),
-        };
-        let part = Duration::try_from_secs_f64(n * unit_secs).map_err(|e| format!("'{s}': {e}"))?;
-        total = total.checked_add(part).ok_or_else(|| format!("'{s}' is too long"))?;
-        rest = tail;
-    }
-    Ok(total)
-}
-
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -950,7 +878,7 @@ impl<'de> Deserialize<'de> for Dur {
         }
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
-            Raw::S(s) => parse_duration(&s).map(Dur).map_err(serde::de::Error::custom),
+            Raw::S(s) => units::parse_duration(&s).map(Dur).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -958,16 +886,6 @@ impl<'de> Deserialize<'de> for Dur {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_print_as_prometheus_does() {
-        let h = |n: u64| Duration::from_secs(n * 3600);
-        assert_eq!(prometheus_duration(h(721)), "30d1h");
-        assert_eq!(prometheus_duration(h(24 * 7)), "1w");
-        assert_eq!(prometheus_duration(h(24 * 365)), "1y");
-        assert_eq!(prometheus_duration(Duration::from_millis(90_500)), "1m30s500ms");
-        assert_eq!(prometheus_duration(Duration::ZERO), "0s");
-    }
 
     fn load_yaml(text: &str) -> Result<Config, ConfigError> {
         let raw = parse_yaml(text).map_err(|message| ConfigError::Yaml { path: "t.yaml".into(), message })?;
@@ -1029,12 +947,10 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("10000000000000000000s10000000000000000000s").is_err(), "a sum past Duration::MAX");
+    fn sizes_and_durations_read_as_lokis_configuration() {
         assert_eq!("64kb".parse::<ByteSize>().unwrap().0, 65536);
+        let d: Dur = serde_yaml_ng::from_str("1h30m").unwrap();
+        assert_eq!(d.0, Duration::from_secs(5400));
+        assert_eq!(serde_yaml_ng::to_string(&Dur(Duration::from_secs(721 * 3600))).unwrap().trim(), "30d1h");
     }
 }

@@ -25,8 +25,8 @@ use balsa_storage::Entry;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use crate::labels::LabelSet;
-use crate::logql::{parse_expr, pipeline, Expr, LogExpr};
+use balsa_logql::labels::LabelSet;
+use balsa_logql::{parse_expr, pipeline, Expr, LogExpr};
 
 /// One delete request.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -84,7 +84,7 @@ impl ActiveDelete {
     pub fn deletes(&self, labels: &LabelSet, e: &Entry) -> bool {
         e.ts >= self.req.start
             && e.ts <= self.req.end
-            && (self.log.stages.is_empty() || pipeline::process(&self.log.stages, labels, e.clone()).is_some())
+            && (self.log.stages.is_empty() || pipeline::process(&self.log.stages, labels, e.clone().into_parts()).is_some())
     }
 }
 

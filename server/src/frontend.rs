@@ -18,8 +18,8 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 
-use crate::logql::eval::{EvalError, Series, Steps, Value};
-use crate::logql::Expr;
+use balsa_logql::eval::{EvalError, Series, Steps, Value};
+use balsa_logql::Expr;
 use crate::places::{Place, Places};
 use crate::querier::{keep_first, keep_spaced, merge_same_labels, LogRequest, Querier, QueryError, ScanStats, StreamResult};
 use balsa_storage::Direction;
@@ -149,7 +149,7 @@ impl Frontend {
         let started = std::time::Instant::now();
         let pieces = Self::pieces(steps, plan.split);
         let mut stats = ScanStats { splits: pieces.len() as u64, cache_requested: pieces.len() as u64, ..ScanStats::default() };
-        let now = crate::time::now_ns();
+        let now = balsa_logql::time::now_ns();
         // Each piece: its grid, value, what it read, and whether it was a hit / was stored.
         let results: Vec<(Steps, Value, ScanStats, bool, bool)> = stream::iter(pieces)
             .map(|piece| async move {
@@ -259,8 +259,8 @@ fn join(steps: Steps, pieces: Vec<(Steps, Value)>, max_series: usize) -> Result<
         }
         return Ok(Value::Scalar(out));
     }
-    let mut order: Vec<crate::labels::LabelSet> = Vec::new();
-    let mut by: HashMap<crate::labels::LabelSet, Vec<Option<f64>>> = HashMap::new();
+    let mut order: Vec<balsa_logql::labels::LabelSet> = Vec::new();
+    let mut by: HashMap<balsa_logql::labels::LabelSet, Vec<Option<f64>>> = HashMap::new();
     for (p, v) in pieces {
         let Value::Vector(series) = v else { continue };
         for s in series {
@@ -301,13 +301,13 @@ mod tests {
     #[test]
     fn joined_pieces_sit_at_their_steps() {
         let steps = Steps { start: 0, end: 3, step: 1 };
-        let l = crate::labels::LabelSet::parse(r#"{a="1"}"#).unwrap();
+        let l = balsa_logql::labels::LabelSet::parse(r#"{a="1"}"#).unwrap();
         let p1 = (Steps { start: 0, end: 1, step: 1 }, Value::Vector(vec![Series { labels: l.clone(), points: vec![Some(1.0), None] }]));
         let p2 = (Steps { start: 2, end: 3, step: 1 }, Value::Vector(vec![Series { labels: l.clone(), points: vec![Some(3.0), Some(4.0)] }]));
         let Value::Vector(v) = join(steps, vec![p1.clone(), p2.clone()], 500).unwrap() else { panic!() };
         assert_eq!(v[0].points, vec![Some(1.0), None, Some(3.0), Some(4.0)]);
         // Each piece within `max_series`, all of them past it: Loki's error.
-        let m = crate::labels::LabelSet::parse(r#"{a="2"}"#).unwrap();
+        let m = balsa_logql::labels::LabelSet::parse(r#"{a="2"}"#).unwrap();
         let p3 = (Steps { start: 2, end: 3, step: 1 }, Value::Vector(vec![Series { labels: m, points: vec![None, Some(1.0)] }]));
         let err = join(steps, vec![p1, p3], 1).unwrap_err();
         assert_eq!(err.0, "maximum of series (1) reached for a single query");

@@ -9,24 +9,18 @@
 //! - [`querier`]: reads partitions and object storage for queries;
 //! - [`compactor`]: merges index segments, applies retention and deletes;
 //! - [`deletes`]: delete requests, filtered at query time;
-//! - [`logql`]: the query language; [`labels`]: label sets;
 //! - [`api`]: Loki's HTTP API; [`grpc`]: Loki's gRPC push;
 //! - [`overrides`]: per-tenant limits, reloaded at run time ([`reload`]);
 //! - [`auth`]: bearer tokens granting tenants, without a gateway;
 //! - [`config`], [`limits`], [`validation`], [`tenant`], [`ring`],
-//!   [`metrics`], [`time`];
+//!   [`metrics`];
 //! - [`modules`]: the composition root that wires a role (`--target`);
 //! - [`cli`]: the `logcli`-like client (`balsa query`, `labels`, …);
 //!   [`canary`]: the loki-canary-like checker (`balsa canary`).
 //!
-//! What it does not own: byte formats ([`balsa_storage`]), the Raft log and
-//! transport ([`balsa_raft`]), wire types ([`balsa_proto`]).
-//!
-//! ```
-//! use balsa::logql::{parse_expr, Expr};
-//! let q = parse_expr(r#"sum by (level) (rate({app="api"} |= "error" [5m]))"#).unwrap();
-//! assert!(matches!(q, Expr::Vector(_)));
-//! ```
+//! What it does not own: the query language, label sets, timestamps and
+//! units ([`balsa_logql`]), byte formats ([`balsa_storage`]), the Raft log
+//! and transport ([`balsa_raft`]), wire types ([`balsa_proto`]).
 
 pub mod api;
 pub mod auth;
@@ -40,9 +34,7 @@ pub mod distributor;
 pub mod frontend;
 pub mod grpc;
 pub mod ingester;
-pub mod labels;
 pub mod limits;
-pub mod logql;
 pub mod metrics;
 pub mod modules;
 pub mod overrides;
@@ -53,5 +45,4 @@ pub mod rate;
 pub mod reload;
 pub mod ring;
 pub mod tenant;
-pub mod time;
 pub mod validation;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ByteSize, Dur};
-use crate::labels::LabelSet;
-use crate::logql::{parse_selector, Matcher};
+use balsa_logql::labels::LabelSet;
+use balsa_logql::{parse_selector, Matcher};
 
 /// A retention rule for the streams a selector matches.
 #[derive(Clone, Debug, Deserialize, Serialize)]

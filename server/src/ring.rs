@@ -16,7 +16,7 @@ use balsa_proto::cluster as pb;
 use balsa_raft::NodeId;
 use serde::{Deserialize, Serialize};
 
-use crate::labels::LabelSet;
+use balsa_logql::labels::LabelSet;
 
 /// The partitioning of the token space.
 #[derive(Clone, Copy, Debug)]

@@ -6,9 +6,9 @@
 
 use balsa_storage::Entry;
 
-use crate::labels::{valid_label_name, LabelSet};
+use balsa_logql::labels::{valid_label_name, LabelSet};
 use crate::limits::Limits;
-use crate::time::format_rfc3339;
+use balsa_logql::time::format_rfc3339;
 
 /// Why one entry (or every entry of a stream) was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -145,7 +145,7 @@ fn every_client_format_reads_back_with_lokis_response_shapes() {
     let (s, body) = b.get("/loki/api/v1/query_range", &[("query", r#"{app="billing"}"#), ("start", "2000-01-01T00:00:00Z")], &[]);
     assert_eq!(s, 400, "longer than max_query_length (721h)");
     assert!(body.starts_with("the query time range exceeds the limit (query length: "), "{body}");
-    let rfc = balsa::time::format_rfc3339(t0 - 3_600_000_000_000);
+    let rfc = balsa_logql::time::format_rfc3339(t0 - 3_600_000_000_000);
     let rfc = rfc.as_str();
     let v = b.get_json("/loki/api/v1/query_range", &[("query", r#"{app="billing"}"#), ("start", rfc), ("end", &secs)], &[]);
     let n = v["data"]["result"][0]["values"].as_array().map_or(0, |a| a.len());

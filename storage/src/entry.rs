@@ -19,6 +19,12 @@ impl Entry {
         Self { ts, line: line.into(), metadata: Vec::new() }
     }
 
+    /// The entry as its parts: timestamp, line, metadata (what LogQL's
+    /// pipeline takes).
+    pub fn into_parts(self) -> (i64, String, Vec<MetadataPair>) {
+        (self.ts, self.line, self.metadata)
+    }
+
     /// A hash of what makes two entries at one timestamp the same (line
     /// and metadata; Loki's duplicate rule), for indexes of crowded
     /// timestamps.

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::params::{parse_timestamp, Params};
 use super::{ApiError, AppState};
 use crate::deletes::DeleteError;
-use crate::time::now_ns;
+use balsa_logql::time::now_ns;
 
 fn delete_error(e: DeleteError) -> ApiError {
     match e {

@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 
 use super::query::ReadRequest;
 use super::{ApiError, AppState};
-use crate::labels::LabelSet;
-use crate::logql::parse_selector;
-use crate::time::now_ns;
+use balsa_logql::labels::LabelSet;
+use balsa_logql::parse_selector;
+use balsa_logql::time::now_ns;
 
-fn selector(req: &ReadRequest) -> Result<Vec<crate::logql::Matcher>, ApiError> {
+fn selector(req: &ReadRequest) -> Result<Vec<balsa_logql::Matcher>, ApiError> {
     let q = req.params.get("query").unwrap_or("{}");
     if q.chars().filter(|c| !c.is_whitespace()).collect::<String>() == "{}" {
         return Ok(Vec::new());
@@ -28,7 +28,7 @@ fn selector(req: &ReadRequest) -> Result<Vec<crate::logql::Matcher>, ApiError> {
 async fn scan<T: Send>(
     api: &AppState,
     req: &ReadRequest,
-    matchers: &[crate::logql::Matcher],
+    matchers: &[balsa_logql::Matcher],
     (start, end): (i64, i64),
     f: &(dyn Fn(LabelSet, Vec<balsa_storage::Entry>) -> T + Sync),
 ) -> Result<(Vec<T>, crate::querier::ScanStats), ApiError> {
@@ -150,10 +150,10 @@ pub async fn detected_labels(State(api): State<AppState>, req: ReadRequest) -> R
 /// query may carry a pipeline (Logs Drilldown sends its active filters):
 /// only the lines it keeps, as it leaves them, are sampled.
 async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, Detected>, ApiError> {
-    use crate::logql::{parsers, pipeline, Expr};
+    use balsa_logql::{parsers, pipeline, Expr};
     let (matchers, stages) = match selector(req) {
         Ok(m) => (m, Vec::new()),
-        Err(selector_error) => match crate::logql::parse_expr(req.params.get("query").unwrap_or("")) {
+        Err(selector_error) => match balsa_logql::parse_expr(req.params.get("query").unwrap_or("")) {
             Ok(Expr::Log(l)) => (l.matchers, l.stages),
             _ => return Err(selector_error),
         },
@@ -169,7 +169,7 @@ async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, De
                 break;
             }
             let (ts, metadata) = (e.ts, e.metadata.clone());
-            if let Some(p) = pipeline::process(&stages, &labels, e) {
+            if let Some(p) = pipeline::process(&stages, &labels, e.into_parts()) {
                 kept.push(balsa_storage::Entry { ts, line: p.line, metadata });
             }
         }
@@ -230,7 +230,7 @@ fn json_paths(line: &str) -> BTreeMap<String, Vec<String>> {
             }
             Value::String(_) | Value::Number(_) | Value::Bool(_) => {
                 let keys: Vec<&str> = path.iter().map(String::as_str).collect();
-                out.entry(crate::logql::parsers::json_label_name(&keys)).or_insert_with(|| path.clone());
+                out.entry(balsa_logql::parsers::json_label_name(&keys)).or_insert_with(|| path.clone());
             }
             Value::Array(_) | Value::Null => {}
         }
@@ -251,9 +251,9 @@ fn field_type(values: &BTreeSet<String>) -> &'static str {
         "float"
     } else if all(&|v| v == "true" || v == "false") {
         "boolean"
-    } else if all(&|v| crate::logql::units::parse_go_duration(v).is_ok()) {
+    } else if all(&|v| balsa_logql::units::parse_go_duration(v).is_ok()) {
         "duration"
-    } else if all(&|v| v.starts_with(|c: char| c.is_ascii_digit()) && crate::logql::units::parse_bytes(v).is_ok()) {
+    } else if all(&|v| v.starts_with(|c: char| c.is_ascii_digit()) && balsa_logql::units::parse_bytes(v).is_ok()) {
         "bytes"
     } else {
         "string"

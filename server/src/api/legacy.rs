@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 
 use super::query::{by_full_labels, label_names, log_range, stats_json, ReadRequest};
 use super::{ApiError, AppState};
-use crate::labels::go_quote;
-use crate::logql::{parse_expr, Expr};
+use balsa_logql::labels::go_quote;
+use balsa_logql::{parse_expr, Expr};
 use crate::querier::StreamResult;
-use crate::time::{format_rfc3339_nano, now_ns};
+use balsa_logql::time::{format_rfc3339_nano, now_ns};
 
 /// `GET|POST /api/prom/query`: a log query over a time range.
 pub async fn query(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {

@@ -134,8 +134,8 @@ impl QueryLimits {
         if len > self.max_length {
             return Err(ApiError::bad_request(format!(
                 "the query time range exceeds the limit (query length: {}, limit: {})",
-                prom_duration(len),
-                prom_duration(self.max_length)
+                balsa_logql::units::prometheus_duration(len),
+                balsa_logql::units::prometheus_duration(self.max_length)
             )));
         }
         Ok(())
@@ -151,22 +151,6 @@ impl QueryLimits {
             Err(_) => Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, crate::querier::TIMEOUT_TEXT)),
         }
     }
-}
-
-/// A duration as Prometheus prints it: `30d1h`, `5m`, `1s500ms`.
-fn prom_duration(d: std::time::Duration) -> String {
-    let mut ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, size) in [("y", 365 * 86_400_000u128), ("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
-        if ms >= size {
-            out.push_str(&format!("{}{unit}", ms / size));
-            ms %= size;
-        }
-    }
-    out
 }
 
 /// The router of the HTTP server.

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use balsa_storage::Direction;
 
 use super::error::ApiError;
-use crate::config::parse_duration;
-use crate::time::parse_rfc3339;
+use balsa_logql::units::parse_duration;
+use balsa_logql::time::parse_rfc3339;
 
 /// Default `limit` of log queries.
 pub const DEFAULT_LIMIT: usize = 100;

@@ -45,7 +45,7 @@ pub async fn otlp_push(State(api): State<AppState>, headers: HeaderMap, body: Bo
 async fn otlp_export(api: AppState, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let r = received(&api, &headers, body).await?;
     let config = &api.distributor.limits(&r.tenant).otlp_config;
-    let streams = decode_otlp(r.content_type, r.content_encoding, &r.bytes, r.limits, config, crate::time::now_ns())?;
+    let streams = decode_otlp(r.content_type, r.content_encoding, &r.bytes, r.limits, config, balsa_logql::time::now_ns())?;
     let tenant = r.tenant;
     if streams.iter().all(|s| s.entries.is_empty()) {
         // An export with no records is a success (Loki's distributor

@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 
 use super::params::Params;
 use super::{ApiError, AppState};
-use crate::labels::LabelSet;
-use crate::logql::eval::{Steps, Value as Metric};
-use crate::logql::{self, parse_selector, Expr};
+use balsa_logql::labels::LabelSet;
+use balsa_logql::eval::{Steps, Value as Metric};
+use balsa_logql::{self as logql, parse_selector, Expr};
 use crate::querier::{LogRequest, ResultEntry, ScanStats, StreamResult};
-use crate::time::now_ns;
+use balsa_logql::time::now_ns;
 
 const INSTANT_LOG_QUERY: &str =
     "log queries are not supported as an instant query type, please change your query to a range query type";

@@ -20,10 +20,10 @@ use serde_json::json;
 
 use super::query::{streams_json, wants_categorized_labels, ReadRequest};
 use super::{ApiError, AppState};
-use crate::logql::{parse_expr, Expr, LogExpr};
+use balsa_logql::{parse_expr, Expr, LogExpr};
 use crate::places::{Place, Places};
 use crate::querier::{LogRequest, StreamResult};
-use crate::time::now_ns;
+use balsa_logql::time::now_ns;
 
 const MAX_DELAY_FOR_SECS: i64 = 5;
 const POLL: Duration = Duration::from_secs(1);

@@ -16,7 +16,7 @@ use prost::Message;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::labels::LabelSet;
+use balsa_logql::labels::LabelSet;
 
 /// One stream of a request, labels in normal form.
 #[derive(Debug, Clone)]

@@ -24,7 +24,7 @@ use crate::ingester::client::IngesterClient;
 use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch, MAX_PROPOSAL_BYTES, SESSION_TTL_NS};
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
-use crate::labels::LabelSet;
+use balsa_logql::labels::LabelSet;
 use crate::rate::RateLimiter;
 use crate::validation::{self, grouped, MISSING_STREAMS};
 pub use decode::{decode_body, BodyLimits, DecodeError, DecodedStream};
@@ -111,7 +111,7 @@ impl Distributor {
         }
         let partitions = ring.partitions.len() as u32;
         let ring = ring.ring();
-        let now = crate::time::now_ns();
+        let now = balsa_logql::time::now_ns();
         let limits = self.overrides.get(tenant);
         let mut errors: Vec<String> = Vec::new();
         let mut by_partition: HashMap<u32, Vec<StreamBatch>> = HashMap::new();
@@ -264,9 +264,9 @@ impl Distributor {
 
 /// Joins stream objects with equal labels (clients may split one stream
 /// over several objects of a push), keeping first-seen order.
-fn merge_same_labels(streams: Vec<DecodedStream>) -> Vec<(crate::labels::LabelSet, Vec<Entry>)> {
-    let mut out: Vec<(crate::labels::LabelSet, Vec<Entry>)> = Vec::new();
-    let mut index: HashMap<crate::labels::LabelSet, usize> = HashMap::new();
+fn merge_same_labels(streams: Vec<DecodedStream>) -> Vec<(balsa_logql::labels::LabelSet, Vec<Entry>)> {
+    let mut out: Vec<(balsa_logql::labels::LabelSet, Vec<Entry>)> = Vec::new();
+    let mut index: HashMap<balsa_logql::labels::LabelSet, usize> = HashMap::new();
     for s in streams {
         if s.entries.is_empty() {
             continue;

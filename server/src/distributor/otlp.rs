@@ -19,7 +19,7 @@ use base64::Engine;
 use prost::Message;
 
 use super::decode::{inflate, BodyLimits, DecodeError, DecodedStream};
-use crate::labels::LabelSet;
+use balsa_logql::labels::LabelSet;
 use crate::limits::{OtlpAction, OtlpAttributes, OtlpConfig};
 
 /// The resource attributes Loki makes stream labels unless

@@ -7,8 +7,8 @@ use balsa_storage::index::ChunkRef;
 use balsa_storage::Entry;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::labels::LabelSet;
-use crate::time::format_go;
+use balsa_logql::labels::LabelSet;
+use balsa_logql::time::format_go;
 
 /// Version byte in front of every encoded command and outcome.
 pub const COMMAND_VERSION: u8 = 1;
@@ -225,8 +225,8 @@ impl StreamRejections {
             out.push_str(&format!(
                 "entry with timestamp {} ignored, reason: 'entry too far behind, entry timestamp is: {}, oldest acceptable timestamp is: {}',\n",
                 format_go(*ts),
-                crate::time::format_rfc3339(*ts),
-                crate::time::format_rfc3339(*cutoff)
+                balsa_logql::time::format_rfc3339(*ts),
+                balsa_logql::time::format_rfc3339(*cutoff)
             ));
         }
         out.push_str(&format!(

@@ -127,7 +127,7 @@ impl Flusher {
     }
 
     async fn flush_partition(&self, p: u32, force: bool) -> Result<(), FlushError> {
-        let now = crate::time::now_ns();
+        let now = balsa_logql::time::now_ns();
         let max_age = self.cfg.max_chunk_age.as_nanos() as i64;
         let idle = self.cfg.chunk_idle_period.as_nanos() as i64;
         if force || self.ingester.read_local(p, |s| s.needs_tick(now, max_age, idle))? {

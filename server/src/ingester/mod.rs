@@ -123,7 +123,7 @@ impl Ingester {
     /// majority's disks and applied; returns what applying it did.
     #[tracing::instrument(level = "debug", skip(self, batch), fields(streams = batch.streams.len()))]
     pub async fn push(&self, p: u32, mut batch: PushBatch) -> Result<PushOutcome, IngesterError> {
-        batch.now = crate::time::now_ns();
+        batch.now = balsa_logql::time::now_ns();
         let answer = self.propose(p, &Command::Push(batch)).await?;
         command::decode(&answer).map_err(|e| IngesterError::Unavailable { partition: p, problem: e.to_string() })
     }

@@ -22,8 +22,8 @@ use super::command::{
     MAX_LISTED_REJECTIONS,
 };
 use super::read::HeadLimit;
-use crate::labels::LabelSet;
-use crate::logql::{MatchOp, Matcher};
+use balsa_logql::labels::LabelSet;
+use balsa_logql::{MatchOp, Matcher};
 
 /// Sessions newer than the newest this many are never expired, whatever
 /// the clocks say: a leader whose clock runs far ahead cannot empty the
@@ -526,7 +526,7 @@ impl PartitionState {
 mod tests {
     use super::*;
     use crate::ingester::command::StreamBatch;
-    use crate::logql::parse_selector;
+    use balsa_logql::parse_selector;
     use balsa_raft::Replicated;
 
     const H: i64 = 3600 * 1_000_000_000;

@@ -7,8 +7,8 @@ use balsa_storage::Entry;
 use serde::{Deserialize, Serialize};
 
 use super::{Ingester, IngesterError};
-use crate::labels::LabelSet;
-use crate::logql::{LineFilter, LineFilterSpec, MatchOp, Matcher};
+use balsa_logql::labels::LabelSet;
+use balsa_logql::{LineFilter, LineFilterSpec, MatchOp, Matcher};
 
 /// A label matcher in wire form.
 #[derive(Clone, Debug, Serialize, Deserialize)]

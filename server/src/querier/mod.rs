@@ -22,10 +22,10 @@ use crate::ingester::client::IngesterClient;
 use crate::ingester::read::{wire_matchers, HeadLimit, ReadConsistency, ReadRequest};
 use crate::ingester::IngesterError;
 use crate::overrides::Overrides;
-use crate::labels::LabelSet;
-use crate::logql::eval::{self, EvalError, SeriesSamples, Selection, Steps, Value};
-use crate::logql::pipeline::{self, ParserSkip};
-use crate::logql::{Expr, LineFilter, LogExpr, Matcher, Stage};
+use balsa_logql::labels::LabelSet;
+use balsa_logql::eval::{self, EvalError, SeriesSamples, Selection, Steps, Value};
+use balsa_logql::pipeline::{self, ParserSkip};
+use balsa_logql::{Expr, LineFilter, LogExpr, Matcher, Stage};
 use store::{StoreError, StoreReader};
 
 /// A log query over `[start, end)`.
@@ -237,7 +237,7 @@ impl Querier {
     ) -> Result<Vec<T>, QueryError> {
         let Scan { matchers, prefilter, from, through, head_limit } = *scan;
         let limits = self.overrides.get(tenant);
-        let now = crate::time::now_ns();
+        let now = balsa_logql::time::now_ns();
         let deletes = self.deletes.active(tenant)?;
         // Deletes drop entries after the read; so does retention, which
         // drops only the oldest, harmless when the newest are asked for.
@@ -377,12 +377,12 @@ impl Querier {
             } else {
                 let ts = e.ts;
                 if let Some(sieve) = sieve {
-                    if pipeline::process_skipping(&req.query.stages, &labels, e.clone(), sieve).is_none() {
+                    if pipeline::process_skipping(&req.query.stages, &labels, e.clone().into_parts(), sieve).is_none() {
                         continue;
                     }
                 }
                 let came_with = if req.categorize { e.metadata.clone() } else { Vec::new() };
-                let Some(p) = pipeline::process(&req.query.stages, &labels, e) else { continue };
+                let Some(p) = pipeline::process(&req.query.stages, &labels, e.into_parts()) else { continue };
                 let (out_labels, entry) = if req.categorize {
                     // Stream labels stay the stream's; the rest is metadata or parsed.
                     let (mut stream, mut metadata, mut parsed) = (Vec::new(), Vec::new(), Vec::new());
@@ -609,7 +609,7 @@ impl Querier {
         let per_stream = self
             .map_streams(tenants, &scan, stats, &|labels, entries| {
                 let mut samples = SeriesSamples::new();
-                sel.extract(&labels, entries, &mut samples)?;
+                sel.extract(&labels, entries.into_iter().map(balsa_storage::Entry::into_parts), &mut samples)?;
                 Ok(samples)
             })
             .await?;

@@ -13,7 +13,7 @@ use balsa_storage::Entry;
 use parking_lot::Mutex;
 
 use crate::ingester::flush::{index_day, index_prefix};
-use crate::labels::LabelSet;
+use balsa_logql::labels::LabelSet;
 use crate::metrics::Metrics;
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;

@@ -6,8 +6,6 @@
 //! PERFORMANCE-CRITICAL PATH: runs for every scanned entry of a query with
 //! more than line filters.
 
-use balsa_storage::Entry;
-
 use super::ast::{LabelFilter, LabelFmt, LabelSelect, NumKind, Stage, Unwrap, UnwrapConv};
 use super::parsers::{self, Extracted, ParserError};
 use super::template::TemplateData;
@@ -15,6 +13,11 @@ use super::units::{parse_bytes, parse_go_duration};
 use crate::labels::LabelSet;
 
 pub const ERROR_LABEL: &str = "__error__";
+
+/// One log entry as the pipeline takes it: its timestamp (Unix
+/// nanoseconds), line and structured metadata — what storage's
+/// `Entry::into_parts` gives (this crate depends on no storage type).
+pub type LogEntry = (i64, String, Vec<(String, String)>);
 
 /// The most bytes an entry's labels may reach through `label_format`
 /// (each template is bounded, but a query may assign many of them).
@@ -185,13 +188,13 @@ pub fn filter_labels(stages: &[Stage]) -> Option<Vec<String>> {
 }
 
 /// Runs `stages` on `entry` of a stream. `None`: the entry is filtered out.
-pub fn process(stages: &[Stage], stream: &LabelSet, entry: Entry) -> Option<Processed> {
+pub fn process(stages: &[Stage], stream: &LabelSet, entry: LogEntry) -> Option<Processed> {
     process_skipping(stages, stream, entry, &ParserSkip::Never)
 }
 
 /// [`process`], with parsers skipped as `skip` says.
-pub fn process_skipping(stages: &[Stage], stream: &LabelSet, entry: Entry, skip: &ParserSkip) -> Option<Processed> {
-    let Entry { ts, line, metadata } = entry;
+pub fn process_skipping(stages: &[Stage], stream: &LabelSet, entry: LogEntry, skip: &ParserSkip) -> Option<Processed> {
+    let (ts, line, metadata) = entry;
     // A query that needs only some labels (Loki's parser hints) carries only
     // those: the stream's other labels are not copied for every line.
     let needed = |k: &str| skip.wanted().is_none_or(|names| names.iter().any(|n| n == k));
@@ -448,12 +451,12 @@ pub fn unwrap_value(u: &Unwrap, p: &mut Processed) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logql::{parse_expr, Expr};
+    use crate::{parse_expr, Expr};
 
     fn run(q: &str, line: &str) -> Option<Processed> {
         let Expr::Log(l) = parse_expr(q).unwrap() else { panic!() };
         let s = LabelSet::parse(r#"{app="a", level="x"}"#).unwrap();
-        process(&l.stages, &s, Entry::new(1, line))
+        process(&l.stages, &s, (1, line.to_string(), Vec::new()))
     }
 
     #[test]
@@ -507,8 +510,8 @@ mod tests {
             let Expr::Log(l) = parse_expr(q).unwrap() else { panic!() };
             let names = filter_labels(&l.stages).unwrap();
             for line in lines {
-                let full = process(&l.stages, &stream, Entry::new(1, line)).is_some();
-                let sieve = process_skipping(&l.stages, &stream, Entry::new(1, line), &ParserSkip::Only(names.clone())).is_some();
+                let full = process(&l.stages, &stream, (1, line.to_string(), Vec::new())).is_some();
+                let sieve = process_skipping(&l.stages, &stream, (1, line.to_string(), Vec::new()), &ParserSkip::Only(names.clone())).is_some();
                 assert_eq!(sieve, full, "{q} on {line:?}");
             }
         }
@@ -532,7 +535,7 @@ mod tests {
             "{", "}", "[", "]", "\"", "\\", "=", " ", "level", "n", "a", ":", ",", "3", "-1.5e3", "1s", "é", "日本", "\u{1b}[31m",
             "\\u00e9", "\\\"", "null", "true", "10.1.2.3",
         ];
-        let mut next = crate::logql::test_rng(0x0dd_f00d_beef_cafe);
+        let mut next = crate::test_rng(0x0dd_f00d_beef_cafe);
         let stream = LabelSet::parse(r#"{app="a", level="x"}"#).unwrap();
         for _ in 0..3_000 {
             let mut q = String::from(r#"{app="a"}"#);
@@ -543,9 +546,9 @@ mod tests {
             let Ok(Expr::Log(l)) = parse_expr(&q) else { panic!("{q}") };
             for _ in 0..5 {
                 let line: String = (0..next(30)).map(|_| PIECES[next(PIECES.len())]).collect();
-                let full = process(&l.stages, &stream, Entry::new(1, &line));
+                let full = process(&l.stages, &stream, (1, line.to_string(), Vec::new()));
                 if let Some(names) = filter_labels(&l.stages) {
-                    let light = process_skipping(&l.stages, &stream, Entry::new(1, &line), &ParserSkip::Only(names));
+                    let light = process_skipping(&l.stages, &stream, (1, line.to_string(), Vec::new()), &ParserSkip::Only(names));
                     assert_eq!(light.is_some(), full.is_some(), "{q} on {line:?}");
                 }
             }

@@ -1,5 +1,9 @@
-//! LogQL, Loki's query language: parsed into an AST, run as a pipeline over
-//! log entries, and evaluated as metric queries over a grid of steps.
+//! LogQL, Loki's query language, and the vocabulary it shares with the
+//! rest of Balsa: label sets, Loki's timestamp formats, and its units.
+//!
+//! This crate depends on no other Balsa crate (nor on RocksDB, tonic or
+//! the AWS SDK): its tests and the conformance of the language build alone
+//! (`cargo test -p balsa-logql`).
 //!
 //! ```text
 //! lexer (tokens with positions) → parser → ast::Expr
@@ -8,19 +12,30 @@
 //! ```
 //! - [`parsers`]: json, logfmt, regexp, pattern, unpack;
 //! - [`template`]: Go templates for `line_format` / `label_format`;
-//! - [`ip`]: `ip("…")` filters; [`units`]: durations and sizes in filters.
+//! - [`ip`]: `ip("…")` filters;
+//! - [`units`]: every duration and size Loki reads or prints;
+//! - [`labels`]: label sets and their text form; [`time`]: timestamps as
+//!   Loki prints and parses them.
 //!
 //! Parse errors carry the line and column, like Loki's.
+//!
+//! ```
+//! use balsa_logql::{parse_expr, Expr};
+//! let q = parse_expr(r#"sum by (level) (rate({app="api"} |= "error" [5m]))"#).unwrap();
+//! assert!(matches!(q, Expr::Vector(_)));
+//! ```
 
 mod ast;
 pub mod eval;
 mod format;
 pub mod ip;
+pub mod labels;
 mod lexer;
 mod parser;
 pub mod parsers;
 pub mod pipeline;
 pub mod template;
+pub mod time;
 pub mod units;
 
 pub use ast::{

@@ -1,6 +1,22 @@
-//! Numbers, durations and sizes as LogQL reads and prints them: Go's
-//! `time.ParseDuration` and `Duration.String()`, Prometheus' durations,
-//! go-humanize's `ParseBytes` and `Bytes`, and Go's `%v` of a float.
+//! Every number, duration and size Balsa reads or prints the way Loki does,
+//! in one place:
+//!
+//! | reads | what Loki uses it for | here |
+//! |---|---|---|
+//! | Go's `time.ParseDuration` | `duration` label filters, `toDuration` | [`parse_go_duration`] |
+//! | Prometheus' `model.ParseDuration` | `label_replace`'s and `offset`'s durations | [`parse_prometheus_duration`] |
+//! | Prometheus' form, else Go's (else bare seconds) | LogQL ranges, configuration, query parameters | [`parse_duration`] |
+//! | go-humanize's `ParseBytes` (1000 or 1024) | `bytes` label filters | [`parse_bytes`] |
+//! | dskit's `flagext.ByteSize` (1024) | sizes in configuration | [`parse_base2_bytes`] |
+//!
+//! | prints | as | here |
+//! |---|---|---|
+//! | Prometheus' `model.Duration` | `30d1h`, `1w`, `1m30s500ms` | [`prometheus_duration`] |
+//! | Go's `time.Duration` | `1h0m0s`, `1.5s` | [`go_duration`] |
+//! | go-humanize's `Bytes` | `1.0 kB`, `20 MB` | [`humanize_bytes`] |
+//! | Go's `%v` of a float64 | `1e+06`, `0.5` | [`go_float`] |
+
+use std::time::Duration;
 
 /// Go's `time.ParseDuration`, in seconds: `1.5s`, `90m`, `2h45m`, `-1s`,
 /// `300ms`, `1us`; errors worded like Go's.
@@ -92,6 +108,69 @@ pub fn parse_prometheus_duration(s: &str) -> Result<i64, String> {
         ms = ms.checked_add(add).filter(|m| *m <= i64::MAX as u64 / 1_000_000).ok_or("duration out of range")?;
     }
     Ok(ms as i64 * 1_000_000)
+}
+
+/// A duration as Loki reads LogQL ranges (`[5m]`, `[1h30m]`, `[1.5s]`):
+/// Prometheus' form first (`7d`, `2w`), else Go's (`1.5h`, `300us`); a bare
+/// number is seconds, as configuration files, flags and query parameters
+/// allow. Never negative.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    let secs = if let Ok(secs) = t.parse::<f64>() {
+        secs
+    } else if let Ok(ns) = parse_prometheus_duration(t) {
+        return Ok(Duration::from_nanos(ns as u64));
+    } else {
+        parse_go_duration(t).map_err(|_| format!("'{s}' is not a duration (e.g. 30m, 168h, 7d, 1.5s)"))?
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
+}
+
+/// A duration as Prometheus (and Loki's configuration) prints one: the
+/// largest units first, `y` and `w` only when they divide it exactly, down
+/// to milliseconds (`721h` is `30d1h`, zero is `0s`).
+pub fn prometheus_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    const DAY: u128 = 24 * 3_600_000;
+    let mut out = String::new();
+    for (unit, size, exact) in
+        [("y", 365 * DAY, true), ("w", 7 * DAY, true), ("d", DAY, false), ("h", 3_600_000, false), ("m", 60_000, false), ("s", 1000, false), ("ms", 1, false)]
+    {
+        if exact && !ms.is_multiple_of(size) {
+            continue;
+        }
+        let n = ms / size;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+            ms -= n * size;
+        }
+    }
+    out
+}
+
+/// A size as dskit's `flagext.ByteSize` reads configuration: a whole number
+/// with an optional base-2 unit, case-insensitive (`256KB` = 262144,
+/// `100MB`, `1GiB`).
+pub fn parse_base2_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("'{s}' is not a size (e.g. 256KB, 100MB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use B, KB, MB, GB, TB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
 }
 
 /// go-humanize's `ParseBytes`: `42`, `42B`, `1kB`/`1KB` (1000), `1KiB`
@@ -252,5 +331,36 @@ mod tests {
         assert_eq!(humanize_bytes(1024), "1.0 kB");
         assert_eq!(humanize_bytes(20_000_000), "20 MB");
         assert_eq!(humanize_bytes(9), "9 B");
+    }
+
+    #[test]
+    fn durations_as_ranges_and_configuration_read_them() {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("300us").unwrap(), Duration::from_micros(300));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("is not a duration"));
+        assert!(parse_duration("-1s").is_err(), "negative");
+        assert!(parse_duration("10000000000000000000s10000000000000000000s").is_err(), "a sum past Duration::MAX");
+    }
+
+    #[test]
+    fn prometheus_prints_weeks_and_years_only_when_exact() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(prometheus_duration(h(721)), "30d1h");
+        assert_eq!(prometheus_duration(h(24 * 7)), "1w");
+        assert_eq!(prometheus_duration(h(24 * 365)), "1y");
+        assert_eq!(prometheus_duration(Duration::from_millis(90_500)), "1m30s500ms");
+        assert_eq!(prometheus_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn configuration_sizes_are_base_2() {
+        assert_eq!(parse_base2_bytes("256KB").unwrap(), 262_144);
+        assert_eq!(parse_base2_bytes("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_base2_bytes("42").unwrap(), 42);
+        assert!(parse_base2_bytes("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_base2_bytes("99999999999999TB").unwrap_err().contains("too large"));
     }
 }

@@ -6,7 +6,7 @@ use super::ip::IpMatcher;
 use super::lexer::{lex, Spanned, Tok};
 use super::parsers::{JsonExpressions, LogfmtExpressions, PatternParser, RegexpParser};
 use super::template::Template;
-use crate::config::parse_duration;
+use crate::units::parse_duration;
 
 /// A LogQL syntax or semantic error, displayed exactly as Loki displays it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -925,7 +925,7 @@ impl Parser {
             (Some(w), Some(Tok::RBracket)) => w.to_string(),
             _ => return Err(err("missing closing ']' in duration".into())),
         };
-        let d = crate::logql::units::parse_prometheus_duration(&w).map_err(err)?;
+        let d = crate::units::parse_prometheus_duration(&w).map_err(err)?;
         self.pos += 2;
         Ok(d)
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::logql;
+
 
 /// A stream's labels sorted by name. Names may repeat until validation
 /// rejects the stream (`duplicate_label_names`).
@@ -25,8 +25,8 @@ impl LabelSet {
     }
 
     /// Parses the Prometheus text form clients send: `{a="b", c="d"}`.
-    pub fn parse(s: &str) -> Result<Self, logql::ParseError> {
-        Ok(Self::from_pairs(logql::parse_labels(s)?))
+    pub fn parse(s: &str) -> Result<Self, crate::ParseError> {
+        Ok(Self::from_pairs(crate::parse_labels(s)?))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -10,8 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use balsa_storage::Entry;
-
 use super::ast::*;
 use super::pipeline::{self, ERROR_LABEL};
 use crate::labels::LabelSet;
@@ -84,7 +82,7 @@ impl Selection {
     /// Turns one stream's entries into samples and adds them to `out`.
     /// Fails on an entry the pipeline marked with an error that no label
     /// filter removed, as Loki does.
-    pub fn extract(&self, stream: &LabelSet, entries: Vec<Entry>, out: &mut SeriesSamples) -> Result<(), EvalError> {
+    pub fn extract(&self, stream: &LabelSet, entries: impl IntoIterator<Item = pipeline::LogEntry>, out: &mut SeriesSamples) -> Result<(), EvalError> {
         let r = &self.range;
         let group = |labels: LabelSet| match &self.project {
             Some(g) => group_labels(&labels, g),
@@ -95,14 +93,14 @@ impl Selection {
             let mut plain = Vec::new();
             for e in entries {
                 let pass = r.log.stages.iter().all(|s| match s {
-                    Stage::LineFilter(f) => f.matches(&e.line),
+                    Stage::LineFilter(f) => f.matches(&e.1),
                     _ => true,
                 });
                 if !pass {
                     continue;
                 }
-                let sample = Sample { ts: e.ts, value: line_value(r.op, &e.line) };
-                if e.metadata.is_empty() {
+                let sample = Sample { ts: e.0, value: line_value(r.op, &e.1) };
+                if e.2.is_empty() {
                     plain.push(sample);
                 } else if let Some(p) = pipeline::process(&[], stream, e) {
                     out.entry(group(p.label_set())).or_default().push(sample);
@@ -117,7 +115,7 @@ impl Selection {
         // by the pipeline's own map and build each label set once.
         let mut by_labels: BTreeMap<pipeline::LabelMap, Vec<Sample>> = BTreeMap::new();
         for e in entries {
-            let ts = e.ts;
+            let ts = e.0;
             if let Some(sieve) = &self.sieve {
                 if pipeline::process_skipping(&r.log.stages, stream, e.clone(), sieve).is_none() {
                     continue;
@@ -853,17 +851,17 @@ fn label_replace(l: &LabelReplace, series: Vec<Series>) -> Result<Vec<Series>, E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logql::parse_expr;
+    use crate::parse_expr;
 
     const S: i64 = 1_000_000_000;
 
     /// Streams and their entries, ascending.
-    type Streams = BTreeMap<LabelSet, Vec<Entry>>;
+    type Streams = BTreeMap<LabelSet, Vec<pipeline::LogEntry>>;
 
     fn data(lines: &[(&str, i64, &str)]) -> Streams {
         let mut by = Streams::new();
         for (l, t, line) in lines {
-            by.entry(LabelSet::parse(l).unwrap()).or_default().push(Entry::new(*t * S, *line));
+            by.entry(LabelSet::parse(l).unwrap()).or_default().push((*t * S, line.to_string(), Vec::new()));
         }
         by
     }

@@ -439,7 +439,7 @@ fn model_duration(ns: i64) -> String {
         // Prometheus writes nothing for a negative duration.
         return String::new();
     }
-    crate::config::prometheus_duration(Duration::from_nanos(ns as u64))
+    crate::units::prometheus_duration(Duration::from_nanos(ns as u64))
 }
 
 
@@ -753,7 +753,7 @@ mod tests {
             r#"| pattern "<_> <x>""#, r#"| level="x""#, "| status >= 500", "| took > 1s", "| size < 1KB", r#"| line_format "{{.app}}""#,
             "| label_format a=app", "| drop level", "| keep app", "| decolorize", r#"| addr = ip("10.0.0.0/8")"#, r#"| level=~"5..""#,
         ];
-        let mut next = crate::logql::test_rng(0x5eed_1234_abcd_0001);
+        let mut next = crate::test_rng(0x5eed_1234_abcd_0001);
         let (mut parsed, mut total) = (0, 0);
         for _ in 0..5_000 {
             let mut log = String::from(r#"{app="a"}"#);

@@ -1795,7 +1795,7 @@ mod tests {
             "", "1", "-2.5", "1e400", "[1,\"a\",null]", "{\"a\":{\"b\":[true]}}", "{", "[[[]]]", "\"s\"", "2024-03-31",
             "9999999999999999999999", "日本", "{\"a\":1,\"a\":2}", "[1,2,3,4,5,6,7,8,9]",
         ];
-        let mut next = crate::logql::test_rng(0x7e3a_1a7e_0000_0001);
+        let mut next = crate::test_rng(0x7e3a_1a7e_0000_0001);
         let (mut parsed, mut ran) = (0, 0);
         for _ in 0..20_000 {
             let src: String = (0..1 + next(6)).map(|_| PARTS[next(PARTS.len())]).collect();
