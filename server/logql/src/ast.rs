@@ -7,7 +7,7 @@ use std::fmt;
 use memchr::memmem;
 use regex::Regex;
 
-use super::parsers::{JsonExpressions, LogfmtExpressions, PatternParser, RegexpParser};
+use super::extract::{JsonExpressions, LogfmtExpressions, PatternParser, RegexpParser};
 
 /// The pattern of a `|>` / `!>` line filter: literals in order with `<_>`
 /// (or any `<name>`) wildcards between them. A leading literal must start
@@ -95,7 +95,7 @@ impl Matcher {
         let re = match op {
             MatchOp::Re | MatchOp::Nre => {
                 let anchored = format!("^(?s:{value})$");
-                Some(Regex::new(&anchored).map_err(|e| super::parsers::go_regex_error(&anchored, &e))?)
+                Some(Regex::new(&anchored).map_err(|e| super::extract::go_regex_error(&anchored, &e))?)
             }
             _ => None,
         };
@@ -163,7 +163,7 @@ impl LineTestSpec {
     pub fn compile(&self) -> Result<LineTest, String> {
         Ok(match self {
             LineTestSpec::Text(s) => LineTest::Text(memmem::Finder::new(s.as_bytes()).into_owned()),
-            LineTestSpec::Regex(s) => LineTest::Regex(Regex::new(s).map_err(|e| super::parsers::go_regex_error(s, &e))?),
+            LineTestSpec::Regex(s) => LineTest::Regex(Regex::new(s).map_err(|e| super::extract::go_regex_error(s, &e))?),
             LineTestSpec::Pattern(s) => LineTest::Pattern(LinePattern::new(s)?),
             LineTestSpec::Ip(s) => LineTest::Ip(super::ip::IpMatcher::new(s)?),
         })

@@ -10,7 +10,7 @@
 //!   log query:    ast::LogExpr → pipeline::process per entry
 //!   metric query: eval::selections → (caller fetches) → eval::evaluate
 //! ```
-//! - [`parsers`]: json, logfmt, regexp, pattern, unpack;
+//! - [`extract`]: the parser stages json, logfmt, regexp, pattern, unpack;
 //! - [`template`]: Go templates for `line_format` / `label_format`;
 //! - [`ip`]: `ip("…")` filters;
 //! - [`units`]: every duration and size Loki reads or prints;
@@ -32,7 +32,7 @@ pub mod ip;
 pub mod labels;
 mod lexer;
 mod parser;
-pub mod parsers;
+pub mod extract;
 pub mod pipeline;
 pub mod template;
 pub mod time;

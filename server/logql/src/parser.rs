@@ -4,7 +4,7 @@
 use super::ast::*;
 use super::ip::IpMatcher;
 use super::lexer::{lex, Spanned, Tok};
-use super::parsers::{JsonExpressions, LogfmtExpressions, PatternParser, RegexpParser};
+use super::extract::{JsonExpressions, LogfmtExpressions, PatternParser, RegexpParser};
 use super::template::Template;
 use crate::units::parse_duration;
 
@@ -787,7 +787,7 @@ impl Parser {
                         }
                         self.expect(Tok::RParen, ")")?;
                         let re = regex::Regex::new(&format!("^(?s:{})$", args[3])).map_err(|e| {
-                            ParseError::whole(format!("invalid regex in label_replace: {}", super::parsers::go_regex_error(&args[3], &e)))
+                            ParseError::whole(format!("invalid regex in label_replace: {}", super::extract::go_regex_error(&args[3], &e)))
                         })?;
                         Ok(Expr::LabelReplace(Box::new(LabelReplace {
                             inner,

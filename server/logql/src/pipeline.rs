@@ -7,7 +7,7 @@
 //! more than line filters.
 
 use super::ast::{LabelFilter, LabelFmt, LabelSelect, NumKind, Stage, Unwrap, UnwrapConv};
-use super::parsers::{self, Extracted, ParserError};
+use super::extract::{self, Extracted, ParserError};
 use super::template::TemplateData;
 use super::units::{parse_bytes, parse_go_duration};
 use crate::labels::LabelSet;
@@ -261,7 +261,7 @@ fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, skip: &ParserSkip, p: &m
         Stage::LineFilter(f) => f.matches(&p.line),
         Stage::Json(None) => {
             // The query needs only some labels: extract only those.
-            let r = parsers::json_only(&p.line, skip.wanted());
+            let r = extract::json_only(&p.line, skip.wanted());
             apply_parser(p, stream, r);
             true
         }
@@ -273,7 +273,7 @@ fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, skip: &ParserSkip, p: &m
         Stage::Logfmt { strict, keep_empty, exprs } => {
             let r = match (exprs, skip) {
                 // The query needs only some labels: extract only those.
-                (None, _) => parsers::logfmt_only(&p.line, *strict, *keep_empty, skip.wanted()),
+                (None, _) => extract::logfmt_only(&p.line, *strict, *keep_empty, skip.wanted()),
                 (Some(e), _) => e.extract(&p.line, *strict),
             };
             apply_parser(p, stream, r);
@@ -290,7 +290,7 @@ fn run_stage(stage: &Stage, stream: &Base<'_>, ts: i64, skip: &ParserSkip, p: &m
             true
         }
         Stage::Unpack => {
-            match parsers::unpack(&p.line) {
+            match extract::unpack(&p.line) {
                 Ok((ex, line)) => {
                     add_extracted(p, stream, ex);
                     if let Some(l) = line {

@@ -150,7 +150,7 @@ pub async fn detected_labels(State(api): State<AppState>, req: ReadRequest) -> R
 /// query may carry a pipeline (Logs Drilldown sends its active filters):
 /// only the lines it keeps, as it leaves them, are sampled.
 async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, Detected>, ApiError> {
-    use balsa_logql::{parsers, pipeline, Expr};
+    use balsa_logql::{extract, pipeline, Expr};
     let (matchers, stages) = match selector(req) {
         Ok(m) => (m, Vec::new()),
         Err(selector_error) => match balsa_logql::parse_expr(req.params.get("query").unwrap_or("")) {
@@ -184,9 +184,9 @@ async fn detect(api: &AppState, req: &ReadRequest) -> Result<BTreeMap<String, De
     for (labels, e) in lines.into_iter().take(line_limit) {
         let json = e.line.trim_start().starts_with('{');
         let (parser, found) = if json {
-            ("json", parsers::json(&e.line).unwrap_or_default())
+            ("json", extract::json(&e.line).unwrap_or_default())
         } else {
-            ("logfmt", parsers::logfmt(&e.line, false, false).unwrap_or_default())
+            ("logfmt", extract::logfmt(&e.line, false, false).unwrap_or_default())
         };
         let paths = if json { json_paths(&e.line) } else { BTreeMap::new() };
         for (k, v) in found {
@@ -230,7 +230,7 @@ fn json_paths(line: &str) -> BTreeMap<String, Vec<String>> {
             }
             Value::String(_) | Value::Number(_) | Value::Bool(_) => {
                 let keys: Vec<&str> = path.iter().map(String::as_str).collect();
-                out.entry(balsa_logql::parsers::json_label_name(&keys)).or_insert_with(|| path.clone());
+                out.entry(balsa_logql::extract::json_label_name(&keys)).or_insert_with(|| path.clone());
             }
             Value::Array(_) | Value::Null => {}
         }

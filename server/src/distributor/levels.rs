@@ -130,7 +130,7 @@ fn json_level(v: &serde_json::Value, fields: &[String], max_depth: usize, depth:
 /// The value of the logfmt key that comes first in `fields` (keys compared
 /// case-insensitively).
 fn logfmt_level(line: &str, fields: &[String]) -> Option<String> {
-    let pairs = balsa_logql::parsers::logfmt_pairs(line);
+    let pairs = balsa_logql::extract::logfmt_pairs(line);
     fields.iter().find_map(|f| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(f)).map(|(_, v)| v.clone()))
 }
 
