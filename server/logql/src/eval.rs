@@ -91,18 +91,18 @@ impl Selection {
         if r.log.only_line_filters() && r.unwrap.is_none() {
             // The series is the stream's, unless structured metadata joins it.
             let mut plain = Vec::new();
-            for e in entries {
+            for (ts, line, metadata) in entries {
                 let pass = r.log.stages.iter().all(|s| match s {
-                    Stage::LineFilter(f) => f.matches(&e.1),
+                    Stage::LineFilter(f) => f.matches(&line),
                     _ => true,
                 });
                 if !pass {
                     continue;
                 }
-                let sample = Sample { ts: e.0, value: line_value(r.op, &e.1) };
-                if e.2.is_empty() {
+                let sample = Sample { ts, value: line_value(r.op, &line) };
+                if metadata.is_empty() {
                     plain.push(sample);
-                } else if let Some(p) = pipeline::process(&[], stream, e) {
+                } else if let Some(p) = pipeline::process(&[], stream, (ts, line, metadata)) {
                     out.entry(group(p.label_set())).or_default().push(sample);
                 }
             }
