@@ -322,7 +322,7 @@ mod tests {
     }
 
     async fn compactor(store: Arc<dyn ObjectStore>, delay: Duration) -> Compactor {
-        let limits = crate::limits::Limits { retention_period: crate::config::Dur(Duration::from_secs(2 * 3600)), ..Default::default() };
+        let limits = crate::limits::Limits { retention_period: crate::units::Dur(Duration::from_secs(2 * 3600)), ..Default::default() };
         let overrides = Arc::new(Overrides::new(limits, None).unwrap());
         let deletes = Arc::new(Deletes::load(store.clone(), Duration::from_secs(3600), Duration::from_secs(10)).await.unwrap());
         let cfg = CompactorConfig { interval: Duration::from_secs(60), delete_delay: delay };

@@ -20,10 +20,11 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use balsa_logql::units;
 use balsa_storage::chunk::Codec;
 
+use crate::api::tls::{ClientAuth, HttpTls};
 use crate::limits::Limits;
+use crate::units::{ByteSize, Dur};
 
 /// Why the configuration cannot be used. Every variant names the key.
 #[derive(Debug, thiserror::Error)]
@@ -131,27 +132,6 @@ impl TlsFiles {
             .ca_certificate(Certificate::from_pem(&self.ca))
             .identity(Identity::from_pem(&self.cert, &self.key))
     }
-}
-
-/// Which client certificates the HTTPS API asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// `NoClientCert`.
-    None,
-    /// `VerifyClientCertIfGiven`: a certificate, if sent, must be signed by
-    /// the client CA (the default with a `client_ca_file`).
-    VerifyIfGiven,
-    /// `RequireAndVerifyClientCert`.
-    Require,
-}
-
-/// `server.http_tls_config`, read.
-#[derive(Clone, Debug)]
-pub struct HttpTls {
-    pub cert: Vec<u8>,
-    pub key: Vec<u8>,
-    pub client_ca: Option<Vec<u8>>,
-    pub client_auth: ClientAuth,
 }
 
 /// Roles a process runs (`--target=ingester,compactor`; `all` is every one).
@@ -822,65 +802,6 @@ fn addr(key: &'static str, host: Option<String>, port: u16) -> Result<SocketAddr
     let host = host.unwrap_or_else(|| "0.0.0.0".into());
     let text = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     text.parse().map_err(|e| ConfigError::Invalid { key, problem: format!("'{host}' is not an IP address: {e}") })
-}
-
-/// A size in bytes, written as a number or with a base-2 unit like Loki's
-/// flagext.ByteSize: `256KB` = 262144, `100MB`, `1GiB`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl std::str::FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        units::parse_base2_bytes(s).map(ByteSize)
-    }
-}
-
-impl serde::Serialize for ByteSize {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.0)
-    }
-}
-
-impl serde::Serialize for Dur {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&units::prometheus_duration(self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// A duration written like Loki's (Prometheus') durations: `30m`, `168h`,
-/// `7d`, `1h30m`; a bare number means seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
-            Raw::S(s) => units::parse_duration(&s).map(Dur).map_err(serde::de::Error::custom),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@
 //! - [`config`], [`limits`], [`validation`], [`tenant`], [`ring`],
 //!   [`metrics`];
 //! - [`modules`]: the composition root that wires a role (`--target`);
-//! - [`cli`]: the `logcli`-like client (`balsa query`, `labels`, …);
-//!   [`canary`]: the loki-canary-like checker (`balsa canary`).
+//! - [`cli`]: the `logcli`-like client (`balsa query`, `labels`, …) and
+//!   the loki-canary-like checker (`balsa canary`).
 //!
 //! What it does not own: the query language, label sets, timestamps and
 //! units ([`balsa_logql`]), byte formats ([`balsa_storage`]), the Raft log
@@ -24,7 +24,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod canary;
 pub mod cli;
 pub mod compactor;
 pub mod config;
@@ -45,4 +44,5 @@ pub mod rate;
 pub mod reload;
 pub mod ring;
 pub mod tenant;
+pub mod units;
 pub mod validation;

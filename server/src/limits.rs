@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ByteSize, Dur};
+use crate::units::{ByteSize, Dur};
 use balsa_logql::labels::LabelSet;
 use balsa_logql::{parse_selector, Matcher};
 
@@ -192,6 +192,24 @@ pub struct Limits {
     pub(crate) retention_rules: OnceLock<Vec<(u32, Duration, Vec<Matcher>)>>,
 }
 
+/// Loki's default `log_level_fields`.
+pub const DEFAULT_LEVEL_FIELDS: [&str; 14] = [
+    "level",
+    "LEVEL",
+    "Level",
+    "log.level",
+    "severity",
+    "SEVERITY",
+    "Severity",
+    "SeverityText",
+    "lvl",
+    "LVL",
+    "Lvl",
+    "severity_text",
+    "Severity_Text",
+    "SEVERITY_TEXT",
+];
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -228,7 +246,7 @@ impl Default for Limits {
             .map(|s| s.to_string())
             .collect(),
             discover_log_levels: false,
-            log_level_fields: crate::distributor::levels::DEFAULT_LEVEL_FIELDS.iter().map(|s| s.to_string()).collect(),
+            log_level_fields: DEFAULT_LEVEL_FIELDS.iter().map(|s| s.to_string()).collect(),
             log_level_from_json_max_depth: 2,
             retention_period: Dur(Duration::ZERO),
             ingestion_rate_strategy: "global".into(),

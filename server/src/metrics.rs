@@ -1,11 +1,13 @@
 //! Prometheus metrics an operator graphs: ingestion and rejection rates,
-//! request latencies, and per-partition Raft state (collected at scrape).
+//! request latencies. It keeps the process' one registry; a component with
+//! state to report at scrape time (the ingester's Raft groups, the
+//! querier's decode queue, the runtime overrides) registers its own gauges
+//! on it and sets them in an [`Metrics::on_scrape`] hook, so this module
+//! imports no component.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-
-use crate::ingester::Ingester;
 
 /// Every metric of the process.
 pub struct Metrics {
@@ -27,23 +29,9 @@ pub struct Metrics {
     /// Requests refused by `auth.file`'s tokens, by reason.
     pub auth_refusals: IntCounterVec,
     /// Whether the last reload of the auth file succeeded.
-    pub auth_file_ok: prometheus::IntGauge,
-    query_batches_waiting: prometheus::IntGauge,
-    flush_queue: IntGaugeVec,
-    runtime_config_ok: prometheus::IntGauge,
-    raft_term: IntGaugeVec,
-    raft_leader: IntGaugeVec,
-    raft_last_log_index: IntGaugeVec,
-    raft_applied_index: IntGaugeVec,
-    raft_snapshot_index: IntGaugeVec,
-    memory_streams: IntGaugeVec,
-    memory_entries: IntGaugeVec,
-    memory_bytes: IntGaugeVec,
-    log_fsyncs: IntGaugeVec,
-    log_disk_failed: IntGaugeVec,
-    raft_transport: IntGaugeVec,
-    raft_follower_lag: IntGaugeVec,
-    raft_hand_overs: IntGaugeVec,
+    pub auth_file_ok: IntGauge,
+    /// What components set when Prometheus scrapes (see [`Metrics::on_scrape`]).
+    scrapers: std::sync::Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -58,9 +46,6 @@ impl Metrics {
         let r = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             reg(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
-        };
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            reg(&r, IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
         };
         Self {
             lines_received: counter("loki_distributor_lines_received_total", "Log lines received, by tenant.", &["tenant"]),
@@ -97,18 +82,10 @@ impl Metrics {
                 IntCounter::new("balsa_compactor_chunks_deleted_total", "Chunks deleted because they expired (retention).")
                     .expect("valid metric"),
             ),
-            runtime_config_ok: reg(
-                &r,
-                prometheus::IntGauge::new(
-                    "balsa_runtime_config_last_reload_successful",
-                    "Whether the last reload of the runtime overrides file succeeded.",
-                )
-                .expect("valid metric"),
-            ),
             auth_refusals: counter("balsa_auth_refusals_total", "Requests refused for their credentials, by reason.", &["reason"]),
             auth_file_ok: reg(
                 &r,
-                prometheus::IntGauge::new("balsa_auth_file_last_reload_successful", "Whether the last reload of the auth file succeeded.")
+                IntGauge::new("balsa_auth_file_last_reload_successful", "Whether the last reload of the auth file succeeded.")
                     .expect("valid metric"),
             ),
             compaction_failures: reg(
@@ -121,95 +98,32 @@ impl Metrics {
                 IntCounter::new("balsa_querier_missing_chunks_total", "Chunks listed by an index segment but gone when read.")
                     .expect("valid metric"),
             ),
-            query_batches_waiting: reg(
-                &r,
-                prometheus::IntGauge::new(
-                    "balsa_querier_batches_waiting",
-                    "Stream batches of running queries waiting for a decoding slot (tenants take turns).",
-                )
-                .expect("valid metric"),
-            ),
-            flush_queue: gauge("balsa_ingester_flush_queue_length", "Closed chunks waiting for a flush.", &["partition"]),
-            raft_term: gauge("balsa_raft_term", "Current Raft term, per partition.", &["partition"]),
-            raft_leader: gauge("balsa_raft_leader_id", "Node id of the partition's leader (0: none).", &["partition"]),
-            raft_last_log_index: gauge("balsa_raft_last_log_index", "Last index in the partition's log.", &["partition"]),
-            raft_applied_index: gauge("balsa_raft_applied_index", "Last index applied to the state machine.", &["partition"]),
-            raft_snapshot_index: gauge("balsa_raft_snapshot_index", "Last index covered by a snapshot.", &["partition"]),
-            memory_streams: gauge("balsa_ingester_memory_streams", "Streams held in memory.", &["partition"]),
-            memory_entries: gauge("balsa_ingester_memory_entries", "Entries held in memory.", &["partition"]),
-            memory_bytes: gauge("balsa_ingester_memory_bytes", "Bytes of entries held in memory.", &["partition"]),
-            log_fsyncs: gauge("balsa_raft_log_sync_stats", "Group commit: fsyncs, appends they covered, nanoseconds spent.", &["kind"]),
-            log_disk_failed: gauge(
-                "balsa_raft_log_disk_failed",
-                "1 once a write or fsync of the Raft log failed: the node acknowledges nothing until restarted.",
-                &[],
-            ),
-            raft_transport: gauge(
-                "balsa_raft_transport_stats",
-                "Raft transport: batch RPCs sent and failed, messages sent in them and received.",
-                &["kind"],
-            ),
-            raft_follower_lag: gauge(
-                "balsa_raft_follower_lag_entries",
-                "On a partition's leader: log entries each follower is behind.",
-                &["partition", "follower"],
-            ),
-            raft_hand_overs: gauge(
-                "balsa_raft_leader_hand_overs",
-                "Leaderships this node handed to their preferred replica (leader balance), by result.",
-                &["result"],
-            ),
+            scrapers: Default::default(),
             registry: r,
         }
     }
 
-    /// Renders every metric in Prometheus' text format, reading the
-    /// ingester's current Raft and memory state first.
-    pub fn render(&self, ingester: Option<&Ingester>, overrides: Option<&crate::overrides::Overrides>) -> String {
-        if let Some(o) = overrides {
-            self.runtime_config_ok.set(i64::from(o.last_reload_ok()));
-        }
-        self.query_batches_waiting.set(crate::querier::batches_waiting() as i64);
-        if let Some(ing) = ingester {
-            for (p, m) in ing.raft_metrics() {
-                let p = p.to_string();
-                let l = [p.as_str()];
-                self.raft_term.with_label_values(&l).set(m.current_term as i64);
-                self.raft_leader.with_label_values(&l).set(m.current_leader.unwrap_or(0) as i64);
-                self.raft_last_log_index.with_label_values(&l).set(m.last_log_index.unwrap_or(0) as i64);
-                self.raft_applied_index.with_label_values(&l).set(m.last_applied.map_or(0, |x| x.index) as i64);
-                self.raft_snapshot_index.with_label_values(&l).set(m.snapshot.map_or(0, |x| x.index) as i64);
-                if let (Some(rep), Some(last)) = (&m.replication, m.last_log_index) {
-                    for (f, matched) in rep {
-                        let lag = last.saturating_sub(matched.map_or(0, |x| x.index));
-                        self.raft_follower_lag.with_label_values(&[p.as_str(), f.to_string().as_str()]).set(lag as i64);
-                    }
-                }
-            }
-            for (p, (streams, entries, bytes)) in ing.memory_sizes() {
-                let l = [p.to_string()];
-                let l = [l[0].as_str()];
-                self.memory_streams.with_label_values(&l).set(streams as i64);
-                self.memory_entries.with_label_values(&l).set(entries as i64);
-                self.memory_bytes.with_label_values(&l).set(bytes as i64);
-            }
-            for (p, n) in ing.flush_queue() {
-                self.flush_queue.with_label_values(&[p.to_string().as_str()]).set(n as i64);
-            }
-            let s = ing.log_db().stats();
-            use std::sync::atomic::Ordering::Relaxed;
-            self.log_fsyncs.with_label_values(&["fsyncs"]).set(s.syncs.load(Relaxed) as i64);
-            self.log_fsyncs.with_label_values(&["appends"]).set(s.synced_appends.load(Relaxed) as i64);
-            self.log_fsyncs.with_label_values(&["nanoseconds"]).set(s.sync_nanos.load(Relaxed) as i64);
-            self.log_disk_failed.with_label_values(&[] as &[&str]).set(i64::from(ing.log_db().failure().is_some()));
-            let (completed, failed) = ing.hand_over_counts();
-            self.raft_hand_overs.with_label_values(&["completed"]).set(completed as i64);
-            self.raft_hand_overs.with_label_values(&["failed"]).set(failed as i64);
-            let t = ing.transport_stats();
-            self.raft_transport.with_label_values(&["batches_sent"]).set(t.batches_sent.load(Relaxed) as i64);
-            self.raft_transport.with_label_values(&["batches_failed"]).set(t.batches_failed.load(Relaxed) as i64);
-            self.raft_transport.with_label_values(&["messages_sent"]).set(t.messages_sent.load(Relaxed) as i64);
-            self.raft_transport.with_label_values(&["messages_received"]).set(t.messages_received.load(Relaxed) as i64);
+    /// Registers a component's gauge, one value per set of `labels`.
+    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        reg(&self.registry, IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    /// Registers a component's gauge without labels.
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        reg(&self.registry, IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    /// Runs `f` before each scrape: how a component sets the gauges it
+    /// registered from its current state (Raft terms, memory, queues).
+    pub fn on_scrape(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.scrapers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(f));
+    }
+
+    /// Renders every metric in Prometheus' text format, after the
+    /// components have set their gauges.
+    pub fn render(&self) -> String {
+        for scrape in self.scrapers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            scrape();
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -233,7 +147,7 @@ mod tests {
     fn registers_and_renders() {
         let m = Metrics::new();
         m.discarded_samples.with_label_values(&["line_too_long", "t"]).inc();
-        let text = m.render(None, None);
+        let text = m.render();
         assert!(text.contains(r#"loki_discarded_samples_total{reason="line_too_long",tenant="t"} 1"#), "{text}");
     }
 }

@@ -137,6 +137,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     };
     tracing::info!(store = %store.describe(), "object store");
     let role = if cfg.target.ingester { Some(start_ingester(&cfg, store.as_ref()).await?) } else { None };
+    overrides.report(&metrics);
+    crate::querier::report(&metrics);
+    if let Some(r) = &role {
+        crate::ingester::metrics::report(&metrics, &r.ingester);
+    }
     let ring = match &role {
         Some(r) => r.controller.watch(),
         None => watch_remote(cfg.join.clone(), cfg.dialer()),

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +90,18 @@ impl Overrides {
 
     pub fn last_reload_ok(&self) -> bool {
         self.last_ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Registers the gauge of whether the last reload succeeded, set at
+    /// each scrape.
+    pub fn report(self: &Arc<Self>, metrics: &Metrics) {
+        let ok = metrics.gauge("balsa_runtime_config_last_reload_successful", "Whether the last reload of the runtime overrides file succeeded.");
+        let me = Arc::downgrade(self);
+        metrics.on_scrape(move || {
+            if let Some(o) = me.upgrade() {
+                ok.set(i64::from(o.last_reload_ok()));
+            }
+        });
     }
 
     /// Re-reads the file; on any problem keeps what is in force.

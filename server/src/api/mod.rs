@@ -368,7 +368,7 @@ async fn metrics(State(api): State<AppState>) -> Response {
     if let Some(auth) = &api.auth {
         api.metrics.auth_file_ok.set(i64::from(auth.last_reload_ok()));
     }
-    let body = api.metrics.render(api.ingester.as_deref(), Some(&api.overrides));
+    let body = api.metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 

@@ -18,10 +18,29 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{ClientAuth, HttpTls};
-
 /// How long a client may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which client certificates the HTTPS API asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `NoClientCert`.
+    None,
+    /// `VerifyClientCertIfGiven`: a certificate, if sent, must be signed by
+    /// the client CA (the default with a `client_ca_file`).
+    VerifyIfGiven,
+    /// `RequireAndVerifyClientCert`.
+    Require,
+}
+
+/// `server.http_tls_config`, read.
+#[derive(Clone, Debug)]
+pub struct HttpTls {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+    pub client_auth: ClientAuth,
+}
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, Registry, TextEncoder};
 use serde_json::{json, Value};
 
-use crate::cli::{http_err, request, CliError, Server};
+use super::{http_err, request, CliError, Server};
 use balsa_logql::time::now_ns;
 
 #[derive(Debug, Args)]

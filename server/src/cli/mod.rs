@@ -1,8 +1,10 @@
 //! A command-line client in the `balsa` binary, like Loki's `logcli`:
 //! `balsa query`, `balsa labels`, `balsa series`, `balsa push`, `balsa tail`
-//! (and `balsa canary`, [`crate::canary`]), against any
+//! (and `balsa canary`, [`canary`]), against any
 //! Loki-compatible URL (`--addr`, `--org-id`, or `LOKI_ADDR`,
 //! `LOKI_ORG_ID`).
+
+pub mod canary;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +34,7 @@ pub enum Command {
     HashToken,
     /// Write lines at a steady rate, read them back, and count the lost,
     /// duplicated, out-of-order and late ones (like loki-canary).
-    Canary(crate::canary::CanaryArgs),
+    Canary(canary::CanaryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -292,7 +294,7 @@ pub fn run(cmd: Command) -> Result<(), CliError> {
                 }
             }
         }
-        Command::Canary(a) => crate::canary::run(a)?,
+        Command::Canary(a) => canary::run(a)?,
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token).map_err(CliError::Stdin)?;

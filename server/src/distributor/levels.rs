@@ -17,24 +17,6 @@ use balsa_logql::labels::LabelSet;
 /// The structured-metadata name of the detected level.
 pub const LEVEL_LABEL: &str = "detected_level";
 
-/// Loki's default `log_level_fields`.
-pub const DEFAULT_LEVEL_FIELDS: [&str; 14] = [
-    "level",
-    "LEVEL",
-    "Level",
-    "log.level",
-    "severity",
-    "SEVERITY",
-    "Severity",
-    "SeverityText",
-    "lvl",
-    "LVL",
-    "Lvl",
-    "severity_text",
-    "Severity_Text",
-    "SEVERITY_TEXT",
-];
-
 /// Adds (or normalizes) the entry's `detected_level`.
 pub fn detect(labels: &LabelSet, fields: &[String], json_depth: usize, e: &mut Entry) {
     if let Some((_, v)) = e.metadata.iter_mut().find(|(k, _)| k == LEVEL_LABEL) {
@@ -183,7 +165,7 @@ mod tests {
     use super::*;
 
     fn level(labels: &str, line: &str, metadata: &[(&str, &str)]) -> String {
-        let fields: Vec<String> = DEFAULT_LEVEL_FIELDS.iter().map(|s| s.to_string()).collect();
+        let fields: Vec<String> = crate::limits::DEFAULT_LEVEL_FIELDS.iter().map(|s| s.to_string()).collect();
         let mut e = Entry::new(1, line);
         e.metadata = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         detect(&LabelSet::parse(labels).unwrap(), &fields, 2, &mut e);

@@ -6,6 +6,7 @@
 //! - [`partition`]: the pure state of a partition and how a push changes it;
 //! - [`flush`]: the leader's flush loop: cut, upload, record, ship index;
 //! - [`membership`]: replicas follow the ring (open, initialize, move, drop);
+//! - [`metrics`]: its gauges, read from the partitions at each scrape;
 //! - [`read`]: what queriers ask of a partition's leader;
 //! - [`service`] / [`client`]: the `Ingester` gRPC API and the router that
 //!   sends a partition's request to its leader, local or remote.
@@ -14,6 +15,7 @@ pub mod client;
 pub mod command;
 pub mod flush;
 pub mod membership;
+pub mod metrics;
 pub mod partition;
 pub mod read;
 pub mod service;

@@ -21,6 +21,7 @@ use crate::deletes::{filter_entries, Deletes};
 use crate::ingester::client::IngesterClient;
 use crate::ingester::read::{wire_matchers, HeadLimit, ReadConsistency, ReadRequest};
 use crate::ingester::IngesterError;
+use crate::metrics::Metrics;
 use crate::overrides::Overrides;
 use balsa_logql::labels::LabelSet;
 use balsa_logql::eval::{self, EvalError, SeriesSamples, Selection, Steps, Value};
@@ -642,9 +643,11 @@ struct Scan<'a> {
 /// (object key and bytes) still to decode.
 type StreamWork = (LabelSet, Vec<Entry>, Vec<(String, Arc<Vec<u8>>)>);
 
-/// Stream batches waiting for a decoding slot, over all queries.
-pub fn batches_waiting() -> usize {
-    DECODE_SLOTS.waiting()
+/// Registers the gauge of stream batches waiting for a decoding slot
+/// (over all queries of the process), set at each scrape.
+pub fn report(metrics: &Metrics) {
+    let waiting = metrics.gauge("balsa_querier_batches_waiting", "Stream batches of running queries waiting for a decoding slot (tenants take turns).");
+    metrics.on_scrape(move || waiting.set(DECODE_SLOTS.waiting() as i64));
 }
 
 /// Batches decoding at once, over all queries of the process: one per
