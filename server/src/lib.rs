@@ -21,6 +21,27 @@
 //! What it does not own: the query language, label sets, timestamps and
 //! units ([`balsa_logql`]), byte formats ([`balsa_storage`]), the Raft log
 //! and transport ([`balsa_raft`]), wire types ([`balsa_proto`]).
+//!
+//! # Layers
+//!
+//! The modules form layers, lowest first. A module imports (`crate::…`)
+//! only from layers below its own — never from its own layer or above —
+//! so the layers read bottom-up and have no cycles. The unit test
+//! `layers::no_upward_imports` reads this list and every source file, and
+//! fails on an import that runs upward or a module missing from the list.
+//!
+//! 1. kernel: `units`, `tenant`, `rate`, `reload`, `places`, `patterns`, `metrics`
+//! 2. defaults: `limits`
+//! 3. policy: `overrides`, `validation`, `auth`, `deletes`
+//! 4. placement: `ring`
+//! 5. ring owner: `controller`
+//! 6. storage of recent lines: `ingester`
+//! 7. write and read paths: `distributor`, `querier`, `compactor`
+//! 8. query scheduling: `frontend`
+//! 9. protocols: `api`, `grpc`
+//! 10. clients: `cli`
+//! 11. settings: `config`
+//! 12. composition root: `modules`
 
 pub mod api;
 pub mod auth;
@@ -46,3 +67,97 @@ pub mod ring;
 pub mod tenant;
 pub mod units;
 pub mod validation;
+
+/// The check of the layer list above against the source.
+#[cfg(test)]
+mod layers {
+    use std::collections::BTreeMap;
+
+    /// Module → layer, from the list in this file's documentation.
+    fn layers() -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for line in include_str!("lib.rs").lines() {
+            let Some((n, rest)) = line.strip_prefix("//! ").and_then(|l| l.split_once(". ")) else { continue };
+            let Ok(layer) = n.parse::<usize>() else { continue };
+            for module in rest.split('`').skip(1).step_by(2) {
+                out.insert(module.to_string(), layer);
+            }
+        }
+        out
+    }
+
+    /// The modules of the crate a source text imports (`crate::x`,
+    /// `crate::{x, y}`), outside comments.
+    fn imports(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("crate::") {
+                let rest = &line[i + "crate::".len()..];
+                let names: Vec<&str> = match rest.strip_prefix('{') {
+                    Some(group) => group.split('}').next().unwrap_or("").split(',').map(|n| n.trim().split("::").next().unwrap_or("")).collect(),
+                    None => vec![rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or("")],
+                };
+                out.extend(names.into_iter().filter(|n| !n.is_empty()).map(str::to_string));
+            }
+        }
+        out
+    }
+
+    /// Every upward or same-layer import of `module` (whose files' texts
+    /// are given), as "module → import".
+    fn violations(layers: &BTreeMap<String, usize>, module: &str, texts: &[String]) -> Vec<String> {
+        let own = layers[module];
+        let mut out: Vec<String> = texts
+            .iter()
+            .flat_map(|t| imports(t))
+            .filter(|i| i != module && layers.get(i).is_some_and(|l| *l >= own))
+            .map(|i| format!("{module} (layer {own}) imports {i} (layer {})", layers[&i]))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The source texts of each top-level module (a file, or a folder of them).
+    fn modules() -> BTreeMap<String, Vec<String>> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut out = BTreeMap::new();
+        for e in std::fs::read_dir(&src).expect("server/src is readable") {
+            let path = e.expect("a directory entry").path();
+            let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            if name == "lib" || name == "main" {
+                continue;
+            }
+            let mut texts = Vec::new();
+            let mut stack = vec![path];
+            while let Some(p) = stack.pop() {
+                if p.is_dir() {
+                    stack.extend(std::fs::read_dir(&p).expect("a module folder is readable").map(|e| e.expect("an entry").path()));
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    texts.push(std::fs::read_to_string(&p).expect("a source file is readable"));
+                }
+            }
+            out.insert(name, texts);
+        }
+        out
+    }
+
+    #[test]
+    fn no_upward_imports() {
+        let layers = layers();
+        assert!(layers.len() > 20, "the layer list in lib.rs was not read: {layers:?}");
+        let modules = modules();
+        let unlisted: Vec<&String> = modules.keys().filter(|m| !layers.contains_key(*m)).collect();
+        assert!(unlisted.is_empty(), "modules missing from the layer list in lib.rs: {unlisted:?}");
+        let bad: Vec<String> = modules.iter().flat_map(|(m, texts)| violations(&layers, m, texts)).collect();
+        assert!(bad.is_empty(), "imports that run upward (see the layer list in lib.rs):\n{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn an_upward_import_is_found() {
+        let layers = layers();
+        let text = "// crate::api in a comment is not an import\nuse crate::{limits::Limits, distributor::Distributor};\nfn f() { crate::tenant::x(); }".to_string();
+        assert_eq!(violations(&layers, "validation", &[text]), vec!["validation (layer 3) imports distributor (layer 7)".to_string()]);
+        assert_eq!(imports("let x = crate::ring::Ring::new();"), vec!["ring".to_string()]);
+    }
+}
