@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use balsa_storage::chunk::{self, Chunk, Codec};
 use balsa_storage::index::{decode_segment, encode_segment, ChunkRef};
+use balsa_storage::keys::{self as bucket, TOMBSTONES_ROOT as TOMBSTONES};
 use balsa_storage::Entry;
 use balsa_storage::object_store::{ObjectError, ObjectStore};
 
 use crate::deletes::{filter_entries, ActiveDelete, Deletes};
-use crate::ingester::flush::{chunk_object_key, index_day};
 use balsa_logql::labels::LabelSet;
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
@@ -46,9 +46,6 @@ pub enum CompactError {
     #[error(transparent)]
     Segment(#[from] balsa_storage::index::SegmentError),
 }
-
-/// Where tombstones live (outside `chunks/` and `index/`).
-const TOMBSTONES: &str = "compactor/tombstones/";
 
 /// Settings of the compactor.
 #[derive(Clone, Copy, Debug)]
@@ -75,12 +72,6 @@ struct Listing {
     days: BTreeMap<i64, Vec<String>>,
     /// Tombstone keys.
     tombs: Vec<String>,
-}
-
-/// The due time (Unix ns) in a tombstone's key.
-fn tombstone_due(key: &str) -> Option<i64> {
-    let name = key.rsplit('/').next()?;
-    i64::from_str_radix(name.split('-').next()?, 16).ok()
 }
 
 impl Compactor {
@@ -130,7 +121,7 @@ impl Compactor {
         }
         let bytes = chunk::encode(&entries, Codec::default())?;
         let (from, through) = (entries[0].ts, entries[entries.len() - 1].ts);
-        let key = chunk_object_key(&r.tenant, &r.labels, from, through, &bytes);
+        let key = bucket::chunk(&r.tenant, &r.labels, from, through, &bytes);
         self.store.put(&key, bytes).await?;
         Ok(Some(Some(ChunkRef {
             from,
@@ -220,7 +211,7 @@ impl Compactor {
         if !leaving.is_empty() {
             let body = leaving.join("\n").into_bytes();
             let due = now.saturating_add(i64::try_from(self.cfg.delete_delay.as_nanos()).unwrap_or(i64::MAX));
-            let key = format!("{TOMBSTONES}{tenant}/{due:016x}-{:08x}", crc32c::crc32c(&body));
+            let key = bucket::tombstone(tenant, due, &body);
             self.store.put(&key, body).await?;
         }
         let mut listed: HashSet<String> = HashSet::new();
@@ -240,7 +231,7 @@ impl Compactor {
             let mut written = None;
             if !new_refs.is_empty() {
                 let bytes = encode_segment(&new_refs)?;
-                let key = format!("index/{tenant}/{day}/c-{:08x}", crc32c::crc32c(&bytes));
+                let key = bucket::compacted_segment(tenant, *day, &bytes);
                 self.store.put(&key, bytes).await?;
                 written = Some(key);
             }
@@ -261,7 +252,7 @@ impl Compactor {
     /// now), then the tombstones.
     async fn delete_due(&self, tombs: &[String], listed: &HashSet<String>, now: i64) -> Result<(), CompactError> {
         for tomb in tombs {
-            if tombstone_due(&tomb).is_none_or(|due| due > now) {
+            if bucket::tombstone_tenant_due(&tomb).is_none_or(|(_, due)| due > now) {
                 continue;
             }
             let body = match self.store.get(tomb).await {
@@ -288,13 +279,13 @@ impl Compactor {
         }
         let deletes = self.deletes.executable(now);
         let mut tenants: BTreeMap<String, Listing> = BTreeMap::new();
-        for key in self.store.list("index/").await? {
-            let (Some(tenant), Some(day)) = (key.split('/').nth(1), index_day(&key)) else { continue };
+        for key in self.store.list(bucket::INDEX_ROOT).await? {
+            let Some((tenant, day)) = bucket::segment_tenant_day(&key) else { continue };
             tenants.entry(tenant.to_string()).or_default().days.entry(day).or_default().push(key);
         }
         // Tenants whose segments are all gone may still have tombstones.
         for key in self.store.list(TOMBSTONES).await? {
-            if let Some(tenant) = key.strip_prefix(TOMBSTONES).and_then(|k| k.split('/').next()) {
+            if let Some((tenant, _)) = bucket::tombstone_tenant_due(&key) {
                 tenants.entry(tenant.to_string()).or_default().tombs.push(key);
             }
         }

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use balsa_storage::keys;
 use balsa_storage::object_store::{ObjectError, ObjectStore};
 use balsa_storage::Entry;
 use parking_lot::RwLock;
@@ -102,10 +103,6 @@ pub struct Deletes {
     ops: tokio::sync::Mutex<()>,
 }
 
-fn key(tenant: &str, id: &str) -> String {
-    format!("deletes/{tenant}/{id}")
-}
-
 impl Deletes {
     /// Loads every stored request; `refresh_period`: how often [`Deletes::run`]
     /// reads them again.
@@ -152,7 +149,7 @@ impl Deletes {
     /// cancelled some); whether the set in force changed.
     pub async fn refresh(&self) -> Result<bool, DeleteError> {
         let _one_at_a_time = self.ops.lock().await;
-        let all = self.read("deletes/").await?;
+        let all = self.read(keys::DELETES_ROOT).await?;
         let ids = |m: &HashMap<String, Vec<ActiveDelete>>| {
             let mut v: Vec<String> = m.values().flatten().map(|a| a.req.request_id.clone()).collect();
             v.sort();
@@ -169,7 +166,7 @@ impl Deletes {
 
     /// Re-reads one tenant's requests (before listing or cancelling).
     async fn refresh_tenant(&self, tenant: &str) -> Result<(), DeleteError> {
-        let mut mine = self.read(&format!("deletes/{tenant}/")).await?;
+        let mut mine = self.read(&keys::deletes_prefix(tenant)).await?;
         let mut by_tenant = self.by_tenant.write();
         match mine.remove(tenant) {
             Some(v) => by_tenant.insert(tenant.to_string(), v),
@@ -222,7 +219,7 @@ impl Deletes {
         };
         let active = ActiveDelete::new(req.clone())?;
         let bytes = serde_json::to_vec(&req).map_err(|e| DeleteError::Query(e.to_string()))?;
-        self.store.put(&key(tenant, &id), bytes).await?;
+        self.store.put(&keys::delete_request(tenant, &id), bytes).await?;
         self.by_tenant.write().entry(tenant.to_string()).or_default().push(active);
         Ok(req)
     }
@@ -242,7 +239,7 @@ impl Deletes {
         }
         let cancelled = DeleteRequest { cancelled: true, ..req };
         let bytes = serde_json::to_vec(&cancelled).map_err(|e| DeleteError::Query(e.to_string()))?;
-        self.store.put(&key(tenant, id), bytes).await?;
+        self.store.put(&keys::delete_request(tenant, id), bytes).await?;
         if let Some(v) = self.by_tenant.write().get_mut(tenant) {
             v.retain(|a| a.req.request_id != id);
         }

@@ -7,6 +7,7 @@
 //!   ordered by time, with Loki's duplicate rule.
 //! - [`chunk`]: the compressed, checksummed chunk format of flushed entries.
 //! - [`index`]: index segments, the catalogue of flushed chunks.
+//! - [`keys`]: the bucket's layout, every object key it builds and reads.
 //! - [`envelope`]: the versioned, CRC32C-checksummed frame around snapshots
 //!   and index segments, so corruption is detected rather than served.
 //! - [`object_store`]: the object-store trait and its filesystem backend;
@@ -30,6 +31,7 @@ mod entry;
 pub mod envelope;
 mod head;
 pub mod index;
+pub mod keys;
 pub mod object_store;
 pub mod s3;
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use balsa_storage::chunk::{self, Codec};
 use balsa_storage::index::{encode_segment, ChunkRef};
+use balsa_storage::keys;
 use balsa_storage::object_store::{ObjectError, ObjectStore};
 
 use super::command::{Command, FlushedChunk, Tick};
@@ -66,27 +67,7 @@ pub struct Flusher {
 pub fn chunk_key(c: &ChunkToFlush, bytes: &[u8]) -> String {
     let from = c.entries.first().map_or(0, |e| e.ts);
     let through = c.entries.last().map_or(0, |e| e.ts);
-    chunk_object_key(&c.tenant, &c.labels.to_string(), from, through, bytes)
-}
-
-/// Object key of chunk bytes of a stream (labels in normal form).
-pub fn chunk_object_key(tenant: &str, labels: &str, from: i64, through: i64, bytes: &[u8]) -> String {
-    let mut fp_input = Vec::with_capacity(tenant.len() + labels.len() + 1);
-    fp_input.extend_from_slice(tenant.as_bytes());
-    fp_input.push(0);
-    fp_input.extend_from_slice(labels.as_bytes());
-    let fp = xxhash_rust::xxh3::xxh3_64(&fp_input);
-    format!("chunks/{tenant}/{fp:016x}/{from:x}-{through:x}-{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
-}
-
-/// Where a tenant's index segments live.
-pub fn index_prefix(tenant: &str) -> String {
-    format!("index/{tenant}/")
-}
-
-/// The day number (since 1970) an index key is filed under.
-pub fn index_day(key: &str) -> Option<i64> {
-    key.split('/').nth(2)?.parse().ok()
+    keys::chunk(&c.tenant, &c.labels.to_string(), from, through, bytes)
 }
 
 impl Flusher {
@@ -171,7 +152,7 @@ impl Flusher {
                 }
             }
             for ((tenant, day), refs) in by_segment {
-                let key = format!("{}{day}/{p}-{through_seq:016x}", index_prefix(&tenant));
+                let key = keys::shipped_segment(&tenant, day, p, through_seq);
                 self.store.put(&key, encode_segment(&refs)?).await?;
             }
             self.ingester.propose(p, &Command::IndexShipped { through_seq }).await?;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use balsa_storage::chunk::Chunk;
 use balsa_storage::index::{decode_segment, ChunkRef};
+use balsa_storage::keys;
 use balsa_storage::object_store::{ObjectError, ObjectStore};
 use balsa_storage::Entry;
 use parking_lot::Mutex;
 
-use crate::ingester::flush::{index_day, index_prefix};
 use balsa_logql::labels::LabelSet;
 use crate::metrics::Metrics;
 
@@ -120,7 +120,7 @@ impl StoreReader {
     /// The refs, and whether the listing was the same after reading.
     async fn refs_once(&self, tenant: &str, from: i64, through: i64) -> Result<(Vec<ChunkRef>, bool), StoreError> {
         let (first_day, last_day) = (from.div_euclid(DAY_NS), through.div_euclid(DAY_NS));
-        let prefix = index_prefix(tenant);
+        let prefix = keys::index_prefix(tenant);
         let keys = self.store.list(&prefix).await?;
         {
             // Forget cached segments the compactor removed.
@@ -129,7 +129,7 @@ impl StoreReader {
         }
         let mut out = Vec::new();
         for key in keys.iter().cloned() {
-            if index_day(&key).is_some_and(|d| d < first_day || d > last_day) {
+            if keys::segment_tenant_day(&key).is_some_and(|(_, d)| d < first_day || d > last_day) {
                 continue;
             }
             let cached = self.segments.lock().get(&key).cloned();
