@@ -26,7 +26,7 @@ use crate::overrides::Overrides;
 use crate::metrics::Metrics;
 use balsa_logql::labels::LabelSet;
 use crate::rate::RateLimiter;
-use crate::validation::{self, grouped, MISSING_STREAMS};
+use crate::validation::{self, grouped, Reason, MISSING_STREAMS};
 pub use decode::{decode_body, BodyLimits, DecodeError, DecodedStream};
 
 /// Why a push was not (entirely) accepted.
@@ -158,7 +158,7 @@ impl Distributor {
             let rate = limits.ingestion_rate_mb * 1e6 / share;
             let burst = limits.ingestion_burst_size_mb * 1e6;
             if !self.tenant_rates.allow(&tenant.to_string(), bytes as f64, rate, burst, clock) {
-                self.discard(tenant, "rate_limited", lines, bytes);
+                self.discard(tenant, Reason::RateLimited, lines, bytes);
                 return Err(PushError::RateLimited(format!(
                     "ingestion rate limit exceeded for user {tenant} (limit: {} bytes/sec) while attempting to ingest '{lines}' lines totaling '{bytes}' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased",
                     rate as u64
@@ -176,7 +176,7 @@ impl Distributor {
                     if self.stream_rates.allow(&key, b as f64, stream_rate as f64, burst, clock) {
                         return true;
                     }
-                    self.discard(tenant, "per_stream_rate_limit", s.entries.len() as u64, b);
+                    self.discard(tenant, Reason::PerStreamRateLimit, s.entries.len() as u64, b);
                     limited.push(format!(
                         "Per stream rate limit exceeded (limit: {}/sec) while attempting to ingest for stream '{}' totaling {}, consider splitting a stream via additional labels or contact your Loki administrator to see if the limit can be increased",
                         byte_size(stream_rate),
@@ -221,11 +221,11 @@ impl Distributor {
                 self.metrics.duplicate_lines.with_label_values(&[tenant]).inc_by(o.duplicates);
             }
             for r in o.rejected {
-                self.discard(tenant, "too_far_behind", r.ignored as u64, r.ignored_bytes);
+                self.discard(tenant, Reason::TooFarBehind, r.ignored as u64, r.ignored_bytes);
                 ingester_errors.push(r.message());
             }
             for s in o.stream_limited {
-                self.discard(tenant, "stream_limit", s.entries, s.bytes);
+                self.discard(tenant, Reason::StreamLimit, s.entries, s.bytes);
                 limited.push(format!(
                     "maximum active stream limit exceeded when trying to create stream {}, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '{tenant}'",
                     s.labels
@@ -250,9 +250,9 @@ impl Distributor {
         1
     }
 
-    fn discard(&self, tenant: &str, reason: &str, lines: u64, bytes: u64) {
-        self.metrics.discarded_samples.with_label_values(&[reason, tenant]).inc_by(lines);
-        self.metrics.discarded_bytes.with_label_values(&[reason, tenant]).inc_by(bytes);
+    fn discard(&self, tenant: &str, reason: Reason, lines: u64, bytes: u64) {
+        self.metrics.discarded_samples.with_label_values(&[reason.as_str(), tenant]).inc_by(lines);
+        self.metrics.discarded_bytes.with_label_values(&[reason.as_str(), tenant]).inc_by(bytes);
     }
 
     /// Proposes to a partition's leader (retries, with the same request
