@@ -35,15 +35,9 @@ impl serde::Serialize for Dur {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        match NumberOrText::deserialize(d)? {
+            NumberOrText::Number(n) => Ok(ByteSize(n)),
+            NumberOrText::Text(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
 }
@@ -55,15 +49,17 @@ pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
-            Raw::S(s) => units::parse_duration(&s).map(Dur).map_err(serde::de::Error::custom),
+        match NumberOrText::deserialize(d)? {
+            NumberOrText::Number(n) => Ok(Dur(Duration::from_secs(n))),
+            NumberOrText::Text(s) => units::parse_duration(&s).map(Dur).map_err(serde::de::Error::custom),
         }
     }
+}
+
+/// A size or duration as YAML has it: a bare number, or text with a unit.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(u64),
+    Text(String),
 }
