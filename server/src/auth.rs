@@ -36,6 +36,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::error_code::{Coded, ErrorCode};
 use crate::tenant::{self, TenantError};
 
 /// What a request does, which decides the grant it needs.
@@ -103,6 +104,23 @@ pub enum AuthError {
     /// 400 (or 401 for a missing id), as without authentication.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+}
+
+impl Coded for AuthError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::Tenant(t) => t.code(),
+            e if e.is_forbidden() => ErrorCode::Forbidden,
+            _ => ErrorCode::Unauthenticated,
+        }
+    }
+
+    fn http_body(&self) -> String {
+        match self {
+            AuthError::Tenant(t) => t.http_body(),
+            e => format!("{e}\n"),
+        }
+    }
 }
 
 impl AuthError {

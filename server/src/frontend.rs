@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 
 use balsa_logql::eval::{EvalError, Series, Steps, Value};
 use balsa_logql::Expr;
+use crate::error_code::{Coded, ErrorCode};
 use crate::places::{Place, Places};
 use crate::querier::{keep_first, keep_spaced, merge_same_labels, LogRequest, Querier, QueryError, ScanStats, StreamResult};
 use balsa_storage::Direction;
@@ -32,6 +33,22 @@ pub enum FrontendError {
     TooManyOutstanding,
     #[error(transparent)]
     Query(#[from] QueryError),
+}
+
+impl Coded for FrontendError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            FrontendError::TooManyOutstanding => ErrorCode::RateLimited,
+            FrontendError::Query(q) => q.code(),
+        }
+    }
+
+    fn http_body(&self) -> String {
+        match self {
+            FrontendError::TooManyOutstanding => self.to_string(),
+            FrontendError::Query(q) => q.http_body(),
+        }
+    }
 }
 
 /// How queries are split and bounded (per request: the tenants' limits).

@@ -30,18 +30,19 @@
 //! `layers::no_upward_imports` reads this list and every source file, and
 //! fails on an import that runs upward or a module missing from the list.
 //!
-//! 1. kernel: `units`, `tenant`, `rate`, `reload`, `places`, `patterns`, `metrics`
-//! 2. defaults: `limits`
-//! 3. policy: `overrides`, `validation`, `auth`, `deletes`
-//! 4. placement: `ring`
-//! 5. ring owner: `controller`
-//! 6. storage of recent lines: `ingester`
-//! 7. write and read paths: `distributor`, `querier`, `compactor`
-//! 8. query scheduling: `frontend`
-//! 9. protocols: `api`, `grpc`
-//! 10. clients: `cli`
-//! 11. settings: `config`
-//! 12. composition root: `modules`
+//! 1. foundations: `units`, `error_code`
+//! 2. kernel: `tenant`, `rate`, `reload`, `places`, `patterns`, `metrics`
+//! 3. defaults: `limits`
+//! 4. policy: `overrides`, `validation`, `auth`, `deletes`
+//! 5. placement: `ring`
+//! 6. ring owner: `controller`
+//! 7. storage of recent lines: `ingester`
+//! 8. write and read paths: `distributor`, `querier`, `compactor`
+//! 9. query scheduling: `frontend`
+//! 10. protocols: `api`, `grpc`
+//! 11. clients: `cli`
+//! 12. settings: `config`
+//! 13. composition root: `modules`
 
 pub mod api;
 pub mod auth;
@@ -51,6 +52,7 @@ pub mod config;
 pub mod controller;
 pub mod deletes;
 pub mod distributor;
+pub mod error_code;
 pub mod frontend;
 pub mod grpc;
 pub mod ingester;
@@ -157,7 +159,7 @@ mod layers {
     fn an_upward_import_is_found() {
         let layers = layers();
         let text = "// crate::api in a comment is not an import\nuse crate::{limits::Limits, distributor::Distributor};\nfn f() { crate::tenant::x(); }".to_string();
-        assert_eq!(violations(&layers, "validation", &[text]), vec!["validation (layer 3) imports distributor (layer 7)".to_string()]);
+        assert_eq!(violations(&layers, "validation", &[text]), vec!["validation (layer 4) imports distributor (layer 8)".to_string()]);
         assert_eq!(imports("let x = crate::ring::Ring::new();"), vec!["ring".to_string()]);
     }
 }

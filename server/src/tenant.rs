@@ -1,6 +1,8 @@
 //! Tenants: who a request belongs to, from `X-Scope-OrgID`, checked with
 //! Loki's (dskit's) rules.
 
+use crate::error_code::{Coded, ErrorCode};
+
 /// The tenant of every request when `auth_enabled` is false.
 pub const DEFAULT_TENANT: &str = "fake";
 
@@ -22,6 +24,26 @@ pub enum TenantError {
     TooManyOrgIds,
     #[error("empty tenant ID in {0:?}")]
     Empty(String),
+}
+
+/// Second line of the 401 answer: how to send a tenant.
+pub const NO_ORG_ID_HINT: &str = "hint: auth_enabled is true, so every request needs an X-Scope-OrgID header naming \
+the tenant (in Grafana: Loki data source > HTTP headers > X-Scope-OrgID)";
+
+impl Coded for TenantError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            TenantError::NoOrgId => ErrorCode::Unauthenticated,
+            _ => ErrorCode::BadRequest,
+        }
+    }
+
+    fn http_body(&self) -> String {
+        match self {
+            TenantError::NoOrgId => format!("{self}\n{NO_ORG_ID_HINT}\n"),
+            _ => format!("{self}\n"),
+        }
+    }
 }
 
 /// The tenant of a write given its `X-Scope-OrgID` header (one tenant).

@@ -18,6 +18,8 @@ use serde::Deserialize;
 
 use balsa_logql::labels::LabelSet;
 
+use crate::error_code::{Coded, ErrorCode};
+
 /// One stream of a request, labels in normal form.
 #[derive(Debug, Clone)]
 pub struct DecodedStream {
@@ -34,6 +36,15 @@ pub enum DecodeError {
     /// 400.
     #[error("{0}")]
     Bad(String),
+}
+
+impl Coded for DecodeError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLarge(_) => ErrorCode::TooLarge,
+            DecodeError::Bad(_) => ErrorCode::BadRequest,
+        }
+    }
 }
 
 /// Size limits for a body.

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use balsa_storage::Entry;
 
+use crate::error_code::{Coded, ErrorCode};
 use crate::ingester::client::IngesterClient;
 use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch, MAX_PROPOSAL_BYTES, SESSION_TTL_NS};
 use crate::overrides::Overrides;
@@ -44,6 +45,17 @@ pub enum PushError {
     /// 503: a partition could not commit; nothing is acknowledged for it.
     #[error("{0}")]
     Unavailable(String),
+}
+
+impl Coded for PushError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            PushError::NoStreams => ErrorCode::Unprocessable,
+            PushError::Rejected(_) => ErrorCode::BadRequest,
+            PushError::RateLimited(_) => ErrorCode::RateLimited,
+            PushError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
 }
 
 /// Counts of a fully accepted push.

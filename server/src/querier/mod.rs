@@ -18,6 +18,7 @@ use balsa_storage::{Direction, Entry};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::deletes::{filter_entries, Deletes};
+use crate::error_code::{Coded, ErrorCode};
 use crate::ingester::client::IngesterClient;
 use crate::ingester::read::{wire_matchers, HeadLimit, ReadConsistency, ReadRequest};
 use crate::ingester::IngesterError;
@@ -150,6 +151,22 @@ pub enum QueryError {
     /// deleted lines.
     #[error("{0}")]
     Deletes(#[from] crate::deletes::DeleteError),
+}
+
+impl Coded for QueryError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            QueryError::Eval(_) => ErrorCode::BadRequest,
+            QueryError::Store(_) => ErrorCode::Internal,
+            QueryError::Deletes(_) | QueryError::Ingester(_) => ErrorCode::Unavailable,
+            QueryError::Timeout => ErrorCode::Timeout,
+        }
+    }
+
+    /// Query errors are written without a trailing newline, as Loki's.
+    fn http_body(&self) -> String {
+        self.to_string()
+    }
 }
 
 /// The most matching lines a log query with `interval` gathers per split
