@@ -1,12 +1,106 @@
-//! Shared pieces of Balsa's benchmarks: starting a release `balsa` on a
-//! fresh data directory with a benchmark configuration, and small helpers.
+//! Balsa's benchmarks, each against an anchor measured in the same run.
+//!
+//! One module per benchmark ([`push`], [`cluster`], [`scan`], [`logql`],
+//! [`restart`], [`snapshot`], [`memory`]); each takes its own options and
+//! adds rows to a [`Report`]: a figure of Balsa's, the anchor's figure, their
+//! ratio and the goal the ratio is held against (issue 19). The
+//! `balsa-bench` binary runs one of them or `all` and prints the table;
+//! nothing here asserts a timing. Below the modules: starting release
+//! `balsa` processes on fresh directories, load generators and small helpers.
 
+pub mod cluster;
+pub mod logql;
+pub mod memory;
+pub mod push;
+pub mod restart;
+pub mod scan;
+pub mod snapshot;
+
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+
+/// What a ratio is held against.
+#[derive(Debug, Clone, Copy)]
+pub enum Goal {
+    /// Met when the ratio is at most this.
+    AtMost(f64),
+    /// Met when the ratio is at least this.
+    AtLeast(f64),
+}
+
+impl Goal {
+    fn met(self, ratio: f64) -> bool {
+        match self {
+            Goal::AtMost(g) => ratio <= g,
+            Goal::AtLeast(g) => ratio >= g,
+        }
+    }
+}
+
+/// One line of the table: Balsa's figure against its anchor.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub bench: &'static str,
+    /// What is compared, and how the ratio is formed.
+    pub what: String,
+    pub balsa: String,
+    pub anchor: String,
+    pub ratio: f64,
+    pub goal: Option<Goal>,
+}
+
+/// The rows of one run, printed as one Markdown table.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    /// Benchmarks that failed, with their error.
+    pub failed: Vec<(&'static str, String)>,
+}
+
+impl Report {
+    /// Adds a row (and shows it on stderr at once: a long run shows progress).
+    pub fn add(&mut self, bench: &'static str, what: impl Into<String>, balsa: impl Into<String>, anchor: impl Into<String>, ratio: f64, goal: Option<Goal>) {
+        let row = Row { bench, what: what.into(), balsa: balsa.into(), anchor: anchor.into(), ratio, goal };
+        eprintln!("{:<9} {}: {} | anchor {} | ratio {:.3}", row.bench, row.what, row.balsa, row.anchor, row.ratio);
+        self.rows.push(row);
+    }
+
+    /// The table in Markdown.
+    pub fn table(&self) -> String {
+        let mut out = String::from("| bench | what (ratio) | balsa | anchor | ratio | goal |\n|---|---|---|---|---|---|\n");
+        for r in &self.rows {
+            let goal = match r.goal {
+                None => String::new(),
+                Some(g) => {
+                    let (sign, v) = match g {
+                        Goal::AtMost(v) => ("≤", v),
+                        Goal::AtLeast(v) => ("≥", v),
+                    };
+                    format!("{sign} {v} ({})", if g.met(r.ratio) { "met" } else { "not met" })
+                }
+            };
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {goal} |", r.bench, r.what, r.balsa, r.anchor, ratio(r.ratio));
+        }
+        for (bench, e) in &self.failed {
+            let _ = writeln!(out, "| {bench} | FAILED: {} | | | | |", e.replace('|', "/").replace('\n', " "));
+        }
+        out
+    }
+}
+
+/// A ratio with three significant digits.
+fn ratio(r: f64) -> String {
+    if !r.is_finite() {
+        return format!("{r}");
+    }
+    let digits = if r.abs() >= 100.0 { 0 } else if r.abs() >= 10.0 { 1 } else if r.abs() >= 1.0 { 2 } else { 3 };
+    format!("{r:.digits$}")
+}
 
 /// Limits that let one benchmark tenant push as fast as it can (Loki's
 /// defaults would rate-limit it at 4 MB/s).
@@ -17,6 +111,12 @@ pub const UNLIMITED: &str =
 pub struct Server {
     child: Child,
     pub base: String,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {
@@ -30,10 +130,10 @@ impl Drop for Server {
 #[derive(clap::Args, Debug)]
 pub struct Common {
     /// The balsa binary (default: next to this benchmark).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub balsa: Option<PathBuf>,
-    /// Parent of the working directory (its disk holds the data).
-    #[arg(long, default_value = "/var/tmp")]
+    /// Parent of the working directories (its disk holds the data).
+    #[arg(long, global = true, default_value = "/var/tmp")]
     pub dir: PathBuf,
 }
 
@@ -57,11 +157,137 @@ pub struct PushLoad {
 impl Common {
     /// The `balsa` binary: `--balsa`, else the one next to the benchmark.
     pub fn balsa_binary(&self) -> Result<PathBuf> {
-        Ok(match &self.balsa {
+        let bin = match &self.balsa {
             Some(b) => b.clone(),
             None => std::env::current_exe()?.with_file_name("balsa"),
-        })
+        };
+        if !bin.is_file() {
+            bail!("no balsa binary at {}: build it (cargo build --release -p balsa) or pass --balsa", bin.display());
+        }
+        Ok(bin)
     }
+
+    /// A fresh working directory under `--dir`, removed on drop.
+    pub fn workdir(&self, prefix: &str) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new().prefix(prefix).tempdir_in(&self.dir).with_context(|| format!("a directory in {}", self.dir.display()))
+    }
+}
+
+/// Processes killed on drop.
+pub struct Procs(pub Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `ok` every 100 ms until it holds, for at most `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        if Instant::now() > deadline {
+            bail!("{what}: not within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A Balsa cluster on 127.0.0.1: three ingesters (zones 1–3, replication
+/// factor 3) and one front (distributor, querier, query frontend).
+pub struct Cluster {
+    pub procs: Procs,
+    /// The front's base URL.
+    pub base: String,
+}
+
+impl Cluster {
+    /// The ingesters' process IDs (the first three processes).
+    pub fn ingester_pids(&self) -> Vec<u32> {
+        self.procs.0.iter().take(3).map(Child::id).collect()
+    }
+
+    /// Starts it in `dir` with `partitions` ring partitions and waits until
+    /// every partition has a leader and three voters.
+    pub fn start(bin: &Path, dir: &Path, partitions: u32) -> Result<Cluster> {
+        std::fs::create_dir_all(dir)?;
+        let cfg = dir.join("cluster.yaml");
+        std::fs::write(&cfg, format!("storage:\n  filesystem:\n    directory: {}\n{UNLIMITED}", dir.join("objects").display()))?;
+        let mut procs = Procs(Vec::new());
+        let mut seeds = Vec::new();
+        for id in 1..=3u32 {
+            let (http, grpc) = (free_port()?, free_port()?);
+            let mut cmd = Command::new(bin);
+            cmd.arg("--target=ingester")
+                .arg(format!("--node.id={id}"))
+                .arg(format!("--zone=zone-{id}"))
+                .arg(format!("--http.addr=127.0.0.1:{http}"))
+                .arg(format!("--grpc.addr=127.0.0.1:{grpc}"))
+                .arg(format!("--data.dir={}", dir.join(format!("ingester-{id}")).display()))
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--ring.partitions={partitions}"))
+                .arg("--ring.replication-factor=3")
+                .arg("--log.level=warn");
+            if let Some(first) = seeds.first() {
+                cmd.arg(format!("--join={first}"));
+            }
+            procs.0.push(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {}", bin.display()))?);
+            seeds.push(format!("127.0.0.1:{grpc}"));
+        }
+        let (http, grpc) = (free_port()?, free_port()?);
+        procs.0.push(
+            Command::new(bin)
+                .arg("--target=distributor,querier,query-frontend")
+                .arg("--node.id=100")
+                .arg(format!("--http.addr=127.0.0.1:{http}"))
+                .arg(format!("--grpc.addr=127.0.0.1:{grpc}"))
+                .arg(format!("--data.dir={}", dir.join("front").display()))
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--join={}", seeds.join(",")))
+                .arg("--log.level=warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        let base = format!("http://127.0.0.1:{http}");
+        wait_until("every partition replicated with a leader", 120, || {
+            let Ok(r) = ureq::get(&format!("{base}/ring?format=json")).call() else { return false };
+            let Ok(v) = r.into_json::<serde_json::Value>() else { return false };
+            v["partitions"].as_array().is_some_and(|ps| {
+                ps.len() == partitions as usize
+                    && ps.iter().all(|p| p["leader"].is_u64() && p["voters"].as_array().is_some_and(|v| v.len() == 3))
+            })
+        })?;
+        Ok(Cluster { procs, base })
+    }
+}
+
+/// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/PID/status`).
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
+/// CPU seconds (user + system) process `pid` has used (`/proc/PID/stat`).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc/PID/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at 3.
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).context("no utime")?;
+    let sticks: u64 = f.get(12).and_then(|v| v.parse().ok()).context("no stime")?;
+    // USER_HZ is 100 on Linux for every architecture Balsa builds for.
+    Ok((ticks + sticks) as f64 / 100.0)
 }
 
 /// A free port on 127.0.0.1 now.
@@ -186,23 +412,88 @@ pub fn run_load(clients: usize, seconds: u64, op: impl Fn(usize, u64) -> Result<
     Ok(Run { ops: latencies.len(), bytes, secs, latencies })
 }
 
+/// How a push body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    /// Loki's JSON push body.
+    Json,
+    /// `logproto.PushRequest`, snappy block-compressed: what promtail,
+    /// Grafana Alloy and fluent-bit's Loki output send.
+    Protobuf,
+}
+
+impl Encoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Json => "JSON",
+            Encoding::Protobuf => "protobuf+snappy",
+        }
+    }
+}
+
 /// Pushes `lines` logfmt lines padded with `pad` as writer `w`'s `seq`-th
-/// batch (stream `{job="bench", writer="w"}`) and waits for the 204;
-/// returns the raw bytes of the lines.
+/// batch (stream `{job="bench", writer="w"}`) as JSON and waits for the
+/// 204; returns the raw bytes of the lines.
 pub fn push_lines(url: &str, w: usize, seq: u64, lines: usize, pad: &str) -> Result<u64> {
+    push_encoded(Encoding::Json, url, w, seq, lines, pad)
+}
+
+/// [`push_lines`] in the given encoding.
+pub fn push_encoded(encoding: Encoding, url: &str, w: usize, seq: u64, lines: usize, pad: &str) -> Result<u64> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
-    let mut raw = 0u64;
-    let values: Vec<serde_json::Value> = (0..lines)
-        .map(|i| {
-            let line = format!("level=info writer={w} seq={seq} i={i} msg=\"{pad}\"");
-            raw += line.len() as u64;
-            serde_json::json!([(now + i as i64).to_string(), line])
-        })
-        .collect();
-    let body = serde_json::json!({"streams": [{"stream": {"job": "bench", "writer": w.to_string()}, "values": values}]});
-    match ureq::post(url).set("Content-Type", "application/json").send_string(&body.to_string()) {
+    let text: Vec<String> = (0..lines).map(|i| format!("level=info writer={w} seq={seq} i={i} msg=\"{pad}\"")).collect();
+    let raw = text.iter().map(|l| l.len() as u64).sum();
+    let (content_type, body) = match encoding {
+        Encoding::Json => {
+            let values: Vec<serde_json::Value> =
+                text.into_iter().enumerate().map(|(i, line)| serde_json::json!([(now + i as i64).to_string(), line])).collect();
+            let body = serde_json::json!({"streams": [{"stream": {"job": "bench", "writer": w.to_string()}, "values": values}]});
+            ("application/json", body.to_string().into_bytes())
+        }
+        Encoding::Protobuf => {
+            use balsa_proto::logproto::{EntryAdapter, PushRequest, StreamAdapter};
+            use prost::Message;
+            let entries = text
+                .into_iter()
+                .enumerate()
+                .map(|(i, line)| {
+                    let ts = now + i as i64;
+                    EntryAdapter {
+                        timestamp: Some(prost_types::Timestamp { seconds: ts / 1_000_000_000, nanos: (ts % 1_000_000_000) as i32 }),
+                        line: line.into_bytes(),
+                        structured_metadata: vec![],
+                    }
+                })
+                .collect();
+            let req = PushRequest { streams: vec![StreamAdapter { labels: format!("{{job=\"bench\", writer=\"{w}\"}}"), entries, hash: 0 }] };
+            let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec())?;
+            ("application/x-protobuf", body)
+        }
+    };
+    // As promtail: a protobuf body is snappy-compressed without saying so.
+    match ureq::post(url).set("Content-Type", content_type).send_bytes(&body) {
         Ok(r) if r.status() == 204 => Ok(raw),
         Ok(r) => bail!("push answered {}", r.status()),
         Err(e) => bail!("push failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_marks_goals_and_failures() {
+        let mut r = Report::default();
+        r.add("push", "a ÷ b", "2 ms", "1 ms", 2.0, Some(Goal::AtMost(1.0)));
+        r.add("scan", "c ÷ d", "1 s", "2 s", 0.5, Some(Goal::AtLeast(0.5)));
+        r.add("logql", "e ÷ f", "x", "y", 12.345, None);
+        r.failed.push(("cluster", "starting etcd | twice\nfailed".into()));
+        let t = r.table();
+        assert!(t.contains("| push | a ÷ b | 2 ms | 1 ms | 2.00 | ≤ 1 (not met) |"), "{t}");
+        assert!(t.contains("| scan | c ÷ d | 1 s | 2 s | 0.500 | ≥ 0.5 (met) |"), "{t}");
+        assert!(t.contains("| logql | e ÷ f | x | y | 12.3 |  |"), "{t}");
+        // A failure stays one row of the table.
+        assert!(t.contains("| cluster | FAILED: starting etcd / twice failed |"), "{t}");
     }
 }

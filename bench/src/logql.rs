@@ -1,27 +1,28 @@
 //! LogQL query latency and lines/s over flushed chunks, against the same
 //! questions answered by chdb (embedded ClickHouse, PyPI `chdb`) over the
 //! same lines in a TSV file, in the same run. Prints ratios; asserts
-//! nothing, except that both answer the same numbers.
+//! nothing about time; each answer's first value is shown beside chdb's.
 //!
-//! `cargo run --release -p balsa-bench --bin logql-bench -- --help`
+//! `cargo run --release -p balsa-bench -- logql --help`
 
 use std::io::Write;
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use balsa_bench::{Common, line, start, Rng, NEEDLE, UNLIMITED};
-use clap::Parser;
 use serde_json::Value;
 
-#[derive(Parser, Debug)]
-struct Args {
-    #[command(flatten)]
-    common: Common,
+use crate::{line, start, Common, Goal, Report, Rng, NEEDLE, UNLIMITED};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
     /// MiB of raw log lines.
     #[arg(long, default_value_t = 1024)]
     mib: usize,
 }
+
+/// Options of `all --quick`.
+pub const QUICK: &[&str] = &["--mib", "64"];
 
 /// One question, in LogQL and in ClickHouse SQL over `f(ts, line)`.
 struct Question {
@@ -32,10 +33,9 @@ struct Question {
     step: Option<u64>,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let bin = args.common.balsa_binary()?;
-    let work = tempfile::Builder::new().prefix("balsa-logql-").tempdir_in(&args.common.dir)?;
+pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
+    let bin = common.balsa_binary()?;
+    let work = common.workdir("balsa-logql-")?;
     let tsv = work.path().join("lines.tsv");
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
     let span: i64 = 2_900_000_000_000;
@@ -59,7 +59,7 @@ fn main() -> Result<()> {
     }
     f.flush()?;
     drop(f);
-    println!("data    {n} lines, {:.0} MiB raw", raw as f64 / 1048576.0);
+    eprintln!("logql: {n} lines, {:.0} MiB raw", raw as f64 / 1048576.0);
 
     // balsa, fed and flushed.
     let config = format!("{UNLIMITED}  max_query_series: 100000\ningester:\n  flush_check_period: 5s\n");
@@ -145,19 +145,21 @@ fn main() -> Result<()> {
 
         let sql = q.sql.replace("FROM f", &format!("FROM file('{}', 'TSV', 'ts Int64, line String')", tsv.display()));
         let script = format!("import chdb, time\nt=time.time()\nr=chdb.query({sql:?}, 'CSV')\nprint(time.time()-t)\nprint(str(r).strip().splitlines()[0] if str(r).strip() else '-')");
-        let out = Command::new("python3").arg("-c").arg(&script).output().context("python3 with chdb (pip install chdb)")?;
+        let out = Command::new("python3").arg("-c").arg(&script).output().context("running python3 (with PyPI chdb)")?;
         if !out.status.success() {
-            bail!("chdb failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!("chdb failed (pip install chdb): {}", String::from_utf8_lossy(&out.stderr));
         }
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut it = text.lines();
         let chdb_s: f64 = it.next().unwrap_or("nan").trim().parse().unwrap_or(f64::NAN);
         let chdb_first = it.next().unwrap_or("-").to_string();
-        println!(
-            "{:<24} balsa {balsa_s:>7.2} s ({:>9.0} lines/s, {series} series, first {first}) | chdb {chdb_s:>6.2} s (first row {chdb_first}) | ratio balsa/chdb {:.1}",
-            q.name,
-            n as f64 / balsa_s,
-            balsa_s / chdb_s
+        report.add(
+            "logql",
+            format!("`{}` over {:.0} MiB: balsa time ÷ chdb time", q.name, raw as f64 / 1048576.0),
+            format!("{balsa_s:.2} s ({:.0} lines/s; {series} series, first {first})", n as f64 / balsa_s),
+            format!("{chdb_s:.2} s (first row {chdb_first})"),
+            balsa_s / chdb_s,
+            Some(Goal::AtMost(1.0)),
         );
     }
     Ok(())

@@ -11,9 +11,9 @@
 //!    then pushes single lines at half that rate and prints their p99
 //!    against the goal 2 × fdatasync p99 + 1 ms.
 //!
-//! Nothing is asserted: the numbers go to docs/performance.md.
+//! Nothing is asserted.
 //!
-//! `cargo run --release -p balsa-bench --bin push-bench -- --help`
+//! `cargo run --release -p balsa-bench -- push --help`
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -21,13 +21,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use balsa_bench::{pct, push_lines, run_load, start, Common, PushLoad, UNLIMITED};
-use clap::Parser;
 
-#[derive(Parser, Debug)]
-struct Args {
-    #[command(flatten)]
-    common: Common,
+use crate::{pct, push_lines, run_load, start, Common, Goal, PushLoad, Report, UNLIMITED};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
     #[command(flatten)]
     load: PushLoad,
     /// MiB written for the disk's sequential anchor.
@@ -39,6 +37,9 @@ struct Args {
     #[arg(long, default_value_t = 15)]
     half_load_seconds: u64,
 }
+
+/// Options of `all --quick`.
+pub const QUICK: &[&str] = &["--seconds", "3", "--anchor-mib", "32", "--half-load-seconds", "3"];
 
 /// Sequential write of `mib` MiB with one fsync at the end: MB/s.
 fn disk_sequential(dir: &Path, mib: usize) -> Result<f64> {
@@ -72,32 +73,37 @@ fn disk_fsync_latency(dir: &Path, n: usize) -> Result<Vec<f64>> {
     Ok(lat)
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let bin = args.common.balsa_binary()?;
-    let tmp = tempfile::Builder::new().prefix("balsa-bench-").tempdir_in(&args.common.dir)?;
+pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
+    let bin = common.balsa_binary()?;
+    let tmp = common.workdir("balsa-bench-")?;
 
     let seq_mbs = disk_sequential(tmp.path(), args.anchor_mib)?;
     let fsync = disk_fsync_latency(tmp.path(), 500)?;
-    println!("anchor  disk sequential write+fsync: {seq_mbs:.1} MB/s");
-    println!("anchor  4 KiB write+fdatasync: p50 {:.3} ms, p99 {:.3} ms", pct(&fsync, 0.5), pct(&fsync, 0.99));
 
     let server = start(&bin, &tmp.path().join("data"), UNLIMITED)?;
     let url = format!("{}/loki/api/v1/push", server.base);
     let pad = "x".repeat(args.load.line_bytes.saturating_sub(40));
     let lines = args.load.lines;
     let run = run_load(args.load.clients, args.load.seconds, move |w, seq| push_lines(&url, w, seq, lines, &pad))?;
-    let (secs, lat, pushes) = (run.secs, run.latencies, run.ops);
-    let lines_s = (pushes * args.load.lines) as f64 / secs;
+    let (secs, lat) = (run.secs, run.latencies);
     let mbs = run.bytes as f64 / 1e6 / secs;
-    println!(
-        "balsa   {} writers x {} lines of ~{} B: {pushes} pushes in {secs:.1} s",
-        args.load.clients, args.load.lines, args.load.line_bytes
+    let load = format!("{} writers × {} lines of ~{} B, JSON", args.load.clients, args.load.lines, args.load.line_bytes);
+    report.add(
+        "push",
+        format!("raw lines MB/s ({load}) ÷ disk sequential write+fsync MB/s"),
+        format!("{mbs:.1} MB/s, {:.0} lines/s", (lat.len() * args.load.lines) as f64 / secs),
+        format!("{seq_mbs:.0} MB/s"),
+        mbs / seq_mbs,
+        None,
     );
-    println!("balsa   {lines_s:.0} lines/s, {mbs:.1} MB/s of raw lines");
-    println!("balsa   push latency: p50 {:.1} ms, p99 {:.1} ms", pct(&lat, 0.5), pct(&lat, 0.99));
-    println!("ratio   balsa MB/s / disk sequential MB/s: {:.3}", mbs / seq_mbs);
-    println!("ratio   balsa push p50 / fdatasync p50: {:.1}", pct(&lat, 0.5) / pct(&fsync, 0.5));
+    report.add(
+        "push",
+        "push p50 ÷ 4 KiB write+fdatasync p50",
+        format!("{:.1} ms (p99 {:.1} ms)", pct(&lat, 0.5), pct(&lat, 0.99)),
+        format!("{:.3} ms (p99 {:.3} ms)", pct(&fsync, 0.5), pct(&fsync, 0.99)),
+        pct(&lat, 0.5) / pct(&fsync, 0.5),
+        None,
+    );
 
     if args.half_load_seconds > 0 {
         // The most single-line pushes per second the writers reach, then
@@ -105,15 +111,21 @@ fn main() -> Result<()> {
         // but not saturated.
         let url = format!("{}/loki/api/v1/push", server.base);
         let u = url.clone();
-        let max = run_load(args.load.clients, 5, move |w, seq| push_lines(&u, w, seq, 1, "single"))?;
+        let max = run_load(args.load.clients, args.half_load_seconds.min(5), move |w, seq| push_lines(&u, w, seq, 1, "single"))?;
         let max_rate = max.ops as f64 / max.secs;
         let per_client = max_rate / 2.0 / args.load.clients as f64;
         let gap = std::time::Duration::from_secs_f64(1.0 / per_client);
         let lat = paced_latencies(&url, args.load.clients, args.half_load_seconds, gap)?;
         let rate = lat.len() as f64 / args.half_load_seconds as f64;
-        println!("balsa   single-line pushes: max {max_rate:.0}/s; at half load ({rate:.0}/s) p50 {:.2} ms, p99 {:.2} ms", pct(&lat, 0.5), pct(&lat, 0.99));
         let goal = 2.0 * pct(&fsync, 0.99) + 1.0;
-        println!("ratio   half-load push p99 / (2 x fdatasync p99 + 1 ms): {:.2}", pct(&lat, 0.99) / goal);
+        report.add(
+            "push",
+            format!("single-line push p99 at half load ({rate:.0}/s of max {max_rate:.0}/s) ÷ (2 × fdatasync p99 + 1 ms)"),
+            format!("{:.2} ms (p50 {:.2} ms)", pct(&lat, 0.99), pct(&lat, 0.5)),
+            format!("{goal:.3} ms"),
+            pct(&lat, 0.99) / goal,
+            Some(Goal::AtMost(1.0)),
+        );
     }
     Ok(())
 }

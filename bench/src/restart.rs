@@ -9,20 +9,18 @@
 //! run: reading every file of the data directory once (what a restart must
 //! at least read back; from the page cache, as the restart reads it).
 //!
-//! `cargo run --release -p balsa-bench --bin restart-bench -- --mb 1024`
+//! `cargo run --release -p balsa-bench -- restart --mb 1024`
 
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use balsa_bench::{free_port, push_lines, run_load, start_on, Common, UNLIMITED};
-use clap::Parser;
 
-#[derive(Parser, Debug)]
-struct Args {
-    #[command(flatten)]
-    common: Common,
+use crate::{free_port, push_lines, run_load, start_on, Common, Goal, Report, UNLIMITED};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
     /// MB of raw lines to push before the kill.
     #[arg(long, default_value_t = 1024)]
     mb: u64,
@@ -33,6 +31,9 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     lines: usize,
 }
+
+/// Options of `all --quick`.
+pub const QUICK: &[&str] = &["--mb", "64"];
 
 /// Bytes and seconds to read every file below `dir` once.
 fn read_all(dir: &Path) -> Result<(u64, f64)> {
@@ -60,17 +61,16 @@ fn read_all(dir: &Path) -> Result<(u64, f64)> {
     Ok((total, t.elapsed().as_secs_f64()))
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let bin = args.common.balsa_binary()?;
-    let tmp = tempfile::Builder::new().prefix("balsa-restart-").tempdir_in(&args.common.dir)?;
+pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
+    let bin = common.balsa_binary()?;
+    let tmp = common.workdir("balsa-restart-")?;
     let data = tmp.path().join("data");
     let config = format!(
         "{UNLIMITED}ingester:\n  max_chunk_age: 24h\n  chunk_idle_period: 24h\n  flush_check_period: 1h\n"
     );
     let ports = (free_port()?, free_port()?);
     let (server, first_start) = start_on(&bin, &data, &config, ports, Duration::from_secs(60))?;
-    println!("balsa   first start (empty directory): {:.2} s", first_start.as_secs_f64());
+    eprintln!("restart: first start (empty directory): {:.2} s", first_start.as_secs_f64());
 
     // Push until --mb MB of raw lines are acknowledged.
     let url = format!("{}/loki/api/v1/push", server.base);
@@ -94,7 +94,7 @@ fn main() -> Result<()> {
         total += run.bytes;
     }
     let push_secs = t.elapsed().as_secs_f64();
-    println!("balsa   pushed {:.0} MB of raw lines in {push_secs:.1} s ({:.1} MB/s), nothing flushed", total as f64 / 1e6, total as f64 / 1e6 / push_secs);
+    eprintln!("restart: pushed {:.0} MB of raw lines in {push_secs:.1} s ({:.1} MB/s), nothing flushed", total as f64 / 1e6, total as f64 / 1e6 / push_secs);
 
     // The same query before the kill: what it costs on this much data.
     let query = format!("{}/loki/api/v1/query_range?query=%7Bjob%3D%22bench%22%7D&limit=1&since=1h", server.base);
@@ -103,11 +103,11 @@ fn main() -> Result<()> {
     if v["data"]["result"].as_array().is_none_or(|r| r.is_empty()) {
         bail!("the pushed lines are not queryable before the kill");
     }
-    println!("anchor  the query (newest line) before the kill: {:.2} s", q.elapsed().as_secs_f64());
+    eprintln!("restart: the query (newest line) before the kill: {:.2} s", q.elapsed().as_secs_f64());
 
     drop(server); // SIGKILL: no shutdown, no flush.
     let (bytes, read_secs) = read_all(&data)?;
-    println!("anchor  read the data directory once: {:.0} MB in {read_secs:.2} s", bytes as f64 / 1e6);
+
 
     let (server, ready) = start_on(&bin, &data, &config, ports, Duration::from_secs(600))?;
     let ready = ready.as_secs_f64();
@@ -124,8 +124,17 @@ fn main() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    println!("balsa   restart after SIGKILL: ready in {ready:.2} s, first query answered {:.2} s later", q.elapsed().as_secs_f64());
-    println!("ratio   restart / reading the data directory: {:.1}", ready / read_secs);
-    println!("ratio   restart / the 10 s target: {:.2}", ready / 10.0);
+    let first_query = q.elapsed().as_secs_f64();
+    report.add(
+        "restart",
+        format!("ready after SIGKILL with {:.0} MB unflushed ÷ reading the data directory once", total as f64 / 1e6),
+        format!("{ready:.2} s (first query {first_query:.2} s later)"),
+        format!("{:.0} MB in {read_secs:.2} s", bytes as f64 / 1e6),
+        ready / read_secs,
+        None,
+    );
+    // Issue 19's target is for 1 GB; a smaller run is held to its share.
+    let target = 10.0 * (total as f64 / 1e9).max(0.1);
+    report.add("restart", format!("ready ÷ the target (10 s per GB, here {target:.1} s)"), format!("{ready:.2} s"), format!("{target:.1} s"), ready / target, Some(Goal::AtMost(1.0)));
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Query scan speed over flushed chunks, against grep over the same lines.
+//! Query scan speed over flushed chunks, against grep and ripgrep over the
+//! same lines, and the chunks' size against `zstd -3` of them.
 //!
 //! Generates realistic log lines (default 1 GiB), pushes them to a fresh
 //! release `balsa`, flushes everything to the filesystem object store, then
@@ -8,7 +9,7 @@
 //! compresses the file with zstd level 3 for the size anchor. Prints ratios;
 //! asserts nothing. Results go to docs/performance.md.
 //!
-//! `cargo run --release -p balsa-bench --bin scan-bench -- --help`
+//! `cargo run --release -p balsa-bench -- scan --help`
 
 use std::io::Write;
 use std::path::Path;
@@ -16,14 +17,11 @@ use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use balsa_bench::{Common, line, start, Rng, NEEDLE, UNLIMITED};
-use clap::Parser;
 
+use crate::{line, start, Common, Goal, Report, Rng, NEEDLE, UNLIMITED};
 
-#[derive(Parser, Debug)]
-struct Args {
-    #[command(flatten)]
-    common: Common,
+#[derive(clap::Args, Debug)]
+pub struct Args {
     /// MiB of raw log lines.
     #[arg(long, default_value_t = 1024)]
     mib: usize,
@@ -31,6 +29,9 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     rare_every: usize,
 }
+
+/// Options of `all --quick`.
+pub const QUICK: &[&str] = &["--mib", "128", "--rare-every", "50000"];
 
 fn dir_bytes(p: &Path) -> u64 {
     let mut total = 0;
@@ -43,16 +44,25 @@ fn dir_bytes(p: &Path) -> u64 {
     total
 }
 
-fn time_cmd(cmd: &str, args: &[&str]) -> Option<(f64, String)> {
-    let t = Instant::now();
-    let out = Command::new(cmd).args(args).output().ok()?;
-    Some((t.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stdout).trim().to_string()))
+/// Runs `cmd args` twice (the first warms the page cache): seconds of the
+/// second run and its output, which must be `expected`.
+fn time_cmd(cmd: &str, package: &str, args: &[&str], expected: usize) -> Result<f64> {
+    let mut secs = 0.0;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let out = Command::new(cmd).args(args).output().with_context(|| format!("running {cmd} (install {package})"))?;
+        secs = t.elapsed().as_secs_f64();
+        let count = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if count != expected.to_string() {
+            bail!("{cmd} counted {count:?}, expected {expected}");
+        }
+    }
+    Ok(secs)
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let bin = args.common.balsa_binary()?;
-    let work = tempfile::Builder::new().prefix("balsa-scan-").tempdir_in(&args.common.dir)?;
+pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
+    let bin = common.balsa_binary()?;
+    let work = common.workdir("balsa-scan-")?;
     let flat = work.path().join("lines.txt");
     let target = (args.mib as u64) << 20;
 
@@ -71,7 +81,7 @@ fn main() -> Result<()> {
     drop(f);
     let n = lines.len();
     let expected = lines.iter().filter(|l| l.contains(NEEDLE)).count();
-    println!("data    {n} lines, {:.0} MiB raw, {expected} contain the rare string", raw as f64 / 1048576.0);
+    eprintln!("scan: {n} lines, {:.0} MiB raw, {expected} contain the rare string", raw as f64 / 1048576.0);
 
     // 2. balsa, fed and flushed.
     let config = format!("{UNLIMITED}  max_entries_limit_per_query: 100000\ningester:\n  flush_check_period: 5s\n");
@@ -110,13 +120,13 @@ fn main() -> Result<()> {
         }
         Ok(())
     })?;
-    println!("ingest  {:.1} s ({:.1} MB/s)", t.elapsed().as_secs_f64(), raw as f64 / 1e6 / t.elapsed().as_secs_f64());
+    eprintln!("scan: ingested in {:.1} s ({:.1} MB/s)", t.elapsed().as_secs_f64(), raw as f64 / 1e6 / t.elapsed().as_secs_f64());
     let t = Instant::now();
     let r = ureq::post(&format!("{base}/flush")).call().context("POST /flush")?;
     if r.status() != 204 {
         bail!("flush answered {}", r.status());
     }
-    println!("flush   {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!("scan: flushed in {:.1} s", t.elapsed().as_secs_f64());
     let chunk_bytes = dir_bytes(&work.path().join("data/objects/chunks"));
 
     // 3. The query, cold then warm.
@@ -141,21 +151,30 @@ fn main() -> Result<()> {
     }
     let cold = times[0];
     let warm = times[1..].iter().copied().fold(f64::INFINITY, f64::min);
-    println!("balsa   scan cold {cold:.2} s ({:.2} GB/s), warm {warm:.2} s ({:.2} GB/s) of decompressed lines, one query (streams decoded on every core)", raw as f64 / 1e9 / cold, raw as f64 / 1e9 / warm);
+    let gbs = |secs: f64| raw as f64 / 1e9 / secs;
+    let balsa = format!("warm {warm:.2} s ({:.2} GB/s), cold {cold:.2} s", gbs(warm));
 
-    // 4. Anchors: grep / rg over the flat file, zstd -3 of it.
+    // 4. Anchors: grep and rg over the flat file, zstd -3 of it.
     let flat_s = flat.to_string_lossy().to_string();
-    let _ = time_cmd("grep", &["-c", NEEDLE, &flat_s]); // warm the page cache
-    if let Some((secs, count)) = time_cmd("grep", &["-c", NEEDLE, &flat_s]) {
-        println!("grep    -c: {secs:.2} s ({:.2} GB/s), count {count}", raw as f64 / 1e9 / secs);
-        println!("ratio   balsa warm / grep time: {:.2}", warm / secs);
-    }
-    if let Some((secs, count)) = time_cmd("rg", &["-c", NEEDLE, &flat_s]) {
-        println!("rg      -c: {secs:.2} s ({:.2} GB/s), count {count}", raw as f64 / 1e9 / secs);
-        println!("ratio   balsa warm / rg time: {:.2}", warm / secs);
+    for (cmd, package) in [("grep", "grep"), ("rg", "ripgrep")] {
+        let secs = time_cmd(cmd, package, &["-c", NEEDLE, &flat_s], expected)?;
+        report.add(
+            "scan",
+            format!("line filter for a rare string over {:.0} MiB of flushed chunks: {cmd} -c time ÷ balsa warm time", raw as f64 / 1048576.0),
+            balsa.clone(),
+            format!("{cmd} {secs:.2} s ({:.2} GB/s)", gbs(secs)),
+            secs / warm,
+            (cmd == "rg").then_some(Goal::AtLeast(0.5)),
+        );
     }
     let zstd_size = zstd::stream::encode_all(std::fs::File::open(&flat)?, 3)?.len() as u64;
-    println!("size    raw {raw} B, balsa chunks {chunk_bytes} B ({:.2}x), zstd -3 of the file {zstd_size} B ({:.2}x)", raw as f64 / chunk_bytes as f64, raw as f64 / zstd_size as f64);
-    println!("ratio   balsa chunk bytes / zstd -3 bytes: {:.2}", chunk_bytes as f64 / zstd_size as f64);
+    report.add(
+        "scan",
+        "compression: chunk bytes in the object store ÷ zstd -3 of the flat file",
+        format!("{chunk_bytes} B ({:.2}× of raw)", raw as f64 / chunk_bytes as f64),
+        format!("{zstd_size} B ({:.2}× of raw)", raw as f64 / zstd_size as f64),
+        chunk_bytes as f64 / zstd_size as f64,
+        None,
+    );
     Ok(())
 }

@@ -17,7 +17,7 @@
 //! for when the encode held the partition's lock), and the load time.
 //! Nothing is asserted.
 //!
-//! `cargo run --release -p balsa-bench --bin snapshot-bench -- --help`
+//! `cargo run --release -p balsa-bench -- snapshot --help`
 
 use std::time::{Duration, Instant};
 
@@ -25,17 +25,14 @@ use anyhow::{Context, Result};
 use balsa::ingester::command::{self, Command, PushBatch, RequestId, StreamBatch, SESSION_TTL_NS};
 use balsa::ingester::partition::PartitionState;
 use balsa_logql::labels::LabelSet;
-use balsa_bench::{line, pct, Common, Rng};
+use crate::{line, pct, Common, Report, Rng};
 use balsa_raft::{Replicated, StateMachine, TypeConfig};
 use balsa_storage::Entry;
-use clap::Parser;
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
 
-#[derive(Parser, Debug)]
-struct Args {
-    #[command(flatten)]
-    common: Common,
+#[derive(clap::Args, Debug)]
+pub struct Args {
     /// GiB of unflushed lines the partition holds.
     #[arg(long, default_value_t = 1.0)]
     gib: f64,
@@ -50,6 +47,9 @@ struct Args {
     #[arg(long, default_value_t = 3.0)]
     anchor_secs: f64,
 }
+
+/// Options of `all --quick`.
+pub const QUICK: &[&str] = &["--gib", "0.05", "--streams", "1000", "--anchor-secs", "1"];
 
 /// Makes log entries and proposals for one partition.
 struct Feed {
@@ -112,21 +112,18 @@ async fn small_pushes(
     Ok(lat)
 }
 
-fn summary(name: &str, lat: &[f64]) -> String {
-    format!(
-        "{name:<22} {:>8} applies  p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>8.3} ms",
-        lat.len(),
-        pct(lat, 0.5),
-        pct(lat, 0.99),
-        lat.last().copied().unwrap_or(f64::NAN)
-    )
+fn summary(lat: &[f64]) -> String {
+    format!("p99 {:.3} ms, max {:.3} ms ({} applies)", pct(lat, 0.99), lat.last().copied().unwrap_or(f64::NAN), lat.len())
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    let work = tempfile::Builder::new().prefix("balsa-snapshot-bench-").tempdir_in(&args.common.dir)?;
-    let path = work.path().join("partition-0.snap");
+pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
+    // The state machine's async API on a runtime of its own, two workers
+    // as on the machine it was measured on.
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(measure(common, args, report))
+}
+
+async fn measure(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
+    let work = common.workdir("balsa-snapshot-bench-")?;    let path = work.path().join("partition-0.snap");
     let (mut sm, shared) = StateMachine::<PartitionState>::open(path.clone()).context("open state machine")?;
     let labels = (0..args.streams)
         .map(|i| LabelSet::from_pairs(vec![("app".into(), format!("app-{}", i % 50)), ("pod".into(), format!("pod-{i}"))]))
@@ -147,7 +144,7 @@ async fn main() -> Result<()> {
         sm.apply([e]).await.context("apply")?;
     }
     let mut builder = sm.get_snapshot_builder().await;
-    println!("filled {:.2} GiB of proposals in {:.1} s", bytes as f64 / (1u64 << 30) as f64, t.elapsed().as_secs_f64());
+    eprintln!("snapshot: filled {:.2} GiB of proposals in {:.1} s", bytes as f64 / (1u64 << 30) as f64, t.elapsed().as_secs_f64());
 
     // 2. Anchor.
     let until = Instant::now() + Duration::from_secs_f64(args.anchor_secs);
@@ -173,17 +170,31 @@ async fn main() -> Result<()> {
     let load_secs = t.elapsed().as_secs_f64();
     let (streams, entries, raw) = loaded.read().state.sizes();
 
-    println!("snapshot up to log index {:?}: {:.2} GiB file, built in {build_secs:.2} s", meta.last_log_id.map(|l| l.index), size as f64 / (1u64 << 30) as f64);
-    println!("{}", summary("anchor (no snapshot)", &anchor));
-    println!("{}", summary("during the snapshot", &during));
-    let worst = during.last().copied().unwrap_or(f64::NAN);
-    println!(
-        "ratios: p99 {:.2}x, max {:.2}x of the anchor; worst apply {:.4}x the encode alone ({encode_secs:.2} s for {:.2} GiB, the stall when the encode held the lock)",
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    eprintln!("snapshot: up to log index {:?}", meta.last_log_id.map(|l| l.index));
+    report.add(
+        "snapshot",
+        format!("apply p99 while a {:.2} GiB snapshot is built ({build_secs:.2} s) ÷ apply p99 without", gib(size as f64)),
+        summary(&during),
+        summary(&anchor),
         pct(&during, 0.99) / pct(&anchor, 0.99),
-        worst / anchor.last().copied().unwrap_or(f64::NAN),
-        worst / 1e3 / encode_secs,
-        encoded as f64 / (1u64 << 30) as f64,
+        None,
     );
-    println!("load: {load_secs:.2} s for {streams} streams, {entries} entries, {:.2} GiB raw", raw as f64 / (1u64 << 30) as f64);
+    report.add(
+        "snapshot",
+        "worst apply during the snapshot ÷ one encode of the state (what an apply waited when the encode held the lock)",
+        format!("{:.3} ms", during.last().copied().unwrap_or(f64::NAN)),
+        format!("{:.1} ms for {:.2} GiB", encode_secs * 1e3, gib(encoded as f64)),
+        during.last().copied().unwrap_or(f64::NAN) / 1e3 / encode_secs,
+        None,
+    );
+    report.add(
+        "snapshot",
+        format!("load of the snapshot ({streams} streams, {entries} entries, {:.2} GiB raw) ÷ its build", gib(raw as f64)),
+        format!("{load_secs:.2} s"),
+        format!("{build_secs:.2} s"),
+        load_secs / build_secs,
+        None,
+    );
     Ok(())
 }
