@@ -11,7 +11,25 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Transparent huge pages off for this process. mimalloc commits its arenas
+/// eagerly and the kernel then backs a touched 4 KiB of them with a whole
+/// 2 MiB page: each partition replica's Raft core allocates a 620 KiB
+/// command queue (openraft's fixed capacity of 4096) that it barely uses,
+/// and with huge pages 200 idle replicas held 158 MiB instead of 8
+/// (measured with `balsa-bench memory`; docs/performance.md). Without them
+/// memory is resident only where it is used. Failing (not Linux, an old
+/// kernel) changes nothing else.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only
+    // and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     // Two TLS backends are linked (ring for gRPC, aws-lc for the S3 client);
     // rustls needs to be told which one serves connections without their own.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -112,6 +112,11 @@ impl Balsa {
         }
     }
 
+    /// The running server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("balsa is running").id()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
