@@ -471,11 +471,55 @@ pub fn push_encoded(encoding: Encoding, url: &str, w: usize, seq: u64, lines: us
         }
     };
     // As promtail: a protobuf body is snappy-compressed without saying so.
-    match ureq::post(url).set("Content-Type", content_type).send_bytes(&body) {
-        Ok(r) if r.status() == 204 => Ok(raw),
+    post_push(url, content_type, &body)?;
+    Ok(raw)
+}
+
+/// POSTs a push body and waits for its 204.
+pub fn post_push(url: &str, content_type: &str, body: &[u8]) -> Result<()> {
+    match ureq::post(url).set("Content-Type", content_type).send_bytes(body) {
+        Ok(r) if r.status() == 204 => Ok(()),
         Ok(r) => bail!("push answered {}", r.status()),
         Err(e) => bail!("push failed: {e}"),
     }
+}
+
+/// Pushes `lines` to `base` as JSON, line `i` at `begin + i × step`, in
+/// batches of 2000 to streams `{job="svc0"}`…`{job="svc7"}` by four writers,
+/// then flushes every chunk to the object store (`POST /flush`).
+pub fn ingest_and_flush(base: &str, lines: &[String], begin: i64, step: i64) -> Result<()> {
+    const BATCH: usize = 2000;
+    const WRITERS: usize = 4;
+    let url = format!("{base}/loki/api/v1/push");
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let url = &url;
+                s.spawn(move || -> Result<()> {
+                    for (b, chunk) in lines.chunks(BATCH).enumerate().skip(w).step_by(WRITERS) {
+                        let first = b * BATCH;
+                        let values: Vec<serde_json::Value> = chunk
+                            .iter()
+                            .enumerate()
+                            .map(|(k, l)| serde_json::json!([(begin + (first + k) as i64 * step).to_string(), l]))
+                            .collect();
+                        let body = serde_json::json!({"streams": [{"stream": {"job": format!("svc{}", b % 8)}, "values": values}]});
+                        post_push(url, "application/json", body.to_string().as_bytes())?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+        }
+        Ok(())
+    })?;
+    let r = ureq::post(&format!("{base}/flush")).call().context("POST /flush")?;
+    if r.status() != 204 {
+        bail!("flush answered {}", r.status());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

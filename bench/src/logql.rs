@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{line, start, Common, Goal, Report, Rng, NEEDLE, UNLIMITED};
+use crate::{ingest_and_flush, line, start, Common, Goal, Report, Rng, NEEDLE, UNLIMITED};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -64,35 +64,7 @@ pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
     // balsa, fed and flushed.
     let config = format!("{UNLIMITED}  max_query_series: 100000\ningester:\n  flush_check_period: 5s\n");
     let server = start(&bin, &work.path().join("data"), &config)?;
-    let url = format!("{}/loki/api/v1/push", server.base);
-    let batches: Vec<(usize, &[String])> = lines.chunks(2000).enumerate().map(|(i, c)| (i * 2000, c)).collect();
-    std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = (0..4)
-            .map(|w| {
-                let (batches, url) = (&batches, url.clone());
-                s.spawn(move || -> Result<()> {
-                    for (first, chunk) in batches.iter().skip(w).step_by(4) {
-                        let values: Vec<Value> = chunk
-                            .iter()
-                            .enumerate()
-                            .map(|(k, l)| serde_json::json!([(begin + (first + k) as i64 * step).to_string(), l]))
-                            .collect();
-                        let body = serde_json::json!({"streams": [{"stream": {"job": format!("svc{}", first / 2000 % 8)}, "values": values}]});
-                        let r = ureq::post(&url).set("Content-Type", "application/json").send_string(&body.to_string());
-                        if !matches!(r, Ok(ref resp) if resp.status() == 204) {
-                            bail!("push failed");
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
-        }
-        Ok(())
-    })?;
-    ureq::post(&format!("{}/flush", server.base)).call().context("flush")?;
+    ingest_and_flush(&server.base, &lines, begin, step)?;
 
     let range = "3000s";
     let questions = [

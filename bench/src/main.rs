@@ -54,26 +54,33 @@ fn options<A: Args + FromArgMatches>(extra: &[&str]) -> Result<A> {
     Ok(A::from_arg_matches(&matches)?)
 }
 
-fn run_all(common: &Common, quick: bool, report: &mut Report) -> Result<()> {
-    fn pick(quick: bool, q: &'static [&'static str]) -> &'static [&'static str] {
-        if quick { q } else { &[] }
+/// The benchmarks `all` runs, in order.
+const ALL: [&str; 7] = ["push", "cluster", "scan", "logql", "restart", "snapshot", "memory"];
+
+/// Runs benchmark `name` with its defaults, or its `--quick` sizes.
+fn run_named(name: &str, common: &Common, quick: bool, report: &mut Report) -> Result<()> {
+    fn opts<A: Args + FromArgMatches>(quick: bool, q: &[&str]) -> Result<A> {
+        options(if quick { q } else { &[] })
     }
-    type Step = (&'static str, Box<dyn Fn(&Common, &mut Report) -> Result<()>>);
-    let steps: Vec<Step> = vec![
-        ("push", Box::new(move |c, r| push::run(c, &options(pick(quick, push::QUICK))?, r))),
-        ("cluster", Box::new(move |c, r| cluster::run(c, &options(pick(quick, cluster::QUICK))?, r))),
-        ("scan", Box::new(move |c, r| scan::run(c, &options(pick(quick, scan::QUICK))?, r))),
-        ("logql", Box::new(move |c, r| logql::run(c, &options(pick(quick, logql::QUICK))?, r))),
-        ("restart", Box::new(move |c, r| restart::run(c, &options(pick(quick, restart::QUICK))?, r))),
-        ("snapshot", Box::new(move |c, r| snapshot::run(c, &options(pick(quick, snapshot::QUICK))?, r))),
-        ("memory", Box::new(move |c, r| memory::run(c, &options(pick(quick, memory::QUICK))?, r))),
-    ];
-    for (name, step) in steps {
+    match name {
+        "push" => push::run(common, &opts(quick, push::QUICK)?, report),
+        "cluster" => cluster::run(common, &opts(quick, cluster::QUICK)?, report),
+        "scan" => scan::run(common, &opts(quick, scan::QUICK)?, report),
+        "logql" => logql::run(common, &opts(quick, logql::QUICK)?, report),
+        "restart" => restart::run(common, &opts(quick, restart::QUICK)?, report),
+        "snapshot" => snapshot::run(common, &opts(quick, snapshot::QUICK)?, report),
+        "memory" => memory::run(common, &opts(quick, memory::QUICK)?, report),
+        other => anyhow::bail!("no benchmark {other}"),
+    }
+}
+
+fn run_all(common: &Common, quick: bool, report: &mut Report) -> Result<()> {
+    for name in ALL {
         let t = std::time::Instant::now();
         eprintln!("== {name}");
         // One benchmark's failure (a missing anchor tool, say) is reported
         // in the table; the others still run.
-        if let Err(e) = step(common, report) {
+        if let Err(e) = run_named(name, common, quick, report) {
             eprintln!("{name} failed: {e:#}");
             report.failed.push((name, format!("{e:#}")));
         }

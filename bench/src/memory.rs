@@ -21,9 +21,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use crate::{cpu_seconds, rss_bytes, start, Cluster, Common, Goal, Report, UNLIMITED};
+use crate::{cpu_seconds, post_push, rss_bytes, start, Cluster, Common, Goal, Report, UNLIMITED};
 
 /// Resident memory 10,000 active streams may add to a node, each with
 /// its unflushed head (docs/performance.md states it).
@@ -93,12 +93,8 @@ fn streams(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
                 serde_json::json!({"stream": labels, "values": values})
             })
             .collect();
-        let body = serde_json::json!({ "streams": body }).to_string();
-        match ureq::post(&url).set("Content-Type", "application/json").send_string(&body) {
-            Ok(r) if r.status() == 204 => Ok(raw),
-            Ok(r) => bail!("push answered {}", r.status()),
-            Err(e) => bail!("push failed: {e}"),
-        }
+        post_push(&url, "application/json", serde_json::json!({ "streams": body }).to_string().as_bytes())?;
+        Ok(raw)
     };
     // The anchor: the process after its first push (stream 0).
     push(0..1)?;

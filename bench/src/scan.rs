@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{line, start, Common, Goal, Report, Rng, NEEDLE, UNLIMITED};
+use crate::{ingest_and_flush, line, start, Common, Goal, Report, Rng, NEEDLE, UNLIMITED};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -91,42 +91,8 @@ pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
     let start = now - 3_000_000_000_000;
     let step = 2_900_000_000_000 / n as i64;
     let t = Instant::now();
-    let batches: Vec<(usize, &[String])> = lines.chunks(2000).enumerate().map(|(i, c)| (i * 2000, c)).collect();
-    std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = (0..4)
-            .map(|w| {
-                let batches = &batches;
-                let url = format!("{base}/loki/api/v1/push");
-                s.spawn(move || -> Result<()> {
-                    for (first, chunk) in batches.iter().skip(w).step_by(4) {
-                        let values: Vec<serde_json::Value> = chunk
-                            .iter()
-                            .enumerate()
-                            .map(|(k, l)| serde_json::json!([(start + (first + k) as i64 * step).to_string(), l]))
-                            .collect();
-                        let job = format!("svc{}", first / 2000 % 8);
-                        let body = serde_json::json!({"streams": [{"stream": {"job": job}, "values": values}]}).to_string();
-                        let r = ureq::post(&url).set("Content-Type", "application/json").send_string(&body);
-                        if !matches!(r, Ok(ref resp) if resp.status() == 204) {
-                            bail!("push failed: {:?}", r.map(|r| r.status()));
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
-        }
-        Ok(())
-    })?;
-    eprintln!("scan: ingested in {:.1} s ({:.1} MB/s)", t.elapsed().as_secs_f64(), raw as f64 / 1e6 / t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    let r = ureq::post(&format!("{base}/flush")).call().context("POST /flush")?;
-    if r.status() != 204 {
-        bail!("flush answered {}", r.status());
-    }
-    eprintln!("scan: flushed in {:.1} s", t.elapsed().as_secs_f64());
+    ingest_and_flush(&base, &lines, start, step)?;
+    eprintln!("scan: ingested and flushed in {:.1} s ({:.1} MB/s)", t.elapsed().as_secs_f64(), raw as f64 / 1e6 / t.elapsed().as_secs_f64());
     let chunk_bytes = dir_bytes(&work.path().join("data/objects/chunks"));
 
     // 3. The query, cold then warm.
