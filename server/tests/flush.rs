@@ -252,3 +252,25 @@ fn a_retried_push_after_cut_and_flush_stores_nothing_twice() {
     assert_eq!(v["data"]["result"][0]["value"][1], "101", "{v}");
     assert_eq!(v["data"]["stats"]["querier"]["store"]["chunk"]["totalDuplicates"], 0, "{}", v["data"]["stats"]);
 }
+
+/// A head cut by size is uploaded at once, not at the next flush period:
+/// under a steady load the unflushed lines (and every snapshot, which
+/// carries them) stay bounded by the heads.
+#[test]
+fn a_chunk_cut_by_size_is_uploaded_without_waiting_for_the_flush_period() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = config(cfg_dir.path(), "ingester:\n  flush_check_period: 1h\n  chunk_target_raw_size: 1KB\n");
+    let b = Balsa::start(&[&cfg]);
+    let t = now_ns() - 60_000_000_000;
+    let lines: Vec<(i64, String)> = (0..40).map(|i| (t + i, format!("a line of about forty bytes, number {i:03}"))).collect();
+    push(&b, "cut", &lines.iter().map(|(t, l)| (*t, l.as_str())).collect::<Vec<_>>());
+    wait_for("the cut chunk in the object store", Duration::from_secs(20), || !objects(&b, "chunks").is_empty());
+    wait_for("the flush queue to empty", Duration::from_secs(20), || {
+        let (_, m) = b.get("/metrics", &[], &[]);
+        m.lines().any(|l| l.starts_with("balsa_ingester_chunks_flushed_total ") && !l.ends_with(" 0"))
+            && m.lines().filter(|l| l.starts_with("balsa_ingester_flush_queue_length")).all(|l| l.ends_with(" 0"))
+    });
+    // Flushed but not yet listed by an index segment: still found, once.
+    assert!(objects(&b, "index").is_empty(), "index segments wait for the period");
+    assert_eq!(b.query_lines(None, r#"{job="cut"}"#, 1, 1000), lines);
+}

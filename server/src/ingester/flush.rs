@@ -12,6 +12,11 @@
 //! 4. **ship**: write the pending refs as index segments (one per tenant and
 //!    day), then propose `IndexShipped{through_seq}`.
 //!
+//! Steps 2 and 3 also run as soon as a push cuts a head by size, so under a
+//! steady load closed chunks leave memory within seconds instead of
+//! waiting up to a period (they would otherwise make every snapshot of the
+//! partition carry them: `docs/performance.md`, the push tail).
+//!
 //! A crash between any two steps repeats the later steps after restart (or
 //! on the new leader): uploads and segments overwrite identical objects,
 //! and applying a flush twice changes nothing.
@@ -52,6 +57,8 @@ pub enum FlushError {
     Chunk(#[from] balsa_storage::chunk::ChunkError),
     #[error(transparent)]
     Segment(#[from] balsa_storage::index::SegmentError),
+    #[error("encoding a chunk stopped: {0}")]
+    Encode(#[from] tokio::task::JoinError),
 }
 
 /// Uploads closed chunks and index segments of the partitions this node leads.
@@ -75,25 +82,45 @@ impl Flusher {
         Self { ingester, store, cfg, metrics, round: tokio::sync::Mutex::new(()) }
     }
 
-    /// Flushes every `period` until `stop` turns true.
+    /// Flushes every `period`, and uploads closed chunks as soon as a push
+    /// cuts them, until `stop` turns true. After an upload fails, cut chunks
+    /// wait for the next period (no retry loop against a failing store).
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut every = tokio::time::interval(self.cfg.period);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backing_off = false;
         loop {
-            tokio::select! {
+            let result = tokio::select! {
                 _ = every.tick() => {
-                    if let Err(e) = self.flush(false).await {
-                        self.metrics.flush_failures.inc();
-                        tracing::warn!(error = %e, "flush round failed; retrying next round");
-                    }
+                    backing_off = false;
+                    self.flush(false).await
                 }
+                _ = self.ingester.chunks_cut(), if !backing_off => self.upload_cut().await,
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
                         return;
                     }
+                    Ok(())
                 }
+            };
+            if let Err(e) = result {
+                backing_off = true;
+                self.metrics.flush_failures.inc();
+                tracing::warn!(error = %e, "flush round failed; retrying next round");
             }
         }
+    }
+
+    /// Uploads and records the closed chunks of the led partitions (no
+    /// tick, no index shipping: those wait for the period).
+    async fn upload_cut(&self) -> Result<(), FlushError> {
+        let _one_at_a_time = self.round.lock().await;
+        for p in self.ingester.led_partitions() {
+            if self.ingester.read_local(p, |s| s.flush_queue_len())? > 0 {
+                self.upload(p).await?;
+            }
+        }
+        Ok(())
     }
 
     /// One round over the led partitions; with `force`, every head is cut
@@ -115,33 +142,7 @@ impl Flusher {
             let tick = Tick { now, max_chunk_age: max_age, chunk_idle_period: idle, force };
             self.ingester.propose(p, &Command::Tick(tick)).await?;
         }
-        let chunks = self.ingester.read_local(p, |s| s.chunks_to_flush())?;
-        if !chunks.is_empty() {
-            let mut flushed = Vec::with_capacity(chunks.len());
-            for c in &chunks {
-                let bytes = chunk::encode(&c.entries, self.cfg.codec)?;
-                let key = chunk_key(c, &bytes);
-                let raw: u64 = c.entries.iter().map(|e| e.size() as u64).sum();
-                let size = bytes.len();
-                self.store.put(&key, bytes).await?;
-                self.metrics.chunks_flushed.inc();
-                self.metrics.chunk_bytes_flushed.inc_by(size as u64);
-                flushed.push(FlushedChunk {
-                    stream: c.stream,
-                    chunk: c.chunk,
-                    chunk_ref: ChunkRef {
-                        tenant: c.tenant.clone(),
-                        labels: c.labels.to_string(),
-                        from: c.entries.first().map_or(0, |e| e.ts),
-                        through: c.entries.last().map_or(0, |e| e.ts),
-                        key,
-                        entries: c.entries.len() as u64,
-                        bytes: raw,
-                    },
-                });
-            }
-            self.ingester.propose(p, &Command::ChunksFlushed(flushed)).await?;
-        }
+        self.upload(p).await?;
         if let Some((through_seq, refs)) = self.ingester.read_local(p, |s| s.pending_refs())? {
             let mut by_segment: BTreeMap<(String, i64), Vec<ChunkRef>> = BTreeMap::new();
             // A chunk is listed under every day it spans, so a query of any
@@ -157,6 +158,47 @@ impl Flusher {
             }
             self.ingester.propose(p, &Command::IndexShipped { through_seq }).await?;
         }
+        Ok(())
+    }
+
+    /// Steps 2 and 3 for partition `p`: upload its closed chunks and
+    /// propose that they are flushed. Encoding runs off the async workers
+    /// (compressing a chunk takes milliseconds of CPU).
+    async fn upload(&self, p: u32) -> Result<(), FlushError> {
+        let chunks = self.ingester.read_local(p, |s| s.chunks_to_flush())?;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut flushed = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let codec = self.cfg.codec;
+            let (c, bytes) = tokio::task::spawn_blocking(move || {
+                let bytes = chunk::encode(&c.entries, codec);
+                (c, bytes)
+            })
+            .await?;
+            let bytes = bytes?;
+            let key = chunk_key(&c, &bytes);
+            let raw: u64 = c.entries.iter().map(|e| e.size() as u64).sum();
+            let size = bytes.len();
+            self.store.put(&key, bytes).await?;
+            self.metrics.chunks_flushed.inc();
+            self.metrics.chunk_bytes_flushed.inc_by(size as u64);
+            flushed.push(FlushedChunk {
+                stream: c.stream,
+                chunk: c.chunk,
+                chunk_ref: ChunkRef {
+                    tenant: c.tenant,
+                    labels: c.labels.to_string(),
+                    from: c.entries.first().map_or(0, |e| e.ts),
+                    through: c.entries.last().map_or(0, |e| e.ts),
+                    key,
+                    entries: c.entries.len() as u64,
+                    bytes: raw,
+                },
+            });
+        }
+        self.ingester.propose(p, &Command::ChunksFlushed(flushed)).await?;
         Ok(())
     }
 }

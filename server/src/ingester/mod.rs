@@ -92,6 +92,10 @@ pub struct Ingester {
     handing_over: parking_lot::Mutex<std::collections::HashMap<u32, NodeId>>,
     hand_over_after: parking_lot::Mutex<std::collections::HashMap<u32, std::time::Instant>>,
     hand_overs: [std::sync::atomic::AtomicU64; 2],
+    /// Woken when a push leaves closed chunks in a partition: the flusher
+    /// uploads them now rather than at its next period, so unflushed lines
+    /// (and with them every snapshot) stay small under a steady load.
+    chunks_cut: tokio::sync::Notify,
 }
 
 impl Ingester {
@@ -114,6 +118,7 @@ impl Ingester {
             handing_over: Default::default(),
             hand_over_after: Default::default(),
             hand_overs: Default::default(),
+            chunks_cut: Default::default(),
         })
     }
 
@@ -127,6 +132,11 @@ impl Ingester {
     pub async fn push(&self, p: u32, mut batch: PushBatch) -> Result<PushOutcome, IngesterError> {
         batch.now = balsa_logql::time::now_ns();
         let answer = self.propose(p, &Command::Push(batch)).await?;
+        // The push is committed whatever this finds (a replica moved away
+        // since has nothing to flush here).
+        if self.read_local(p, |s| s.flush_queue_len()).is_ok_and(|n| n > 0) {
+            self.chunks_cut.notify_one();
+        }
         command::decode(&answer).map_err(|e| IngesterError::Unavailable { partition: p, problem: e.to_string() })
     }
 
@@ -244,6 +254,12 @@ impl Ingester {
     /// openraft's metrics of every hosted partition, for `/metrics`.
     pub fn raft_metrics(&self) -> Vec<(u32, RaftMetrics<NodeId, BasicNode>)> {
         self.partitions.read().iter().map(|(p, part)| (*p, part.raft.metrics().borrow().clone())).collect()
+    }
+
+    /// Resolves when a push has left closed chunks to flush since the last
+    /// call (a wake-up that came while nobody waited is kept).
+    pub async fn chunks_cut(&self) {
+        self.chunks_cut.notified().await
     }
 
     /// Closed chunks waiting for a flush, per hosted partition.

@@ -125,6 +125,10 @@ pub struct PartitionState {
     /// sequence number.
     pending: BTreeMap<u64, ChunkRef>,
     next_ref_seq: u64,
+    /// Closed chunks waiting for a flush (the flush queue's length, kept
+    /// so a push can tell the flusher in O(1)); recounted after a snapshot
+    /// is loaded.
+    queued: usize,
     /// (tenant, labels) → stream id; rebuilt after a snapshot is loaded.
     by_key: HashMap<(String, LabelSet), u64>,
     /// Inverted index per tenant; rebuilt after a snapshot is loaded.
@@ -226,6 +230,7 @@ impl balsa_raft::Replicated for PartitionState {
             sessions: i.sessions,
             pending: i.pending,
             next_ref_seq: i.next_ref_seq,
+            queued: 0,
             by_key: HashMap::new(),
             tenants: HashMap::new(),
         };
@@ -325,6 +330,7 @@ impl PartitionState {
                     if batch.chunk_target_raw_size > 0 && stream.head.bytes() as u64 >= batch.chunk_target_raw_size {
                         stream.cut(self.next_chunk_id);
                         self.next_chunk_id += 1;
+                        self.queued += 1;
                     }
                 } else {
                     out.duplicates += 1;
@@ -395,6 +401,7 @@ impl PartitionState {
             if t.force || old || idle {
                 Arc::make_mut(s).cut(self.next_chunk_id);
                 self.next_chunk_id += 1;
+                self.queued += 1;
             }
         }
     }
@@ -425,6 +432,7 @@ impl PartitionState {
             }
             let s = Arc::make_mut(s);
             s.closed.retain(|c| c.id != f.chunk);
+            self.queued -= 1;
             self.pending.insert(self.next_ref_seq, f.chunk_ref.clone());
             self.next_ref_seq += 1;
             if s.head.is_empty() && s.closed.is_empty() {
@@ -473,8 +481,10 @@ impl PartitionState {
         }
     }
 
-    /// Rebuilds the indexes, which snapshots do not carry.
+    /// Rebuilds the indexes and the flush queue's length, which snapshots
+    /// do not carry.
     pub fn rebuild_indexes(&mut self) {
+        self.queued = self.streams.values().map(|s| s.closed.len()).sum();
         self.by_key.clear();
         self.tenants.clear();
         let ids: Vec<u64> = self.streams.keys().copied().collect();
@@ -518,7 +528,7 @@ impl PartitionState {
 
     /// Closed chunks waiting for a flush (the flush queue).
     pub fn flush_queue_len(&self) -> usize {
-        self.streams.values().map(|s| s.closed.len()).sum()
+        self.queued
     }
 }
 
@@ -726,12 +736,16 @@ mod tests {
         p.apply_push(&b);
         let s = p.streams.values().next().unwrap();
         assert_eq!(s.closed.len(), 1, "cut by size after the third entry");
+        assert_eq!(p.flush_queue_len(), 1);
         p.apply_push(&batch(2, 5 * H, vec![("t", r#"{a="1"}"#, vec![4])]));
         assert!(!p.needs_tick(5 * H, 2 * H, H), "fresh head");
         assert!(p.needs_tick(6 * H + 1, 2 * H, H), "idle for an hour");
         p.apply_tick(&Tick { now: 6 * H + 1, max_chunk_age: 2 * H, chunk_idle_period: H, force: false });
         let queue = p.chunks_to_flush();
         assert_eq!(queue.len(), 2);
+        assert_eq!(p.flush_queue_len(), 2);
+        let image = p.image();
+        assert_eq!(PartitionState::from_image(image).flush_queue_len(), 2, "recounted from a snapshot");
         assert_eq!(p.select("t", &[]).next().unwrap().entries(0, 10, |_| true, None).len(), 4);
         let flushed: Vec<FlushedChunk> = queue
             .iter()
@@ -752,6 +766,7 @@ mod tests {
         p.apply_flushed(&flushed);
         p.apply_flushed(&flushed);
         assert_eq!(p.pending_for("t").len(), 2, "a repeated flush adds no ref");
+        assert_eq!(p.flush_queue_len(), 0, "a repeated flush leaves the queue empty, not negative");
         assert_eq!(p.select("t", &[]).count(), 0, "an empty stream leaves memory");
         let (seq, refs) = p.pending_refs().unwrap();
         assert_eq!(refs.len(), 2);
