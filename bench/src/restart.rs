@@ -2,7 +2,7 @@
 //! of heads ready in < 10 s).
 //!
 //! Starts the release `balsa` (one process, nothing flushed: chunks neither
-//! age nor idle out during the run), pushes `--mb` MB of raw lines with
+//! age, idle out nor fill up during the run), pushes `--mb` MB of raw lines with
 //! `--clients` writers, kills it with SIGKILL, and starts it again on the
 //! same directory and ports. Prints the time to `/ready` and to the first
 //! query that sees the newest line, against an anchor measured in the same
@@ -66,7 +66,7 @@ pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
     let tmp = common.workdir("balsa-restart-")?;
     let data = tmp.path().join("data");
     let config = format!(
-        "{UNLIMITED}ingester:\n  max_chunk_age: 24h\n  chunk_idle_period: 24h\n  flush_check_period: 1h\n"
+        "{UNLIMITED}ingester:\n  max_chunk_age: 24h\n  chunk_idle_period: 24h\n  flush_check_period: 1h\n  chunk_target_raw_size: 0\n"
     );
     let ports = (free_port()?, free_port()?);
     let (server, first_start) = start_on(&bin, &data, &config, ports, Duration::from_secs(60))?;

@@ -79,8 +79,20 @@ pub async fn open_group<S: Replicated>(
     snapshot_path: std::path::PathBuf,
 ) -> Result<(Raft, std::sync::Arc<parking_lot::RwLock<Shared<S>>>), String> {
     let (sm, shared) = StateMachine::<S>::open(snapshot_path).map_err(|e| e.to_string())?;
+    let due = sm.snapshot_due();
     let raft = Raft::new(node, config, peers.network(group), db.group(group), sm).await.map_err(|e| e.to_string())?;
     groups.insert(group, raft.clone());
+    // Triggers the snapshots the log's bytes call for; ends once the group
+    // stopped (its state machine's drop wakes it one last time).
+    let trigger = raft.clone();
+    tokio::spawn(async move {
+        loop {
+            due.wait().await;
+            if trigger.trigger().snapshot().await.is_err() {
+                return;
+            }
+        }
+    });
     Ok((raft, shared))
 }
 
@@ -88,7 +100,9 @@ pub async fn open_group<S: Replicated>(
 /// [`heartbeats`].
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1000);
 
-/// Timing and snapshot settings every Balsa group uses. A follower that has
+/// Timing and snapshot settings every Balsa group uses. Snapshots come
+/// after `snapshot_logs_since_last` entries at the latest, sooner when the
+/// log's bytes call for one ([`state_machine::SnapshotDue`]). A follower that has
 /// not heard from its leader for 1.5–3 s asks for a pre-vote and campaigns
 /// once its peers' leases (3 s) ran out too ([`elections`]), so a failed
 /// leader is replaced in about 3–4 s. Groups do not send their own heartbeats:

@@ -9,6 +9,14 @@
 //! bincode(meta, image). It is written to a temporary name, fsynced and
 //! renamed, so a crash leaves the old or the new one, whole.
 //!
+//! When a snapshot is taken ([`SnapshotDue`]): once the log since the last
+//! one holds as many bytes as that snapshot had, and at least
+//! [`SNAPSHOT_MIN_LOG_BYTES`] (openraft's entry count is a ceiling on top).
+//! Writing snapshots then costs at most as many bytes as the log itself, and
+//! a restart replays no more log than it loads snapshot. A fixed entry
+//! count alone rewrote the whole state every few thousand small pushes
+//! (`docs/performance.md`, the push tail).
+//!
 //! Building a snapshot holds the group's read lock only while the
 //! machine's [`Replicated::image`] is taken, which shares the state's large
 //! parts instead of copying them; encoding and writing happen after the
@@ -17,6 +25,7 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use balsa_storage::envelope;
@@ -71,10 +80,77 @@ struct SnapshotFile<I> {
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
 
+/// The least log, in bytes of commands applied, between two snapshots of
+/// a group whatever its state's size: small states are not rewritten for
+/// every few pushes.
+pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 64 << 20;
+
+/// Counts the log applied since the last snapshot and says when the next
+/// one is due; [`crate::open_group`] triggers it.
+#[derive(Debug)]
+pub struct SnapshotDue {
+    /// Bytes of commands applied since the state the last snapshot holds.
+    since: AtomicU64,
+    /// Size of the last snapshot, at least [`SNAPSHOT_MIN_LOG_BYTES`].
+    threshold: AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+impl SnapshotDue {
+    fn new(snapshot_bytes: u64) -> Self {
+        Self {
+            since: AtomicU64::new(0),
+            threshold: AtomicU64::new(snapshot_bytes.max(SNAPSHOT_MIN_LOG_BYTES)),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// `bytes` of commands were applied; wakes the trigger as the total
+    /// crosses the threshold (once: until the next snapshot resets it).
+    fn applied(&self, bytes: u64) {
+        let before = self.since.fetch_add(bytes, Ordering::Relaxed);
+        let threshold = self.threshold.load(Ordering::Relaxed);
+        if before < threshold && before + bytes >= threshold {
+            self.wake.notify_one();
+        }
+    }
+
+    /// A snapshot now holds the state; counting starts again. Called while
+    /// the image is taken under the group's lock, so no applied command is
+    /// counted on the wrong side of it.
+    fn reset(&self) {
+        self.since.store(0, Ordering::Relaxed);
+    }
+
+    /// A snapshot of `bytes` was written: the next is due after as many
+    /// bytes of log — already, if the log grew that much while this one was
+    /// built (openraft ignores a trigger while a snapshot is being built).
+    fn snapshot_written(&self, bytes: u64) {
+        let threshold = bytes.max(SNAPSHOT_MIN_LOG_BYTES);
+        self.threshold.store(threshold, Ordering::Relaxed);
+        if self.since.load(Ordering::Relaxed) >= threshold {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Resolves when a snapshot is due (or the state machine was dropped).
+    pub async fn wait(&self) {
+        self.wake.notified().await
+    }
+}
+
 /// The state machine openraft drives for one group.
 pub struct StateMachine<S> {
     shared: Arc<RwLock<Shared<S>>>,
     file: SnapshotFileHandle,
+    due: Arc<SnapshotDue>,
+}
+
+impl<S> Drop for StateMachine<S> {
+    /// Ends the group's snapshot trigger (it finds the group stopped).
+    fn drop(&mut self) {
+        self.due.wake.notify_one();
+    }
 }
 
 /// The partition's snapshot file; writes are serialized, and a snapshot
@@ -104,13 +180,21 @@ impl<S: Replicated> StateMachine<S> {
     /// by an empty state.
     pub fn open(snapshot_path: PathBuf) -> Result<(Self, Arc<RwLock<Shared<S>>>), StorageError<NodeId>> {
         let mut shared = Shared::default();
+        let mut snapshot_bytes = 0;
         if let Some(bytes) = read_if_exists(&snapshot_path)? {
             let (meta, state) = decode_snapshot::<S>(&bytes, &snapshot_path)?;
             shared = Shared { state, last_applied: meta.last_log_id, membership: meta.last_membership };
+            snapshot_bytes = bytes.len() as u64;
         }
         let file = SnapshotFileHandle { path: snapshot_path, written: Arc::new(parking_lot::Mutex::new(shared.last_applied)) };
         let shared = Arc::new(RwLock::new(shared));
-        Ok((Self { shared: shared.clone(), file }, shared))
+        let due = Arc::new(SnapshotDue::new(snapshot_bytes));
+        Ok((Self { shared: shared.clone(), file, due }, shared))
+    }
+
+    /// When this group's next snapshot is due.
+    pub fn snapshot_due(&self) -> Arc<SnapshotDue> {
+        self.due.clone()
     }
 }
 
@@ -162,12 +246,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub struct Builder<S> {
     shared: Arc<RwLock<Shared<S>>>,
     file: SnapshotFileHandle,
+    due: Arc<SnapshotDue>,
 }
 
 impl<S: Replicated> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
     async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
-        let shared = self.shared.clone();
-        let file = self.file.clone();
+        let (shared, file, due) = (self.shared.clone(), self.file.clone(), self.due.clone());
         let task = tokio::task::spawn_blocking(move || -> SResult<Snapshot<TypeConfig>> {
             let (meta, image) = {
                 let s = shared.read();
@@ -179,6 +263,7 @@ impl<S: Replicated> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
                         None => "empty".into(),
                     },
                 };
+                due.reset();
                 (meta, s.state.image())
             };
             let payload = bincode::serde::encode_to_vec(SnapshotFile { meta: meta.clone(), image }, bincode::config::standard())
@@ -187,6 +272,7 @@ impl<S: Replicated> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
             drop(payload);
             file.write(&bytes, meta.last_log_id)
                 .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
+            due.snapshot_written(bytes.len() as u64);
             Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
         });
         task.await.map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?
@@ -217,6 +303,7 @@ impl<S: Replicated> RaftStateMachine<TypeConfig> for StateMachine<S> {
                     out.push(Vec::new());
                 }
                 EntryPayload::Normal(bytes) => {
+                    self.due.applied(bytes.len() as u64);
                     let answer = s.state.apply(&bytes).map_err(|err| StorageIOError::apply(e.log_id, AnyError::error(err)))?;
                     out.push(answer);
                 }
@@ -229,7 +316,7 @@ impl<S: Replicated> RaftStateMachine<TypeConfig> for StateMachine<S> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Builder<S> {
-        Builder { shared: self.shared.clone(), file: self.file.clone() }
+        Builder { shared: self.shared.clone(), file: self.file.clone(), due: self.due.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> SResult<Box<Cursor<Vec<u8>>>> {
@@ -242,12 +329,15 @@ impl<S: Replicated> RaftStateMachine<TypeConfig> for StateMachine<S> {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> SResult<()> {
         let bytes = snapshot.into_inner();
+        let bytes_len = bytes.len() as u64;
         let (_, state) = decode_snapshot::<S>(&bytes, &self.file.path)?;
         self.file
             .write(&bytes, meta.last_log_id)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
         let mut s = self.shared.write();
         *s = Shared { state, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        self.due.reset();
+        self.due.snapshot_written(bytes_len);
         Ok(())
     }
 
@@ -256,5 +346,44 @@ impl<S: Replicated> RaftStateMachine<TypeConfig> for StateMachine<S> {
         let Some(bytes) = read_if_exists(&self.file.path)? else { return Ok(None) };
         let (meta, _) = decode_snapshot::<S>(&bytes, &self.file.path)?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn woken(due: &SnapshotDue) -> bool {
+        due.wait().now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_snapshot_is_due_once_the_log_since_the_last_is_as_large_as_it() {
+        let big = 3 * SNAPSHOT_MIN_LOG_BYTES;
+        let due = SnapshotDue::new(big);
+        due.applied(big - 1);
+        assert!(!woken(&due), "less log than the snapshot");
+        due.applied(1);
+        assert!(woken(&due), "as much log as the snapshot");
+        due.applied(1000);
+        assert!(!woken(&due), "one wake-up per crossing");
+        // A snapshot resets the count; a small state still waits for the minimum.
+        due.reset();
+        due.snapshot_written(10);
+        due.applied(SNAPSHOT_MIN_LOG_BYTES - 1);
+        assert!(!woken(&due), "a small state is not rewritten for every few pushes");
+        due.applied(1);
+        assert!(woken(&due));
+    }
+
+    #[test]
+    fn log_that_grew_while_a_snapshot_was_built_makes_the_next_due_at_once() {
+        let due = SnapshotDue::new(0);
+        due.reset(); // the image is taken
+        due.applied(SNAPSHOT_MIN_LOG_BYTES); // crossing while openraft is still building: its trigger is ignored
+        assert!(woken(&due));
+        due.snapshot_written(1000);
+        assert!(woken(&due), "the next snapshot is due when this one is written");
     }
 }

@@ -273,8 +273,10 @@ pub struct Config {
     pub max_outstanding_per_tenant: usize,
     /// Metric query pieces kept (`frontend.results_cache_entries`, 4096; 0 = no cache).
     pub results_cache_entries: usize,
-    /// A partition snapshots its state after this many log entries, and the
-    /// log below the snapshot is purged (`raft.snapshot_logs_since_last`).
+    /// A partition snapshots its state after this many log entries at the
+    /// latest (sooner once the log since the last snapshot is as large as
+    /// it, and 64 MiB), and the log below the snapshot is purged
+    /// (`raft.snapshot_logs_since_last`, 100000).
     pub snapshot_logs_since_last: u64,
     pub limits: Limits,
 }
@@ -661,7 +663,7 @@ impl Config {
             "compactor.compaction_interval",
             raw.compactor.compaction_interval.map_or(Duration::from_secs(600), |d| d.0),
         )?;
-        let snapshot_logs_since_last = raw.raft.snapshot_logs_since_last.unwrap_or(2000);
+        let snapshot_logs_since_last = raw.raft.snapshot_logs_since_last.unwrap_or(100_000);
         if snapshot_logs_since_last == 0 {
             return Err(ConfigError::Invalid { key: "raft.snapshot_logs_since_last", problem: "must be at least 1".into() });
         }
