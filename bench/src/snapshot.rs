@@ -86,7 +86,7 @@ impl Feed {
         self.index += 1;
         Ok(openraft::Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
-            payload: EntryPayload::Normal(command::encode(&Command::Push(batch))?),
+            payload: EntryPayload::Normal(command::encode(&Command::Push(batch))?.into()),
         })
     }
 }

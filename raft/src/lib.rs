@@ -39,7 +39,29 @@ pub use state_machine::{Replicated, Shared, StateMachine};
 use std::io::Cursor;
 
 /// A command for a group's state machine, already encoded by its owner.
-pub type Proposal = Vec<u8>;
+///
+/// Serialized as one byte string: in bincode the same bytes as a `Vec<u8>`
+/// (length, then the bytes), so the log on disk and the wire format are
+/// unchanged, but written and read as one copy. Serde's `Vec<u8>` goes
+/// through one call per byte, which took ~15 % of a 3-node cluster's CPU
+/// under load (encoding entries for the log and the followers, decoding
+/// them on every replica).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Proposal(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl From<Vec<u8>> for Proposal {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::ops::Deref for Proposal {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// What the state machine answers to a proposal, encoded by its owner.
 pub type ProposalResponse = Vec<u8>;
@@ -143,5 +165,21 @@ pub async fn heartbeats(groups: Groups, mut stop: tokio::sync::watch::Receiver<b
                 let _ = raft.trigger().heartbeat().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Proposal;
+
+    /// Logs written before `Proposal` was a byte string still read back.
+    #[test]
+    fn a_proposal_is_encoded_like_the_byte_vector_it_replaced() {
+        let cfg = bincode::config::standard();
+        let bytes: Vec<u8> = (0..=255u8).chain([0, 7]).collect();
+        let old = bincode::serde::encode_to_vec(&bytes, cfg).unwrap();
+        assert_eq!(bincode::serde::encode_to_vec(Proposal(bytes.clone()), cfg).unwrap(), old);
+        let (back, used): (Proposal, usize) = bincode::serde::decode_from_slice(&old, cfg).unwrap();
+        assert_eq!((back.0, used), (bytes, old.len()));
     }
 }

@@ -487,7 +487,7 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload};
 
     fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
-        Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index), payload: EntryPayload::Normal(vec![index as u8]) }
+        Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index), payload: EntryPayload::Normal(vec![index as u8].into()) }
     }
 
     /// Appends through openraft's callback and waits for the fsync.
@@ -498,7 +498,7 @@ mod tests {
     fn big_entry(index: u64) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(vec![index as u8; 20_000]),
+            payload: EntryPayload::Normal(vec![index as u8; 20_000].into()),
         }
     }
 

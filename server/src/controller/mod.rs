@@ -249,7 +249,7 @@ impl Controller {
     /// Proposes on this replica, which must be the leader.
     pub async fn propose_here(&self, cmd: &ControllerCommand) -> Result<u64, ControllerError> {
         let bytes = encode(cmd).map_err(ControllerError::Failed)?;
-        match self.raft.client_write(bytes).await {
+        match self.raft.client_write(bytes.into()).await {
             Ok(r) => answer(&r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ControllerError::NoLeader(format!("node {} is not the leader (leader: {:?})", self.cfg.node.id, f.leader_id)))
@@ -264,7 +264,7 @@ impl Controller {
         let deadline = Instant::now() + PROPOSE_DEADLINE;
         let bytes = encode(cmd).map_err(ControllerError::Failed)?;
         loop {
-            let problem = match self.raft.client_write(bytes.clone()).await {
+            let problem = match self.raft.client_write(bytes.clone().into()).await {
                 Ok(r) => return answer(&r.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
                     Some(node) => match service::send(&node.addr, &self.dialer, cmd).await {

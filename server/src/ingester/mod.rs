@@ -147,7 +147,7 @@ impl Ingester {
         let part = self.partition(p)?;
         let unavailable = |problem: String| IngesterError::Unavailable { partition: p, problem };
         let bytes = command::encode(cmd).map_err(|e| unavailable(e.to_string()))?;
-        match part.raft.client_write(bytes).await {
+        match part.raft.client_write(bytes.into()).await {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(IngesterError::NotLeader { partition: p, leader: f.leader_id })
