@@ -359,8 +359,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The gRPC listener's connections, with Nagle's algorithm off: a reply or
+/// a replicated batch is sent as soon as it is written, not held back
+/// until the peer acknowledges the previous segment (which delayed ACKs
+/// hold for up to 40 ms: a 200 KB push took 46 ms through a 3-node cluster
+/// against 4 ms on one node).
 fn tokio_stream_listener(l: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(l)
+    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true))
 }
 
 async fn shutdown_signal() {

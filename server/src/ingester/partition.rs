@@ -241,7 +241,7 @@ impl balsa_raft::Replicated for PartitionState {
     fn apply(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let cmd: Command = command::decode(bytes).map_err(|e| e.to_string())?;
         match cmd {
-            Command::Push(batch) => command::encode(&self.apply_push(&batch)).map_err(|e| e.to_string()),
+            Command::Push(batch) => command::encode(&self.apply_push(batch)).map_err(|e| e.to_string()),
             Command::Tick(t) => {
                 self.apply_tick(&t);
                 Ok(Vec::new())
@@ -262,9 +262,11 @@ impl PartitionState {
     /// Applies a push: the same request id twice answers the first outcome
     /// and changes nothing; entries equal to one already in their stream are
     /// dropped; entries older than the stream's newest minus the window are
-    /// refused.
-    pub fn apply_push(&mut self, batch: &PushBatch) -> PushOutcome {
+    /// refused. Takes the batch so its entries move into the heads (no
+    /// line is copied).
+    pub fn apply_push(&mut self, mut batch: PushBatch) -> PushOutcome {
         self.sessions.expire(batch.now, Some(batch.session_ttl));
+        let streams = std::mem::take(&mut batch.streams);
         if let Some(done) = self.sessions.done.get(&batch.request_id) {
             if done.stream_limited.is_empty() {
                 return done.clone();
@@ -273,7 +275,7 @@ impl PartitionState {
             // may store them now (the tenant may have room again).
             let mut done = done.clone();
             let refused: std::collections::HashSet<String> = done.stream_limited.drain(..).map(|s| s.labels).collect();
-            let again = self.apply_streams(batch, batch.streams.iter().filter(|s| refused.contains(&s.labels.to_string())));
+            let again = self.apply_streams(&batch, streams.into_iter().filter(|s| refused.contains(&s.labels.to_string())));
             done.accepted += again.accepted;
             done.accepted_bytes += again.accepted_bytes;
             done.duplicates += again.duplicates;
@@ -282,13 +284,14 @@ impl PartitionState {
             self.sessions.done.insert(batch.request_id, done.clone());
             return done;
         }
-        let out = self.apply_streams(batch, batch.streams.iter());
+        let out = self.apply_streams(&batch, streams.into_iter());
         self.sessions.record(batch.now, batch.request_id, out.clone());
         out
     }
 
-    /// Applies `streams` of `batch` (no session bookkeeping).
-    fn apply_streams<'a>(&mut self, batch: &PushBatch, streams: impl Iterator<Item = &'a StreamBatch>) -> PushOutcome {
+    /// Applies `streams` under the rules of `batch` (no session
+    /// bookkeeping).
+    fn apply_streams(&mut self, batch: &PushBatch, streams: impl Iterator<Item = StreamBatch>) -> PushOutcome {
         let mut out = PushOutcome::default();
         for sb in streams {
             let is_new = !self.by_key.contains_key(&(sb.tenant.clone(), sb.labels.clone()));
@@ -305,7 +308,8 @@ impl PartitionState {
             let id = self.stream_id(&sb.tenant, &sb.labels);
             let Some(stream) = self.streams.get_mut(&id).map(Arc::make_mut) else { continue };
             let mut rej = StreamRejections::default();
-            for e in &sb.entries {
+            let total = sb.entries.len();
+            for e in sb.entries {
                 if let Some(newest) = stream.newest_ts {
                     let cutoff = newest.saturating_sub(batch.too_far_behind_window);
                     if e.ts < cutoff {
@@ -317,10 +321,10 @@ impl PartitionState {
                         continue;
                     }
                 }
-                let size = e.size() as u64;
+                let (size, ts) = (e.size() as u64, e.ts);
                 let was_empty = stream.head.is_empty();
-                if stream.head.push(e.clone()) {
-                    stream.newest_ts = Some(stream.newest_ts.map_or(e.ts, |n| n.max(e.ts)));
+                if stream.head.push(e) {
+                    stream.newest_ts = Some(stream.newest_ts.map_or(ts, |n| n.max(ts)));
                     out.accepted += 1;
                     out.accepted_bytes += size;
                     if was_empty {
@@ -337,9 +341,9 @@ impl PartitionState {
                 }
             }
             if rej.ignored > 0 {
-                rej.tenant = sb.tenant.clone();
+                rej.tenant = sb.tenant;
                 rej.labels = sb.labels.to_string();
-                rej.total = sb.entries.len();
+                rej.total = total;
                 out.rejected.push(rej);
             }
         }
@@ -564,25 +568,25 @@ mod tests {
     fn a_retried_request_is_applied_once() {
         let mut p = PartitionState::default();
         let b = batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]);
-        let first = p.apply_push(&b);
+        let first = p.apply_push(b.clone());
         assert_eq!(first.accepted, 1);
         // Same id again, even with different content: same answer, no change.
-        let again = p.apply_push(&batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H + 1])]));
+        let again = p.apply_push(batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H + 1])]));
         assert_eq!(again, first);
         assert_eq!(p.sizes().1, 1);
         // A new id with an identical entry: Loki's duplicate rule drops it.
-        let dup = p.apply_push(&batch(2, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
+        let dup = p.apply_push(batch(2, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
         assert_eq!((dup.accepted, dup.duplicates), (0, 1));
     }
 
     #[test]
     fn sessions_expire_by_proposal_time_and_log_progress() {
         let mut p = PartitionState::default();
-        p.apply_push(&batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
-        p.apply_push(&batch(2, 11 * H, vec![]));
+        p.apply_push(batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
+        p.apply_push(batch(2, 11 * H, vec![]));
         assert!(p.sessions.done.contains_key(&RequestId { key: 1, part: 0 }), "old by the clock, but the log has hardly moved");
         for seq in 3..(SESSIONS_KEPT + 4) {
-            p.apply_push(&batch(seq, 11 * H, vec![]));
+            p.apply_push(batch(seq, 11 * H, vec![]));
         }
         assert!(!p.sessions.done.contains_key(&RequestId { key: 1, part: 0 }), "old by the clock and by the log");
         assert!(p.sessions.done.contains_key(&RequestId { key: 2, part: 0 }), "young by the clock");
@@ -594,10 +598,10 @@ mod tests {
     #[test]
     fn a_leader_with_a_fast_clock_does_not_expire_recent_sessions() {
         let mut p = PartitionState::default();
-        let first = p.apply_push(&batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
+        let first = p.apply_push(batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
         p.apply_tick(&Tick { now: 10 * H, max_chunk_age: 2 * H, chunk_idle_period: H, force: true });
-        p.apply_push(&batch(2, 10 * H + H / 4 + 1, vec![]));
-        let retry = p.apply_push(&batch(1, 10 * H + H / 4 + 2, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
+        p.apply_push(batch(2, 10 * H + H / 4 + 1, vec![]));
+        let retry = p.apply_push(batch(1, 10 * H + H / 4 + 2, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
         assert_eq!(retry, first, "answered as the first attempt, nothing stored again");
         assert_eq!(p.sizes().1, 1, "the line is held once (cut, not in the head any more)");
     }
@@ -609,19 +613,19 @@ mod tests {
         let mut p = PartitionState::default();
         let mut b = batch(1, 0, vec![("t", r#"{a="1"}"#, vec![1]), ("t", r#"{a="2"}"#, vec![1])]);
         b.max_streams_per_tenant = 1;
-        let o = p.apply_push(&b);
+        let o = p.apply_push(b.clone());
         assert_eq!((o.accepted, o.stream_limited.len()), (1, 1));
         b.max_streams_per_tenant = 2;
-        let o = p.apply_push(&b);
+        let o = p.apply_push(b.clone());
         assert_eq!((o.accepted, o.stream_limited.len()), (2, 0));
         assert_eq!(p.sizes().1, 2, "each line once");
-        assert_eq!(p.apply_push(&b), o, "a third attempt changes nothing");
+        assert_eq!(p.apply_push(b.clone()), o, "a third attempt changes nothing");
     }
 
     #[test]
     fn too_far_behind_is_relative_to_the_streams_newest_entry() {
         let mut p = PartitionState::default();
-        let o = p.apply_push(&batch(1, 0, vec![("t", r#"{a="1"}"#, vec![10 * H, 9 * H, 9 * H - 1, 8 * H])]));
+        let o = p.apply_push(batch(1, 0, vec![("t", r#"{a="1"}"#, vec![10 * H, 9 * H, 9 * H - 1, 8 * H])]));
         assert_eq!(o.accepted, 2);
         assert_eq!(o.rejected.len(), 1);
         let r = &o.rejected[0];
@@ -629,14 +633,14 @@ mod tests {
         assert!(r.message().ends_with(r#"user 't', total ignored: 2 out of 4 for stream: {a="1"}"#), "{}", r.message());
         assert!(r.message().starts_with("entry with timestamp 1970-01-01 08:59:59.999999999 +0000 UTC ignored, reason: 'entry too far behind"), "{}", r.message());
         // Another stream is not affected.
-        let o = p.apply_push(&batch(2, 0, vec![("t", r#"{a="2"}"#, vec![H])]));
+        let o = p.apply_push(batch(2, 0, vec![("t", r#"{a="2"}"#, vec![H])]));
         assert_eq!(o.accepted, 1);
     }
 
     #[test]
     fn select_isolates_tenants_and_uses_all_matchers() {
         let mut p = PartitionState::default();
-        p.apply_push(&batch(
+        p.apply_push(batch(
             1,
             0,
             vec![
@@ -661,10 +665,10 @@ mod tests {
     fn a_head_limit_sends_the_first_entries_in_its_direction_with_their_ties() {
         let mut p = PartitionState::default();
         // Out of order within the window, and two lines at 5.
-        p.apply_push(&batch(1, 0, vec![("a", r#"{app="x"}"#, vec![3, 9, 5, 1])]));
+        p.apply_push(batch(1, 0, vec![("a", r#"{app="x"}"#, vec![3, 9, 5, 1])]));
         let mut second = batch(2, 0, vec![("a", r#"{app="x"}"#, vec![7, 5, 2])]);
         second.streams[0].entries[1].line = "another line 5".into();
-        p.apply_push(&second);
+        p.apply_push(second);
         let m = parse_selector(r#"{app="x"}"#).unwrap();
         let s = p.select("a", &m).next().unwrap();
         let ts = |l| s.entries(0, 100, |_| true, l).iter().map(|e| e.ts).collect::<Vec<_>>();
@@ -681,12 +685,12 @@ mod tests {
     #[test]
     fn indexes_survive_a_snapshot_round_trip() {
         let mut p = PartitionState::default();
-        p.apply_push(&batch(1, 0, vec![("a", r#"{app="x"}"#, vec![1, 2])]));
+        p.apply_push(batch(1, 0, vec![("a", r#"{app="x"}"#, vec![1, 2])]));
         let bytes = bincode::serde::encode_to_vec(p.image(), bincode::config::standard()).unwrap();
         let (image, _): (PartitionImage, _) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
         let mut q = PartitionState::from_image(image);
         assert_eq!(q.select("a", &parse_selector(r#"{app="x"}"#).unwrap()).count(), 1);
-        let o = q.apply_push(&batch(1, 0, vec![("a", r#"{app="x"}"#, vec![3])]));
+        let o = q.apply_push(batch(1, 0, vec![("a", r#"{app="x"}"#, vec![3])]));
         assert_eq!(o.accepted, 2, "the session table travels in snapshots");
     }
 
@@ -696,12 +700,12 @@ mod tests {
         let mut p = PartitionState::default();
         let mut b = batch(1, 0, vec![("t", r#"{a="1"}"#, vec![1, 2]), ("t", r#"{a="2"}"#, vec![1])]);
         b.chunk_target_raw_size = 12;
-        p.apply_push(&b);
+        p.apply_push(b.clone());
         let image = p.image();
         let then = encode(&image);
         // Appends to a shared stream, a cut, a flush that drops a stream,
         // a new stream: none may show through the image.
-        p.apply_push(&batch(2, H, vec![("t", r#"{a="1"}"#, vec![3]), ("t", r#"{a="3"}"#, vec![1])]));
+        p.apply_push(batch(2, H, vec![("t", r#"{a="1"}"#, vec![3]), ("t", r#"{a="3"}"#, vec![1])]));
         p.apply_tick(&Tick { now: 2 * H, max_chunk_age: H, chunk_idle_period: H, force: true });
         let flushed: Vec<FlushedChunk> = p
             .chunks_to_flush()
@@ -733,11 +737,11 @@ mod tests {
         let mut p = PartitionState::default();
         let mut b = batch(1, 0, vec![("t", r#"{a="1"}"#, vec![1, 2, 3])]);
         b.chunk_target_raw_size = 14; // "line 1" + "line 2" + "line 3" = 18 bytes
-        p.apply_push(&b);
+        p.apply_push(b.clone());
         let s = p.streams.values().next().unwrap();
         assert_eq!(s.closed.len(), 1, "cut by size after the third entry");
         assert_eq!(p.flush_queue_len(), 1);
-        p.apply_push(&batch(2, 5 * H, vec![("t", r#"{a="1"}"#, vec![4])]));
+        p.apply_push(batch(2, 5 * H, vec![("t", r#"{a="1"}"#, vec![4])]));
         assert!(!p.needs_tick(5 * H, 2 * H, H), "fresh head");
         assert!(p.needs_tick(6 * H + 1, 2 * H, H), "idle for an hour");
         p.apply_tick(&Tick { now: 6 * H + 1, max_chunk_age: 2 * H, chunk_idle_period: H, force: false });
@@ -773,7 +777,7 @@ mod tests {
         p.apply_index_shipped(seq);
         assert!(p.pending_refs().is_none());
         // A new push recreates the stream.
-        p.apply_push(&batch(3, 7 * H, vec![("t", r#"{a="1"}"#, vec![7 * H])]));
+        p.apply_push(batch(3, 7 * H, vec![("t", r#"{a="1"}"#, vec![7 * H])]));
         assert_eq!(p.select("t", &[]).count(), 1);
     }
 
@@ -782,13 +786,13 @@ mod tests {
         let mut p = PartitionState::default();
         let mut b = batch(1, 0, vec![("t", r#"{a="1"}"#, vec![1]), ("t", r#"{a="2"}"#, vec![1]), ("u", r#"{a="3"}"#, vec![1])]);
         b.max_streams_per_tenant = 1;
-        let o = p.apply_push(&b);
+        let o = p.apply_push(b.clone());
         assert_eq!(o.accepted, 2);
         assert_eq!(o.stream_limited.len(), 1);
         assert_eq!(o.stream_limited[0].labels, r#"{a="2"}"#);
         let mut again = batch(2, 0, vec![("t", r#"{a="1"}"#, vec![2])]);
         again.max_streams_per_tenant = 1;
-        assert_eq!(p.apply_push(&again).accepted, 1, "an existing stream still takes entries");
+        assert_eq!(p.apply_push(again.clone()).accepted, 1, "an existing stream still takes entries");
     }
 
     /// Regression (review): after a head was cut, an entry far older than
@@ -797,9 +801,9 @@ mod tests {
     #[test]
     fn too_far_behind_still_applies_after_a_cut() {
         let mut p = PartitionState::default();
-        p.apply_push(&batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
+        p.apply_push(batch(1, 10 * H, vec![("t", r#"{a="1"}"#, vec![10 * H])]));
         p.apply_tick(&Tick { now: 10 * H, max_chunk_age: 2 * H, chunk_idle_period: H, force: true });
-        let o = p.apply_push(&batch(2, 10 * H, vec![("t", r#"{a="1"}"#, vec![7 * H])]));
+        let o = p.apply_push(batch(2, 10 * H, vec![("t", r#"{a="1"}"#, vec![7 * H])]));
         assert_eq!((o.accepted, o.rejected.len()), (0, 1));
     }
 }
