@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod codec;
 pub mod elections;
 mod log_store;
 pub mod network;

@@ -319,10 +319,7 @@ fn state_key(group: GroupId, key: StateKey) -> [u8; 9] {
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, AnyError> {
-    let mut out = vec![LOG_RECORD_VERSION];
-    let body = bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(|e| AnyError::new(&e))?;
-    out.extend_from_slice(&body);
-    Ok(out)
+    crate::codec::to_vec(&[LOG_RECORD_VERSION], v).map_err(|e| AnyError::new(&e))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AnyError> {

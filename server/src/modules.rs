@@ -297,7 +297,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             }
         }
     };
-    let mut grpc_builder = tonic::transport::Server::builder();
+    let mut grpc_builder = balsa_raft::network::serve_settings(tonic::transport::Server::builder());
     if let Some(t) = &cfg.tls {
         grpc_builder = grpc_builder.tls_config(t.server()).map_err(RunError::Grpc)?;
     }

@@ -251,9 +251,7 @@ pub enum CodecError {
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = vec![COMMAND_VERSION];
-    out.extend(bincode::serde::encode_to_vec(v, bincode::config::standard())?);
-    Ok(out)
+    Ok(balsa_raft::codec::to_vec(&[COMMAND_VERSION], v)?)
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
