@@ -7,10 +7,25 @@
 //! nothing) and a second writes it once into a vector of exactly that size.
 
 use bincode::enc::write::SizeWriter;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// Why a record could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("unencodable record: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    #[error("undecodable record: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+}
+
+/// The value `bytes` holds in bincode (standard configuration).
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    Ok(bincode::serde::decode_from_slice(bytes, bincode::config::standard())?.0)
+}
+
 /// `prefix` followed by the bincode (standard configuration) of `v`.
-pub fn to_vec<T: Serialize + ?Sized>(prefix: &[u8], v: &T) -> Result<Vec<u8>, bincode::error::EncodeError> {
+pub fn to_vec<T: Serialize + ?Sized>(prefix: &[u8], v: &T) -> Result<Vec<u8>, CodecError> {
     let config = bincode::config::standard();
     let mut size = SizeWriter::default();
     bincode::serde::encode_into_writer(v, &mut size, config)?;

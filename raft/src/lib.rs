@@ -88,6 +88,18 @@ openraft::declare_raft_types!(
 /// The openraft handle of one group.
 pub type Raft = openraft::Raft<TypeConfig>;
 
+/// Why a group could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("invalid Raft settings: {0}")]
+    Config(#[from] openraft::ConfigError),
+    /// The snapshot file could not be read or is damaged (the error names it).
+    #[error("{0}")]
+    Snapshot(#[from] openraft::StorageError<NodeId>),
+    #[error("the group stopped while starting: {0}")]
+    Start(#[from] openraft::error::Fatal<NodeId>),
+}
+
 /// Opens (or creates) one group on this node: its state machine from
 /// `snapshot_path`, its log in `db`, its network through `peers`; and
 /// registers it in `groups` so peers' messages reach it. A group that was
@@ -100,10 +112,10 @@ pub async fn open_group<S: Replicated>(
     peers: &Peers,
     groups: &Groups,
     snapshot_path: std::path::PathBuf,
-) -> Result<(Raft, std::sync::Arc<parking_lot::RwLock<Shared<S>>>), String> {
-    let (sm, shared) = StateMachine::<S>::open(snapshot_path).map_err(|e| e.to_string())?;
+) -> Result<(Raft, std::sync::Arc<parking_lot::RwLock<Shared<S>>>), GroupError> {
+    let (sm, shared) = StateMachine::<S>::open(snapshot_path)?;
     let due = sm.snapshot_due();
-    let raft = Raft::new(node, config, peers.network(group), db.group(group), sm).await.map_err(|e| e.to_string())?;
+    let raft = Raft::new(node, config, peers.network(group), db.group(group), sm).await?;
     groups.insert(group, raft.clone());
     // Triggers the snapshots the log's bytes call for; ends once the group
     // stopped (its state machine's drop wakes it one last time).
@@ -131,7 +143,7 @@ pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_mi
 /// leader is replaced in about 3–4 s. Groups do not send their own heartbeats:
 /// [`heartbeats`] sends those of every group on a node at the same instant,
 /// so they travel to each peer in one batch (coalesced heartbeats).
-pub fn group_config(name: String, snapshot_logs_since_last: u64) -> Result<std::sync::Arc<openraft::Config>, String> {
+pub fn group_config(name: String, snapshot_logs_since_last: u64) -> Result<std::sync::Arc<openraft::Config>, GroupError> {
     let cfg = openraft::Config {
         cluster_name: name,
         heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
@@ -145,7 +157,7 @@ pub fn group_config(name: String, snapshot_logs_since_last: u64) -> Result<std::
         purge_batch_size: 256,
         ..Default::default()
     };
-    cfg.validate().map(std::sync::Arc::new).map_err(|e| format!("raft config: {e}"))
+    Ok(std::sync::Arc::new(cfg.validate()?))
 }
 
 /// Every [`HEARTBEAT_INTERVAL`] (1 s; followers wait a 3 s lease before a

@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::codec::CodecError;
 use crate::elections::{answer_pre_vote, Contacts, PreVoteRequest};
 use crate::{GroupId, LogDb, NodeId, Raft, TypeConfig};
 
@@ -222,7 +223,7 @@ impl Peers {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let channel = self.dialer.endpoint(addr).map(|e| e.connect_lazy());
+        let channel = self.dialer.endpoint(addr).map(|e| e.connect_lazy()).map_err(Arc::new);
         tokio::spawn(send_loop(self.node_id, target, channel, rx, self.stats.clone(), self.answered.clone()));
         peers.insert(target, Peer { addr: addr.to_string(), queue: tx.clone() });
         tx
@@ -257,13 +258,22 @@ pub fn serve_settings(server: tonic::transport::Server) -> tonic::transport::Ser
         .max_frame_size(H2_MAX_FRAME)
 }
 
+/// Why a peer address cannot be dialed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("bad peer address {addr}: {source}")]
+    Address { addr: String, source: tonic::transport::Error },
+    #[error("TLS towards {addr}: {source}")]
+    Tls { addr: String, source: tonic::transport::Error },
+}
+
 impl Dialer {
     /// The gRPC endpoint of a peer address (`host:port`, or a full URI).
-    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, String> {
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, DialError> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let uri = if addr.contains("://") { addr.to_string() } else { format!("{scheme}://{addr}") };
         let mut e = Endpoint::from_shared(uri)
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+            .map_err(|source| DialError::Address { addr: addr.to_string(), source })?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .initial_stream_window_size(H2_STREAM_WINDOW)
@@ -273,7 +283,7 @@ impl Dialer {
             .keep_alive_timeout(Duration::from_secs(5))
             .local_address(self.source);
         if let Some(tls) = &self.tls {
-            e = e.tls_config(tls.clone()).map_err(|e| format!("TLS for {addr}: {e}"))?;
+            e = e.tls_config(tls.clone()).map_err(|source| DialError::Tls { addr: addr.to_string(), source })?;
         }
         Ok(e)
     }
@@ -284,7 +294,7 @@ impl Dialer {
 async fn send_loop(
     from: NodeId,
     to: NodeId,
-    channel: Result<Channel, String>,
+    channel: Result<Channel, Arc<DialError>>,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     stats: Arc<TransportStats>,
     answered: Answered,
@@ -318,11 +328,11 @@ async fn send_loop(
 }
 
 /// Sends one batch and hands out the replies; true if the peer answered.
-async fn send_batch(from: NodeId, to: NodeId, channel: Result<Channel, String>, batch: Vec<Pending>, stats: &TransportStats) -> bool {
+async fn send_batch(from: NodeId, to: NodeId, channel: Result<Channel, Arc<DialError>>, batch: Vec<Pending>, stats: &TransportStats) -> bool {
     let (messages, replies): (Vec<RaftMessage>, Vec<_>) = batch.into_iter().map(|p| (p.message, p.reply)).unzip();
     let n = messages.len() as u64;
     let result = match channel {
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
         Ok(ch) => {
             let mut client = RaftTransportClient::new(ch)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -382,12 +392,12 @@ pub struct PeerClient {
     queue: mpsc::UnboundedSender<Pending>,
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
-    crate::codec::to_vec(&[], v).map_err(|e| e.to_string())
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, CodecError> {
+    crate::codec::to_vec(&[], v)
 }
 
-fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, CodecError> {
+    crate::codec::from_slice(b)
 }
 
 impl PeerClient {
@@ -485,8 +495,9 @@ impl TransportService {
     }
 
     async fn deliver(&self, from: NodeId, m: RaftMessage) -> RaftReply {
+        let undelivered = |why: String| RaftReply { result: Some(raft_reply::Result::Unreachable(why)) };
         let result = match self.groups.get(m.group) {
-            None => Err(format!("group {} is not hosted on node {}", m.group, self.node_id)),
+            None => return undelivered(format!("group {} is not hosted on node {}", m.group, self.node_id)),
             Some(raft) => match RaftKind::try_from(m.kind) {
                 Ok(RaftKind::AppendEntries) => match decode::<AppendEntriesRequest<TypeConfig>>(&m.payload) {
                     Ok(req) => {
@@ -523,14 +534,12 @@ impl TransportService {
                     Ok(req) => encode(&raft.install_snapshot(req).await),
                     Err(e) => Err(e),
                 },
-                _ => Err(format!("unknown Raft message kind {}", m.kind)),
+                _ => return undelivered(format!("unknown Raft message kind {}", m.kind)),
             },
         };
-        RaftReply {
-            result: Some(match result {
-                Ok(b) => raft_reply::Result::Answer(b),
-                Err(e) => raft_reply::Result::Unreachable(e),
-            }),
+        match result {
+            Ok(b) => RaftReply { result: Some(raft_reply::Result::Answer(b)) },
+            Err(e) => undelivered(e.to_string()),
         }
     }
 }

@@ -56,10 +56,14 @@ pub trait Replicated: Default + Send + Sync + 'static {
     /// The state an image describes (indexes rebuilt).
     fn from_image(image: Self::Image) -> Self;
 
+    /// Why a command could not be applied (a record that cannot be
+    /// decoded).
+    type ApplyError: std::error::Error + Send + Sync + 'static;
+
     /// Applies one committed command and returns the answer for its
-    /// proposer. An error (a record that cannot be decoded) stops the group
-    /// rather than skip an acknowledged write.
-    fn apply(&mut self, command: &[u8]) -> Result<Vec<u8>, String>;
+    /// proposer. An error stops the group rather than skip an acknowledged
+    /// write.
+    fn apply(&mut self, command: &[u8]) -> Result<Vec<u8>, Self::ApplyError>;
 }
 
 /// A group's state with what has been applied to it.
@@ -304,7 +308,7 @@ impl<S: Replicated> RaftStateMachine<TypeConfig> for StateMachine<S> {
                 }
                 EntryPayload::Normal(bytes) => {
                     self.due.applied(bytes.len() as u64);
-                    let answer = s.state.apply(&bytes).map_err(|err| StorageIOError::apply(e.log_id, AnyError::error(err)))?;
+                    let answer = s.state.apply(&bytes).map_err(|err| StorageIOError::apply(e.log_id, AnyError::new(&err)))?;
                     out.push(answer);
                 }
             }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use balsa_proto::cluster as pb;
+use balsa_raft::codec::CodecError;
 use balsa_raft::{GroupId, Groups, LogDb, NodeId, Peers, Raft, Replicated, Shared};
 use balsa_raft::network::Dialer;
 use openraft::error::{ClientWriteError, RaftError};
@@ -58,17 +59,17 @@ pub enum ControllerCommand {
     Converged { partitions: Vec<(u32, u64)> },
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(|e| e.to_string())
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, CodecError> {
+    balsa_raft::codec::to_vec(&[], v)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, CodecError> {
+    balsa_raft::codec::from_slice(b)
 }
 
 /// The ring epoch a command produced, or the ring's refusal.
 fn answer(b: &[u8]) -> Result<u64, ControllerError> {
-    decode::<Result<u64, String>>(b).map_err(ControllerError::Failed)?.map_err(ControllerError::Refused)
+    decode::<Result<u64, String>>(b)?.map_err(ControllerError::Refused)
 }
 
 /// Why the ring refuses a node's join, if it does: its id is in the ring
@@ -86,6 +87,7 @@ pub fn join_refusal(ring: &RingState, node: &NodeInfo) -> Option<String> {
 }
 
 impl Replicated for RingState {
+    type ApplyError = CodecError;
     const SNAPSHOT_KIND: [u8; 4] = *b"BRNG";
     /// The ring is small: its image is a copy.
     type Image = RingState;
@@ -99,7 +101,7 @@ impl Replicated for RingState {
     }
 
     /// Answers `Result<epoch, refusal>`.
-    fn apply(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    fn apply(&mut self, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
         let changed = match decode::<ControllerCommand>(bytes)? {
             ControllerCommand::Bootstrap { partitions, replication_factor } => {
                 if self.partitions.is_empty() {
@@ -155,6 +157,10 @@ impl Replicated for RingState {
 pub enum ControllerError {
     #[error("cannot open the controller group: {0}")]
     Open(String),
+    #[error("cannot open the controller group: {0}")]
+    Group(#[from] balsa_raft::GroupError),
+    #[error("controller record: {0}")]
+    Codec(#[from] CodecError),
     #[error("the controller has no leader yet: {0}")]
     NoLeader(String),
     /// The ring refuses the command for good (retrying will not help).
@@ -206,7 +212,7 @@ impl Controller {
         groups: &Groups,
         dialer: Dialer,
     ) -> Result<Arc<Self>, ControllerError> {
-        let config = balsa_raft::group_config("balsa-controller".into(), 1000).map_err(ControllerError::Open)?;
+        let config = balsa_raft::group_config("balsa-controller".into(), 1000)?;
         let (raft, shared) = balsa_raft::open_group::<RingState>(
             cfg.node.id,
             CONTROLLER_GROUP,
@@ -216,8 +222,7 @@ impl Controller {
             groups,
             data_dir.join("controller.snap"),
         )
-        .await
-        .map_err(ControllerError::Open)?;
+        .await?;
         let initialized = raft.is_initialized().await.map_err(|e| ControllerError::Open(e.to_string()))?;
         if !initialized && cfg.join.is_empty() {
             let members = BTreeMap::from([(cfg.node.id, BasicNode::new(cfg.node.grpc_addr.clone()))]);
@@ -248,7 +253,7 @@ impl Controller {
 
     /// Proposes on this replica, which must be the leader.
     pub async fn propose_here(&self, cmd: &ControllerCommand) -> Result<u64, ControllerError> {
-        let bytes = encode(cmd).map_err(ControllerError::Failed)?;
+        let bytes = encode(cmd)?;
         match self.raft.client_write(bytes.into()).await {
             Ok(r) => answer(&r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -262,7 +267,7 @@ impl Controller {
     /// the group elects one.
     pub async fn propose(&self, cmd: &ControllerCommand) -> Result<u64, ControllerError> {
         let deadline = Instant::now() + PROPOSE_DEADLINE;
-        let bytes = encode(cmd).map_err(ControllerError::Failed)?;
+        let bytes = encode(cmd)?;
         loop {
             let problem = match self.raft.client_write(bytes.clone().into()).await {
                 Ok(r) => return answer(&r.data),

@@ -114,7 +114,7 @@ impl ControllerApi for ControllerService {
 }
 
 async fn client(addr: &str, dialer: &Dialer) -> Result<ControllerClient<tonic::transport::Channel>, String> {
-    let channel = dialer.endpoint(addr)?
+    let channel = dialer.endpoint(addr).map_err(|e| e.to_string())?
         .timeout(Duration::from_secs(20))
         .connect()
         .await
@@ -184,7 +184,7 @@ pub fn watch_remote(seeds: Vec<String>, dialer: Dialer) -> RingWatch {
 }
 
 async fn follow(addr: &str, dialer: &Dialer, tx: &watch::Sender<Arc<RingState>>) -> Result<(), String> {
-    let channel = dialer.endpoint(addr)?.connect().await.map_err(|e| e.to_string())?;
+    let channel = dialer.endpoint(addr).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
     let mut c = ControllerClient::new(channel);
     let after = tx.borrow().epoch;
     let mut stream = c.watch_ring(pb::RingRequest { after_epoch: after }).await.map_err(|s| s.message().to_string())?.into_inner();

@@ -224,7 +224,7 @@ impl IngesterClient {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = self.dialer.endpoint(addr)?.connect_lazy();
+        let c = self.dialer.endpoint(addr).map_err(|e| e.to_string())?.connect_lazy();
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }

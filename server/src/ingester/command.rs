@@ -244,10 +244,8 @@ pub enum CodecError {
     Version(u8),
     #[error("empty record")]
     Empty,
-    #[error("undecodable record: {0}")]
-    Decode(#[from] bincode::error::DecodeError),
-    #[error("unencodable record: {0}")]
-    Encode(#[from] bincode::error::EncodeError),
+    #[error(transparent)]
+    Codec(#[from] balsa_raft::codec::CodecError),
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, CodecError> {
@@ -256,7 +254,7 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, CodecError> {
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
-        Some((&COMMAND_VERSION, body)) => Ok(bincode::serde::decode_from_slice(body, bincode::config::standard())?.0),
+        Some((&COMMAND_VERSION, body)) => Ok(balsa_raft::codec::from_slice(body)?),
         Some((v, _)) => Err(CodecError::Version(*v)),
         None => Err(CodecError::Empty),
     }

@@ -145,7 +145,8 @@ impl Ingester {
     async fn open_replica(&self, p: u32, ring: &RingState) -> Result<(), IngesterError> {
         let open_err = |problem: String| IngesterError::Open { path: self.snap_dir.display().to_string(), problem };
         let config =
-            balsa_raft::group_config(format!("balsa-partition-{p}"), self.cfg.snapshot_logs_since_last).map_err(open_err)?;
+            balsa_raft::group_config(format!("balsa-partition-{p}"), self.cfg.snapshot_logs_since_last)
+                .map_err(|e| open_err(e.to_string()))?;
         let (raft, shared) = balsa_raft::open_group::<PartitionState>(
             self.cfg.node_id,
             u64::from(p),

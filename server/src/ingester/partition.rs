@@ -208,6 +208,7 @@ impl Sessions {
 impl balsa_raft::Replicated for PartitionState {
     const SNAPSHOT_KIND: [u8; 4] = *b"BSNP";
     type Image = PartitionImage;
+    type ApplyError = command::CodecError;
 
     /// Copies pointers to the streams, and the session table and pending
     /// refs (both bounded, small next to the lines).
@@ -238,10 +239,10 @@ impl balsa_raft::Replicated for PartitionState {
         state
     }
 
-    fn apply(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
-        let cmd: Command = command::decode(bytes).map_err(|e| e.to_string())?;
+    fn apply(&mut self, bytes: &[u8]) -> Result<Vec<u8>, command::CodecError> {
+        let cmd: Command = command::decode(bytes)?;
         match cmd {
-            Command::Push(batch) => command::encode(&self.apply_push(batch)).map_err(|e| e.to_string()),
+            Command::Push(batch) => command::encode(&self.apply_push(batch)),
             Command::Tick(t) => {
                 self.apply_tick(&t);
                 Ok(Vec::new())
