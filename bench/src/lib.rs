@@ -290,6 +290,25 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((ticks + sticks) as f64 / 100.0)
 }
 
+/// Waits (at most `secs` seconds) until process `pid` uses under 5 % of a
+/// core over a second: after a bulk load the server still flushes and
+/// compacts its Raft log, which would share the cores with what is timed
+/// next. Returns the seconds waited; not reaching it is reported, not fatal.
+pub fn wait_idle(pid: u32, secs: u64) -> Result<f64> {
+    let t = Instant::now();
+    let mut before = cpu_seconds(pid)?;
+    while t.elapsed().as_secs() < secs {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = cpu_seconds(pid)?;
+        if now - before < 0.05 {
+            return Ok(t.elapsed().as_secs_f64());
+        }
+        before = now;
+    }
+    eprintln!("warning: balsa (pid {pid}) still busy after {secs} s; timing anyway");
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// A free port on 127.0.0.1 now.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -486,10 +505,14 @@ pub fn post_push(url: &str, content_type: &str, body: &[u8]) -> Result<()> {
 
 /// Pushes `lines` to `base` as JSON, line `i` at `begin + i × step`, in
 /// batches of 2000 to streams `{job="svc0"}`…`{job="svc7"}` by four writers,
-/// then flushes every chunk to the object store (`POST /flush`).
-pub fn ingest_and_flush(base: &str, lines: &[String], begin: i64, step: i64) -> Result<()> {
+/// then flushes every chunk to the object store (`POST /flush`) and waits
+/// until the server is idle (see [`wait_idle`]). Returns the seconds until
+/// the flush answered.
+pub fn ingest_and_flush(server: &Server, lines: &[String], begin: i64, step: i64) -> Result<f64> {
+    let t = Instant::now();
     const BATCH: usize = 2000;
     const WRITERS: usize = 4;
+    let base = &server.base;
     let url = format!("{base}/loki/api/v1/push");
     std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = (0..WRITERS)
@@ -519,7 +542,10 @@ pub fn ingest_and_flush(base: &str, lines: &[String], begin: i64, step: i64) -> 
     if r.status() != 204 {
         bail!("flush answered {}", r.status());
     }
-    Ok(())
+    let secs = t.elapsed().as_secs_f64();
+    let idle = wait_idle(server.pid(), 120)?;
+    eprintln!("server idle {idle:.0} s after the flush");
+    Ok(secs)
 }
 
 #[cfg(test)]

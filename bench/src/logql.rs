@@ -64,7 +64,7 @@ pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
     // balsa, fed and flushed.
     let config = format!("{UNLIMITED}  max_query_series: 100000\ningester:\n  flush_check_period: 5s\n");
     let server = start(&bin, &work.path().join("data"), &config)?;
-    ingest_and_flush(&server.base, &lines, begin, step)?;
+    ingest_and_flush(&server, &lines, begin, step)?;
 
     let range = "3000s";
     let questions = [

@@ -347,15 +347,16 @@ impl<'a> Chunk<'a> {
     /// Entries with `from <= ts < through`, ascending; only blocks that
     /// overlap the range are decompressed, each checked against its CRC.
     pub fn entries(&self, from: i64, through: i64) -> Result<Vec<Entry>, ChunkError> {
-        self.entries_where(from, through, |_| true)
+        self.entries_where(from, through, &|_: &str| true, &mut Decoded::default())
     }
 
     /// Like [`Chunk::entries`], keeping only entries whose line passes
-    /// `keep`, tested before anything is copied out of the block.
-    pub fn entries_where(&self, from: i64, through: i64, keep: impl Fn(&str) -> bool) -> Result<Vec<Entry>, ChunkError> {
-        // Taken out of the thread's slot while in use: `keep` runs in between.
+    /// `sieve`, tested before anything is copied out of the block. Adds to
+    /// `decoded` the entries in the range and their line bytes, kept or not.
+    pub fn entries_where(&self, from: i64, through: i64, sieve: &impl LineSieve, decoded: &mut Decoded) -> Result<Vec<Entry>, ChunkError> {
+        // Taken out of the thread's slot while in use: `sieve` runs in between.
         let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        let out = self.read_blocks(from, through, keep, &mut scratch);
+        let out = self.read_blocks(from, through, sieve, decoded, &mut scratch);
         if scratch.block.capacity() > 4 << 20 {
             scratch.block = Vec::new(); // an outsized block is not kept for the thread's life
         }
@@ -363,7 +364,14 @@ impl<'a> Chunk<'a> {
         out
     }
 
-    fn read_blocks(&self, from: i64, through: i64, keep: impl Fn(&str) -> bool, scratch: &mut Scratch) -> Result<Vec<Entry>, ChunkError> {
+    fn read_blocks(
+        &self,
+        from: i64,
+        through: i64,
+        sieve: &impl LineSieve,
+        decoded: &mut Decoded,
+        scratch: &mut Scratch,
+    ) -> Result<Vec<Entry>, ChunkError> {
         let mut out = Vec::new();
         for m in self.blocks.iter().filter(|m| m.max_ts >= from && m.min_ts < through) {
             let data = &self.bytes[m.offset..m.offset + m.len];
@@ -375,30 +383,66 @@ impl<'a> Chunk<'a> {
             if raw.len() != m.raw_len {
                 return Err(corrupt("block length mismatch"));
             }
+            // One pass over the whole block rules out most blocks of a
+            // search for a rare string; their entries are only counted.
+            let may_hold = sieve.block_may_hold(raw);
             let mut r = Reader { b: raw, pos: 0 };
             let mut prev = 0i64;
             for _ in 0..m.entries {
                 let ts = prev.wrapping_add(unzigzag(r.varint()?));
                 prev = ts;
-                let line = std::str::from_utf8(r.bytes()?).map_err(|_| corrupt("invalid UTF-8"))?;
-                let wanted = ts >= from && ts < through && keep(line);
-                let line = wanted.then(|| line.to_string());
+                let line = r.bytes()?;
+                let in_range = ts >= from && ts < through;
+                if in_range {
+                    decoded.lines += 1;
+                    decoded.bytes += line.len() as u64;
+                }
+                let text = if in_range && may_hold { Some(std::str::from_utf8(line).map_err(|_| corrupt("invalid UTF-8"))?) } else { None };
+                let wanted = text.filter(|l| sieve.keep(l));
                 let pairs = r.varint()?;
                 let mut metadata = Vec::new();
                 for _ in 0..pairs {
                     let (k, v) = (r.bytes()?, r.bytes()?);
-                    if wanted {
+                    if wanted.is_some() {
                         let s = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt("invalid UTF-8"));
                         metadata.push((s(k)?, s(v)?));
                     }
                 }
-                if let Some(line) = line {
-                    out.push(Entry { ts, line, metadata });
+                if let Some(line) = wanted {
+                    out.push(Entry { ts, line: line.to_string(), metadata });
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// Which lines a chunk read keeps.
+pub trait LineSieve {
+    /// False when no wanted line can be among a block's decompressed bytes
+    /// `raw` (every line lies whole, unescaped, in its block's bytes): the
+    /// block's lines are then not looked at. True when unsure.
+    fn block_may_hold(&self, raw: &[u8]) -> bool {
+        let _ = raw;
+        true
+    }
+
+    /// Whether `line` is kept.
+    fn keep(&self, line: &str) -> bool;
+}
+
+impl<F: Fn(&str) -> bool> LineSieve for F {
+    fn keep(&self, line: &str) -> bool {
+        self(line)
+    }
+}
+
+/// What reading chunks decoded: entries in the asked range and the bytes of
+/// their lines, whether kept or not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    pub lines: u64,
+    pub bytes: u64,
 }
 
 #[cfg(test)]
@@ -444,6 +488,47 @@ mod tests {
             let c = cut.index(bytes.len());
             prop_assert!(Chunk::open(&bytes[..c]).and_then(|c| c.entries(i64::MIN, i64::MAX)).is_err());
         }
+    }
+
+    /// Keeps lines containing a string, ruling out blocks without it.
+    struct Contains<'a>(&'a str);
+
+    impl LineSieve for Contains<'_> {
+        fn block_may_hold(&self, raw: &[u8]) -> bool {
+            raw.windows(self.0.len()).any(|w| w == self.0.as_bytes())
+        }
+
+        fn keep(&self, line: &str) -> bool {
+            line.contains(self.0)
+        }
+    }
+
+    /// Blocks ruled out whole give the same entries and the same counts as
+    /// testing every line.
+    #[test]
+    fn blocks_ruled_out_whole_read_like_every_line_tested() {
+        let e: Vec<Entry> = (0..20_000)
+            .map(|i| {
+                let line = if i % 7_000 == 3 { format!("line {i} rare-needle") } else { format!("line {i} {}", "x".repeat(40)) };
+                Entry { ts: i, line, metadata: vec![("k".into(), "needle-in-metadata".into())] }
+            })
+            .collect();
+        let bytes = encode(&e, Codec::Zstd).unwrap();
+        let c = Chunk::open(&bytes).unwrap();
+        assert!(c.blocks.len() > 3);
+        for (from, through) in [(0, 20_000), (3, 14_004), (5_000, 5_001)] {
+            let (mut by_line, mut by_block) = (Decoded::default(), Decoded::default());
+            let every_line = c.entries_where(from, through, &|l: &str| l.contains("rare-needle"), &mut by_line).unwrap();
+            let sieved = c.entries_where(from, through, &Contains("rare-needle"), &mut by_block).unwrap();
+            assert_eq!(sieved, every_line);
+            assert_eq!(by_block, by_line);
+            let in_range: Vec<&Entry> = e.iter().filter(|x| x.ts >= from && x.ts < through).collect();
+            assert_eq!(by_line.lines, in_range.len() as u64);
+            assert_eq!(by_line.bytes, in_range.iter().map(|x| x.line.len() as u64).sum::<u64>());
+        }
+        let found = c.entries_where(0, 20_000, &Contains("rare-needle"), &mut Decoded::default()).unwrap();
+        assert_eq!(found.iter().map(|x| x.ts).collect::<Vec<_>>(), vec![3, 7_003, 14_003]);
+        assert_eq!(found[0].metadata, e[3].metadata);
     }
 
     #[test]

@@ -224,6 +224,20 @@ impl LineFilter {
         let any = self.tests.iter().any(|t| t.test(line));
         any != self.spec.op.negated()
     }
+
+    /// False when no line found whole inside `text` can pass: a `|=` of
+    /// substrings none of which occurs in `text`. True when unsure (other
+    /// operators, and regexes, whose anchors and classes see lines).
+    pub fn may_pass_within(&self, text: &[u8]) -> bool {
+        if self.spec.op != LineFilterOp::Contains {
+            return true;
+        }
+        let mut finders = self.tests.iter().map(|t| match t {
+            LineTest::Text(f) => Some(f),
+            _ => None,
+        });
+        !finders.all(|f| f.is_some_and(|f| f.find(text).is_none()))
+    }
 }
 
 /// Comparison of a numeric label filter or a binary operator.
@@ -603,5 +617,30 @@ impl Expr {
 impl fmt::Display for RangeOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(op: LineFilterOp, alternatives: Vec<LineTestSpec>) -> LineFilter {
+        LineFilterSpec { op, alternatives }.compile().unwrap()
+    }
+
+    /// A block without any of a `|=` filter's strings holds no passing line;
+    /// every other filter may pass a line of any block.
+    #[test]
+    fn only_contains_of_absent_strings_rules_text_out() {
+        let text = b"\x05level=info msg=ok\x02\x00level=warn msg=slow";
+        let text_of = |s: &str| LineTestSpec::Text(s.into());
+        assert!(!filter(LineFilterOp::Contains, vec![text_of("error")]).may_pass_within(text));
+        assert!(!filter(LineFilterOp::Contains, vec![text_of("error"), text_of("panic")]).may_pass_within(text));
+        assert!(filter(LineFilterOp::Contains, vec![text_of("error"), text_of("slow")]).may_pass_within(text));
+        assert!(filter(LineFilterOp::Contains, vec![text_of("")]).may_pass_within(text));
+        assert!(filter(LineFilterOp::Contains, vec![text_of("error"), LineTestSpec::Regex("e.ror".into())]).may_pass_within(text));
+        assert!(filter(LineFilterOp::Match, vec![LineTestSpec::Regex("error".into())]).may_pass_within(text));
+        assert!(filter(LineFilterOp::NotContains, vec![text_of("level")]).may_pass_within(text));
+        assert!(filter(LineFilterOp::Pattern, vec![LineTestSpec::Pattern("<_> error".into())]).may_pass_within(text));
     }
 }

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use balsa_storage::chunk::{Decoded, LineSieve};
 use balsa_storage::index::ChunkRef;
 use balsa_storage::{Direction, Entry};
 use futures::{StreamExt, TryStreamExt};
@@ -323,22 +324,17 @@ impl Querier {
                     head_bytes: entries.iter().map(|e| e.size() as u64).sum(),
                     ..ScanStats::default()
                 };
-                let decoded = std::cell::Cell::new((0u64, 0u64));
-                let keep = |line: &str| {
-                    let (n, b) = decoded.get();
-                    decoded.set((n + 1, b + line.len() as u64));
-                    prefilter.iter().all(|f| f.matches(line))
-                };
+                let mut decoded = Decoded::default();
                 for (key, b) in bytes {
                     if past(deadline) {
                         return (Err(QueryError::Timeout), cost);
                     }
-                    match self.store.entries(&key, &b, from, through, keep) {
+                    match self.store.entries(&key, &b, from, through, &Prefilter(prefilter), &mut decoded) {
                         Ok(e) => entries.extend(e),
                         Err(e) => return (Err(e.into()), cost),
                     }
                 }
-                (cost.chunk_lines, cost.chunk_bytes) = decoded.get();
+                (cost.chunk_lines, cost.chunk_bytes) = (decoded.lines, decoded.bytes);
                 // Flush hand-over and retries can store an entry twice; equal
                 // timestamps keep their arrival order.
                 entries.sort_by_key(|e| e.ts);
@@ -671,6 +667,20 @@ pub fn report(metrics: &Metrics) {
 /// core, handed to waiting tenants in turn.
 static DECODE_SLOTS: std::sync::LazyLock<fair::FairSlots> =
     std::sync::LazyLock::new(|| fair::FairSlots::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+
+/// A query's leading line filters, as a chunk read applies them: a block
+/// none of whose bytes can hold a passing line is skipped whole.
+struct Prefilter<'a>(&'a [LineFilter]);
+
+impl LineSieve for Prefilter<'_> {
+    fn block_may_hold(&self, raw: &[u8]) -> bool {
+        self.0.iter().all(|f| f.may_pass_within(raw))
+    }
+
+    fn keep(&self, line: &str) -> bool {
+        self.0.iter().all(|f| f.matches(line))
+    }
+}
 
 /// Chunk fetches of a batch in flight at once.
 const CHUNK_FETCHES: usize = 16;

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use balsa_storage::chunk::Chunk;
+use balsa_storage::chunk::{Chunk, Decoded, LineSieve};
 use balsa_storage::index::{decode_segment, ChunkRef};
 use balsa_storage::keys;
 use balsa_storage::object_store::{ObjectError, ObjectStore};
@@ -178,10 +178,19 @@ impl StoreReader {
     }
 
     /// The entries of chunk `key` (its `bytes`) in `[from, through)` whose
-    /// line passes `keep`, ascending; every block read is checked against
-    /// its checksum. CPU only: runs on any thread.
-    pub fn entries(&self, key: &str, bytes: &[u8], from: i64, through: i64, keep: impl Fn(&str) -> bool) -> Result<Vec<Entry>, StoreError> {
+    /// line passes `sieve`, ascending, counting what was decoded into
+    /// `decoded`; every block read is checked against its checksum. CPU
+    /// only: runs on any thread.
+    pub fn entries(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        from: i64,
+        through: i64,
+        sieve: &impl LineSieve,
+        decoded: &mut Decoded,
+    ) -> Result<Vec<Entry>, StoreError> {
         let chunk = Chunk::open(bytes).map_err(|e| self.corrupt(key, e.to_string()))?;
-        chunk.entries_where(from, through, keep).map_err(|e| self.corrupt(key, e.to_string()))
+        chunk.entries_where(from, through, sieve, decoded).map_err(|e| self.corrupt(key, e.to_string()))
     }
 }
