@@ -6,26 +6,33 @@
 //!
 //! PERFORMANCE-CRITICAL PATH: queries of flushed data decode blocks here.
 //!
-//! # Byte layout, version 1
+//! # Byte layout, version 2
 //! ```text
-//! header   "BCHK" | version u8 = 1 | codec u8
+//! header   "BCHK" | version u8 = 2 | codec u8
 //! blocks   block 0 | block 1 | ...          (each compressed with the codec)
 //! footer   varint block count, then per block:
 //!            varint offset | varint compressed len | varint raw len
 //!            varint entries | zigzag-varint min ts | zigzag-varint max ts
 //!            u32 LE CRC32C of the compressed bytes
+//!            varint filter len | the block's trigram filter   (version 2)
 //! trailer  u64 LE footer offset | u32 LE CRC32C of the footer | "BCHK"
 //! ```
+//! Version 1 is version 2 without the filters; both are read. The filter
+//! (see [`crate::trigrams`]) lets a search for a string skip a block
+//! without decompressing it.
 //! A block's raw bytes are its entries in timestamp order:
 //! `zigzag-varint (ts - previous ts)`, `varint len` + line,
 //! `varint pairs` + (`varint len` + name, `varint len` + value) per pair.
 //! The first entry of a block is a delta from 0.
 
+use crate::trigrams::{self, TrigramBuilder};
 use crate::Entry;
 
 const MAGIC: &[u8; 4] = b"BCHK";
 /// Version of the layout written by [`encode`].
-pub const CHUNK_VERSION: u8 = 1;
+pub const CHUNK_VERSION: u8 = 2;
+/// The version before trigram filters, still read.
+const CHUNK_VERSION_NO_FILTERS: u8 = 1;
 /// Uncompressed bytes at which a block is closed.
 pub const BLOCK_TARGET: usize = 256 << 10;
 /// Largest raw block accepted on read: the target plus one maximal entry,
@@ -210,6 +217,8 @@ pub struct BlockMeta {
     pub min_ts: i64,
     pub max_ts: i64,
     crc: u32,
+    /// Where the block's trigram filter lies in the chunk (empty: none).
+    filter: std::ops::Range<usize>,
 }
 
 /// Encodes entries (sorted by timestamp) as a chunk.
@@ -219,9 +228,11 @@ pub fn encode(entries: &[Entry], codec: Codec) -> Result<Vec<u8>, ChunkError> {
     out.push(CHUNK_VERSION);
     out.push(codec.id());
     let mut metas = Vec::new();
+    let mut filters = Vec::new();
+    let mut trigrams = TrigramBuilder::default();
     let mut raw = Vec::new();
     let (mut prev, mut count, mut min_ts, mut max_ts) = (0i64, 0usize, i64::MAX, i64::MIN);
-    let mut flush = |raw: &mut Vec<u8>, count: &mut usize, min_ts: &mut i64, max_ts: &mut i64, out: &mut Vec<u8>| {
+    let mut flush = |raw: &mut Vec<u8>, trigrams: &mut TrigramBuilder, count: &mut usize, min_ts: &mut i64, max_ts: &mut i64, out: &mut Vec<u8>| {
         if *count == 0 {
             return Ok(());
         }
@@ -234,7 +245,9 @@ pub fn encode(entries: &[Entry], codec: Codec) -> Result<Vec<u8>, ChunkError> {
             min_ts: *min_ts,
             max_ts: *max_ts,
             crc: crc32c::crc32c(&data),
+            filter: 0..0,
         });
+        filters.push(trigrams.finish());
         out.extend_from_slice(&data);
         raw.clear();
         *count = 0;
@@ -250,6 +263,7 @@ pub fn encode(entries: &[Entry], codec: Codec) -> Result<Vec<u8>, ChunkError> {
         prev = e.ts;
         put_varint(&mut raw, e.line.len() as u64);
         raw.extend_from_slice(e.line.as_bytes());
+        trigrams.add(e.line.as_bytes());
         put_varint(&mut raw, e.metadata.len() as u64);
         for (k, v) in &e.metadata {
             put_varint(&mut raw, k.len() as u64);
@@ -261,14 +275,22 @@ pub fn encode(entries: &[Entry], codec: Codec) -> Result<Vec<u8>, ChunkError> {
         min_ts = min_ts.min(e.ts);
         max_ts = max_ts.max(e.ts);
         if raw.len() >= BLOCK_TARGET {
-            flush(&mut raw, &mut count, &mut min_ts, &mut max_ts, &mut out)?;
+            flush(&mut raw, &mut trigrams, &mut count, &mut min_ts, &mut max_ts, &mut out)?;
         }
     }
-    flush(&mut raw, &mut count, &mut min_ts, &mut max_ts, &mut out)?;
+    flush(&mut raw, &mut trigrams, &mut count, &mut min_ts, &mut max_ts, &mut out)?;
+    write_footer(&mut out, &metas, Some(&filters));
+    Ok(out)
+}
+
+/// Appends the footer and trailer of blocks `metas` to `out` (holding the
+/// header and blocks), with each block's trigram filter (version 2) or
+/// without (version 1).
+fn write_footer(out: &mut Vec<u8>, metas: &[BlockMeta], filters: Option<&[Vec<u8>]>) {
     let footer_at = out.len();
     let mut footer = Vec::new();
     put_varint(&mut footer, metas.len() as u64);
-    for m in &metas {
+    for (i, m) in metas.iter().enumerate() {
         put_varint(&mut footer, m.offset as u64);
         put_varint(&mut footer, m.len as u64);
         put_varint(&mut footer, m.raw_len as u64);
@@ -276,12 +298,15 @@ pub fn encode(entries: &[Entry], codec: Codec) -> Result<Vec<u8>, ChunkError> {
         put_varint(&mut footer, zigzag(m.min_ts));
         put_varint(&mut footer, zigzag(m.max_ts));
         footer.extend_from_slice(&m.crc.to_le_bytes());
+        if let Some(filter) = filters.and_then(|f| f.get(i)) {
+            put_varint(&mut footer, filter.len() as u64);
+            footer.extend_from_slice(filter);
+        }
     }
     out.extend_from_slice(&footer);
     out.extend_from_slice(&(footer_at as u64).to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(&footer).to_le_bytes());
     out.extend_from_slice(MAGIC);
-    Ok(out)
 }
 
 /// A chunk whose header and footer have been checked; blocks are decoded
@@ -302,8 +327,9 @@ impl<'a> Chunk<'a> {
         if &bytes[..4] != MAGIC || &bytes[bytes.len() - 4..] != MAGIC {
             return Err(corrupt("bad magic"));
         }
-        if bytes[4] != CHUNK_VERSION {
-            return Err(ChunkError::Version(bytes[4]));
+        let version = bytes[4];
+        if version != CHUNK_VERSION && version != CHUNK_VERSION_NO_FILTERS {
+            return Err(ChunkError::Version(version));
         }
         let codec = Codec::from_id(bytes[5]).ok_or_else(|| corrupt("unknown codec"))?;
         let t = bytes.len() - TRAILER;
@@ -324,7 +350,7 @@ impl<'a> Chunk<'a> {
         let mut blocks = Vec::new();
         for _ in 0..n {
             let to_usize = |v: u64| usize::try_from(v).map_err(|_| corrupt("block field overflow"));
-            let m = BlockMeta {
+            let mut m = BlockMeta {
                 offset: to_usize(r.varint()?)?,
                 len: to_usize(r.varint()?)?,
                 raw_len: to_usize(r.varint()?)?,
@@ -332,7 +358,16 @@ impl<'a> Chunk<'a> {
                 min_ts: unzigzag(r.varint()?),
                 max_ts: unzigzag(r.varint()?),
                 crc: r.u32_le()?,
+                filter: 0..0,
             };
+            if version >= 2 {
+                let f = r.bytes()?;
+                if !trigrams::valid_len(f.len()) {
+                    return Err(corrupt("trigram filter of a length no writer makes"));
+                }
+                let at = footer_at + (r.pos - f.len());
+                m.filter = at..at + f.len();
+            }
             if m.offset < HEADER || m.offset.checked_add(m.len).is_none_or(|e| e > footer_at) {
                 return Err(corrupt("block out of range"));
             }
@@ -374,6 +409,12 @@ impl<'a> Chunk<'a> {
     ) -> Result<Vec<Entry>, ChunkError> {
         let mut out = Vec::new();
         for m in self.blocks.iter().filter(|m| m.max_ts >= from && m.min_ts < through) {
+            // The trigram filter rules out most blocks of a search for a
+            // rare string before they are decompressed.
+            let filter = &self.bytes[m.filter.clone()];
+            if !sieve.may_hold(&|s: &[u8]| trigrams::may_contain(filter, s)) {
+                continue;
+            }
             let data = &self.bytes[m.offset..m.offset + m.len];
             if crc32c::crc32c(data) != m.crc {
                 return Err(corrupt("block checksum mismatch"));
@@ -383,9 +424,9 @@ impl<'a> Chunk<'a> {
             if raw.len() != m.raw_len {
                 return Err(corrupt("block length mismatch"));
             }
-            // One pass over the whole block rules out most blocks of a
-            // search for a rare string; their entries are only counted.
-            let may_hold = sieve.block_may_hold(raw);
+            // One pass over the whole block rules out the rest (and every
+            // block of a version 1 chunk); their entries are only counted.
+            let may_hold = sieve.may_hold(&|s: &[u8]| memchr::memmem::find(raw, s).is_some());
             let mut r = Reader { b: raw, pos: 0 };
             let mut prev = 0i64;
             for _ in 0..m.entries {
@@ -419,11 +460,13 @@ impl<'a> Chunk<'a> {
 
 /// Which lines a chunk read keeps.
 pub trait LineSieve {
-    /// False when no wanted line can be among a block's decompressed bytes
-    /// `raw` (every line lies whole, unescaped, in its block's bytes): the
-    /// block's lines are then not looked at. True when unsure.
-    fn block_may_hold(&self, raw: &[u8]) -> bool {
-        let _ = raw;
+    /// False when no kept line can be in a block of which `occurs(s)` tells
+    /// whether string `s` may occur in one of its lines (false: it does
+    /// not). The reader asks with the block's trigram filter before
+    /// decompressing it, then with a search of its bytes; a block ruled out
+    /// is not decompressed, or its lines not looked at. True when unsure.
+    fn may_hold(&self, occurs: &dyn Fn(&[u8]) -> bool) -> bool {
+        let _ = occurs;
         true
     }
 
@@ -437,8 +480,8 @@ impl<F: Fn(&str) -> bool> LineSieve for F {
     }
 }
 
-/// What reading chunks decoded: entries in the asked range and the bytes of
-/// their lines, whether kept or not.
+/// What reading chunks decoded: entries in the asked range of the blocks
+/// decompressed and the bytes of their lines, whether kept or not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Decoded {
     pub lines: u64,
@@ -494,8 +537,8 @@ mod tests {
     struct Contains<'a>(&'a str);
 
     impl LineSieve for Contains<'_> {
-        fn block_may_hold(&self, raw: &[u8]) -> bool {
-            raw.windows(self.0.len()).any(|w| w == self.0.as_bytes())
+        fn may_hold(&self, occurs: &dyn Fn(&[u8]) -> bool) -> bool {
+            occurs(self.0.as_bytes())
         }
 
         fn keep(&self, line: &str) -> bool {
@@ -503,8 +546,18 @@ mod tests {
         }
     }
 
-    /// Blocks ruled out whole give the same entries and the same counts as
-    /// testing every line.
+    /// `bytes` as version 1 wrote them: no trigram filters.
+    fn as_version_1(bytes: &[u8]) -> Vec<u8> {
+        let c = Chunk::open(bytes).unwrap();
+        let mut out = bytes[..c.blocks.last().map_or(HEADER, |m| m.offset + m.len)].to_vec();
+        out[4] = CHUNK_VERSION_NO_FILTERS;
+        write_footer(&mut out, &c.blocks, None);
+        out
+    }
+
+    /// Blocks ruled out whole (by their trigram filter, or in version 1
+    /// chunks by a search of their bytes) give the same entries as testing
+    /// every line; only blocks decompressed count as decoded.
     #[test]
     fn blocks_ruled_out_whole_read_like_every_line_tested() {
         let e: Vec<Entry> = (0..20_000)
@@ -514,21 +567,33 @@ mod tests {
             })
             .collect();
         let bytes = encode(&e, Codec::Zstd).unwrap();
-        let c = Chunk::open(&bytes).unwrap();
-        assert!(c.blocks.len() > 3);
-        for (from, through) in [(0, 20_000), (3, 14_004), (5_000, 5_001)] {
-            let (mut by_line, mut by_block) = (Decoded::default(), Decoded::default());
-            let every_line = c.entries_where(from, through, &|l: &str| l.contains("rare-needle"), &mut by_line).unwrap();
-            let sieved = c.entries_where(from, through, &Contains("rare-needle"), &mut by_block).unwrap();
-            assert_eq!(sieved, every_line);
-            assert_eq!(by_block, by_line);
-            let in_range: Vec<&Entry> = e.iter().filter(|x| x.ts >= from && x.ts < through).collect();
-            assert_eq!(by_line.lines, in_range.len() as u64);
-            assert_eq!(by_line.bytes, in_range.iter().map(|x| x.line.len() as u64).sum::<u64>());
+        let v1 = as_version_1(&bytes);
+        for (version, bytes) in [(2, &bytes), (1, &v1)] {
+            let c = Chunk::open(bytes).unwrap();
+            assert!(c.blocks.len() > 3);
+            for (from, through) in [(0, 20_000), (3, 14_004), (5_000, 5_001)] {
+                let (mut by_line, mut by_block) = (Decoded::default(), Decoded::default());
+                let every_line = c.entries_where(from, through, &|l: &str| l.contains("rare-needle"), &mut by_line).unwrap();
+                let sieved = c.entries_where(from, through, &Contains("rare-needle"), &mut by_block).unwrap();
+                assert_eq!(sieved, every_line);
+                let in_range: Vec<&Entry> = e.iter().filter(|x| x.ts >= from && x.ts < through).collect();
+                assert_eq!(by_line.lines, in_range.len() as u64);
+                assert_eq!(by_line.bytes, in_range.iter().map(|x| x.line.len() as u64).sum::<u64>());
+                if version == 1 {
+                    assert_eq!(by_block, by_line, "every block decompressed");
+                }
+            }
+            let mut decoded = Decoded::default();
+            let found = c.entries_where(0, 20_000, &Contains("rare-needle"), &mut decoded).unwrap();
+            assert_eq!(found.iter().map(|x| x.ts).collect::<Vec<_>>(), vec![3, 7_003, 14_003]);
+            assert_eq!(found[0].metadata, e[3].metadata);
+            if version == 2 {
+                // Only the blocks holding a needle are decompressed.
+                let holding: usize = c.blocks.iter().filter(|m| found.iter().any(|x| (m.min_ts..=m.max_ts).contains(&x.ts))).map(|m| m.entries).sum();
+                assert!(holding < 20_000 * 2 / 3);
+                assert_eq!(decoded.lines, holding as u64);
+            }
         }
-        let found = c.entries_where(0, 20_000, &Contains("rare-needle"), &mut Decoded::default()).unwrap();
-        assert_eq!(found.iter().map(|x| x.ts).collect::<Vec<_>>(), vec![3, 7_003, 14_003]);
-        assert_eq!(found[0].metadata, e[3].metadata);
     }
 
     #[test]

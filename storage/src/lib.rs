@@ -5,7 +5,8 @@
 //! - [`Entry`]: one log line with its timestamp and structured metadata.
 //! - [`HeadBlock`]: the in-memory, not yet flushed entries of one stream,
 //!   ordered by time, with Loki's duplicate rule.
-//! - [`chunk`]: the compressed, checksummed chunk format of flushed entries.
+//! - [`chunk`]: the compressed, checksummed chunk format of flushed entries;
+//!   [`trigrams`]: the per-block filter that lets a string search skip blocks.
 //! - [`index`]: index segments, the catalogue of flushed chunks.
 //! - [`keys`]: the bucket's layout, every object key it builds and reads.
 //! - [`envelope`]: the versioned, CRC32C-checksummed frame around snapshots
@@ -34,6 +35,7 @@ pub mod index;
 pub mod keys;
 pub mod object_store;
 pub mod s3;
+pub mod trigrams;
 
 pub use entry::{Entry, MetadataPair};
 pub use head::{Direction, HeadBlock};

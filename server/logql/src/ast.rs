@@ -225,18 +225,17 @@ impl LineFilter {
         any != self.spec.op.negated()
     }
 
-    /// False when no line found whole inside `text` can pass: a `|=` of
-    /// substrings none of which occurs in `text`. True when unsure (other
-    /// operators, and regexes, whose anchors and classes see lines).
-    pub fn may_pass_within(&self, text: &[u8]) -> bool {
-        if self.spec.op != LineFilterOp::Contains {
-            return true;
-        }
-        let mut finders = self.tests.iter().map(|t| match t {
-            LineTest::Text(f) => Some(f),
-            _ => None,
-        });
-        !finders.all(|f| f.is_some_and(|f| f.find(text).is_none()))
+    /// Strings one of which every passing line contains (a `|=` of plain
+    /// strings); `None` when the filter promises none (other operators, and
+    /// regexes, patterns and addresses).
+    pub fn required_strings(&self) -> Option<impl Iterator<Item = &[u8]>> {
+        let plain = self.spec.op == LineFilterOp::Contains && self.tests.iter().all(|t| matches!(t, LineTest::Text(_)));
+        plain.then(|| {
+            self.tests.iter().filter_map(|t| match t {
+                LineTest::Text(f) => Some(f.needle()),
+                _ => None,
+            })
+        })
     }
 }
 
@@ -628,19 +627,17 @@ mod tests {
         LineFilterSpec { op, alternatives }.compile().unwrap()
     }
 
-    /// A block without any of a `|=` filter's strings holds no passing line;
-    /// every other filter may pass a line of any block.
+    /// Only a `|=` of plain strings promises that a passing line holds one
+    /// of them.
     #[test]
-    fn only_contains_of_absent_strings_rules_text_out() {
-        let text = b"\x05level=info msg=ok\x02\x00level=warn msg=slow";
+    fn only_contains_of_plain_strings_requires_strings() {
         let text_of = |s: &str| LineTestSpec::Text(s.into());
-        assert!(!filter(LineFilterOp::Contains, vec![text_of("error")]).may_pass_within(text));
-        assert!(!filter(LineFilterOp::Contains, vec![text_of("error"), text_of("panic")]).may_pass_within(text));
-        assert!(filter(LineFilterOp::Contains, vec![text_of("error"), text_of("slow")]).may_pass_within(text));
-        assert!(filter(LineFilterOp::Contains, vec![text_of("")]).may_pass_within(text));
-        assert!(filter(LineFilterOp::Contains, vec![text_of("error"), LineTestSpec::Regex("e.ror".into())]).may_pass_within(text));
-        assert!(filter(LineFilterOp::Match, vec![LineTestSpec::Regex("error".into())]).may_pass_within(text));
-        assert!(filter(LineFilterOp::NotContains, vec![text_of("level")]).may_pass_within(text));
-        assert!(filter(LineFilterOp::Pattern, vec![LineTestSpec::Pattern("<_> error".into())]).may_pass_within(text));
+        let required = |f: LineFilter| f.required_strings().map(|r| r.map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>());
+        assert_eq!(required(filter(LineFilterOp::Contains, vec![text_of("error")])), Some(vec!["error".to_string()]));
+        assert_eq!(required(filter(LineFilterOp::Contains, vec![text_of("a"), text_of("b")])), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(required(filter(LineFilterOp::Contains, vec![text_of("a"), LineTestSpec::Regex("b".into())])), None);
+        assert_eq!(required(filter(LineFilterOp::Match, vec![LineTestSpec::Regex("error".into())])), None);
+        assert_eq!(required(filter(LineFilterOp::NotContains, vec![text_of("level")])), None);
+        assert_eq!(required(filter(LineFilterOp::Pattern, vec![LineTestSpec::Pattern("<_> error".into())])), None);
     }
 }
