@@ -72,6 +72,9 @@ fn line_filters_find_the_same_lines_in_chunks_as_in_memory() {
         (r#"{job="a"} |= "rare" |= "-b""#, 1),
         (r#"{job="a"} |= "rare-" != "rare-a""#, 1),
         (r#"{job="a"} |~ "rare-(a|b)""#, 3),
+        (r#"{job="a"} |~ "(?i)RARE-B""#, 1),
+        (r#"{job="a"} |~ "^level=info i=2500 ""#, 1),
+        (r#"{job="a"} |~ "rare-a\\b""#, 2),
         (r#"{job="a"} |= "no such string""#, 0),
         (r#"{job="a"} != "common""#, 3),
     ];

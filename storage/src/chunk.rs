@@ -426,7 +426,7 @@ impl<'a> Chunk<'a> {
             }
             // One pass over the whole block rules out the rest (and every
             // block of a version 1 chunk); their entries are only counted.
-            let may_hold = sieve.may_hold(&|s: &[u8]| memchr::memmem::find(raw, s).is_some());
+            let may_hold = sieve.may_hold_within(raw);
             let mut r = Reader { b: raw, pos: 0 };
             let mut prev = 0i64;
             for _ in 0..m.entries {
@@ -462,12 +462,19 @@ impl<'a> Chunk<'a> {
 pub trait LineSieve {
     /// False when no kept line can be in a block of which `occurs(s)` tells
     /// whether string `s` may occur in one of its lines (false: it does
-    /// not). The reader asks with the block's trigram filter before
-    /// decompressing it, then with a search of its bytes; a block ruled out
-    /// is not decompressed, or its lines not looked at. True when unsure.
+    /// not), asked with the block's trigram filter: a block ruled out is
+    /// not decompressed. True when unsure.
     fn may_hold(&self, occurs: &dyn Fn(&[u8]) -> bool) -> bool {
         let _ = occurs;
         true
+    }
+
+    /// False when no kept line can be among `raw`, a block's decompressed
+    /// bytes (every line lies whole in them): the block's lines are then
+    /// not looked at. By default: [`LineSieve::may_hold`] with a search of
+    /// `raw` for each string.
+    fn may_hold_within(&self, raw: &[u8]) -> bool {
+        self.may_hold(&|s: &[u8]| memchr::memmem::find(raw, s).is_some())
     }
 
     /// Whether `line` is kept.

@@ -163,7 +163,14 @@ impl LineTestSpec {
     pub fn compile(&self) -> Result<LineTest, String> {
         Ok(match self {
             LineTestSpec::Text(s) => LineTest::Text(memmem::Finder::new(s.as_bytes()).into_owned()),
-            LineTestSpec::Regex(s) => LineTest::Regex(Regex::new(s).map_err(|e| super::extract::go_regex_error(s, &e))?),
+            LineTestSpec::Regex(s) => {
+                let re = Regex::new(s).map_err(|e| super::extract::go_regex_error(s, &e))?;
+                // Without anchors and word boundaries, a match inside a line
+                // is a match inside any text holding the line.
+                let look_free = regex_syntax::parse(s).is_ok_and(|h| h.properties().look_set().is_empty());
+                let within = look_free.then(|| regex::bytes::Regex::new(s).ok()).flatten();
+                LineTest::Regex(re, within)
+            }
             LineTestSpec::Pattern(s) => LineTest::Pattern(LinePattern::new(s)?),
             LineTestSpec::Ip(s) => LineTest::Ip(super::ip::IpMatcher::new(s)?),
         })
@@ -174,7 +181,9 @@ impl LineTestSpec {
 #[derive(Clone, Debug)]
 pub enum LineTest {
     Text(memmem::Finder<'static>),
-    Regex(Regex),
+    /// The regex, and the same over bytes when it looks at no boundaries
+    /// (see [`LineFilter::may_pass_within`]).
+    Regex(Regex, Option<regex::bytes::Regex>),
     Pattern(LinePattern),
     Ip(super::ip::IpMatcher),
 }
@@ -183,7 +192,7 @@ impl LineTest {
     fn test(&self, line: &str) -> bool {
         match self {
             LineTest::Text(f) => f.find(line.as_bytes()).is_some(),
-            LineTest::Regex(re) => re.is_match(line),
+            LineTest::Regex(re, _) => re.is_match(line),
             LineTest::Pattern(p) => p.matches(line),
             LineTest::Ip(m) => m.line_contains(line),
         }
@@ -223,6 +232,21 @@ impl LineFilter {
     pub fn matches(&self, line: &str) -> bool {
         let any = self.tests.iter().any(|t| t.test(line));
         any != self.spec.op.negated()
+    }
+
+    /// False when no line lying whole inside `text` (bytes that hold lines
+    /// among others, like a decompressed block) can pass: a `|=` whose
+    /// strings, or a `|~` whose regexes, find nothing in `text`. True when
+    /// unsure (negations, patterns, regexes with anchors or `\b`).
+    pub fn may_pass_within(&self, text: &[u8]) -> bool {
+        if self.spec.op.negated() || self.spec.op == LineFilterOp::Pattern {
+            return true;
+        }
+        self.tests.iter().any(|t| match t {
+            LineTest::Text(f) => f.find(text).is_some(),
+            LineTest::Regex(_, Some(within)) => within.is_match(text),
+            _ => true,
+        })
     }
 
     /// Strings one of which every passing line contains (a `|=` of plain
@@ -639,5 +663,26 @@ mod tests {
         assert_eq!(required(filter(LineFilterOp::Match, vec![LineTestSpec::Regex("error".into())])), None);
         assert_eq!(required(filter(LineFilterOp::NotContains, vec![text_of("level")])), None);
         assert_eq!(required(filter(LineFilterOp::Pattern, vec![LineTestSpec::Pattern("<_> error".into())])), None);
+    }
+
+    /// Text holding lines (here separated by length bytes, as in a chunk
+    /// block) rules a filter out only when no line in it could pass.
+    #[test]
+    fn text_without_a_match_rules_out_only_positive_filters() {
+        let text = b"\x11level=info msg=ok\x13level=warn msg=slow";
+        let text_of = |s: &str| LineTestSpec::Text(s.into());
+        let re = |s: &str| LineTestSpec::Regex(s.into());
+        let within = |op, alternatives| filter(op, alternatives).may_pass_within(text);
+        assert!(!within(LineFilterOp::Contains, vec![text_of("error")]));
+        assert!(!within(LineFilterOp::Contains, vec![text_of("error"), text_of("panic")]));
+        assert!(within(LineFilterOp::Contains, vec![text_of("error"), text_of("slow")]));
+        assert!(!within(LineFilterOp::Match, vec![re("(?i)ERROR|panic")]));
+        assert!(within(LineFilterOp::Match, vec![re("(?i)WARN")]));
+        // Anchors and word boundaries see lines, not the text: unsure.
+        assert!(within(LineFilterOp::Match, vec![re("^error")]));
+        assert!(within(LineFilterOp::Match, vec![re(r"\berror")]));
+        assert!(within(LineFilterOp::NotContains, vec![text_of("level")]));
+        assert!(within(LineFilterOp::NotMatch, vec![re("level")]));
+        assert!(within(LineFilterOp::Pattern, vec![LineTestSpec::Pattern("<_> error".into())]));
     }
 }

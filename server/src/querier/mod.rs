@@ -669,12 +669,17 @@ static DECODE_SLOTS: std::sync::LazyLock<fair::FairSlots> =
     std::sync::LazyLock::new(|| fair::FairSlots::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
 
 /// A query's leading line filters, as a chunk read applies them: a block
-/// in which one of them finds none of its required strings is skipped.
+/// in which one of them finds none of its required strings (by the block's
+/// trigram filter), or nothing at all in its bytes, is skipped.
 struct Prefilter<'a>(&'a [LineFilter]);
 
 impl LineSieve for Prefilter<'_> {
     fn may_hold(&self, occurs: &dyn Fn(&[u8]) -> bool) -> bool {
         self.0.iter().all(|f| f.required_strings().is_none_or(|mut any_of| any_of.any(occurs)))
+    }
+
+    fn may_hold_within(&self, raw: &[u8]) -> bool {
+        self.0.iter().all(|f| f.may_pass_within(raw))
     }
 
     fn keep(&self, line: &str) -> bool {
