@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{ingest_and_flush, line, start, Common, Goal, Report, Rng, NEEDLE, UNLIMITED};
+use crate::{cpu_seconds, ingest_and_flush, line, start, Common, Goal, Report, Rng, NEEDLE, UNLIMITED};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -101,6 +101,7 @@ pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
     ];
     let at = (now / 1_000_000_000).to_string();
     for q in &questions {
+        let cpu = cpu_seconds(server.pid())?;
         let t = Instant::now();
         let mut r = match q.step {
             Some(s) => ureq::get(&format!("{}/loki/api/v1/query_range", server.base))
@@ -112,6 +113,7 @@ pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
         r = r.query("query", &q.logql);
         let v: Value = r.call().with_context(|| q.logql.clone())?.into_json()?;
         let balsa_s = t.elapsed().as_secs_f64();
+        let cores = (cpu_seconds(server.pid())? - cpu) / balsa_s;
         let series = v["data"]["result"].as_array().map_or(0, |a| a.len());
         let first = v["data"]["result"][0]["value"][1].as_str().unwrap_or("-").to_string();
 
@@ -128,7 +130,7 @@ pub fn run(common: &Common, args: &Args, report: &mut Report) -> Result<()> {
         report.add(
             "logql",
             format!("`{}` over {:.0} MiB: balsa time ÷ chdb time", q.name, raw as f64 / 1048576.0),
-            format!("{balsa_s:.2} s ({:.0} lines/s; {series} series, first {first})", n as f64 / balsa_s),
+            format!("{balsa_s:.2} s on {cores:.1} cores ({:.0} lines/s; {series} series, first {first})", n as f64 / balsa_s),
             format!("{chdb_s:.2} s (first row {chdb_first})"),
             balsa_s / chdb_s,
             Some(Goal::AtMost(1.0)),
