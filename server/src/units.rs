@@ -15,8 +15,8 @@ use balsa_logql::units;
 pub struct ByteSize(pub u64);
 
 impl std::str::FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = units::UnitError;
+    fn from_str(s: &str) -> Result<Self, units::UnitError> {
         units::parse_base2_bytes(s).map(ByteSize)
     }
 }

@@ -925,7 +925,7 @@ impl Parser {
             (Some(w), Some(Tok::RBracket)) => w.to_string(),
             _ => return Err(err("missing closing ']' in duration".into())),
         };
-        let d = crate::units::parse_prometheus_duration(&w).map_err(err)?;
+        let d = crate::units::parse_prometheus_duration(&w).map_err(|e| err(e.to_string()))?;
         self.pos += 2;
         Ok(d)
     }
@@ -1077,7 +1077,7 @@ fn parse_filter_literal(w: &str) -> Result<(f64, NumKind), String> {
     const BYTE_UNITS: [&str; 14] =
         ["B", "kB", "KB", "KiB", "MB", "MiB", "GB", "GiB", "TB", "TiB", "PB", "PiB", "EB", "EiB"];
     if BYTE_UNITS.contains(&unit) {
-        return super::units::parse_bytes(w).map(|b| (b, NumKind::Bytes));
+        return super::units::parse_bytes(w).map(|b| (b, NumKind::Bytes)).map_err(|e| e.to_string());
     }
     match parse_duration(w) {
         Ok(d) if unit_at > 0 => Ok((d.as_secs_f64(), NumKind::Duration)),

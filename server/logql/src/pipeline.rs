@@ -9,7 +9,7 @@
 use super::ast::{LabelFilter, LabelFmt, LabelSelect, NumKind, Stage, Unwrap, UnwrapConv};
 use super::extract::{self, Extracted, ParserError};
 use super::template::TemplateData;
-use super::units::{parse_bytes, parse_go_duration};
+use super::units::{parse_bytes, parse_go_duration, UnitError};
 use crate::labels::LabelSet;
 
 pub const ERROR_LABEL: &str = "__error__";
@@ -406,14 +406,14 @@ fn eval_label_filter(f: &LabelFilter, p: &mut Processed) -> bool {
             }
             let Some(raw) = p.labels.get(name).cloned() else { return false };
             let parsed = match kind {
-                NumKind::Number => parse_go_float(&raw).ok_or_else(|| format!("strconv.ParseFloat: parsing {raw:?}: invalid syntax")),
+                NumKind::Number => parse_go_float(&raw).ok_or_else(|| UnitError::GoFloatSyntax(raw.clone())),
                 NumKind::Duration => parse_go_duration(&raw),
                 NumKind::Bytes => parse_bytes(&raw),
             };
             match parsed {
                 Ok(v) => op.apply(v, *value),
                 Err(e) => {
-                    p.set_error("LabelFilterErr", e);
+                    p.set_error("LabelFilterErr", e.to_string());
                     true
                 }
             }
@@ -428,14 +428,14 @@ fn eval_label_filter(f: &LabelFilter, p: &mut Processed) -> bool {
 pub fn unwrap_value(u: &Unwrap, p: &mut Processed) -> Option<f64> {
     let raw = p.labels.get(&u.label).filter(|v| !v.is_empty())?.clone();
     let v = match u.conv {
-        UnwrapConv::Float => parse_go_float(&raw).ok_or_else(|| format!("strconv.ParseFloat: parsing {raw:?}: invalid syntax")),
+        UnwrapConv::Float => parse_go_float(&raw).ok_or_else(|| UnitError::GoFloatSyntax(raw.clone())),
         UnwrapConv::Bytes => parse_bytes(&raw),
         UnwrapConv::Duration | UnwrapConv::DurationSeconds => parse_go_duration(&raw),
     };
     let value = match v {
         Ok(v) => v,
         Err(e) => {
-            p.set_error("SampleExtractionErr", e);
+            p.set_error("SampleExtractionErr", e.to_string());
             0.0
         }
     };

@@ -323,14 +323,14 @@ fn name_at(rest: &str, names: &[&str], short: bool) -> Option<(usize, usize)> {
 
 /// Parses `value` with a Go layout (as `time.Parse` in UTC; numeric zones
 /// are applied, zone names read as UTC). Errors worded like Go's.
-pub fn parse_layout(layout: &str, value: &str) -> Result<i64, String> {
+pub fn parse_layout(layout: &str, value: &str) -> Result<i64, LayoutError> {
     parse_layout_with(layout, value, |_| 0)
 }
 
 /// Parses `value` with a Go layout in the IANA time zone `zone`, as Go's
 /// `time.ParseInLocation` (a numeric offset in the value wins). An unknown
 /// zone is UTC, as Loki's `toDateInZone` does; `Local` is this machine's.
-pub fn parse_layout_in_zone(layout: &str, value: &str, zone: &str) -> Result<i64, String> {
+pub fn parse_layout_in_zone(layout: &str, value: &str, zone: &str) -> Result<i64, LayoutError> {
     use jiff::tz::TimeZone;
     let tz = match zone {
         "" | "UTC" => return parse_layout(layout, value),
@@ -343,11 +343,23 @@ pub fn parse_layout_in_zone(layout: &str, value: &str, zone: &str) -> Result<i64
     })
 }
 
+/// Why a value does not parse with a Go layout, worded like Go's
+/// `time.Parse`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("parsing time {value:?} as {layout:?}: cannot parse {rest:?} as {elem:?}")]
+    CannotParse { value: String, layout: String, rest: String, elem: String },
+    #[error("parsing time {value:?}: extra text: {rest:?}")]
+    ExtraText { value: String, rest: String },
+    #[error("parsing time {value:?}: out of range")]
+    OutOfRange { value: String },
+}
+
 /// Parses with a layout; `zone_offset` gives the offset east of UTC, in
 /// seconds, for a wall-clock time (as Unix seconds read in UTC) when the
 /// value carries no numeric offset.
-fn parse_layout_with(layout: &str, value: &str, zone_offset: impl Fn(i64) -> i64) -> Result<i64, String> {
-    let fail = |rest: &str, elem: &str| format!("parsing time {value:?} as {layout:?}: cannot parse {rest:?} as {elem:?}");
+fn parse_layout_with(layout: &str, value: &str, zone_offset: impl Fn(i64) -> i64) -> Result<i64, LayoutError> {
+    let fail = |rest: &str, elem: &str| LayoutError::CannotParse { value: value.into(), layout: layout.into(), rest: rest.into(), elem: elem.into() };
     let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut frac) = (1i64, 1u32, 1u32, 0i64, 0i64, 0i64, 0i64);
     let mut offset: Option<i64> = None;
     let mut pm: Option<bool> = None;
@@ -490,7 +502,7 @@ fn parse_layout_with(layout: &str, value: &str, zone_offset: impl Fn(i64) -> i64
         }
     }
     if !rest.is_empty() {
-        return Err(format!("parsing time {value:?}: extra text: {rest:?}"));
+        return Err(LayoutError::ExtraText { value: value.into(), rest: rest.into() });
     }
     if pm == Some(true) {
         h += 12;
@@ -498,7 +510,7 @@ fn parse_layout_with(layout: &str, value: &str, zone_offset: impl Fn(i64) -> i64
     let days = days_from_civil(y, mo, d);
     let wall = days * 86_400 + h * 3600 + mi * 60 + sec;
     let secs = wall - offset.unwrap_or_else(|| zone_offset(wall));
-    secs.checked_mul(NANOS).and_then(|s| s.checked_add(frac)).ok_or_else(|| format!("parsing time {value:?}: out of range"))
+    secs.checked_mul(NANOS).and_then(|s| s.checked_add(frac)).ok_or_else(|| LayoutError::OutOfRange { value: value.into() })
 }
 
 /// Now, in Unix nanoseconds.
@@ -533,7 +545,7 @@ mod tests {
         assert_eq!(parse_layout("2006-01-02T15:04:05.999999999Z07:00", "2023-03-10T01:32:40.340485723Z"), Ok(1_678_411_960_340_485_723));
         assert_eq!(parse_layout("02 Jan 06 15:04 -0700", "11 Oct 19 20:23 +0200"), Ok(1_570_818_180_000_000_000));
         assert_eq!(
-            parse_layout("2006-01-02", "2021-1-02").unwrap_err(),
+            parse_layout("2006-01-02", "2021-1-02").unwrap_err().to_string(),
             r#"parsing time "2021-1-02" as "2006-01-02": cannot parse "1-02" as "01""#
         );
         assert_eq!(unix_seconds(GO_ZERO_TIME), -62_135_596_800);

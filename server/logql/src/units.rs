@@ -18,9 +18,47 @@
 
 use std::time::Duration;
 
+/// Why a duration or size does not parse; each worded as the program whose
+/// syntax it follows words it (Go, Prometheus, go-humanize, dskit).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("time: invalid duration \"{0}\"")]
+    GoInvalid(String),
+    #[error("time: missing unit in duration \"{0}\"")]
+    GoMissingUnit(String),
+    #[error("time: unknown unit \"{unit}\" in duration \"{input}\"")]
+    GoUnknownUnit { unit: String, input: String },
+    #[error("empty duration string")]
+    PrometheusEmpty,
+    #[error("not a valid duration string: {0:?}")]
+    PrometheusInvalid(String),
+    #[error("unknown unit {unit:?} in duration {input:?}")]
+    PrometheusUnknownUnit { unit: String, input: String },
+    #[error("duration out of range")]
+    DurationOutOfRange,
+    #[error("empty duration")]
+    EmptyDuration,
+    #[error("'{0}' is not a duration (e.g. 30m, 168h, 7d, 1.5s)")]
+    NotADuration(String),
+    #[error("'{input}': {reason}")]
+    BadSeconds { input: String, reason: String },
+    #[error("'{0}' is not a size (e.g. 256KB, 100MB)")]
+    NotASize(String),
+    #[error("'{input}' has an unknown unit '{unit}' (use B, KB, MB, GB, TB)")]
+    UnknownSizeUnit { input: String, unit: String },
+    #[error("'{0}' is too large")]
+    SizeTooLarge(String),
+    #[error("strconv.ParseFloat: parsing {0:?}: invalid syntax")]
+    GoFloatSyntax(String),
+    #[error("unhandled size name: {0}")]
+    UnhandledSizeName(String),
+    #[error("too large: {0}")]
+    BytesTooLarge(String),
+}
+
 /// Go's `time.ParseDuration`, in seconds: `1.5s`, `90m`, `2h45m`, `-1s`,
 /// `300ms`, `1us`; errors worded like Go's.
-pub fn parse_go_duration(s: &str) -> Result<f64, String> {
+pub fn parse_go_duration(s: &str) -> Result<f64, UnitError> {
     let orig = s;
     let mut rest = s;
     let mut neg = false;
@@ -34,28 +72,28 @@ pub fn parse_go_duration(s: &str) -> Result<f64, String> {
         return Ok(0.0);
     }
     if rest.is_empty() {
-        return Err(format!("time: invalid duration \"{orig}\""));
+        return Err(UnitError::GoInvalid(orig.into()));
     }
     let mut total = 0.0;
     while !rest.is_empty() {
         let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if n == 0 {
-            return Err(format!("time: invalid duration \"{orig}\""));
+            return Err(UnitError::GoInvalid(orig.into()));
         }
-        let value: f64 = rest[..n].parse().map_err(|_| format!("time: invalid duration \"{orig}\""))?;
+        let value: f64 = rest[..n].parse().map_err(|_| UnitError::GoInvalid(orig.into()))?;
         rest = &rest[n..];
         let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..u];
         rest = &rest[u..];
         let mult = match unit {
-            "" => return Err(format!("time: missing unit in duration \"{orig}\"")),
+            "" => return Err(UnitError::GoMissingUnit(orig.into())),
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,
             "ms" => 1e-3,
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            other => return Err(format!("time: unknown unit \"{other}\" in duration \"{orig}\"")),
+            other => return Err(UnitError::GoUnknownUnit { unit: other.into(), input: orig.into() }),
         };
         total += value * mult;
     }
@@ -65,7 +103,7 @@ pub fn parse_go_duration(s: &str) -> Result<f64, String> {
 /// Prometheus' `model.ParseDuration` (what Loki reads ranges with), in
 /// nanoseconds: whole numbers with units from `y` down to `ms`, largest
 /// first (`1h30m`, `90d`); `1.5m` and a bare `30` are not durations.
-pub fn parse_prometheus_duration(s: &str) -> Result<i64, String> {
+pub fn parse_prometheus_duration(s: &str) -> Result<i64, UnitError> {
     const UNITS: [(&str, u64); 7] = [
         ("y", 365 * 86_400_000),
         ("w", 7 * 86_400_000),
@@ -77,10 +115,10 @@ pub fn parse_prometheus_duration(s: &str) -> Result<i64, String> {
     ];
     match s {
         "0" => return Ok(0),
-        "" => return Err("empty duration string".into()),
+        "" => return Err(UnitError::PrometheusEmpty),
         _ => {}
     }
-    let invalid = || format!("not a valid duration string: {s:?}");
+    let invalid = || UnitError::PrometheusInvalid(s.into());
     let mut rest = s;
     let mut ms: u64 = 0;
     let mut last_unit = None;
@@ -98,14 +136,14 @@ pub fn parse_prometheus_duration(s: &str) -> Result<i64, String> {
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!("unknown unit {unit:?} in duration {s:?}"));
+            return Err(UnitError::PrometheusUnknownUnit { unit: unit.into(), input: s.into() });
         };
         if last_unit.is_some_and(|l| pos <= l) {
             return Err(invalid());
         }
         last_unit = Some(pos);
-        let add = v.checked_mul(UNITS[pos].1).ok_or("duration out of range")?;
-        ms = ms.checked_add(add).filter(|m| *m <= i64::MAX as u64 / 1_000_000).ok_or("duration out of range")?;
+        let add = v.checked_mul(UNITS[pos].1).ok_or(UnitError::DurationOutOfRange)?;
+        ms = ms.checked_add(add).filter(|m| *m <= i64::MAX as u64 / 1_000_000).ok_or(UnitError::DurationOutOfRange)?;
     }
     Ok(ms as i64 * 1_000_000)
 }
@@ -114,19 +152,19 @@ pub fn parse_prometheus_duration(s: &str) -> Result<i64, String> {
 /// Prometheus' form first (`7d`, `2w`), else Go's (`1.5h`, `300us`); a bare
 /// number is seconds, as configuration files, flags and query parameters
 /// allow. Never negative.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err("empty duration".into());
+        return Err(UnitError::EmptyDuration);
     }
     let secs = if let Ok(secs) = t.parse::<f64>() {
         secs
     } else if let Ok(ns) = parse_prometheus_duration(t) {
         return Ok(Duration::from_nanos(ns as u64));
     } else {
-        parse_go_duration(t).map_err(|_| format!("'{s}' is not a duration (e.g. 30m, 168h, 7d, 1.5s)"))?
+        parse_go_duration(t).map_err(|_| UnitError::NotADuration(s.into()))?
     };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
+    Duration::try_from_secs_f64(secs).map_err(|e| UnitError::BadSeconds { input: s.into(), reason: e.to_string() })
 }
 
 /// A duration as Prometheus (and Loki's configuration) prints one: the
@@ -157,29 +195,29 @@ pub fn prometheus_duration(d: Duration) -> String {
 /// A size as dskit's `flagext.ByteSize` reads configuration: a whole number
 /// with an optional base-2 unit, case-insensitive (`256KB` = 262144,
 /// `100MB`, `1GiB`).
-pub fn parse_base2_bytes(s: &str) -> Result<u64, String> {
+pub fn parse_base2_bytes(s: &str) -> Result<u64, UnitError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("'{s}' is not a size (e.g. 256KB, 100MB)"))?;
+    let n: u64 = n.parse().map_err(|_| UnitError::NotASize(s.into()))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use B, KB, MB, GB, TB)")),
+        _ => return Err(UnitError::UnknownSizeUnit { input: s.into(), unit: unit.into() }),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
+    n.checked_mul(mult).ok_or_else(|| UnitError::SizeTooLarge(s.into()))
 }
 
 /// go-humanize's `ParseBytes`: `42`, `42B`, `1kB`/`1KB` (1000), `1KiB`
 /// (1024), `3mb`, `1.5 GB`; case-insensitive.
-pub fn parse_bytes(s: &str) -> Result<f64, String> {
+pub fn parse_bytes(s: &str) -> Result<f64, UnitError> {
     let t = s.trim();
     let n = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ',')).unwrap_or(t.len());
     let digits = t[..n].replace(',', "");
-    let num: f64 = digits.parse().map_err(|_| format!("strconv.ParseFloat: parsing \"{digits}\": invalid syntax"))?;
+    let num: f64 = digits.parse().map_err(|_| UnitError::GoFloatSyntax(digits.clone()))?;
     let unit = t[n..].trim().to_ascii_lowercase();
     let mult: f64 = match unit.as_str() {
         "" | "b" => 1.0,
@@ -195,12 +233,12 @@ pub fn parse_bytes(s: &str) -> Result<f64, String> {
         "pi" | "pib" => 1024f64.powi(5),
         "e" | "eb" => 1e18,
         "ei" | "eib" => 1024f64.powi(6),
-        other => return Err(format!("unhandled size name: {other}")),
+        other => return Err(UnitError::UnhandledSizeName(other.into())),
     };
     // Go's humanize.ParseBytes answers whole bytes (a uint64).
     let bytes = num * mult;
     if bytes >= u64::MAX as f64 {
-        return Err(format!("too large: {s}"));
+        return Err(UnitError::BytesTooLarge(s.into()));
     }
     Ok(bytes.trunc())
 }
@@ -292,8 +330,8 @@ mod tests {
         assert_eq!(parse_go_duration("1.5s").unwrap(), 1.5);
         assert_eq!(parse_go_duration("2h45m").unwrap(), 9900.0);
         assert_eq!(parse_go_duration("300ms").unwrap(), 0.3);
-        assert_eq!(parse_go_duration("1x").unwrap_err(), "time: unknown unit \"x\" in duration \"1x\"");
-        assert_eq!(parse_go_duration("5").unwrap_err(), "time: missing unit in duration \"5\"");
+        assert_eq!(parse_go_duration("1x").unwrap_err().to_string(), "time: unknown unit \"x\" in duration \"1x\"");
+        assert_eq!(parse_go_duration("5").unwrap_err().to_string(), "time: missing unit in duration \"5\"");
     }
 
     #[test]
@@ -301,10 +339,10 @@ mod tests {
         assert_eq!(parse_prometheus_duration("1h30m").unwrap(), 5_400_000_000_000);
         assert_eq!(parse_prometheus_duration("90d").unwrap(), 90 * 86_400_000_000_000);
         assert_eq!(parse_prometheus_duration("500ms").unwrap(), 500_000_000);
-        assert_eq!(parse_prometheus_duration("5minutes").unwrap_err(), r#"unknown unit "minutes" in duration "5minutes""#);
-        assert_eq!(parse_prometheus_duration("1.5m").unwrap_err(), r#"unknown unit "." in duration "1.5m""#);
-        assert_eq!(parse_prometheus_duration("30").unwrap_err(), r#"not a valid duration string: "30""#);
-        assert_eq!(parse_prometheus_duration("1m1h").unwrap_err(), r#"not a valid duration string: "1m1h""#);
+        assert_eq!(parse_prometheus_duration("5minutes").unwrap_err().to_string(), r#"unknown unit "minutes" in duration "5minutes""#);
+        assert_eq!(parse_prometheus_duration("1.5m").unwrap_err().to_string(), r#"unknown unit "." in duration "1.5m""#);
+        assert_eq!(parse_prometheus_duration("30").unwrap_err().to_string(), r#"not a valid duration string: "30""#);
+        assert_eq!(parse_prometheus_duration("1m1h").unwrap_err().to_string(), r#"not a valid duration string: "1m1h""#);
     }
 
     #[test]
@@ -340,7 +378,7 @@ mod tests {
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("300us").unwrap(), Duration::from_micros(300));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("is not a duration"));
+        assert!(parse_duration("5 parsecs").unwrap_err().to_string().contains("is not a duration"));
         assert!(parse_duration("-1s").is_err(), "negative");
         assert!(parse_duration("10000000000000000000s10000000000000000000s").is_err(), "a sum past Duration::MAX");
     }
@@ -360,7 +398,7 @@ mod tests {
         assert_eq!(parse_base2_bytes("256KB").unwrap(), 262_144);
         assert_eq!(parse_base2_bytes("1GiB").unwrap(), 1 << 30);
         assert_eq!(parse_base2_bytes("42").unwrap(), 42);
-        assert!(parse_base2_bytes("5 parsecs").unwrap_err().contains("unknown unit"));
-        assert!(parse_base2_bytes("99999999999999TB").unwrap_err().contains("too large"));
+        assert!(parse_base2_bytes("5 parsecs").unwrap_err().to_string().contains("unknown unit"));
+        assert!(parse_base2_bytes("99999999999999TB").unwrap_err().to_string().contains("too large"));
     }
 }

@@ -66,9 +66,11 @@ impl Params {
     pub fn bounds(&self, now: i64) -> Result<(i64, i64), ApiError> {
         let since = match self.get("since") {
             None | Some("") => DEFAULT_SINCE_NS,
-            Some(v) => parse_duration(v)
-                .and_then(|d| i64::try_from(d.as_nanos()).map_err(|_| format!("'{v}' overflows int64")))
-                .map_err(|e| ApiError::bad_request(format!("could not parse 'since' parameter: {e}")))?,
+            Some(v) => {
+                let bad = |e: &dyn std::fmt::Display| ApiError::bad_request(format!("could not parse 'since' parameter: {e}"));
+                let d = parse_duration(v).map_err(|e| bad(&e))?;
+                i64::try_from(d.as_nanos()).map_err(|_| bad(&format!("'{v}' overflows int64")))?
+            }
         };
         let end = match self.get("end") {
             None | Some("") => now,

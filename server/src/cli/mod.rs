@@ -188,7 +188,7 @@ fn time_arg(what: &'static str, v: &str) -> Result<i64, CliError> {
 fn since_ns(v: &str) -> Result<i64, CliError> {
     balsa_logql::units::parse_duration(v)
         .map(|d| d.as_nanos() as i64)
-        .map_err(|problem| CliError::Arg { what: "--since", problem })
+        .map_err(|e| CliError::Arg { what: "--since", problem: e.to_string() })
 }
 
 /// Shows `querying… Ns` on a terminal while `f` runs.

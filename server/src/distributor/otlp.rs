@@ -519,29 +519,41 @@ mod json {
         }
     }
 
-    fn hex_id(s: &str, what: &str, len: usize) -> Result<Vec<u8>, String> {
+    /// A field of an OTLP JSON request its protobuf form cannot hold.
+    #[derive(Debug, thiserror::Error)]
+    pub enum FieldError {
+        #[error("{field} {value:?} is not {len} bytes in hex")]
+        NotHex { field: &'static str, value: String, len: usize },
+        #[error("{field} {value} is out of range")]
+        OutOfRange { field: &'static str, value: i64 },
+        #[error("bytesValue is not base64: {0}")]
+        NotBase64(base64::DecodeError),
+    }
+
+    fn hex_id(s: &str, field: &'static str, len: usize) -> Result<Vec<u8>, FieldError> {
         if s.is_empty() {
             return Ok(Vec::new());
         }
+        let not_hex = || FieldError::NotHex { field, value: s.to_string(), len };
         if s.len() != len * 2 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("{what} {s:?} is not {len} bytes in hex"));
+            return Err(not_hex());
         }
-        (0..len).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())).collect()
+        (0..len).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| not_hex())).collect()
     }
 
-    fn u32_field(n: i64, what: &str) -> Result<u32, String> {
-        u32::try_from(n).map_err(|_| format!("{what} {n} is out of range"))
+    fn u32_field(value: i64, field: &'static str) -> Result<u32, FieldError> {
+        u32::try_from(value).map_err(|_| FieldError::OutOfRange { field, value })
     }
 
     impl Request {
-        pub fn into_proto(self) -> Result<pb::ExportLogsServiceRequest, String> {
+        pub fn into_proto(self) -> Result<pb::ExportLogsServiceRequest, FieldError> {
             let resource_logs = self
                 .resource_logs
                 .into_iter()
                 .map(|rl| {
                     let resource = rl
                         .resource
-                        .map(|r| -> Result<_, String> {
+                        .map(|r| -> Result<_, FieldError> {
                             Ok(pb::Resource {
                                 attributes: kvs(r.attributes)?,
                                 dropped_attributes_count: u32_field(r.dropped_attributes_count, "droppedAttributesCount")?,
@@ -551,16 +563,16 @@ mod json {
                     let scope_logs = rl.scope_logs.into_iter().map(ScopeLogs::into_proto).collect::<Result<_, _>>()?;
                     Ok(pb::ResourceLogs { resource, scope_logs, schema_url: String::new() })
                 })
-                .collect::<Result<_, String>>()?;
+                .collect::<Result<_, FieldError>>()?;
             Ok(pb::ExportLogsServiceRequest { resource_logs })
         }
     }
 
     impl ScopeLogs {
-        fn into_proto(self) -> Result<pb::ScopeLogs, String> {
+        fn into_proto(self) -> Result<pb::ScopeLogs, FieldError> {
             let scope = self
                 .scope
-                .map(|s| -> Result<_, String> {
+                .map(|s| -> Result<_, FieldError> {
                     Ok(pb::InstrumentationScope {
                         name: s.name,
                         version: s.version,
@@ -575,12 +587,12 @@ mod json {
     }
 
     impl LogRecord {
-        fn into_proto(self) -> Result<pb::LogRecord, String> {
+        fn into_proto(self) -> Result<pb::LogRecord, FieldError> {
             Ok(pb::LogRecord {
                 time_unix_nano: self.time_unix_nano as u64,
                 observed_time_unix_nano: self.observed_time_unix_nano as u64,
                 severity_number: i32::try_from(self.severity_number)
-                    .map_err(|_| format!("severityNumber {} is out of range", self.severity_number))?,
+                    .map_err(|_| FieldError::OutOfRange { field: "severityNumber", value: self.severity_number })?,
                 severity_text: self.severity_text,
                 body: self.body.map(AnyValue::into_proto).transpose()?,
                 attributes: kvs(self.attributes)?,
@@ -593,14 +605,14 @@ mod json {
         }
     }
 
-    fn kvs(list: Vec<KeyValue>) -> Result<Vec<pb::KeyValue>, String> {
+    fn kvs(list: Vec<KeyValue>) -> Result<Vec<pb::KeyValue>, FieldError> {
         list.into_iter()
             .map(|kv| Ok(pb::KeyValue { key: kv.key, value: kv.value.map(AnyValue::into_proto).transpose()? }))
             .collect()
     }
 
     impl AnyValue {
-        fn into_proto(self) -> Result<pb::AnyValue, String> {
+        fn into_proto(self) -> Result<pb::AnyValue, FieldError> {
             use pb::any_value::Value as V;
             let value = if let Some(s) = self.string_value {
                 Some(V::StringValue(s))
@@ -620,7 +632,7 @@ mod json {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(b.as_bytes())
                     .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(b.as_bytes()))
-                    .map_err(|e| format!("bytesValue is not base64: {e}"))?;
+                    .map_err(FieldError::NotBase64)?;
                 Some(V::BytesValue(bytes))
             } else {
                 None
