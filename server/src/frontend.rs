@@ -22,7 +22,8 @@ use balsa_logql::eval::{EvalError, Series, Steps, Value};
 use balsa_logql::Expr;
 use crate::error_code::{Coded, ErrorCode};
 use crate::places::{Place, Places};
-use crate::querier::{keep_first, keep_spaced, merge_same_labels, LogRequest, Querier, QueryError, ScanStats, StreamResult};
+use crate::querier::merge::{keep_first, keep_spaced, merge_same_labels};
+use crate::querier::{LogRequest, Querier, QueryError, ScanStats, StreamResult};
 use balsa_storage::Direction;
 
 /// Why the frontend did not answer.
