@@ -26,6 +26,7 @@ use balsa_storage::Entry;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use crate::error_code::{Coded, ErrorCode};
 use balsa_logql::labels::LabelSet;
 use balsa_logql::{parse_expr, pipeline, Expr, LogExpr};
 
@@ -58,6 +59,22 @@ pub enum DeleteError {
     Stale(std::time::Duration),
     #[error(transparent)]
     Store(#[from] ObjectError),
+}
+
+impl Coded for DeleteError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            DeleteError::Query(_) | DeleteError::Range | DeleteError::TooLate => ErrorCode::BadRequest,
+            DeleteError::NotFound(_) => ErrorCode::NotFound,
+            DeleteError::Stale(_) => ErrorCode::Unavailable,
+            DeleteError::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Loki writes the delete API's errors without a final newline.
+    fn http_body(&self) -> String {
+        self.to_string()
+    }
 }
 
 /// A request with its parsed query, ready to test entries.

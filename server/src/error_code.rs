@@ -18,6 +18,8 @@ pub enum ErrorCode {
     Unauthenticated,
     /// The credentials do not allow this.
     Forbidden,
+    /// What the request names does not exist (a delete request's id).
+    NotFound,
     /// Over a rate or a limit of outstanding requests: retry later.
     RateLimited,
     /// Not now: a partition without a quorum, an unreadable delete log.
@@ -29,13 +31,15 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every kind (for tests and documentation).
-    pub const ALL: [ErrorCode; 9] = [
+    /// Every kind.
+    #[cfg(test)]
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::BadRequest,
         ErrorCode::Unprocessable,
         ErrorCode::TooLarge,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
+        ErrorCode::NotFound,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
         ErrorCode::Timeout,
@@ -51,6 +55,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, tonic::Code::ResourceExhausted),
             ErrorCode::Unauthenticated => (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated),
             ErrorCode::Forbidden => (StatusCode::FORBIDDEN, tonic::Code::PermissionDenied),
+            ErrorCode::NotFound => (StatusCode::NOT_FOUND, tonic::Code::NotFound),
             ErrorCode::RateLimited => (StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted),
             ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
             ErrorCode::Timeout => (StatusCode::GATEWAY_TIMEOUT, tonic::Code::DeadlineExceeded),

@@ -78,11 +78,6 @@ impl Overrides {
         self.in_force.read().per_tenant.get(tenant).cloned().unwrap_or_else(|| self.defaults.clone())
     }
 
-    /// The defaults (for tenants without overrides).
-    pub fn defaults(&self) -> Arc<Limits> {
-        self.defaults.clone()
-    }
-
     /// The text of the overrides in force (`GET /runtime_config`).
     pub fn text(&self) -> String {
         self.in_force.read().text.clone()

@@ -33,7 +33,8 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Every reason, for tests and dashboards.
+    /// Every reason.
+    #[cfg(test)]
     pub const ALL: [Reason; 16] = [Reason::MissingLabels, Reason::MaxLabelNamesPerSeries, Reason::InvalidLabels, Reason::LabelNameTooLong, Reason::LabelValueTooLong, Reason::DuplicateLabelNames, Reason::GreaterThanMaxSampleAge, Reason::TooFarInFuture, Reason::LineTooLong, Reason::DisallowedStructuredMetadata, Reason::StructuredMetadataTooLarge, Reason::StructuredMetadataTooMany, Reason::RateLimited, Reason::PerStreamRateLimit, Reason::TooFarBehind, Reason::StreamLimit];
 
     /// Loki's name of the reason: the metrics' label value.

@@ -7,17 +7,7 @@ use serde_json::json;
 
 use super::params::{parse_timestamp, Params};
 use super::{ApiError, AppState};
-use crate::deletes::DeleteError;
 use balsa_logql::time::now_ns;
-
-fn delete_error(e: DeleteError) -> ApiError {
-    match e {
-        DeleteError::Store(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        e @ DeleteError::Stale(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        DeleteError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-        e => ApiError::bad_request(e.to_string()),
-    }
-}
 
 /// `?query=<selector and line filters>&start=<time>&end=<time>` → 204.
 pub async fn create(State(api): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
@@ -34,7 +24,7 @@ pub async fn create(State(api): State<AppState>, headers: HeaderMap, RawQuery(q)
         Some(s) => parse_timestamp(s).map_err(|e| ApiError::bad_request(format!("invalid end time: {e}")))?,
         None => now,
     };
-    let req = api.deletes.add(&tenant, query, start, end, now).await.map_err(delete_error)?;
+    let req = api.deletes.add(&tenant, query, start, end, now).await.map_err(ApiError::from)?;
     api.frontend.invalidate();
     tracing::info!(tenant, request_id = %req.request_id, query, "delete request received");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -49,7 +39,7 @@ pub async fn list(State(api): State<AppState>, headers: HeaderMap) -> Result<Res
         .deletes
         .list(&tenant)
         .await
-        .map_err(delete_error)?
+        .map_err(ApiError::from)?
         .iter()
         .map(|r| {
             json!({
@@ -70,7 +60,7 @@ pub async fn cancel(State(api): State<AppState>, headers: HeaderMap, RawQuery(q)
     let tenant = api.tenant(&headers)?;
     let p = Params::parse(q.as_deref(), None);
     let id = p.get("request_id").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("request_id not set"))?;
-    api.deletes.cancel(&tenant, id, now_ns()).await.map_err(delete_error)?;
+    api.deletes.cancel(&tenant, id, now_ns()).await.map_err(ApiError::from)?;
     api.frontend.invalidate();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::error_code::Coded;
+use crate::error_code::{Coded, ErrorCode};
 
 /// An HTTP error answer.
 #[derive(Debug)]
@@ -14,12 +14,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, body: impl Into<String>) -> Self {
-        Self { status, body: body.into() }
+    /// A `code` failure (its status from the one table) saying `body`.
+    pub fn new(code: ErrorCode, body: impl Into<String>) -> Self {
+        Self { status: code.http_status(), body: body.into() }
     }
 
     pub fn bad_request(body: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, body)
+        Self::new(ErrorCode::BadRequest, body)
     }
 }
 
@@ -36,6 +37,6 @@ impl IntoResponse for ApiError {
 /// [`crate::error_code`]: its kind's status, and its body as Loki words it.
 impl<E: Coded> From<E> for ApiError {
     fn from(e: E) -> Self {
-        ApiError::new(e.code().http_status(), e.http_body())
+        ApiError::new(e.code(), e.http_body())
     }
 }

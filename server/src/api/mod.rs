@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::distributor::Distributor;
+use crate::error_code::ErrorCode;
 use crate::ingester::flush::Flusher;
 use crate::ingester::Ingester;
 use crate::metrics::Metrics;
@@ -148,7 +149,7 @@ impl QueryLimits {
         let deadline = std::time::Instant::now().checked_add(self.timeout).unwrap_or_else(|| std::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365));
         match tokio::time::timeout(self.timeout, crate::querier::DEADLINE.scope(deadline, f)).await {
             Ok(r) => r,
-            Err(_) => Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, crate::querier::TIMEOUT_TEXT)),
+            Err(_) => Err(ApiError::new(ErrorCode::Timeout, crate::querier::TIMEOUT_TEXT)),
         }
     }
 }
@@ -207,8 +208,8 @@ async fn authenticate(State(api): State<AppState>, mut req: Request, next: Next)
     let headers = req.headers();
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let org_id = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
-    let peer = req.extensions().get::<axum::extract::ConnectInfo<tls::PeerInfo>>();
-    let cert = peer.and_then(|p| p.0.common_name.as_deref());
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<tls::PeerInfo>>().map(|c| c.0.clone());
+    let cert = peer.as_ref().and_then(|p| p.common_name.as_deref());
     let access = crate::auth::Access::of_path(req.uri().path());
     match auth.authorize(access, authorization, org_id, cert) {
         Ok(None) => next.run(req).await,
@@ -221,7 +222,8 @@ async fn authenticate(State(api): State<AppState>, mut req: Request, next: Next)
         },
         Err(e) => {
             api.metrics.auth_refusals.with_label_values(&[e.reason()]).inc();
-            tracing::info!(reason = e.reason(), error = %e, "request refused");
+            let from = peer.as_ref().map(|p| p.addr);
+            tracing::info!(reason = e.reason(), error = %e, peer = ?from, "request refused");
             discard_body(req).await;
             let mut r = ApiError::from(e).into_response();
             if r.status() == StatusCode::UNAUTHORIZED {
@@ -277,7 +279,7 @@ async fn ready(State(api): State<AppState>) -> Response {
     };
     match problem {
         None => (StatusCode::OK, "ready\n").into_response(),
-        Some(p) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{p}\n")).into_response(),
+        Some(p) => ApiError::new(ErrorCode::Unavailable, format!("{p}\n")).into_response(),
     }
 }
 
@@ -317,7 +319,7 @@ const PUBLISHED_LIMITS: &[&str] = &[
 /// The caller's tenant limits as Loki publishes them.
 fn published_limits(api: &Api, headers: &HeaderMap) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let tenant = api.tenant(headers)?;
-    let all = serde_json::to_value(&*api.overrides.get(&tenant)).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let all = serde_json::to_value(&*api.overrides.get(&tenant)).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let mut out = serde_json::Map::new();
     if let serde_json::Value::Object(fields) = all {
         out.extend(fields.into_iter().filter(|(k, _)| PUBLISHED_LIMITS.contains(&k.as_str())));
@@ -328,7 +330,7 @@ fn published_limits(api: &Api, headers: &HeaderMap) -> Result<serde_json::Map<St
 /// `GET /config/tenant/v1/limits`: the tenant's published limits, as YAML.
 async fn tenant_limits(State(api): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let limits = published_limits(&api, &headers)?;
-    let yaml = serde_yaml_ng::to_string(&limits).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let yaml = serde_yaml_ng::to_string(&limits).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], yaml).into_response())
 }
 
@@ -347,7 +349,7 @@ async fn flush(State(api): State<AppState>) -> Response {
     };
     match flusher.flush(true).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("flush failed: {e}\n")).into_response(),
+        Err(e) => ApiError::new(ErrorCode::Unavailable, format!("flush failed: {e}\n")).into_response(),
     }
 }
 

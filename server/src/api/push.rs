@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use prost::Message;
 
 use super::{ApiError, AppState};
+use crate::error_code::ErrorCode;
 use crate::distributor::otlp::decode_otlp;
 use crate::distributor::{decode_body, BodyLimits};
 
@@ -85,7 +86,7 @@ async fn read_body(api: &AppState, body: Body) -> Result<Bytes, ApiError> {
     let max = api.max_recv_msg_size;
     let too_large = |size: String| {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
             format!("request body too large: message size too large than max ({size} vs {max})\n"),
         )
     };

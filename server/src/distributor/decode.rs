@@ -30,9 +30,6 @@ pub struct DecodedStream {
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// 413.
-    #[error("request body too large: {0}")]
-    TooLarge(String),
     /// 400.
     #[error("{0}")]
     Bad(String),
@@ -41,7 +38,6 @@ pub enum DecodeError {
 impl Coded for DecodeError {
     fn code(&self) -> ErrorCode {
         match self {
-            DecodeError::TooLarge(_) => ErrorCode::TooLarge,
             DecodeError::Bad(_) => ErrorCode::BadRequest,
         }
     }

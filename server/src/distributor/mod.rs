@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use balsa_logql::labels::LabelSet;
 use crate::rate::RateLimiter;
 use crate::validation::{self, grouped, Reason, MISSING_STREAMS};
-pub use decode::{decode_body, BodyLimits, DecodeError, DecodedStream};
+pub use decode::{decode_body, BodyLimits, DecodedStream};
 
 /// Why a push was not (entirely) accepted.
 #[derive(Debug, thiserror::Error)]
