@@ -20,13 +20,13 @@ pub struct LinePattern {
 }
 
 impl LinePattern {
-    pub fn new(pattern: &str) -> Result<Self, String> {
-        let re = Regex::new(r"<[A-Za-z_][A-Za-z0-9_]*>").map_err(|e| e.to_string())?;
+    pub fn new(pattern: &str) -> Result<Self, CompileError> {
+        let re = Regex::new(r"<[A-Za-z_][A-Za-z0-9_]*>").map_err(|e| CompileError::Regex(e.to_string()))?;
         let mut literals = Vec::new();
         let mut last = 0;
         for m in re.find_iter(pattern) {
             if m.as_str() != "<_>" {
-                return Err(format!("named captures are not allowed in a line filter pattern: {}", m.as_str()));
+                return Err(CompileError::NamedCaptureInFilter(m.as_str().into()));
             }
             literals.push(pattern[last..m.start()].to_string());
             last = m.end();
@@ -68,6 +68,7 @@ impl LinePattern {
     }
 }
 use super::template::Template;
+use crate::CompileError;
 
 /// How a label matcher compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,11 +92,11 @@ pub struct Matcher {
 impl Matcher {
     /// Builds a matcher; regexes are anchored at both ends as in Prometheus
     /// (and a bad one is named the way Go names it, anchors included).
-    pub fn new(name: String, op: MatchOp, value: String) -> Result<Self, String> {
+    pub fn new(name: String, op: MatchOp, value: String) -> Result<Self, CompileError> {
         let re = match op {
             MatchOp::Re | MatchOp::Nre => {
                 let anchored = format!("^(?s:{value})$");
-                Some(Regex::new(&anchored).map_err(|e| super::extract::go_regex_error(&anchored, &e))?)
+                Some(Regex::new(&anchored).map_err(|e| CompileError::Regex(super::extract::go_regex_error(&anchored, &e)))?)
             }
             _ => None,
         };
@@ -160,11 +161,11 @@ pub enum LineTestSpec {
 
 impl LineTestSpec {
     /// The matcher; errors name the problem in Loki's words.
-    pub fn compile(&self) -> Result<LineTest, String> {
+    pub fn compile(&self) -> Result<LineTest, CompileError> {
         Ok(match self {
             LineTestSpec::Text(s) => LineTest::Text(memmem::Finder::new(s.as_bytes()).into_owned()),
             LineTestSpec::Regex(s) => {
-                let re = Regex::new(s).map_err(|e| super::extract::go_regex_error(s, &e))?;
+                let re = Regex::new(s).map_err(|e| CompileError::Regex(super::extract::go_regex_error(s, &e)))?;
                 // Without anchors and word boundaries, a match inside a line
                 // is a match inside any text holding the line.
                 let look_free = regex_syntax::parse(s).is_ok_and(|h| h.properties().look_set().is_empty());
@@ -208,7 +209,7 @@ pub struct LineFilterSpec {
 }
 
 impl LineFilterSpec {
-    pub fn compile(&self) -> Result<LineFilter, String> {
+    pub fn compile(&self) -> Result<LineFilter, CompileError> {
         let tests = self.alternatives.iter().map(LineTestSpec::compile).collect::<Result<_, _>>()?;
         Ok(LineFilter::new(self.clone(), tests))
     }

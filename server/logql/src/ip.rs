@@ -2,6 +2,7 @@
 //! an inclusive range, IPv4 or IPv6.
 
 use std::net::IpAddr;
+use crate::CompileError;
 
 /// A compiled `ip("...")` pattern.
 #[derive(Clone, Debug)]
@@ -19,8 +20,8 @@ fn to_u128(ip: IpAddr) -> (bool, u128) {
 
 impl IpMatcher {
     /// Parses `10.0.0.1`, `10.0.0.0/8` or `10.0.0.1-10.0.0.9`.
-    pub fn new(pattern: &str) -> Result<Self, String> {
-        let bad = || format!("ip: invalid pattern \"{pattern}\"");
+    pub fn new(pattern: &str) -> Result<Self, CompileError> {
+        let bad = || CompileError::IpPattern(pattern.into());
         let p = pattern.trim();
         if let Some((a, b)) = p.split_once('-') {
             let lo: IpAddr = a.trim().parse().map_err(|_| bad())?;
@@ -109,7 +110,7 @@ mod tests {
         let r = IpMatcher::new("10.0.0.1-10.0.0.5").unwrap();
         assert!(r.value_matches("10.0.0.5") && !r.value_matches("10.0.0.6"));
         assert!(IpMatcher::new("::1").unwrap().line_contains("addr=::1 ok"));
-        assert!(IpMatcher::new("300.1.1.1").unwrap_err().contains("invalid pattern"));
+        assert!(IpMatcher::new("300.1.1.1").unwrap_err().to_string().contains("invalid pattern"));
         assert!(IpMatcher::new("10.0.0.0/33").is_err());
         assert!(IpMatcher::new("0.0.0.0/0").unwrap().value_matches("8.8.8.8"));
     }

@@ -26,6 +26,7 @@
 //! ```
 
 mod ast;
+mod compile;
 pub mod eval;
 mod format;
 pub mod ip;
@@ -43,6 +44,7 @@ pub use ast::{
     RangeAgg, RangeOp,
     Stage, VecOp,
 };
+pub use compile::CompileError;
 pub use format::format_query;
 pub use parser::{parse_expr, parse_labels, parse_selector, ParseError};
 

@@ -6,6 +6,7 @@ use super::ip::IpMatcher;
 use super::lexer::{lex, Spanned, Tok};
 use super::extract::{JsonExpressions, LogfmtExpressions, PatternParser, RegexpParser};
 use super::template::Template;
+use crate::CompileError;
 use crate::units::parse_duration;
 
 /// A LogQL syntax or semantic error, displayed exactly as Loki displays it.
@@ -18,12 +19,12 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    pub(super) fn at(line: usize, col: usize, msg: String) -> Self {
-        Self { line, col, msg }
+    pub(super) fn at(line: usize, col: usize, msg: impl ToString) -> Self {
+        Self { line, col, msg: msg.to_string() }
     }
 
-    fn whole(msg: impl Into<String>) -> Self {
-        Self { line: 0, col: 0, msg: msg.into() }
+    fn whole(msg: impl ToString) -> Self {
+        Self { line: 0, col: 0, msg: msg.to_string() }
     }
 
     fn render(&self) -> String {
@@ -244,7 +245,7 @@ impl Parser {
         let at = self.here();
         let spec = if self.peek_ident() == Some("ip") && self.peek_at(1) == Some(&Tok::LParen) {
             if !matches!(op, LineFilterOp::Contains | LineFilterOp::NotContains) {
-                return Err(ParseError::at(at.0, at.1, "ip: invalid operation: ip() only works with |= and !=".into()));
+                return Err(ParseError::at(at.0, at.1, "ip: invalid operation: ip() only works with |= and !="));
             }
             self.pos += 2;
             let p = self.string()?;
@@ -301,7 +302,7 @@ impl Parser {
             }
             self.pos += 1;
             let at = self.here();
-            let werr = |msg: String| ParseError::at(at.0, at.1, msg);
+            let werr = |e: CompileError| ParseError::at(at.0, at.1, e);
             match self.peek_ident() {
                 Some("json") if !self.is_label_filter_start() => {
                     self.pos += 1;
@@ -348,7 +349,7 @@ impl Parser {
                 Some("line_format") if !self.is_label_filter_start() => {
                     self.pos += 1;
                     let s = self.string()?;
-                    stages.push(Stage::LineFormat(Template::parse(&s).map_err(|e| werr(e.to_string()))?));
+                    stages.push(Stage::LineFormat(Template::parse(&s).map_err(|e| ParseError::at(at.0, at.1, e))?));
                 }
                 Some("label_format") if !self.is_label_filter_start() => {
                     self.pos += 1;
@@ -359,7 +360,7 @@ impl Parser {
                         match self.peek().cloned() {
                             Some(Tok::Str(s)) => {
                                 self.pos += 1;
-                                fmts.push(LabelFmt::Template(dst, Template::parse(&s).map_err(|e| werr(e.to_string()))?));
+                                fmts.push(LabelFmt::Template(dst, Template::parse(&s).map_err(|e| ParseError::at(at.0, at.1, e))?));
                             }
                             Some(Tok::Ident(src)) => {
                                 self.pos += 1;
@@ -404,7 +405,7 @@ impl Parser {
                 }
                 Some("unwrap") if !self.is_label_filter_start() => {
                     if !allow_unwrap {
-                        return Err(werr("syntax error: unexpected unwrap: only a metric query's range may unwrap".into()));
+                        return Err(ParseError::at(at.0, at.1, "syntax error: unexpected unwrap: only a metric query's range may unwrap"));
                     }
                     self.pos += 1;
                     let (label, conv) = match (self.peek_ident(), self.peek_at(1)) {
@@ -562,7 +563,7 @@ impl Parser {
                         return Err(ParseError::at(
                             at.0,
                             at.1,
-                            "syntax error: unexpected STRING, a string label filter takes =, !=, =~ or !~".into(),
+                            "syntax error: unexpected STRING, a string label filter takes =, !=, =~ or !~",
                         ))
                     }
                 };

@@ -133,7 +133,7 @@ async fn ring_from_seeds(seeds: &[String], dialer: &Dialer) -> RingState {
                         newest = Some(ring);
                     }
                 }
-                Ok(Err(e)) => problems.push(e),
+                Ok(Err(e)) => problems.push(e.to_string()),
                 Err(_) => problems.push(format!("{seed}: no answer within {SEED_TIMEOUT:?}")),
             }
         }

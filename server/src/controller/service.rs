@@ -8,7 +8,7 @@ use std::time::Duration;
 use balsa_proto::cluster as pb;
 use balsa_proto::cluster::controller_client::ControllerClient;
 use balsa_proto::cluster::controller_server::{Controller as ControllerApi, ControllerServer};
-use balsa_raft::network::Dialer;
+use balsa_raft::network::{DialError, Dialer};
 use futures::Stream;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -113,21 +113,35 @@ impl ControllerApi for ControllerService {
     }
 }
 
-async fn client(addr: &str, dialer: &Dialer) -> Result<ControllerClient<tonic::transport::Channel>, String> {
-    let channel = dialer.endpoint(addr).map_err(|e| e.to_string())?
-        .timeout(Duration::from_secs(20))
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+/// Why a call to another node's controller service failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("{addr}: {source}")]
+    Dial { addr: String, source: DialError },
+    #[error("cannot reach {addr}: {source}")]
+    Connect { addr: String, source: tonic::transport::Error },
+    #[error("{addr}: {}", status.message())]
+    Call { addr: String, status: Status },
+}
+
+async fn client(addr: &str, dialer: &Dialer, timeout: Option<Duration>) -> Result<ControllerClient<tonic::transport::Channel>, RemoteError> {
+    let mut endpoint = dialer.endpoint(addr).map_err(|source| RemoteError::Dial { addr: addr.into(), source })?;
+    if let Some(t) = timeout {
+        endpoint = endpoint.timeout(t);
+    }
+    let channel = endpoint.connect().await.map_err(|source| RemoteError::Connect { addr: addr.into(), source })?;
     Ok(ControllerClient::new(channel))
 }
 
 /// The ring as the node at `addr` knows it.
-pub async fn fetch_ring(addr: &str, dialer: &Dialer) -> Result<RingState, String> {
-    let mut c = client(addr, dialer).await?;
-    let r = c.get_ring(pb::RingRequest { after_epoch: 0 }).await.map_err(|s| format!("{addr}: {}", s.message()))?;
+pub async fn fetch_ring(addr: &str, dialer: &Dialer) -> Result<RingState, RemoteError> {
+    let mut c = client(addr, dialer, Some(CALL_TIMEOUT)).await?;
+    let r = c.get_ring(pb::RingRequest { after_epoch: 0 }).await.map_err(|status| RemoteError::Call { addr: addr.into(), status })?;
     Ok(RingState::from_pb(r.get_ref()))
 }
+
+/// How long one call to another node's controller service may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Sends a command to the controller through the node at `addr`. A
 /// refusal by the ring is [`ControllerError::Refused`]; anything else is
@@ -140,7 +154,7 @@ pub async fn send(addr: &str, dialer: &Dialer, cmd: &ControllerCommand) -> Resul
 }
 
 async fn send_once(addr: &str, dialer: &Dialer, cmd: &ControllerCommand) -> Result<u64, (tonic::Code, String)> {
-    let mut c = client(addr, dialer).await.map_err(|e| (tonic::Code::Unavailable, e))?;
+    let mut c = client(addr, dialer, Some(CALL_TIMEOUT)).await.map_err(|e| (tonic::Code::Unavailable, e.to_string()))?;
     let reply = match cmd {
         // A joining node asks to be active, whatever its state was.
         ControllerCommand::Join(n) => {
@@ -183,12 +197,13 @@ pub fn watch_remote(seeds: Vec<String>, dialer: Dialer) -> RingWatch {
     rx
 }
 
-async fn follow(addr: &str, dialer: &Dialer, tx: &watch::Sender<Arc<RingState>>) -> Result<(), String> {
-    let channel = dialer.endpoint(addr).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
-    let mut c = ControllerClient::new(channel);
+async fn follow(addr: &str, dialer: &Dialer, tx: &watch::Sender<Arc<RingState>>) -> Result<(), RemoteError> {
+    // A watch is a long-lived stream: no call timeout.
+    let mut c = client(addr, dialer, None).await?;
     let after = tx.borrow().epoch;
-    let mut stream = c.watch_ring(pb::RingRequest { after_epoch: after }).await.map_err(|s| s.message().to_string())?.into_inner();
-    while let Some(r) = stream.message().await.map_err(|s| s.message().to_string())? {
+    let call = |status| RemoteError::Call { addr: addr.into(), status };
+    let mut stream = c.watch_ring(pb::RingRequest { after_epoch: after }).await.map_err(call)?.into_inner();
+    while let Some(r) = stream.message().await.map_err(call)? {
         let ring = RingState::from_pb(&r);
         if ring.epoch > tx.borrow().epoch {
             tx.send_replace(Arc::new(ring));

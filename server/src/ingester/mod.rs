@@ -46,6 +46,9 @@ pub enum IngesterError {
     NoSuchPartition(u32),
     #[error("partition {partition} cannot serve: {problem}")]
     Unavailable { partition: u32, problem: String },
+    /// A read this version cannot serve as sent (a querier of another version).
+    #[error("partition {partition} cannot serve the read as sent: {source}")]
+    BadRead { partition: u32, source: read::WireError },
     /// The partition's Raft group stopped on this node for good (its log's
     /// disk failed): only another replica can serve it.
     #[error("partition {partition} stopped on this node: {problem}")]

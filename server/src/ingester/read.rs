@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ingester, IngesterError};
 use balsa_logql::labels::LabelSet;
-use balsa_logql::{LineFilter, LineFilterSpec, MatchOp, Matcher};
+use balsa_logql::{CompileError, LineFilter, LineFilterSpec, MatchOp, Matcher};
 
 /// A label matcher in wire form.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,15 +30,15 @@ impl WireMatcher {
         Self { name: m.name.clone(), op: op.into(), value: m.value.clone() }
     }
 
-    fn to_matcher(&self) -> Result<Matcher, String> {
+    fn to_matcher(&self) -> Result<Matcher, WireError> {
         let op = match self.op.as_str() {
             "=" => MatchOp::Eq,
             "!=" => MatchOp::Neq,
             "=~" => MatchOp::Re,
             "!~" => MatchOp::Nre,
-            o => return Err(format!("unknown matcher operator {o}")),
+            o => return Err(WireError::Operator(o.into())),
         };
-        Matcher::new(self.name.clone(), op, self.value.clone())
+        Ok(Matcher::new(self.name.clone(), op, self.value.clone())?)
     }
 }
 
@@ -46,8 +46,17 @@ pub fn wire_matchers(ms: &[Matcher]) -> Vec<WireMatcher> {
     ms.iter().map(WireMatcher::from_matcher).collect()
 }
 
-fn matchers(ws: &[WireMatcher]) -> Result<Vec<Matcher>, String> {
+fn matchers(ws: &[WireMatcher]) -> Result<Vec<Matcher>, WireError> {
     ws.iter().map(WireMatcher::to_matcher).collect()
+}
+
+/// Why a read request from a querier cannot be served as sent.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("unknown matcher operator {0}")]
+    Operator(String),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
 }
 
 /// How a querier's read of unflushed data is served.
@@ -122,11 +131,12 @@ impl Ingester {
         consistency: ReadConsistency,
         head_limit: Option<HeadLimit>,
     ) -> Result<ReadReply, IngesterError> {
-        let bad = |problem: String| IngesterError::Unavailable { partition: p, problem };
+        let bad = |source| IngesterError::BadRead { partition: p, source };
         match req {
             ReadRequest::Streams { tenant, matchers: ms, filters, from, through } => {
                 let ms = matchers(ms).map_err(bad)?;
-                let filters: Vec<LineFilter> = filters.iter().map(LineFilterSpec::compile).collect::<Result<_, _>>().map_err(bad)?;
+                let filters: Vec<LineFilter> =
+                    filters.iter().map(LineFilterSpec::compile).collect::<Result<_, _>>().map_err(|e| bad(WireError::from(e)))?;
                 let keep = |line: &str| filters.iter().all(|f| f.matches(line));
                 self.read_with(p, consistency, |state| ReadReply {
                     streams: state

@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::{Collector, Extracted, JSON_PARSER_ERR, ParserError, is_valid_label_name};
 use super::json::{Flow, JType, JVal, array_each, get_value, object_each, raw_slice, unescape_json_string};
+use crate::CompileError;
 
 #[derive(Debug, Clone, PartialEq)]
 enum PathElem {
@@ -201,12 +202,12 @@ impl JsonExpressions {
     /// `exprs` holds `(label name, path)` pairs. The error names the bad path
     /// (`cannot parse expression [user[]: ...`) or the bad identifier
     /// (`invalid extracted label name '...'`).
-    pub fn new(exprs: &[(String, String)]) -> Result<Self, String> {
+    pub fn new(exprs: &[(String, String)]) -> Result<Self, CompileError> {
         let mut out = Vec::with_capacity(exprs.len());
         for (id, expr) in exprs {
-            let path = parse_json_path(expr).map_err(|e| format!("cannot parse expression [{}]: {}", expr, e))?;
+            let path = parse_json_path(expr).map_err(|reason| CompileError::Expression { expr: expr.clone(), reason })?;
             if !is_valid_label_name(id) {
-                return Err(format!("invalid extracted label name '{}'", id));
+                return Err(CompileError::InvalidExtractedName(id.clone()));
             }
             out.push((id.clone(), path));
         }
@@ -259,7 +260,7 @@ mod tests {
         assert_eq!(e.extract(line).unwrap(), kv(&[("who", "u1"), ("tag", "x")]));
         let e = JsonExpressions::new(&exprs(&[("age", "user.age")])).unwrap();
         assert_eq!(e.extract(line).unwrap(), kv(&[("age", "")]));
-        let err = JsonExpressions::new(&exprs(&[("bad", "user[")])).unwrap_err();
+        let err = JsonExpressions::new(&exprs(&[("bad", "user[")])).unwrap_err().to_string();
         assert!(err.contains("cannot parse expression"), "{}", err);
     }
 

@@ -3,6 +3,7 @@
 
 use super::{Collector, Extracted, LOGFMT_PARSER_ERR, ParserError, has_rune_error, is_valid_label_name, replace_rune_error, sanitize_label_name};
 use super::json::{Flavor, unescape};
+use crate::CompileError;
 
 enum Kv<'a> {
     Pair(&'a str, std::borrow::Cow<'a, str>),
@@ -248,9 +249,9 @@ impl LogfmtExpressions {
     }
 
     /// `exprs` holds `(identifier, key)` pairs; for a bare `a` pass `("a", "a")`.
-    pub fn new(exprs: &[(String, String)]) -> Result<Self, String> {
+    pub fn new(exprs: &[(String, String)]) -> Result<Self, CompileError> {
         if exprs.is_empty() {
-            return Err("no logfmt expression provided".to_string());
+            return Err(CompileError::NoLogfmtExpression);
         }
         let mut out = Vec::with_capacity(exprs.len());
         for (id, expr) in exprs {
@@ -258,16 +259,16 @@ impl LogfmtExpressions {
             let mut chars = key.chars();
             match chars.next() {
                 None => {
-                    return Err(format!("cannot parse expression [{}]: syntax error: unexpected $end", expr));
+                    return Err(CompileError::Expression { expr: expr.clone(), reason: "syntax error: unexpected $end".into() });
                 }
                 Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
-                Some(c) => return Err(format!("cannot parse expression [{}]: unexpected char {}", expr, c)),
+                Some(c) => return Err(CompileError::Expression { expr: expr.clone(), reason: format!("unexpected char {c}") }),
             }
             if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
-                return Err(format!("cannot parse expression [{}]: unexpected char {}", expr, c));
+                return Err(CompileError::Expression { expr: expr.clone(), reason: format!("unexpected char {c}") });
             }
             if !is_valid_label_name(id) {
-                return Err(format!("invalid extracted label name '{}'", id));
+                return Err(CompileError::InvalidExtractedName(id.clone()));
             }
             out.push((id.clone(), key.to_string()));
         }

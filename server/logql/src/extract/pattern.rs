@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use super::{Extracted, is_valid_label_name};
+use crate::CompileError;
 
 #[derive(Debug, Clone, PartialEq)]
 enum PNode {
@@ -61,7 +62,7 @@ impl PatternParser {
 
     /// Errors as Loki's: `at least one capture is required`, `found consecutive
     /// capture: invalid expression`, `duplicate capture name (x): invalid expression`.
-    pub fn new(pattern: &str) -> Result<Self, String> {
+    pub fn new(pattern: &str) -> Result<Self, CompileError> {
         let nodes = lex_pattern(pattern);
         let names: Vec<String> = nodes
             .iter()
@@ -71,22 +72,22 @@ impl PatternParser {
             })
             .collect();
         if names.is_empty() {
-            return Err("at least one capture is required".to_string());
+            return Err(CompileError::NoCapture);
         }
         for w in nodes.windows(2) {
             if let (PNode::Cap(_), PNode::Cap(_)) = (&w[0], &w[1]) {
-                return Err("found consecutive capture: invalid expression".to_string());
+                return Err(CompileError::ConsecutiveCaptures);
             }
         }
         let mut uniq: HashSet<&str> = HashSet::new();
         for n in &names {
             if !uniq.insert(n.as_str()) {
-                return Err(format!("duplicate capture name ({}): invalid expression", n));
+                return Err(CompileError::DuplicateCapture(n.clone()));
             }
         }
         for n in &names {
             if !is_valid_label_name(n) {
-                return Err(format!("invalid capture label name '{}'", n));
+                return Err(CompileError::InvalidCaptureName(n.clone()));
             }
         }
         Ok(PatternParser { nodes, source: pattern.to_string(), names })
@@ -162,16 +163,16 @@ mod tests {
         assert_eq!(p.extract("GET /home 200"), kv(&[("method", "GET"), ("status", "200")]));
         let p = PatternParser::new("<method> <path>").unwrap();
         assert_eq!(p.extract("POST"), kv(&[("method", "POST")]));
-        let err = PatternParser::new("no captures here").unwrap_err();
+        let err = PatternParser::new("no captures here").unwrap_err().to_string();
         assert_eq!(err, "at least one capture is required");
     }
 
     #[test]
     fn pattern_details() {
-        assert_eq!(PatternParser::new("<_> only").unwrap_err(), "at least one capture is required");
-        assert!(PatternParser::new("<a><b>").unwrap_err().contains("consecutive capture"));
-        assert!(PatternParser::new("x <a><_>").unwrap_err().contains("consecutive capture"));
-        assert!(PatternParser::new("<a> <a>").unwrap_err().contains("duplicate capture name (a)"));
+        assert_eq!(PatternParser::new("<_> only").unwrap_err().to_string(), "at least one capture is required");
+        assert!(PatternParser::new("<a><b>").unwrap_err().to_string().contains("consecutive capture"));
+        assert!(PatternParser::new("x <a><_>").unwrap_err().to_string().contains("consecutive capture"));
+        assert!(PatternParser::new("<a> <a>").unwrap_err().to_string().contains("duplicate capture name (a)"));
         assert!(PatternParser::new("<_> <_> <a>").is_ok());
         assert!(PatternParser::new("").is_err());
 

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use regex::Regex;
 
 use super::{Extracted, is_valid_label_name, sanitize_label_name};
+use crate::CompileError;
 
 /// Rewrites Perl classes to Go's ASCII-only meaning (`\d` is `[0-9]` in Go
 /// but Unicode-aware in the `regex` crate).
@@ -151,14 +152,14 @@ impl RegexpParser {
     /// Errors as Loki's: `error parsing regexp: ...`, `at least one named
     /// capture must be supplied`, `duplicate extracted label name 'x'`,
     /// `invalid extracted label name 'x'`.
-    pub fn new(re: &str) -> Result<Self, String> {
+    pub fn new(re: &str) -> Result<Self, CompileError> {
         let compiled = match Regex::new(&go_compat_regex(re)) {
             Ok(r) => r,
             Err(e) => {
                 if let Some(dup) = find_duplicate_group_name(re) {
-                    return Err(format!("duplicate extracted label name '{}'", dup));
+                    return Err(CompileError::DuplicateExtractedName(dup));
                 }
-                return Err(go_regex_error(re, &e));
+                return Err(CompileError::Regex(go_regex_error(re, &e)));
             }
         };
         let mut names = Vec::new();
@@ -169,15 +170,15 @@ impl RegexpParser {
                 continue;
             }
             if !is_valid_label_name(n) {
-                return Err(format!("invalid extracted label name '{}'", n));
+                return Err(CompileError::InvalidExtractedName(n.into()));
             }
             if !uniq.insert(n.to_string()) {
-                return Err(format!("duplicate extracted label name '{}'", n));
+                return Err(CompileError::DuplicateExtractedName(n.into()));
             }
             names.push((i, sanitize_label_name(n)));
         }
         if names.is_empty() {
-            return Err("at least one named capture must be supplied".to_string());
+            return Err(CompileError::NoNamedCapture);
         }
         Ok(RegexpParser { re: compiled, source: re.to_string(), names })
     }
@@ -208,13 +209,13 @@ mod tests {
         assert_eq!(p.extract("PUT /x"), kv(&[]));
         let p = RegexpParser::new(r"(?P<method>\w+) (?P<path>\S+)").unwrap();
         assert_eq!(p.extract("PUT /x"), kv(&[("method", "PUT"), ("path", "/x")]));
-        let err = RegexpParser::new("nocapture").unwrap_err();
+        let err = RegexpParser::new("nocapture").unwrap_err().to_string();
         assert!(err.contains("at least one named capture must be supplied"), "{}", err);
-        let err = RegexpParser::new("(unnamed)").unwrap_err();
+        let err = RegexpParser::new("(unnamed)").unwrap_err().to_string();
         assert!(err.contains("at least one named capture must be supplied"), "{}", err);
-        let err = RegexpParser::new("(?P<x>.)(?P<x>.)").unwrap_err();
+        let err = RegexpParser::new("(?P<x>.)(?P<x>.)").unwrap_err().to_string();
         assert!(err.contains("duplicate extracted label name"), "{}", err);
-        let err = RegexpParser::new("(").unwrap_err();
+        let err = RegexpParser::new("(").unwrap_err().to_string();
         assert!(err.starts_with("error parsing regexp"), "{}", err);
         assert!(!err.contains('\n'), "{}", err);
     }
