@@ -147,7 +147,29 @@ impl AuthError {
 #[error("auth file {path}: {problem}")]
 pub struct AuthFileError {
     pub path: String,
-    pub problem: String,
+    pub problem: GrantsError,
+}
+
+/// What is wrong with the auth file; `at` names the entry
+/// (`tokens[0] (ci)`, `certificates[1] (grafana).read`).
+#[derive(Debug, thiserror::Error)]
+pub enum GrantsError {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error("{path}: {problem}")]
+    Yaml { path: String, problem: String },
+    #[error("{at}: {source}")]
+    Tenant { at: String, source: TenantError },
+    #[error("{at}: the same credential is listed twice")]
+    SameCredential { at: String },
+    #[error("{at}: the name is used twice")]
+    SameName { at: String },
+    #[error("tokens[{0}]: a token needs a name")]
+    TokenWithoutName(usize),
+    #[error("{at}: sha256 must be 64 hex digits (balsa hash-token prints it)")]
+    BadHash { at: String },
+    #[error("certificates[{0}]: common_name is empty")]
+    EmptyCommonName(usize),
 }
 
 #[derive(Deserialize)]
@@ -197,13 +219,13 @@ struct Tenants {
 }
 
 impl Tenants {
-    fn parse(list: Vec<String>, what: &str) -> Result<Self, String> {
+    fn parse(list: Vec<String>, what: &str) -> Result<Self, GrantsError> {
         let mut t = Tenants::default();
         for id in list {
             if id == "*" {
                 t.any = true;
             } else {
-                tenant::validate(&id).map_err(|e| format!("{what}: {e}"))?;
+                tenant::validate(&id).map_err(|source| GrantsError::Tenant { at: what.into(), source })?;
                 t.listed.push(id);
             }
         }
@@ -243,16 +265,16 @@ struct Grant {
     admin: bool,
 }
 
-fn parse(text: &str) -> Result<Vec<Grant>, String> {
+fn parse(text: &str) -> Result<Vec<Grant>, GrantsError> {
     let raw: RawFile = serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
-        .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+        .map_err(|e| GrantsError::Yaml { path: e.path().to_string(), problem: e.inner().to_string() })?;
     let mut grants: Vec<Grant> = Vec::with_capacity(raw.tokens.len() + raw.certificates.len());
-    let mut add = |at: String, who: String, credential: Credential, g: RawGrants| -> Result<(), String> {
+    let mut add = |at: String, who: String, credential: Credential, g: RawGrants| -> Result<(), GrantsError> {
         if grants.iter().any(|x| x.credential == credential) {
-            return Err(format!("{at}: the same credential is listed twice"));
+            return Err(GrantsError::SameCredential { at });
         }
         if grants.iter().any(|x| x.who == who) {
-            return Err(format!("{at}: the name is used twice"));
+            return Err(GrantsError::SameName { at });
         }
         grants.push(Grant {
             read: Tenants::parse(g.read, &format!("{at}.read"))?,
@@ -267,14 +289,14 @@ fn parse(text: &str) -> Result<Vec<Grant>, String> {
     for (i, t) in raw.tokens.into_iter().enumerate() {
         let at = format!("tokens[{i}] ({})", t.name);
         if t.name.is_empty() {
-            return Err(format!("tokens[{i}]: a token needs a name"));
+            return Err(GrantsError::TokenWithoutName(i));
         }
-        let hash = decode_sha256(&t.sha256).ok_or_else(|| format!("{at}: sha256 must be 64 hex digits (balsa hash-token prints it)"))?;
+        let Some(hash) = decode_sha256(&t.sha256) else { return Err(GrantsError::BadHash { at }) };
         add(at, format!("token '{}'", t.name), Credential::Token(hash), t.grants)?;
     }
     for (i, c) in raw.certificates.into_iter().enumerate() {
         if c.common_name.is_empty() {
-            return Err(format!("certificates[{i}]: common_name is empty"));
+            return Err(GrantsError::EmptyCommonName(i));
         }
         let at = format!("certificates[{i}] ({})", c.common_name);
         add(at, format!("certificate '{}'", c.common_name), Credential::Certificate(c.common_name), c.grants)?;
@@ -320,8 +342,8 @@ impl Auth {
 
     /// Re-reads the file; on any problem the grants in force stay.
     pub fn reload(&self) -> Result<(), AuthFileError> {
-        let err = |problem: String| AuthFileError { path: self.file.display().to_string(), problem };
-        let result = std::fs::read_to_string(&self.file).map_err(|e| err(e.to_string())).and_then(|t| parse(&t).map_err(err));
+        let err = |problem: GrantsError| AuthFileError { path: self.file.display().to_string(), problem };
+        let result = std::fs::read_to_string(&self.file).map_err(|e| err(e.into())).and_then(|t| parse(&t).map_err(err));
         self.last_ok.store(result.is_ok(), Ordering::Relaxed);
         let grants = result?;
         let mut current = self.grants.write();

@@ -146,11 +146,16 @@ pub struct Target {
     pub compactor: bool,
 }
 
+/// A `--target` that is no role.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown target '{0}'; expected one of all, read, write, backend, distributor, ingester, querier, query-frontend, compactor")]
+pub struct UnknownTarget(pub String);
+
 impl Target {
     pub const ALL: Target = Target { ingester: true, distributor: true, querier: true, query_frontend: true, compactor: true };
 
     /// Parses Loki's comma-separated target list.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, UnknownTarget> {
         let mut t = Target { ingester: false, distributor: false, querier: false, query_frontend: false, compactor: false };
         for part in s.split(',').map(str::trim) {
             match part {
@@ -164,12 +169,7 @@ impl Target {
                 "write" => (t.distributor, t.ingester) = (true, true),
                 "read" => (t.querier, t.query_frontend) = (true, true),
                 "backend" => t.compactor = true,
-                other => {
-                    return Err(format!(
-                        "unknown target '{other}'; expected one of all, read, write, backend, distributor, ingester, querier, \
-                         query-frontend, compactor"
-                    ))
-                }
+                other => return Err(UnknownTarget(other.into())),
             }
         }
         Ok(t)
@@ -469,7 +469,7 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-                parse_yaml(&text).map_err(|message| ConfigError::Yaml { path: path.display().to_string(), message })?
+                parse_yaml(&text, &path.display().to_string())?
             }
             None => RawConfig::default(),
         };
@@ -478,7 +478,7 @@ impl Config {
 
     fn validate(raw: RawConfig, flags: &Flags) -> Result<Self, ConfigError> {
         let target = Target::parse(flags.target.as_deref().or(raw.target.as_deref()).unwrap_or("all"))
-            .map_err(|problem| ConfigError::Invalid { key: "target", problem })?;
+            .map_err(|e| ConfigError::Invalid { key: "target", problem: e.to_string() })?;
         let http_addr = match flags.http_addr {
             Some(a) => a,
             None => addr("server.http_listen_address", raw.server.http_listen_address, raw.server.http_listen_port.unwrap_or(3100))?,
@@ -668,7 +668,7 @@ impl Config {
             return Err(ConfigError::Invalid { key: "raft.snapshot_logs_since_last", problem: "must be at least 1".into() });
         }
         let limits = raw.limits_config.unwrap_or_default();
-        limits.validate().map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
+        limits.validate().map_err(|crate::limits::LimitError { key, problem }| ConfigError::Invalid { key, problem })?;
         let auth_file = flags.auth_file.clone().or(raw.auth.file.clone());
         let auth_enabled = match (flags.auth_enabled.or(raw.auth_enabled), &auth_file) {
             (Some(false), Some(_)) => {
@@ -784,19 +784,17 @@ impl Config {
     }
 }
 
-fn parse_yaml(text: &str) -> Result<RawConfig, String> {
+/// The configuration file `path` holds `text`.
+fn parse_yaml(text: &str, path: &str) -> Result<RawConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(RawConfig::default());
     }
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let at = e.path().to_string();
         let inner = e.into_inner().to_string();
-        if path.is_empty() || path == "." {
-            inner
-        } else {
-            format!("{path}: {inner}")
-        }
+        let message = if at.is_empty() || at == "." { inner } else { format!("{at}: {inner}") };
+        ConfigError::Yaml { path: path.into(), message }
     })
 }
 
@@ -811,7 +809,7 @@ mod tests {
     use super::*;
 
     fn load_yaml(text: &str) -> Result<Config, ConfigError> {
-        let raw = parse_yaml(text).map_err(|message| ConfigError::Yaml { path: "t.yaml".into(), message })?;
+        let raw = parse_yaml(text, "t.yaml")?;
         Config::validate(raw, &Flags::default())
     }
 
@@ -856,7 +854,7 @@ mod tests {
         let args = normalize_args(["balsa", "-config.file=x.yaml", "--http.addr", "127.0.0.1:1"].map(String::from));
         assert_eq!(args[1], "--config.file=x.yaml");
         let flags = Flags::try_parse_from(&args).unwrap();
-        let raw = parse_yaml("server:\n  http_listen_port: 4000\n").unwrap();
+        let raw = parse_yaml("server:\n  http_listen_port: 4000\n", "t.yaml").unwrap();
         assert_eq!(Config::validate(raw, &flags).unwrap().http_addr.port(), 1);
     }
 

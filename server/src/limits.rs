@@ -93,7 +93,7 @@ pub struct OtlpConfig {
 impl OtlpConfig {
     /// Checks the rules: exactly one of `attributes` and `regex`, a regex
     /// that compiles, no index labels from scope attributes.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), OtlpRuleError> {
         let sections = [
             ("resource_attributes.attributes_config", &self.resource_attributes.attributes_config),
             ("scope_attributes", &self.scope_attributes),
@@ -102,18 +102,37 @@ impl OtlpConfig {
         for (section, rules) in sections {
             for r in rules.iter() {
                 if r.attributes.is_empty() == r.regex.is_none() {
-                    return Err(format!("{section}: each rule needs exactly one of `attributes` and `regex`"));
+                    return Err(OtlpRuleError::NeedsOneOf { section });
                 }
                 if let Some(re) = &r.regex {
-                    regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("{section}: regex {re:?}: {e}"))?;
+                    regex::Regex::new(&format!("^(?:{re})$")).map_err(|source| OtlpRuleError::Regex { section, regex: re.clone(), source })?;
                 }
                 if section == "scope_attributes" && r.action == OtlpAction::IndexLabel {
-                    return Err("scope_attributes: index_label is not allowed for scope attributes".into());
+                    return Err(OtlpRuleError::ScopeIndexLabel);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// A limit out of its range: which key, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct LimitError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+/// An OTLP attribute rule that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpRuleError {
+    #[error("{section}: each rule needs exactly one of `attributes` and `regex`")]
+    NeedsOneOf { section: &'static str },
+    #[error("{section}: regex {regex:?}: {source}")]
+    Regex { section: &'static str, regex: String, source: regex::Error },
+    #[error("scope_attributes: index_label is not allowed for scope attributes")]
+    ScopeIndexLabel,
 }
 
 /// `limits_config`. Every default is Loki's (pkg/validation/limits.go).
@@ -296,29 +315,29 @@ impl Limits {
     }
 
     /// Checks values that would make every request fail.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), LimitError> {
         for r in &self.retention_stream {
             if let Err(e) = parse_selector(&r.selector) {
-                return Err(("limits_config.retention_stream", format!("selector {:?}: {e}", r.selector)));
+                return Err(LimitError { key: "limits_config.retention_stream", problem: format!("selector {:?}: {e}", r.selector) });
             }
         }
         if self.max_label_names_per_series == 0 {
-            return Err(("limits_config.max_label_names_per_series", "must be at least 1".into()));
+            return Err(LimitError { key: "limits_config.max_label_names_per_series", problem: "must be at least 1".into() });
         }
         if self.max_entries_limit_per_query == 0 {
-            return Err(("limits_config.max_entries_limit_per_query", "must be at least 1".into()));
+            return Err(LimitError { key: "limits_config.max_entries_limit_per_query", problem: "must be at least 1".into() });
         }
         if !matches!(self.ingestion_rate_strategy.as_str(), "global" | "local") {
-            return Err(("limits_config.ingestion_rate_strategy", format!("'{}' is not global or local", self.ingestion_rate_strategy)));
+            return Err(LimitError { key: "limits_config.ingestion_rate_strategy", problem: format!("'{}' is not global or local", self.ingestion_rate_strategy) });
         }
         if !(self.ingestion_rate_mb > 0.0) || !(self.ingestion_burst_size_mb > 0.0) {
-            return Err(("limits_config.ingestion_rate_mb", "ingestion_rate_mb and ingestion_burst_size_mb must be positive".into()));
+            return Err(LimitError { key: "limits_config.ingestion_rate_mb", problem: "ingestion_rate_mb and ingestion_burst_size_mb must be positive".into() });
         }
         if let Err(e) = self.otlp_config.validate() {
-            return Err(("limits_config.otlp_config", e));
+            return Err(LimitError { key: "limits_config.otlp_config", problem: e.to_string() });
         }
         if self.max_line_size_truncate && self.max_line_size.0 == 0 {
-            return Err(("limits_config.max_line_size_truncate", "needs a max_line_size above 0".into()));
+            return Err(LimitError { key: "limits_config.max_line_size_truncate", problem: "needs a max_line_size above 0".into() });
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ pub enum RunError {
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("server.http_tls_config: {0}")]
-    HttpTls(String),
+    HttpTls(api::tls::TlsConfigError),
     #[error("gRPC server failed: {0}")]
     Grpc(tonic::transport::Error),
     /// Not a failure: the node was drained and leaves.

@@ -52,7 +52,20 @@ pub struct Overrides {
 #[error("runtime config {path}: {problem}")]
 pub struct OverridesError {
     pub path: String,
-    pub problem: String,
+    pub problem: OverridesProblem,
+}
+
+/// What is wrong with an overrides file.
+#[derive(Debug, thiserror::Error)]
+pub enum OverridesProblem {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error("{at}: {problem}")]
+    Yaml { at: String, problem: String },
+    #[error("overrides.{tenant}: {source}")]
+    Tenant { tenant: String, source: crate::tenant::TenantError },
+    #[error("overrides.{tenant}: {source}")]
+    Limit { tenant: String, source: crate::limits::LimitError },
 }
 
 impl Overrides {
@@ -102,9 +115,9 @@ impl Overrides {
     /// Re-reads the file; on any problem keeps what is in force.
     pub fn reload(&self) -> Result<(), OverridesError> {
         let Some(path) = &self.file else { return Ok(()) };
-        let err = |problem: String| OverridesError { path: path.display().to_string(), problem };
+        let err = |problem: OverridesProblem| OverridesError { path: path.display().to_string(), problem };
         let result = std::fs::read_to_string(path)
-            .map_err(|e| err(e.to_string()))
+            .map_err(|e| err(e.into()))
             .and_then(|text| self.parse(&text).map(|m| (m, text)).map_err(err));
         match result {
             Ok((per_tenant, text)) => {
@@ -123,28 +136,26 @@ impl Overrides {
         }
     }
 
-    fn parse(&self, text: &str) -> Result<HashMap<String, Arc<Limits>>, String> {
+    fn parse(&self, text: &str) -> Result<HashMap<String, Arc<Limits>>, OverridesProblem> {
         if text.trim().is_empty() {
             return Ok(HashMap::new());
         }
         let file: RuntimeFile = serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
-            .map_err(|e| {
-                let path = e.path().to_string();
-                format!("{path}: {}", e.into_inner())
-            })?;
+            .map_err(|e| OverridesProblem::Yaml { at: e.path().to_string(), problem: e.into_inner().to_string() })?;
         let mut out = HashMap::new();
         for (tenant, fields) in file.overrides.unwrap_or_default() {
-            crate::tenant::validate(&tenant).map_err(|e| format!("overrides.{tenant}: {e}"))?;
+            if let Err(source) = crate::tenant::validate(&tenant) {
+                return Err(OverridesProblem::Tenant { tenant, source });
+            }
             let mut merged = self.defaults_yaml.clone();
             for (k, v) in fields {
                 merged.insert(k, v);
             }
             let limits: Limits = serde_path_to_error::deserialize(Value::Mapping(merged))
-                .map_err(|e| {
-                    let path = e.path().to_string();
-                    format!("overrides.{tenant}.{path}: {}", e.into_inner())
-                })?;
-            limits.validate().map_err(|(key, problem)| format!("overrides.{tenant}: {key}: {problem}"))?;
+                .map_err(|e| OverridesProblem::Yaml { at: format!("overrides.{tenant}.{}", e.path()), problem: e.into_inner().to_string() })?;
+            if let Err(source) = limits.validate() {
+                return Err(OverridesProblem::Limit { tenant, source });
+            }
             out.insert(tenant, Arc::new(limits));
         }
         Ok(out)

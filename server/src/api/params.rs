@@ -146,10 +146,19 @@ fn seconds_or_duration(v: &str) -> Result<i64, ApiError> {
     }
 }
 
+/// A time that is neither a number nor RFC3339, worded as Loki's Go
+/// answers it.
+#[derive(Debug, thiserror::Error)]
+#[error("strconv.ParseInt: parsing \"{value}\": {source}")]
+pub struct TimestampError {
+    pub value: String,
+    pub source: std::num::ParseIntError,
+}
+
 /// Loki's `parseTimestamp`: with a dot, float seconds (fraction rounded to
 /// ms); an integer of at most 10 digits, seconds; a longer one, nanoseconds;
 /// otherwise RFC3339Nano.
-pub fn parse_timestamp(v: &str) -> Result<i64, String> {
+pub fn parse_timestamp(v: &str) -> Result<i64, TimestampError> {
     if v.contains('.') {
         if let Ok(f) = v.parse::<f64>() {
             if f.is_finite() {
@@ -162,7 +171,7 @@ pub fn parse_timestamp(v: &str) -> Result<i64, String> {
     match v.parse::<i64>() {
         Ok(n) if v.len() <= 10 => Ok(n.saturating_mul(1_000_000_000)),
         Ok(n) => Ok(n),
-        Err(e) => parse_rfc3339(v).ok_or_else(|| format!("strconv.ParseInt: parsing \"{v}\": {e}")),
+        Err(source) => parse_rfc3339(v).ok_or_else(|| TimestampError { value: v.into(), source }),
     }
 }
 
@@ -192,7 +201,7 @@ mod tests {
         assert_eq!(parse_timestamp("1570818238000000001").unwrap(), 1_570_818_238_000_000_001);
         assert_eq!(parse_timestamp("1570818238.5").unwrap(), 1_570_818_238_500_000_000);
         assert_eq!(parse_timestamp("2019-10-11T18:23:58.5Z").unwrap(), 1_570_818_238_500_000_000);
-        assert!(parse_timestamp("yesterday").unwrap_err().contains("invalid digit"));
+        assert!(parse_timestamp("yesterday").unwrap_err().to_string().contains("invalid digit"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
@@ -50,33 +50,53 @@ pub struct PeerInfo {
     pub common_name: Option<String>,
 }
 
+/// Why the HTTP server's TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("cert_file: {0}")]
+    CertFile(PemError),
+    #[error("cert_file: no certificate in it")]
+    NoCertificate,
+    #[error("key_file: {0}")]
+    KeyFile(PemError),
+    #[error("client_ca_file: {0}")]
+    ClientCaFile(PemError),
+    #[error("client_ca_file: {0}")]
+    ClientCa(rustls::Error),
+    #[error("client_ca_file: {0}")]
+    ClientVerifier(rustls::server::VerifierBuilderError),
+    #[error("cert_file/key_file: {0}")]
+    CertAndKey(rustls::Error),
+    #[error("{0}")]
+    Protocols(rustls::Error),
+}
+
 /// Builds the TLS server configuration: our certificate and key, and the
 /// client-certificate check `client_auth` asks for.
-pub fn server_config(t: &HttpTls) -> Result<rustls::ServerConfig, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&t.cert)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cert_file: {e}"))?;
+pub fn server_config(t: &HttpTls) -> Result<rustls::ServerConfig, TlsConfigError> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&t.cert).collect::<Result<_, _>>().map_err(TlsConfigError::CertFile)?;
     if certs.is_empty() {
-        return Err("cert_file: no certificate in it".into());
+        return Err(TlsConfigError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(&t.key).map_err(|e| format!("key_file: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(&t.key).map_err(TlsConfigError::KeyFile)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(TlsConfigError::Protocols)?;
     let builder = match (&t.client_ca, t.client_auth) {
         (Some(ca), ClientAuth::VerifyIfGiven | ClientAuth::Require) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_slice_iter(ca) {
-                roots.add(c.map_err(|e| format!("client_ca_file: {e}"))?).map_err(|e| format!("client_ca_file: {e}"))?;
+                roots.add(c.map_err(TlsConfigError::ClientCaFile)?).map_err(TlsConfigError::ClientCa)?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if t.client_auth == ClientAuth::Require { verifier } else { verifier.allow_unauthenticated() };
-            builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("client_ca_file: {e}"))?)
+            builder.with_client_cert_verifier(verifier.build().map_err(TlsConfigError::ClientVerifier)?)
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| format!("cert_file/key_file: {e}"))?;
+    let mut config = builder.with_single_cert(certs, key).map_err(TlsConfigError::CertAndKey)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -311,15 +311,24 @@ fn read_tail(s: &Shared) {
 
 type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
-fn connect(s: &Shared, url: &str) -> Result<Socket, String> {
-    let mut req = tungstenite::client::IntoClientRequest::into_client_request(url).map_err(|e| e.to_string())?;
+/// Why the tail's websocket could not be opened.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error(transparent)]
+    WebSocket(#[from] tungstenite::Error),
+    #[error("{0} is not a valid header value")]
+    Header(&'static str),
+}
+
+fn connect(s: &Shared, url: &str) -> Result<Socket, ConnectError> {
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(url)?;
     if let Some(org) = &s.args.server.org_id {
-        req.headers_mut().insert("X-Scope-OrgID", org.parse().map_err(|_| "bad --org-id".to_string())?);
+        req.headers_mut().insert("X-Scope-OrgID", org.parse().map_err(|_| ConnectError::Header("--org-id"))?);
     }
     if let Some(token) = &s.args.server.bearer_token {
-        req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().map_err(|_| "bad --bearer-token".to_string())?);
+        req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().map_err(|_| ConnectError::Header("--bearer-token"))?);
     }
-    tungstenite::connect(req).map(|(ws, _)| ws).map_err(|e| e.to_string())
+    Ok(tungstenite::connect(req).map(|(ws, _)| ws)?)
 }
 
 /// Accounts for one tail message.

@@ -182,7 +182,7 @@ fn json_of(server: &Server, r: Result<ureq::Response, ureq::Error>) -> Result<Va
 }
 
 fn time_arg(what: &'static str, v: &str) -> Result<i64, CliError> {
-    crate::api::parse_timestamp(v).map_err(|problem| CliError::Arg { what, problem })
+    crate::api::parse_timestamp(v).map_err(|e| CliError::Arg { what, problem: e.to_string() })
 }
 
 fn since_ns(v: &str) -> Result<i64, CliError> {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use balsa_proto::cluster as pb;
 use balsa_proto::cluster::ingester_client::IngesterClient as GrpcClient;
-use balsa_raft::network::Dialer;
+use balsa_raft::network::{DialError, Dialer};
 use balsa_raft::NodeId;
 use parking_lot::Mutex;
 use tonic::transport::Channel;
@@ -187,7 +187,7 @@ impl IngesterClient {
         }
         let addr = ring.addr(node).ok_or(IngesterError::Unreachable { node, problem: "not in the ring".into() })?;
         let unreachable = |problem: String| IngesterError::Unreachable { node, problem };
-        let mut client = GrpcClient::new(self.channel(addr).map_err(unreachable)?)
+        let mut client = GrpcClient::new(self.channel(addr).map_err(|e| unreachable(e.to_string()))?)
             .max_decoding_message_size(balsa_raft::network::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(balsa_raft::network::MAX_MESSAGE_BYTES);
         let payload = match call {
@@ -219,19 +219,19 @@ impl IngesterClient {
         })
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    fn channel(&self, addr: &str) -> Result<Channel, DialError> {
         let mut channels = self.channels.lock();
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = self.dialer.endpoint(addr).map_err(|e| e.to_string())?.connect_lazy();
+        let c = self.dialer.endpoint(addr)?.connect_lazy();
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }
 
     /// Every ingester's replica status, for `/ring` (nodes that do not
     /// answer within a second are listed with their error).
-    pub async fn statuses(&self) -> Vec<(NodeId, Result<pb::NodeStatus, String>)> {
+    pub async fn statuses(&self) -> Vec<(NodeId, Result<pb::NodeStatus, StatusError>)> {
         let ring = self.ring();
         let calls = ring.nodes.values().map(|n| {
             let channel = self.channel(&n.grpc_addr);
@@ -240,7 +240,7 @@ impl IngesterClient {
                     let mut c = GrpcClient::new(channel?);
                     let mut req = tonic::Request::new(pb::StatusRequest {});
                     req.set_timeout(Duration::from_secs(1));
-                    c.status(req).await.map(|r| r.into_inner()).map_err(|s| s.message().to_string())
+                    c.status(req).await.map(|r| r.into_inner()).map_err(StatusError::Call)
                 }
                 .await;
                 (n.id, r)
@@ -248,4 +248,13 @@ impl IngesterClient {
         });
         futures::future::join_all(calls).await
     }
+}
+
+/// Why a node's status could not be read for `/ring`.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    #[error("{}", .0.message())]
+    Call(tonic::Status),
 }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use balsa_raft::NodeId;
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use tokio::sync::watch;
 
@@ -36,6 +37,21 @@ use super::partition::PartitionState;
 use super::{Ingester, IngesterError, Partition};
 use crate::controller::{Controller, ControllerCommand};
 use crate::ring::{NodeState, RingState};
+
+/// What a membership change of openraft can fail with.
+type MembershipError = RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;
+
+/// Why a partition's replicas could not be moved (retried at the next ring
+/// change or check).
+#[derive(Debug, thiserror::Error)]
+enum MoveError {
+    #[error("node {node} did not catch up within {CATCH_UP_TIMEOUT:?}")]
+    CatchUp { node: NodeId },
+    #[error("adding node {node} as a learner: {source}")]
+    AddLearner { node: NodeId, source: MembershipError },
+    #[error("changing the voters: {0}")]
+    ChangeVoters(MembershipError),
+}
 
 /// Least time between two hand-overs of one partition from one node.
 const HAND_OVER_COOLDOWN: Duration = Duration::from_secs(60);
@@ -255,7 +271,7 @@ impl Ingester {
     }
 
     /// On the leader: makes `nodes` the voters of partition `p`.
-    async fn move_replicas(&self, part: &Partition, p: u32, nodes: BTreeMap<NodeId, String>) -> Result<(), String> {
+    async fn move_replicas(&self, part: &Partition, p: u32, nodes: BTreeMap<NodeId, String>) -> Result<(), MoveError> {
         let members: BTreeSet<NodeId> =
             part.raft.metrics().borrow().membership_config.membership().nodes().map(|(id, _)| *id).collect();
         for (id, addr) in &nodes {
@@ -263,13 +279,13 @@ impl Ingester {
                 tracing::info!(partition = p, node = id, "adding a learner");
                 tokio::time::timeout(CATCH_UP_TIMEOUT, part.raft.add_learner(*id, BasicNode::new(addr.clone()), true))
                     .await
-                    .map_err(|_| format!("node {id} did not catch up within {CATCH_UP_TIMEOUT:?}"))?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|_| MoveError::CatchUp { node: *id })?
+                    .map_err(|source| MoveError::AddLearner { node: *id, source })?;
             }
         }
         let voters: BTreeSet<NodeId> = nodes.keys().copied().collect();
         tracing::info!(partition = p, ?voters, "changing voters");
-        part.raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), false).await.map_err(|e| e.to_string())?;
+        part.raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), false).await.map_err(MoveError::ChangeVoters)?;
         Ok(())
     }
 
