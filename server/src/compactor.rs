@@ -62,7 +62,15 @@ pub struct Compactor {
     overrides: Arc<Overrides>,
     deletes: Arc<Deletes>,
     cfg: CompactorConfig,
-    metrics: Arc<Metrics>,
+    metrics: CompactorMetrics,
+}
+
+/// What the compactor counts.
+struct CompactorMetrics {
+    /// Shared with the querier's reads of the bucket.
+    corrupt_objects: prometheus::IntCounter,
+    chunks_deleted_by_retention: prometheus::IntCounter,
+    compaction_failures: prometheus::IntCounter,
 }
 
 /// One tenant's objects as a round lists them.
@@ -80,8 +88,17 @@ impl Compactor {
         overrides: Arc<Overrides>,
         deletes: Arc<Deletes>,
         cfg: CompactorConfig,
-        metrics: Arc<Metrics>,
+        metrics: &Metrics,
     ) -> Self {
+        let metrics = CompactorMetrics {
+            corrupt_objects: metrics.corrupt_objects.clone(),
+            chunks_deleted_by_retention: metrics
+                .counter("balsa_compactor_chunks_deleted_total", "Chunks deleted because they expired (retention)."),
+            compaction_failures: metrics.counter(
+                "balsa_compactor_tenant_failures_total",
+                "Tenants a compaction round could not compact (reported and skipped).",
+            ),
+        };
         Self { store, overrides, deletes, cfg, metrics }
     }
 
@@ -317,7 +334,7 @@ mod tests {
         let overrides = Arc::new(Overrides::new(limits, None).unwrap());
         let deletes = Arc::new(Deletes::load(store.clone(), Duration::from_secs(3600), Duration::from_secs(10)).await.unwrap());
         let cfg = CompactorConfig { interval: Duration::from_secs(60), delete_delay: delay };
-        Compactor::new(store, overrides, deletes, cfg, Arc::new(Metrics::new()))
+        Compactor::new(store, overrides, deletes, cfg, &Metrics::new())
     }
 
     /// A query that listed a chunk just before the compactor dropped it

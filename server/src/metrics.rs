@@ -1,9 +1,10 @@
 //! Prometheus metrics an operator graphs: ingestion and rejection rates,
-//! request latencies. It keeps the process' one registry; a component with
-//! state to report at scrape time (the ingester's Raft groups, the
-//! querier's decode queue, the runtime overrides) registers its own gauges
-//! on it and sets them in an [`Metrics::on_scrape`] hook, so this module
-//! imports no component.
+//! request latencies. It keeps the process' one registry; a component
+//! registers its own counters on it when it is built (the flusher, the
+//! compactor, the chunk reader), and one with state to report at scrape
+//! time (the ingester's Raft groups, the querier's decode queue, the
+//! runtime overrides) its gauges, set in an [`Metrics::on_scrape`] hook.
+//! This module imports no component.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -19,13 +20,8 @@ pub struct Metrics {
     pub duplicate_lines: IntCounterVec,
     pub request_duration: HistogramVec,
     pub push_retries: IntCounter,
-    pub chunks_flushed: IntCounter,
-    pub chunk_bytes_flushed: IntCounter,
-    pub flush_failures: IntCounter,
+    /// Shared by every reader of the bucket (querier, compactor).
     pub corrupt_objects: IntCounter,
-    pub chunks_deleted_by_retention: IntCounter,
-    pub missing_chunks: IntCounter,
-    pub compaction_failures: IntCounter,
     /// Requests refused by `auth.file`'s tokens, by reason.
     pub auth_refusals: IntCounterVec,
     /// Whether the last reload of the auth file succeeded.
@@ -67,35 +63,14 @@ impl Metrics {
                 IntCounter::new("balsa_distributor_push_retries_total", "Proposals retried after a leader change.")
                     .expect("valid metric"),
             ),
-            chunks_flushed: reg(&r, IntCounter::new("balsa_ingester_chunks_flushed_total", "Chunks uploaded to object storage.").expect("valid metric")),
-            chunk_bytes_flushed: reg(
-                &r,
-                IntCounter::new("balsa_ingester_chunk_bytes_flushed_total", "Compressed bytes of chunks uploaded.").expect("valid metric"),
-            ),
-            flush_failures: reg(&r, IntCounter::new("balsa_ingester_flush_failures_total", "Flush rounds that failed (retried).").expect("valid metric")),
             corrupt_objects: reg(
                 &r,
                 IntCounter::new("balsa_corrupt_objects_total", "Chunks or index segments that failed their checksum.").expect("valid metric"),
-            ),
-            chunks_deleted_by_retention: reg(
-                &r,
-                IntCounter::new("balsa_compactor_chunks_deleted_total", "Chunks deleted because they expired (retention).")
-                    .expect("valid metric"),
             ),
             auth_refusals: counter("balsa_auth_refusals_total", "Requests refused for their credentials, by reason.", &["reason"]),
             auth_file_ok: reg(
                 &r,
                 IntGauge::new("balsa_auth_file_last_reload_successful", "Whether the last reload of the auth file succeeded.")
-                    .expect("valid metric"),
-            ),
-            compaction_failures: reg(
-                &r,
-                IntCounter::new("balsa_compactor_tenant_failures_total", "Tenants a compaction round could not compact (reported and skipped).")
-                    .expect("valid metric"),
-            ),
-            missing_chunks: reg(
-                &r,
-                IntCounter::new("balsa_querier_missing_chunks_total", "Chunks listed by an index segment but gone when read.")
                     .expect("valid metric"),
             ),
             scrapers: Default::default(),
@@ -106,6 +81,11 @@ impl Metrics {
     /// Registers a component's gauge, one value per set of `labels`.
     pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         reg(&self.registry, IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    /// Registers a component's counter.
+    pub fn counter(&self, name: &str, help: &str) -> IntCounter {
+        reg(&self.registry, IntCounter::new(name, help).expect("valid metric"))
     }
 
     /// Registers a component's gauge without labels.

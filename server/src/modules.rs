@@ -158,7 +158,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let querier = Arc::new(Querier::new(
         ingesters.clone(),
         cfg.read_consistency,
-        StoreReader::new(store.clone(), cfg.chunk_cache_bytes, metrics.clone()),
+        StoreReader::new(store.clone(), cfg.chunk_cache_bytes, &metrics),
         overrides.clone(),
         deletes.clone(),
     ));
@@ -171,7 +171,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                 overrides.clone(),
                 deletes.clone(),
                 CompactorConfig { interval: cfg.compaction_interval, delete_delay: cfg.retention_delete_delay },
-                metrics.clone(),
+                &metrics,
             ))
         });
     let flusher = role.as_ref().map(|r| {
@@ -184,7 +184,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                 codec: cfg.chunk_encoding,
                 period: cfg.flush_check_period,
             },
-            metrics.clone(),
+            &metrics,
         ))
     });
     // `POST /ingester/drain` asks for a drain; the process exits once drained.

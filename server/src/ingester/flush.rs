@@ -61,12 +61,19 @@ pub enum FlushError {
     Encode(#[from] tokio::task::JoinError),
 }
 
+/// What the flusher counts.
+struct FlushMetrics {
+    chunks: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+    failures: prometheus::IntCounter,
+}
+
 /// Uploads closed chunks and index segments of the partitions this node leads.
 pub struct Flusher {
     ingester: Arc<Ingester>,
     store: Arc<dyn ObjectStore>,
     cfg: FlushConfig,
-    metrics: Arc<Metrics>,
+    metrics: FlushMetrics,
     round: tokio::sync::Mutex<()>,
 }
 
@@ -78,7 +85,13 @@ pub fn chunk_key(c: &ChunkToFlush, bytes: &[u8]) -> String {
 }
 
 impl Flusher {
-    pub fn new(ingester: Arc<Ingester>, store: Arc<dyn ObjectStore>, cfg: FlushConfig, metrics: Arc<Metrics>) -> Self {
+    /// Registers the flush counters on `metrics`.
+    pub fn new(ingester: Arc<Ingester>, store: Arc<dyn ObjectStore>, cfg: FlushConfig, metrics: &Metrics) -> Self {
+        let metrics = FlushMetrics {
+            chunks: metrics.counter("balsa_ingester_chunks_flushed_total", "Chunks uploaded to object storage."),
+            bytes: metrics.counter("balsa_ingester_chunk_bytes_flushed_total", "Compressed bytes of chunks uploaded."),
+            failures: metrics.counter("balsa_ingester_flush_failures_total", "Flush rounds that failed (retried)."),
+        };
         Self { ingester, store, cfg, metrics, round: tokio::sync::Mutex::new(()) }
     }
 
@@ -105,7 +118,7 @@ impl Flusher {
             };
             if let Err(e) = result {
                 backing_off = true;
-                self.metrics.flush_failures.inc();
+                self.metrics.failures.inc();
                 tracing::warn!(error = %e, "flush round failed; retrying next round");
             }
         }
@@ -182,8 +195,8 @@ impl Flusher {
             let raw: u64 = c.entries.iter().map(|e| e.size() as u64).sum();
             let size = bytes.len();
             self.store.put(&key, bytes).await?;
-            self.metrics.chunks_flushed.inc();
-            self.metrics.chunk_bytes_flushed.inc_by(size as u64);
+            self.metrics.chunks.inc();
+            self.metrics.bytes.inc_by(size as u64);
             flushed.push(FlushedChunk {
                 stream: c.stream,
                 chunk: c.chunk,

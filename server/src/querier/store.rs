@@ -72,11 +72,14 @@ pub struct StoreReader {
     store: Arc<dyn ObjectStore>,
     segments: Mutex<HashMap<String, Arc<Vec<ChunkRef>>>>,
     chunks: Mutex<ChunkCache>,
-    metrics: Arc<Metrics>,
+    /// Shared with the compactor's reads of the bucket.
+    corrupt_objects: prometheus::IntCounter,
+    missing_chunks: prometheus::IntCounter,
 }
 
 impl StoreReader {
-    pub fn new(store: Arc<dyn ObjectStore>, chunk_cache_bytes: usize, metrics: Arc<Metrics>) -> Self {
+    /// Registers the reader's counters on `metrics`.
+    pub fn new(store: Arc<dyn ObjectStore>, chunk_cache_bytes: usize, metrics: &Metrics) -> Self {
         Self {
             store,
             segments: Mutex::new(HashMap::new()),
@@ -86,12 +89,14 @@ impl StoreReader {
                 map: HashMap::new(),
                 order: VecDeque::new(),
             }),
-            metrics,
+            corrupt_objects: metrics.corrupt_objects.clone(),
+            missing_chunks: metrics
+                .counter("balsa_querier_missing_chunks_total", "Chunks listed by an index segment but gone when read."),
         }
     }
 
     fn corrupt(&self, key: &str, problem: String) -> StoreError {
-        self.metrics.corrupt_objects.inc();
+        self.corrupt_objects.inc();
         tracing::error!(object = key, %problem, "corrupt object");
         StoreError::Corrupt { key: key.to_string(), problem }
     }
@@ -163,7 +168,7 @@ impl StoreReader {
                 Ok(Fetched { bytes, downloaded: true })
             }
             Err(ObjectError::NotFound(_)) => {
-                self.metrics.missing_chunks.inc();
+                self.missing_chunks.inc();
                 tracing::error!(object = %r.key, "chunk listed by the index is missing from the object store");
                 Err(StoreError::Missing { key: r.key.clone() })
             }
