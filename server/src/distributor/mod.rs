@@ -23,10 +23,12 @@ use balsa_storage::Entry;
 use crate::error_code::{Coded, ErrorCode};
 use crate::ingester::client::IngesterClient;
 use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch, MAX_PROPOSAL_BYTES, SESSION_TTL_NS};
+use crate::limits::Limits;
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
 use balsa_logql::labels::LabelSet;
 use crate::rate::RateLimiter;
+use crate::ring::Ring;
 use crate::validation::{self, grouped, Reason, MISSING_STREAMS};
 pub use decode::{decode_body, BodyLimits, DecodedStream};
 
@@ -122,43 +124,16 @@ impl Distributor {
             return Err(PushError::Unavailable("the ring is not ready: no partitions received from the controller yet".into()));
         }
         let partitions = ring.partitions.len() as u32;
-        let ring = ring.ring();
-        let now = balsa_logql::time::now_ns();
         let limits = self.overrides.get(tenant);
+        let plan = plan_push(&limits, &ring.ring(), tenant, balsa_logql::time::now_ns(), streams);
+        self.metrics.lines_received.with_label_values(&[tenant]).inc_by(plan.received.0);
+        self.metrics.bytes_received.with_label_values(&[tenant]).inc_by(plan.received.1);
         let mut errors: Vec<String> = Vec::new();
-        let mut by_partition: HashMap<u32, Vec<StreamBatch>> = HashMap::new();
-        for (mut labels, entries) in merge_same_labels(streams) {
-            labels.discover_service_name(&limits.discover_service_name);
-            let lines = entries.len() as u64;
-            let bytes: u64 = entries.iter().map(|e| e.size() as u64).sum();
-            self.metrics.lines_received.with_label_values(&[tenant]).inc_by(lines);
-            self.metrics.bytes_received.with_label_values(&[tenant]).inc_by(bytes);
-            if let Err(r) = validation::validate_labels(&limits, &labels) {
-                self.discard(tenant, r.reason, lines, bytes);
-                errors.push(r.message);
-                continue;
-            }
-            let mut valid = Vec::with_capacity(entries.len());
-            let detect_levels = limits.discover_log_levels && limits.allow_structured_metadata;
-            for mut e in entries {
-                match validation::validate_entry(&limits, now, &labels, &mut e) {
-                    Ok(()) => {
-                        if detect_levels {
-                            levels::detect(&labels, &limits.log_level_fields, limits.log_level_from_json_max_depth, &mut e);
-                        }
-                        valid.push(e)
-                    }
-                    Err(r) => {
-                        self.discard(tenant, r.reason, 1, e.size() as u64);
-                        errors.push(r.message);
-                    }
-                }
-            }
-            if !valid.is_empty() {
-                let p = ring.partition_for(tenant, &labels);
-                by_partition.entry(p).or_default().push(StreamBatch { tenant: tenant.to_string(), labels, entries: valid });
-            }
+        for r in plan.refused {
+            self.discard(tenant, r.reason, r.lines, r.bytes);
+            errors.push(r.message);
         }
+        let mut by_partition = plan.by_partition;
         // Rate limits on what passed validation: the tenant's (whole request,
         // 429), then each stream's (that stream, 429).
         let clock = std::time::Instant::now();
@@ -274,6 +249,61 @@ impl Distributor {
     }
 }
 
+/// What a push comes to before rate limits and I/O: its valid entries by
+/// partition, and what validation refused.
+#[derive(Debug, Default)]
+struct PushPlan {
+    by_partition: HashMap<u32, Vec<StreamBatch>>,
+    refused: Vec<Refusal>,
+    /// Lines and bytes received (valid or not).
+    received: (u64, u64),
+}
+
+/// Entries validation refused: why, how many, and Loki's message.
+#[derive(Debug)]
+struct Refusal {
+    reason: Reason,
+    lines: u64,
+    bytes: u64,
+    message: String,
+}
+
+/// Decides a push of `tenant` at `now` under `limits`: stream objects with
+/// equal labels joined, `service_name` discovered, each stream's labels and
+/// each entry validated (a refused entry does not refuse its stream's
+/// others), levels detected, each stream routed to its partition.
+fn plan_push(limits: &Limits, ring: &Ring, tenant: &str, now: i64, streams: Vec<DecodedStream>) -> PushPlan {
+    let mut plan = PushPlan::default();
+    let detect_levels = limits.discover_log_levels && limits.allow_structured_metadata;
+    for (mut labels, entries) in merge_same_labels(streams) {
+        labels.discover_service_name(&limits.discover_service_name);
+        let lines = entries.len() as u64;
+        let bytes: u64 = entries.iter().map(|e| e.size() as u64).sum();
+        plan.received = (plan.received.0 + lines, plan.received.1 + bytes);
+        if let Err(r) = validation::validate_labels(limits, &labels) {
+            plan.refused.push(Refusal { reason: r.reason, lines, bytes, message: r.message });
+            continue;
+        }
+        let mut valid = Vec::with_capacity(entries.len());
+        for mut e in entries {
+            match validation::validate_entry(limits, now, &labels, &mut e) {
+                Ok(()) => {
+                    if detect_levels {
+                        levels::detect(&labels, &limits.log_level_fields, limits.log_level_from_json_max_depth, &mut e);
+                    }
+                    valid.push(e)
+                }
+                Err(r) => plan.refused.push(Refusal { reason: r.reason, lines: 1, bytes: e.size() as u64, message: r.message }),
+            }
+        }
+        if !valid.is_empty() {
+            let p = ring.partition_for(tenant, &labels);
+            plan.by_partition.entry(p).or_default().push(StreamBatch { tenant: tenant.to_string(), labels, entries: valid });
+        }
+    }
+    plan
+}
+
 /// Joins stream objects with equal labels (clients may split one stream
 /// over several objects of a push), keeping first-seen order.
 fn merge_same_labels(streams: Vec<DecodedStream>) -> Vec<(balsa_logql::labels::LabelSet, Vec<Entry>)> {
@@ -292,4 +322,85 @@ fn merge_same_labels(streams: Vec<DecodedStream>) -> Vec<(balsa_logql::labels::L
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000_000_000;
+    const DAY: i64 = 86_400_000_000_000;
+
+    fn stream(labels: &str, entries: &[(i64, &str)]) -> DecodedStream {
+        let labels = if labels.is_empty() { LabelSet::default() } else { LabelSet::parse(labels).unwrap() };
+        DecodedStream { labels, entries: entries.iter().map(|(t, l)| Entry::new(*t, *l)).collect() }
+    }
+
+    fn batches(plan: &PushPlan) -> Vec<(u32, &StreamBatch)> {
+        let mut out: Vec<(u32, &StreamBatch)> = plan.by_partition.iter().flat_map(|(p, b)| b.iter().map(move |s| (*p, s))).collect();
+        out.sort_by_key(|(_, s)| s.labels.to_string());
+        out
+    }
+
+    /// Clients split one stream over several objects of a push: it is one
+    /// stream, in the order sent, on the partition the ring gives it.
+    #[test]
+    fn one_label_set_in_several_objects_is_one_stream_on_its_partition() {
+        let ring = Ring::new(16);
+        let streams = vec![
+            stream(r#"{app="a"}"#, &[(NOW, "1")]),
+            stream(r#"{app="b"}"#, &[(NOW, "x")]),
+            stream(r#"{app="a"}"#, &[(NOW - 5, "2")]),
+            stream(r#"{app="c"}"#, &[]),
+        ];
+        let plan = plan_push(&Limits::default(), &ring, "t", NOW, streams);
+        assert!(plan.refused.is_empty(), "{:?}", plan.refused);
+        assert_eq!(plan.received.0, 3);
+        let got = batches(&plan);
+        assert_eq!(got.len(), 2, "the empty stream is no stream");
+        let (p, a) = got[0];
+        assert_eq!(a.labels.get("app"), Some("a"));
+        assert_eq!(a.labels.get("service_name"), Some("a"), "service_name discovered from app");
+        assert_eq!(a.entries.iter().map(|e| e.line.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(p, ring.partition_for("t", &a.labels));
+        assert_eq!(got[1].0, ring.partition_for("t", &got[1].1.labels));
+    }
+
+    /// A stream without labels is refused whole (when no `service_name` is
+    /// discovered for it); an entry too old or too long is refused alone,
+    /// the rest of its stream kept; each refusal carries its reason, counts
+    /// and Loki's message.
+    #[test]
+    fn refusals_are_per_stream_for_labels_and_per_entry_for_entries() {
+        let long = "x".repeat(300 << 10);
+        let streams = vec![
+            stream("", &[(NOW, "no labels"), (NOW, "either")]),
+            stream(r#"{job="j"}"#, &[(NOW - 8 * DAY, "too old"), (NOW, "fine"), (NOW, &long)]),
+        ];
+        let limits = Limits { discover_service_name: Vec::new(), ..Limits::default() };
+        let plan = plan_push(&limits, &Ring::new(4), "t", NOW, streams);
+        let refused: Vec<(Reason, u64, u64)> = plan.refused.iter().map(|r| (r.reason, r.lines, r.bytes)).collect();
+        assert_eq!(
+            refused,
+            [
+                (Reason::MissingLabels, 2, ("no labels".len() + "either".len()) as u64),
+                (Reason::GreaterThanMaxSampleAge, 1, "too old".len() as u64),
+                (Reason::LineTooLong, 1, long.len() as u64),
+            ]
+        );
+        assert!(plan.refused.iter().all(|r| !r.message.is_empty()));
+        let got = batches(&plan);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.entries.iter().map(|e| e.line.as_str()).collect::<Vec<_>>(), ["fine"]);
+        assert_eq!(plan.received.0, 5);
+    }
+
+    /// With Loki's default discovery, a stream without labels is stored as
+    /// `{service_name="unknown_service"}`.
+    #[test]
+    fn a_stream_without_labels_gets_the_unknown_service_name() {
+        let plan = plan_push(&Limits::default(), &Ring::new(4), "t", NOW, vec![stream("", &[(NOW, "bare")])]);
+        assert!(plan.refused.is_empty());
+        assert_eq!(batches(&plan)[0].1.labels.to_string(), r#"{service_name="unknown_service"}"#);
+    }
 }
