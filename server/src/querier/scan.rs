@@ -142,7 +142,11 @@ impl Querier {
                 (cost.chunk_lines, cost.chunk_bytes) = (decoded.lines, decoded.bytes);
                 // Flush hand-over and retries can store an entry twice; equal
                 // timestamps keep their arrival order.
-                entries.sort_by_key(|e| e.ts);
+                // Mostly sorted already (one chunk, or chunks in order):
+                // checked first, as the sort would allocate its scratch.
+                if !entries.is_sorted_by_key(|e| e.ts) {
+                    entries.sort_by_key(|e| e.ts);
+                }
                 let read = entries.len();
                 dedup_equal_timestamps(&mut entries);
                 cost.duplicates = (read - entries.len()) as u64;
@@ -264,37 +268,45 @@ fn parallel_map<I: Send, T: Send>(items: Vec<I>, f: &(dyn Fn(I) -> T + Sync)) ->
 }
 
 /// Drops entries equal to an earlier one (timestamp, line, metadata) in a
-/// list sorted by timestamp; only entries sharing a timestamp are compared,
-/// through positions by [`Entry::same_hash`] once there are many.
+/// list sorted by timestamp, in place (no second list of a stream's
+/// entries); only entries sharing a timestamp are compared, through
+/// positions by [`Entry::same_hash`] once there are many.
 fn dedup_equal_timestamps(entries: &mut Vec<Entry>) {
     const INDEX_FROM: usize = 16;
-    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
+    // `entries[..kept]` is the result so far; kept entries move down.
+    let mut kept = 0;
     let mut run_start = 0;
     let mut index: HashMap<u64, Vec<usize>> = HashMap::new();
-    for e in entries.drain(..) {
-        let same = |x: &Entry| x.line == e.line && x.metadata == e.metadata;
-        if out.last().is_none_or(|l: &Entry| l.ts != e.ts) {
-            run_start = out.len();
-            index.clear();
-        } else if out.len() - run_start < INDEX_FROM {
-            if out[run_start..].iter().any(same) {
-                continue;
-            }
-        } else {
-            if index.is_empty() {
-                for (i, x) in out.iter().enumerate().skip(run_start) {
-                    index.entry(x.same_hash()).or_default().push(i);
+    for r in 0..entries.len() {
+        let keep = {
+            let e = &entries[r];
+            let same = |x: &Entry| x.line == e.line && x.metadata == e.metadata;
+            if kept == 0 || entries[kept - 1].ts != e.ts {
+                run_start = kept;
+                index.clear();
+                true
+            } else if kept - run_start < INDEX_FROM {
+                !entries[run_start..kept].iter().any(same)
+            } else {
+                if index.is_empty() {
+                    for (i, x) in entries.iter().enumerate().take(kept).skip(run_start) {
+                        index.entry(x.same_hash()).or_default().push(i);
+                    }
                 }
+                let at = index.entry(e.same_hash()).or_default();
+                let duplicate = at.iter().any(|&i| same(&entries[i]));
+                if !duplicate {
+                    at.push(kept);
+                }
+                !duplicate
             }
-            let at = index.entry(e.same_hash()).or_default();
-            if at.iter().any(|&i| same(&out[i])) {
-                continue;
-            }
-            at.push(out.len());
+        };
+        if keep {
+            entries.swap(kept, r);
+            kept += 1;
         }
-        out.push(e);
     }
-    *entries = out;
+    entries.truncate(kept);
 }
 
 #[cfg(test)]
@@ -327,6 +339,9 @@ mod tests {
         entries.push(Entry::new(6, "0"));
         dedup_equal_timestamps(&mut entries);
         assert_eq!(entries.len(), 50_000 + 3);
-        assert_eq!(entries.iter().filter(|e| e.ts == 6).count(), 3);
+        // The first of each, in their order.
+        let lines: Vec<(i64, &str)> = entries.iter().map(|e| (e.ts, e.line.as_str())).collect();
+        let want: Vec<(i64, String)> = (0..50_000).map(|i| (5, i.to_string())).chain((0..3).map(|i| (6, i.to_string()))).collect();
+        assert_eq!(lines, want.iter().map(|(t, l)| (*t, l.as_str())).collect::<Vec<_>>());
     }
 }
