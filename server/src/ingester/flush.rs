@@ -84,6 +84,20 @@ pub fn chunk_key(c: &ChunkToFlush, bytes: &[u8]) -> String {
     keys::chunk(&c.tenant, &c.labels.to_string(), from, through, bytes)
 }
 
+/// The index segments (object key → refs) that ship partition `p`'s
+/// pending `refs` up to `through_seq`: one per tenant and day, a chunk
+/// listed under every day it spans, so a query of any of those days finds
+/// it. The same refs always give the same keys (a retried round overwrites).
+fn index_segments(p: u32, through_seq: u64, refs: Vec<ChunkRef>) -> BTreeMap<String, Vec<ChunkRef>> {
+    let mut out: BTreeMap<String, Vec<ChunkRef>> = BTreeMap::new();
+    for r in refs {
+        for day in r.from.div_euclid(DAY_NS)..=r.through.div_euclid(DAY_NS) {
+            out.entry(keys::shipped_segment(&r.tenant, day, p, through_seq)).or_default().push(r.clone());
+        }
+    }
+    out
+}
+
 impl Flusher {
     /// Registers the flush counters on `metrics`.
     pub fn new(ingester: Arc<Ingester>, store: Arc<dyn ObjectStore>, cfg: FlushConfig, metrics: &Metrics) -> Self {
@@ -157,16 +171,7 @@ impl Flusher {
         }
         self.upload(p).await?;
         if let Some((through_seq, refs)) = self.ingester.read_local(p, |s| s.pending_refs())? {
-            let mut by_segment: BTreeMap<(String, i64), Vec<ChunkRef>> = BTreeMap::new();
-            // A chunk is listed under every day it spans, so a query of any
-            // of those days finds it.
-            for r in refs {
-                for day in r.from.div_euclid(DAY_NS)..=r.through.div_euclid(DAY_NS) {
-                    by_segment.entry((r.tenant.clone(), day)).or_default().push(r.clone());
-                }
-            }
-            for ((tenant, day), refs) in by_segment {
-                let key = keys::shipped_segment(&tenant, day, p, through_seq);
+            for (key, refs) in index_segments(p, through_seq, refs) {
                 self.store.put(&key, encode_segment(&refs)?).await?;
             }
             self.ingester.propose(p, &Command::IndexShipped { through_seq }).await?;
@@ -213,5 +218,33 @@ impl Flusher {
         }
         self.ingester.propose(p, &Command::ChunksFlushed(flushed)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(tenant: &str, from: i64, through: i64) -> ChunkRef {
+        ChunkRef { tenant: tenant.into(), labels: "{a=\"b\"}".into(), from, through, key: format!("c-{tenant}-{from}"), entries: 1, bytes: 1 }
+    }
+
+    /// A chunk across midnight is listed in both days' segments; tenants
+    /// never share a segment; keys name the partition and sequence.
+    #[test]
+    fn each_chunk_is_listed_under_every_day_it_spans_per_tenant() {
+        let day = DAY_NS;
+        let refs = vec![chunk("a", day - 10, day + 10), chunk("a", 5, 6), chunk("b", 2 * day, 2 * day + 1)];
+        let segments = index_segments(3, 42, refs);
+        let listed: Vec<(String, Vec<String>)> =
+            segments.iter().map(|(k, v)| (k.clone(), v.iter().map(|r| r.key.clone()).collect())).collect();
+        assert_eq!(
+            listed,
+            [
+                (keys::shipped_segment("a", 0, 3, 42), vec![format!("c-a-{}", day - 10), "c-a-5".to_string()]),
+                (keys::shipped_segment("a", 1, 3, 42), vec![format!("c-a-{}", day - 10)]),
+                (keys::shipped_segment("b", 2, 3, 42), vec![format!("c-b-{}", 2 * day)]),
+            ]
+        );
     }
 }
