@@ -1,10 +1,10 @@
-//! Prometheus metrics an operator graphs: ingestion and rejection rates,
-//! request latencies. It keeps the process' one registry; a component
-//! registers its own counters on it when it is built (the flusher, the
-//! compactor, the chunk reader), and one with state to report at scrape
-//! time (the ingester's Raft groups, the querier's decode queue, the
-//! runtime overrides) its gauges, set in an [`Metrics::on_scrape`] hook.
-//! This module imports no component.
+//! Prometheus metrics an operator graphs: request latencies and what the
+//! components count. It keeps the process' one registry; a component
+//! registers its own counters on it when it is built (the distributor, the
+//! ingester client, the flusher, the compactor, the chunk reader), and one
+//! with state to report at scrape time (the ingester's Raft groups, the
+//! querier's decode queue, the runtime overrides) its gauges, set in an
+//! [`Metrics::on_scrape`] hook. This module imports no component.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -13,13 +13,7 @@ use prometheus::{
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
-    pub lines_received: IntCounterVec,
-    pub bytes_received: IntCounterVec,
-    pub discarded_samples: IntCounterVec,
-    pub discarded_bytes: IntCounterVec,
-    pub duplicate_lines: IntCounterVec,
     pub request_duration: HistogramVec,
-    pub push_retries: IntCounter,
     /// Shared by every reader of the bucket (querier, compactor).
     pub corrupt_objects: IntCounter,
     /// Requests refused by `auth.file`'s tokens, by reason.
@@ -44,11 +38,6 @@ impl Metrics {
             reg(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
         };
         Self {
-            lines_received: counter("loki_distributor_lines_received_total", "Log lines received, by tenant.", &["tenant"]),
-            bytes_received: counter("loki_distributor_bytes_received_total", "Bytes of log lines received, by tenant.", &["tenant"]),
-            discarded_samples: counter("loki_discarded_samples_total", "Entries refused, by reason and tenant.", &["reason", "tenant"]),
-            discarded_bytes: counter("loki_discarded_bytes_total", "Bytes of entries refused, by reason and tenant.", &["reason", "tenant"]),
-            duplicate_lines: counter("balsa_ingester_duplicate_lines_total", "Entries dropped as duplicates of stored ones.", &["tenant"]),
             request_duration: reg(
                 &r,
                 HistogramVec::new(
@@ -57,11 +46,6 @@ impl Metrics {
                     &["route", "method", "status_code"],
                 )
                 .expect("valid metric"),
-            ),
-            push_retries: reg(
-                &r,
-                IntCounter::new("balsa_distributor_push_retries_total", "Proposals retried after a leader change.")
-                    .expect("valid metric"),
             ),
             corrupt_objects: reg(
                 &r,
@@ -86,6 +70,11 @@ impl Metrics {
     /// Registers a component's counter.
     pub fn counter(&self, name: &str, help: &str) -> IntCounter {
         reg(&self.registry, IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    /// Registers a component's counter, one value per set of `labels`.
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        reg(&self.registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
     }
 
     /// Registers a component's gauge without labels.
@@ -126,7 +115,8 @@ mod tests {
     #[test]
     fn registers_and_renders() {
         let m = Metrics::new();
-        m.discarded_samples.with_label_values(&["line_too_long", "t"]).inc();
+        let discarded = m.counter_vec("loki_discarded_samples_total", "Entries refused.", &["reason", "tenant"]);
+        discarded.with_label_values(&["line_too_long", "t"]).inc();
         let text = m.render();
         assert!(text.contains(r#"loki_discarded_samples_total{reason="line_too_long",tenant="t"} 1"#), "{text}");
     }

@@ -146,14 +146,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         Some(r) => r.controller.watch(),
         None => watch_remote(cfg.join.clone(), cfg.dialer()),
     };
-    let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, cfg.dialer(), metrics.clone()));
+    let ingesters = Arc::new(IngesterClient::new(role.as_ref().map(|r| r.ingester.clone()), ring, cfg.dialer(), &metrics));
     let deletes = Arc::new(Deletes::load(store.clone(), cfg.delete_request_cancel_period, cfg.delete_request_refresh_period).await?);
     let distributor = Arc::new(Distributor::new(
         ingesters.clone(),
         overrides.clone(),
         cfg.max_chunk_age,
         cfg.chunk_target_raw_size,
-        metrics.clone(),
+        &metrics,
     ));
     let querier = Arc::new(Querier::new(
         ingesters.clone(),

@@ -26,6 +26,7 @@ use crate::ingester::command::{PushBatch, PushOutcome, RequestId, StreamBatch, M
 use crate::limits::Limits;
 use crate::overrides::Overrides;
 use crate::metrics::Metrics;
+use prometheus::IntCounterVec;
 use balsa_logql::labels::LabelSet;
 use crate::rate::RateLimiter;
 use crate::ring::Ring;
@@ -67,13 +68,23 @@ pub struct PushSummary {
     pub duplicates: u64,
 }
 
+/// What the distributor counts, per tenant.
+struct DistributorMetrics {
+    lines_received: IntCounterVec,
+    bytes_received: IntCounterVec,
+    /// By reason too: Loki's names, which dashboards graph.
+    discarded_samples: IntCounterVec,
+    discarded_bytes: IntCounterVec,
+    duplicate_lines: IntCounterVec,
+}
+
 /// Routes pushes to partitions.
 pub struct Distributor {
     ingesters: Arc<IngesterClient>,
     overrides: Arc<Overrides>,
     too_far_behind_window: i64,
     chunk_target_raw_size: u64,
-    metrics: Arc<Metrics>,
+    metrics: DistributorMetrics,
     tenant_rates: RateLimiter<String>,
     stream_rates: RateLimiter<(String, LabelSet)>,
 }
@@ -94,8 +105,15 @@ impl Distributor {
         overrides: Arc<Overrides>,
         max_chunk_age: Duration,
         chunk_target_raw_size: u64,
-        metrics: Arc<Metrics>,
+        metrics: &Metrics,
     ) -> Self {
+        let metrics = DistributorMetrics {
+            lines_received: metrics.counter_vec("loki_distributor_lines_received_total", "Log lines received, by tenant.", &["tenant"]),
+            bytes_received: metrics.counter_vec("loki_distributor_bytes_received_total", "Bytes of log lines received, by tenant.", &["tenant"]),
+            discarded_samples: metrics.counter_vec("loki_discarded_samples_total", "Entries refused, by reason and tenant.", &["reason", "tenant"]),
+            discarded_bytes: metrics.counter_vec("loki_discarded_bytes_total", "Bytes of entries refused, by reason and tenant.", &["reason", "tenant"]),
+            duplicate_lines: metrics.counter_vec("balsa_ingester_duplicate_lines_total", "Entries dropped as duplicates of stored ones.", &["tenant"]),
+        };
         Self {
             ingesters,
             overrides,

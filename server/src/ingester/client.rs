@@ -45,7 +45,8 @@ pub struct IngesterClient {
     leaders: Mutex<HashMap<u32, NodeId>>,
     channels: Mutex<HashMap<String, Channel>>,
     dialer: Dialer,
-    metrics: Arc<Metrics>,
+    /// Proposals retried after a leader change.
+    push_retries: prometheus::IntCounter,
 }
 
 enum Call<'a> {
@@ -59,8 +60,10 @@ enum Answer {
 }
 
 impl IngesterClient {
-    pub fn new(local: Option<Arc<Ingester>>, ring: RingWatch, dialer: Dialer, metrics: Arc<Metrics>) -> Self {
-        Self { local, ring, leaders: Mutex::default(), channels: Mutex::default(), dialer, metrics }
+    /// Registers the client's counter on `metrics`.
+    pub fn new(local: Option<Arc<Ingester>>, ring: RingWatch, dialer: Dialer, metrics: &Metrics) -> Self {
+        let push_retries = metrics.counter("balsa_distributor_push_retries_total", "Proposals retried after a leader change.");
+        Self { local, ring, leaders: Mutex::default(), channels: Mutex::default(), dialer, push_retries }
     }
 
     /// The newest ring known.
@@ -144,7 +147,7 @@ impl IngesterClient {
                 // before, it gets a short timeout: the hint may be stale).
                 Err(IngesterError::NotLeader { leader: Some(l), .. }) if l != target && ring.nodes.contains_key(&l) => {
                     self.leaders.lock().insert(p, l);
-                    self.metrics.push_retries.inc();
+                    self.push_retries.inc();
                     redirects += 1;
                     // Two nodes can name each other while an election settles:
                     // after a few hops, wait before the next.
@@ -171,7 +174,7 @@ impl IngesterClient {
             if Instant::now() + backoff >= deadline {
                 return Err(err);
             }
-            self.metrics.push_retries.inc();
+            self.push_retries.inc();
             tracing::debug!(partition = p, node = target, error = %err, "retrying on another replica");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
