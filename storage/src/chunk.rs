@@ -387,7 +387,9 @@ impl<'a> Chunk<'a> {
 
     /// Like [`Chunk::entries`], keeping only entries whose line passes
     /// `sieve`, tested before anything is copied out of the block. Adds to
-    /// `decoded` the entries in the range and their line bytes, kept or not.
+    /// `decoded` the entries in the range of the blocks it decompressed and
+    /// their line bytes, kept or not (blocks the sieve rules out by their
+    /// trigram filter are neither decompressed nor counted).
     pub fn entries_where(&self, from: i64, through: i64, sieve: &impl LineSieve, decoded: &mut Decoded) -> Result<Vec<Entry>, ChunkError> {
         // Taken out of the thread's slot while in use: `sieve` runs in between.
         let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
