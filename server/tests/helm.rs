@@ -404,7 +404,13 @@ fn the_rendered_multi_zone_release_forms_a_cluster_that_survives_a_kill_and_a_sc
         .output()
         .unwrap();
     assert!(hook.status.success(), "preStop: {}", String::from_utf8_lossy(&hook.stderr));
-    let exited = pods[a1].child.as_mut().unwrap().try_wait().unwrap();
+    // The hook returns once the node is drained; the process then closes its
+    // log and exits on its own, which can take a moment on a loaded machine.
+    let mut exited = None;
+    common::wait_for("the drained pod to exit by itself", Duration::from_secs(30), || {
+        exited = pods[a1].child.as_mut().unwrap().try_wait().unwrap();
+        exited.is_some()
+    });
     assert!(exited.is_some_and(|s| s.success()), "the drained pod exited by itself: {exited:?}\n{}", pods[a1].log());
     let ring: serde_json::Value = ureq::get(&pods[front].url("/ring?format=json")).call().unwrap().into_json().unwrap();
     let node = ring["nodes"].as_array().unwrap().iter().find(|n| n["id"] == 2).cloned().unwrap_or_default();
