@@ -23,10 +23,14 @@
 //!
 //! A node whose data directory was lost must rejoin under a new node id:
 //! its old id is still a voter of groups it cannot rebuild alone.
+//!
+//! The decisions are [`plan`]'s: pure, from the ring and a view of this
+//! node's replicas ([`Local`]); [`Ingester::reconcile`] carries out its
+//! actions (opening groups, membership changes, hand-overs, deletions).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use balsa_raft::NodeId;
 use openraft::error::{ClientWriteError, RaftError};
@@ -62,14 +66,124 @@ const HAND_OVER_RETRY: Duration = Duration::from_secs(5);
 /// Most entries a node may be behind to be handed a leadership.
 const MAX_HAND_OVER_LAG: u64 = 100;
 
-/// On a leader: how many entries `node` is behind (None: not replicated to).
-fn lag_of(m: &openraft::RaftMetrics<NodeId, BasicNode>, node: NodeId) -> Option<u64> {
-    let matched = m.replication.as_ref()?.get(&node)?.map_or(0, |l| l.index);
-    Some(m.last_log_index.unwrap_or(0).saturating_sub(matched))
-}
-
 /// Longest a learner may take to catch up before the move is retried.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What this node knows of a partition it hosts, read from its Raft metrics.
+#[derive(Clone, Debug, Default)]
+struct Hosted {
+    leader: bool,
+    voters: BTreeSet<NodeId>,
+    /// Voters and learners.
+    members: BTreeSet<NodeId>,
+    /// A joint configuration (a voter change in progress).
+    joint: bool,
+    /// On a leader: how many entries each node replicated to is behind.
+    lag: BTreeMap<NodeId, u64>,
+}
+
+impl Hosted {
+    fn of(m: &openraft::RaftMetrics<NodeId, BasicNode>) -> Self {
+        let membership = m.membership_config.membership();
+        let lag = m
+            .replication
+            .iter()
+            .flatten()
+            .map(|(n, matched)| (*n, m.last_log_index.unwrap_or(0).saturating_sub(matched.map_or(0, |l| l.index))))
+            .collect();
+        Hosted {
+            leader: m.state == openraft::ServerState::Leader,
+            voters: membership.voter_ids().collect(),
+            members: membership.nodes().map(|(id, _)| *id).collect(),
+            joint: membership.get_joint_config().len() > 1,
+            lag,
+        }
+    }
+
+    /// Whether this leader replicates to `node` and it is no more than
+    /// [`MAX_HAND_OVER_LAG`] entries behind.
+    fn caught_up(&self, node: NodeId) -> bool {
+        self.lag.get(&node).is_some_and(|l| *l <= MAX_HAND_OVER_LAG)
+    }
+}
+
+/// This node's replicas and the membership work already under way.
+#[derive(Debug, Default)]
+struct Local {
+    me: NodeId,
+    hosted: BTreeMap<u32, Hosted>,
+    /// Led partitions being handed over (they no longer count as led).
+    handing_over: usize,
+    /// Partitions whose voters are being changed.
+    changing: BTreeSet<u32>,
+    /// Partitions not to be handed over now (handed over a moment ago, or
+    /// refused by their preferred replica).
+    hand_over_waiting: BTreeSet<u32>,
+}
+
+/// One step that brings this node's replicas closer to the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Action {
+    /// Open (and, if this node is the first initial replica of a group
+    /// never formed, initialize) a replica assigned here.
+    Open(u32),
+    /// Make the ring's replicas (with their addresses) the group's voters.
+    ChangeVoters { partition: u32, nodes: BTreeMap<NodeId, String> },
+    /// Hand the leadership to the preferred replica.
+    HandOver { partition: u32, to: NodeId },
+    /// Tell the controller these groups' voters are the ring's (partition,
+    /// assignment epoch).
+    Converged(Vec<(u32, u64)>),
+    /// Remove a replica that is no longer assigned here; unless `removed`
+    /// (the group no longer lists this node), only once its leader says
+    /// this node is not a member.
+    Drop { partition: u32, removed: bool },
+}
+
+/// The actions that bring `local` closer to `ring`. Pure: the same inputs
+/// give the same actions; [`Ingester::reconcile`] carries them out.
+fn plan(ring: &RingState, local: &Local) -> Vec<Action> {
+    let me = local.me;
+    let active = ring.nodes.values().filter(|n| n.state == NodeState::Active).count().max(1);
+    let share = ring.partitions.len().div_ceil(active);
+    let mut leading = local.hosted.values().filter(|h| h.leader).count().saturating_sub(local.handing_over);
+    let mut actions = Vec::new();
+    let mut formed = Vec::new();
+    for (p, a) in ring.partitions.iter().enumerate() {
+        let p = p as u32;
+        let assigned = a.replicas.contains(&me);
+        let Some(h) = local.hosted.get(&p) else {
+            if assigned {
+                actions.push(Action::Open(p));
+            }
+            continue;
+        };
+        if h.leader && !h.joint {
+            let wanted: BTreeSet<NodeId> = a.replicas.iter().copied().collect();
+            if h.voters == wanted {
+                if !a.led {
+                    formed.push((p, a.epoch));
+                }
+                let to = a.replicas[0];
+                let active = ring.nodes.get(&to).is_some_and(|n| n.state == NodeState::Active);
+                if leading > share && to != me && active && h.caught_up(to) && !local.hand_over_waiting.contains(&p) {
+                    actions.push(Action::HandOver { partition: p, to });
+                    leading -= 1;
+                }
+            } else if !wanted.is_empty() && !local.changing.contains(&p) {
+                let nodes = a.replicas.iter().filter_map(|n| Some((*n, ring.addr(*n)?.to_string()))).collect();
+                actions.push(Action::ChangeVoters { partition: p, nodes });
+            }
+        }
+        if !assigned && !h.leader {
+            actions.push(Action::Drop { partition: p, removed: !h.members.contains(&me) });
+        }
+    }
+    if !formed.is_empty() {
+        actions.push(Action::Converged(formed));
+    }
+    actions
+}
 
 impl Ingester {
     /// Keeps the hosted replicas in step with the ring until `stop`. A
@@ -90,70 +204,72 @@ impl Ingester {
         }
     }
 
+    /// Carries out [`plan`]'s actions for `ring`.
     async fn reconcile(self: &Arc<Self>, ring: &RingState, controller: &Arc<Controller>) -> Result<(), IngesterError> {
-        let me = self.cfg.node_id;
-        let active = ring.nodes.values().filter(|n| n.state == NodeState::Active).count().max(1);
-        let share = ring.partitions.len().div_ceil(active);
-        // Partitions being handed over no longer count.
-        let mut leading = self.led_partitions().len().saturating_sub(self.handing_over.lock().len());
-        // Groups led here that formed: reported together, so a new cluster
-        // of many partitions changes the ring once, not once per partition.
-        let mut formed: Vec<(u32, u64)> = Vec::new();
-        for (p, a) in ring.partitions.iter().enumerate() {
-            let p = p as u32;
-            let assigned = a.replicas.contains(&me);
-            let local = self.partitions.read().get(&p).cloned();
-            match local {
-                None if assigned => self.open_replica(p, ring).await?,
-                None => {}
-                Some(part) => {
-                    let m = part.raft.metrics().borrow().clone();
-                    let membership = m.membership_config.membership().clone();
-                    if m.state == openraft::ServerState::Leader {
-                        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-                        let wanted: BTreeSet<NodeId> = a.replicas.iter().copied().collect();
-                        let joint = membership.get_joint_config().len() > 1;
-                        if !joint && voters == wanted && !a.led {
-                            formed.push((p, a.epoch));
-                        }
-                        if !joint && voters == wanted && leading > share && self.hand_over(ring, p, a.replicas[0], &m) {
-                            leading -= 1;
-                        }
-                        if !joint && voters != wanted && !wanted.is_empty() && self.changing.lock().insert(p) {
-                            let this = self.clone();
-                            let nodes: BTreeMap<NodeId, String> =
-                                a.replicas.iter().filter_map(|n| Some((*n, ring.addr(*n)?.to_string()))).collect();
-                            tokio::spawn(async move {
-                                if let Err(e) = this.move_replicas(&part, p, nodes).await {
-                                    tracing::warn!(partition = p, error = %e, "changing replicas; will retry");
-                                }
-                                this.changing.lock().remove(&p);
-                            });
-                        }
-                    }
-                    if !assigned && m.state != openraft::ServerState::Leader {
-                        let member = membership.nodes().any(|(id, _)| *id == me);
-                        // A removed follower may never hear of its removal
-                        // (the leader stops sending): ask the leader.
-                        if !member || self.leader_says_member(ring, p).await == Some(false) {
-                            self.drop_replica(p).await;
-                        }
+        for action in plan(ring, &self.local()) {
+            match action {
+                Action::Open(p) => self.open_replica(p, ring).await?,
+                Action::ChangeVoters { partition, nodes } => self.start_changing_voters(partition, nodes),
+                Action::HandOver { partition, to } => {
+                    self.hand_over_after.lock().insert(partition, Instant::now() + HAND_OVER_COOLDOWN);
+                    tokio::spawn(self.clone().hand_over_to(partition, to, "this node leads more than its share"));
+                }
+                Action::Converged(formed) => self.report_converged(formed, controller),
+                Action::Drop { partition, removed } => {
+                    // A removed follower may never hear of its removal (the
+                    // leader stops sending): ask the leader.
+                    if removed || self.leader_says_member(ring, partition).await == Some(false) {
+                        self.drop_replica(partition).await;
                     }
                 }
             }
         }
-        if !formed.is_empty() && !self.reporting.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            // The groups formed: the ring may move them now.
-            let (this, controller) = (self.clone(), controller.clone());
-            tokio::spawn(async move {
-                let n = formed.len();
-                if let Err(e) = controller.propose(&ControllerCommand::Converged { partitions: formed }).await {
-                    tracing::warn!(partitions = n, error = %e, "reporting groups' voters; will retry");
-                }
-                this.reporting.store(false, std::sync::atomic::Ordering::Release);
-            });
-        }
         Ok(())
+    }
+
+    /// What [`plan`] needs to know of this node.
+    fn local(&self) -> Local {
+        let now = Instant::now();
+        Local {
+            me: self.cfg.node_id,
+            hosted: self.partitions.read().iter().map(|(p, part)| (*p, Hosted::of(&part.raft.metrics().borrow()))).collect(),
+            handing_over: self.handing_over.lock().len(),
+            changing: self.changing.lock().iter().copied().collect(),
+            hand_over_waiting: self.hand_over_after.lock().iter().filter(|(_, t)| now < **t).map(|(p, _)| *p).collect(),
+        }
+    }
+
+    /// Starts making `nodes` the voters of partition `p` (in the background;
+    /// a failure is retried at a later reconcile).
+    fn start_changing_voters(self: &Arc<Self>, p: u32, nodes: BTreeMap<NodeId, String>) {
+        let Ok(part) = self.partition(p) else { return };
+        if !self.changing.lock().insert(p) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.move_replicas(&part, p, nodes).await {
+                tracing::warn!(partition = p, error = %e, "changing replicas; will retry");
+            }
+            this.changing.lock().remove(&p);
+        });
+    }
+
+    /// Tells the controller that these groups formed, so the ring may move
+    /// them now: together, so a new cluster of many partitions changes the
+    /// ring once, not once per partition. One report at a time.
+    fn report_converged(self: &Arc<Self>, formed: Vec<(u32, u64)>, controller: &Arc<Controller>) {
+        if self.reporting.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let (this, controller) = (self.clone(), controller.clone());
+        tokio::spawn(async move {
+            let n = formed.len();
+            if let Err(e) = controller.propose(&ControllerCommand::Converged { partitions: formed }).await {
+                tracing::warn!(partitions = n, error = %e, "reporting groups' voters; will retry");
+            }
+            this.reporting.store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// Opens partition `p` here; initializes it if this node is the first
@@ -188,22 +304,6 @@ impl Ingester {
         Ok(())
     }
 
-    /// On the leader of partition `p`: starts handing it to `to`, its
-    /// preferred replica, if that is another active node, caught up, and
-    /// `p` was not handed over from here in the last minute (nor refused
-    /// by `to` in the last seconds: it may be down).
-    fn hand_over(self: &Arc<Self>, ring: &RingState, p: u32, to: NodeId, m: &openraft::RaftMetrics<NodeId, BasicNode>) -> bool {
-        let active = ring.nodes.get(&to).is_some_and(|n| n.state == NodeState::Active);
-        let now = std::time::Instant::now();
-        let waiting = self.hand_over_after.lock().get(&p).is_some_and(|t| now < *t);
-        if to == self.cfg.node_id || !active || lag_of(m, to).is_none_or(|l| l > MAX_HAND_OVER_LAG) || waiting {
-            return false;
-        }
-        self.hand_over_after.lock().insert(p, now + HAND_OVER_COOLDOWN);
-        tokio::spawn(self.clone().hand_over_to(p, to, "this node leads more than its share"));
-        true
-    }
-
     /// Hands partition `p` to `to` and waits until done. Requests for `p`
     /// are redirected to `to` meanwhile (about the 3 s lease; the router
     /// retries them).
@@ -225,7 +325,7 @@ impl Ingester {
             }
             Err(e) => {
                 // Not started: `to` may be down or restarting; ask again soon.
-                let soon = std::time::Instant::now() + HAND_OVER_RETRY;
+                let soon = Instant::now() + HAND_OVER_RETRY;
                 self.hand_over_after.lock().insert(p, soon);
                 Err(e)
             }
@@ -251,13 +351,12 @@ impl Ingester {
         let mut moves = Vec::new();
         for p in self.led_partitions() {
             let Ok(part) = self.partition(p) else { continue };
-            let m = part.raft.metrics().borrow().clone();
-            let target = m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .filter(|v| *v != self.cfg.node_id && ring.nodes.get(v).is_some_and(|n| n.state == NodeState::Active))
-                .filter_map(|v| Some((lag_of(&m, v)?, v)))
+            let h = Hosted::of(&part.raft.metrics().borrow());
+            let target = h
+                .voters
+                .iter()
+                .filter(|v| **v != self.cfg.node_id && ring.nodes.get(v).is_some_and(|n| n.state == NodeState::Active))
+                .filter_map(|v| Some((*h.lag.get(v)?, *v)))
                 .filter(|(lag, _)| *lag <= MAX_HAND_OVER_LAG)
                 .min();
             if let Some((_, to)) = target {
@@ -344,5 +443,142 @@ impl Ingester {
             tracing::warn!(partition = p, error = %e, "deleting a removed replica's snapshot");
         }
         tracing::info!(partition = p, "replica moved away; removed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::{Assignment, NodeInfo};
+
+    fn ring(nodes: &[(NodeId, NodeState)], partitions: &[(&[NodeId], bool)]) -> RingState {
+        RingState {
+            epoch: 1,
+            replication_factor: 3,
+            nodes: nodes
+                .iter()
+                .map(|(id, state)| {
+                    let info = NodeInfo {
+                        id: *id,
+                        zone: String::new(),
+                        grpc_addr: format!("127.0.0.1:{}", 9000 + id),
+                        http_addr: String::new(),
+                        state: *state,
+                        incarnation: 1,
+                    };
+                    (*id, info)
+                })
+                .collect(),
+            partitions: partitions
+                .iter()
+                .enumerate()
+                .map(|(i, (replicas, led))| Assignment {
+                    replicas: replicas.to_vec(),
+                    epoch: 10 + i as u64,
+                    initial: replicas.to_vec(),
+                    led: *led,
+                })
+                .collect(),
+        }
+    }
+
+    fn active(ids: &[NodeId]) -> Vec<(NodeId, NodeState)> {
+        ids.iter().map(|id| (*id, NodeState::Active)).collect()
+    }
+
+    /// A replica led here with `voters`, every one `lag` entries behind.
+    fn leading(voters: &[NodeId], lag: u64) -> Hosted {
+        let voters: BTreeSet<NodeId> = voters.iter().copied().collect();
+        Hosted { leader: true, lag: voters.iter().map(|v| (*v, lag)).collect(), members: voters.clone(), voters, joint: false }
+    }
+
+    fn following(members: &[NodeId]) -> Hosted {
+        let members: BTreeSet<NodeId> = members.iter().copied().collect();
+        Hosted { leader: false, voters: members.clone(), members, ..Hosted::default() }
+    }
+
+    #[test]
+    fn opens_the_replicas_assigned_here_and_nothing_else() {
+        let r = ring(&active(&[1, 2, 3]), &[(&[1, 2, 3], false), (&[2, 3, 4], false), (&[3, 1, 2], false)]);
+        let local = Local { me: 1, ..Local::default() };
+        assert_eq!(plan(&r, &local), vec![Action::Open(0), Action::Open(2)]);
+    }
+
+    #[test]
+    fn a_leader_reports_groups_formed_once_and_moves_voters_to_the_ring() {
+        let r = ring(&active(&[1, 2, 3, 4]), &[(&[1, 2, 3], false), (&[1, 2, 4], true), (&[1, 2, 3], true)]);
+        let mut local = Local { me: 1, ..Local::default() };
+        local.hosted.insert(0, leading(&[1, 2, 3], 0));
+        local.hosted.insert(1, leading(&[1, 2, 3], 0));
+        local.hosted.insert(2, leading(&[1, 2, 3], 0));
+        let nodes: BTreeMap<NodeId, String> =
+            [1, 2, 4].iter().map(|n| (*n, format!("127.0.0.1:{}", 9000 + n))).collect();
+        assert_eq!(
+            plan(&r, &local),
+            vec![Action::ChangeVoters { partition: 1, nodes }, Action::Converged(vec![(0, 10)])],
+            "partition 0 formed (not yet reported), 1 must gain node 4, 2 is done"
+        );
+        // Nothing is changed twice, nor during a joint configuration.
+        local.changing.insert(1);
+        assert_eq!(plan(&r, &local), vec![Action::Converged(vec![(0, 10)])]);
+        local.changing.clear();
+        if let Some(h) = local.hosted.get_mut(&1) {
+            h.joint = true;
+        }
+        assert_eq!(plan(&r, &local), vec![Action::Converged(vec![(0, 10)])]);
+        // A follower decides none of it.
+        let hosted = (0..3).map(|p| (p, following(&[1, 2, 3]))).collect();
+        let local = Local { me: 1, hosted, ..Local::default() };
+        assert_eq!(plan(&r, &local), vec![]);
+    }
+
+    #[test]
+    fn a_node_leading_more_than_its_share_hands_over_to_caught_up_preferred_replicas() {
+        // 4 partitions over 2 active nodes: a share of 2. Node 1 leads all
+        // four; 2 and 3 prefer node 2.
+        let parts: &[(&[NodeId], bool)] = &[(&[1, 2], true), (&[1, 2], true), (&[2, 1], true), (&[2, 1], true)];
+        let r = ring(&active(&[1, 2]), parts);
+        let mut local = Local { me: 1, ..Local::default() };
+        for p in 0..4 {
+            local.hosted.insert(p, leading(&[1, 2], 0));
+        }
+        assert_eq!(
+            plan(&r, &local),
+            vec![Action::HandOver { partition: 2, to: 2 }, Action::HandOver { partition: 3, to: 2 }]
+        );
+        // One already going: one more brings it to its share.
+        local.handing_over = 1;
+        local.hand_over_waiting.insert(2);
+        assert_eq!(plan(&r, &local), vec![Action::HandOver { partition: 3, to: 2 }]);
+        // Not to a replica far behind, nor to one that is not active.
+        local.handing_over = 0;
+        local.hand_over_waiting.clear();
+        local.hosted.insert(2, leading(&[1, 2], MAX_HAND_OVER_LAG + 1));
+        assert_eq!(plan(&r, &local), vec![Action::HandOver { partition: 3, to: 2 }]);
+        let r = ring(&[(1, NodeState::Active), (2, NodeState::Draining)], parts);
+        assert_eq!(plan(&r, &local), vec![]);
+        // At its share (4 partitions, 1 active node: a share of 4) it keeps them.
+        local.hosted.insert(2, leading(&[1, 2], 0));
+        assert_eq!(plan(&r, &local), vec![]);
+    }
+
+    #[test]
+    fn a_replica_moved_away_is_dropped_only_by_a_follower_and_asks_its_leader_while_still_a_member() {
+        let r = ring(&active(&[1, 2, 3, 4]), &[(&[2, 3, 4], true), (&[2, 3, 4], true), (&[2, 3, 4], true)]);
+        let local = Local {
+            me: 1,
+            hosted: [(0, following(&[2, 3, 4])), (1, following(&[1, 2, 3])), (2, leading(&[1, 2, 3], 0))].into(),
+            ..Local::default()
+        };
+        let nodes: BTreeMap<NodeId, String> = [2, 3, 4].iter().map(|n| (*n, format!("127.0.0.1:{}", 9000 + n))).collect();
+        assert_eq!(
+            plan(&r, &local),
+            vec![
+                Action::Drop { partition: 0, removed: true },
+                Action::Drop { partition: 1, removed: false },
+                // The leader moves the group first; it is dropped once it follows.
+                Action::ChangeVoters { partition: 2, nodes },
+            ]
+        );
     }
 }
