@@ -134,17 +134,40 @@ impl TlsFiles {
     }
 }
 
-/// Roles a process runs (`--target=ingester,compactor`; `all` is every one).
+/// One role a process can run (Loki's `-target` names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Target {
+pub enum Role {
     /// Hosts partition replicas and a controller replica (stateful).
-    pub ingester: bool,
-    pub distributor: bool,
-    pub querier: bool,
-    pub query_frontend: bool,
+    Ingester,
+    Distributor,
+    Querier,
+    QueryFrontend,
     /// Merges index segments, applies retention and deletes (run one).
-    pub compactor: bool,
+    Compactor,
 }
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::Ingester, Role::Distributor, Role::Querier, Role::QueryFrontend, Role::Compactor];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Ingester => "ingester",
+            Role::Distributor => "distributor",
+            Role::Querier => "querier",
+            Role::QueryFrontend => "query-frontend",
+            Role::Compactor => "compactor",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// The roles a process runs (`--target=ingester,compactor`; `all` is every
+/// one): a set of [`Role`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target(u8);
 
 /// A `--target` that is no role.
 #[derive(Debug, thiserror::Error)]
@@ -152,27 +175,34 @@ pub struct Target {
 pub struct UnknownTarget(pub String);
 
 impl Target {
-    pub const ALL: Target = Target { ingester: true, distributor: true, querier: true, query_frontend: true, compactor: true };
+    pub const ALL: Target = Target(0b1_1111);
+
+    /// The set of `roles`.
+    pub fn of(roles: &[Role]) -> Self {
+        Target(roles.iter().fold(0, |bits, r| bits | r.bit()))
+    }
+
+    pub fn has(self, role: Role) -> bool {
+        self.0 & role.bit() != 0
+    }
 
     /// Parses Loki's comma-separated target list.
     pub fn parse(s: &str) -> Result<Self, UnknownTarget> {
-        let mut t = Target { ingester: false, distributor: false, querier: false, query_frontend: false, compactor: false };
+        let mut roles = Vec::new();
         for part in s.split(',').map(str::trim) {
             match part {
-                "all" => t = Self::ALL,
-                "ingester" => t.ingester = true,
-                "distributor" => t.distributor = true,
-                "querier" => t.querier = true,
-                "query-frontend" => t.query_frontend = true,
-                "compactor" => t.compactor = true,
+                "all" => roles.extend(Role::ALL),
                 // Loki's simple scalable deployment.
-                "write" => (t.distributor, t.ingester) = (true, true),
-                "read" => (t.querier, t.query_frontend) = (true, true),
-                "backend" => t.compactor = true,
-                other => return Err(UnknownTarget(other.into())),
+                "write" => roles.extend([Role::Ingester, Role::Distributor]),
+                "read" => roles.extend([Role::Querier, Role::QueryFrontend]),
+                "backend" => roles.push(Role::Compactor),
+                name => match Role::ALL.into_iter().find(|r| r.name() == name) {
+                    Some(r) => roles.push(r),
+                    None => return Err(UnknownTarget(name.into())),
+                },
             }
         }
-        Ok(t)
+        Ok(Self::of(&roles))
     }
 
     /// The roles, comma-separated, as `/config` shows them.
@@ -180,14 +210,7 @@ impl Target {
         if *self == Self::ALL {
             return "all".into();
         }
-        let all = [
-            (self.ingester, "ingester"),
-            (self.distributor, "distributor"),
-            (self.querier, "querier"),
-            (self.query_frontend, "query-frontend"),
-            (self.compactor, "compactor"),
-        ];
-        all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect::<Vec<_>>().join(",")
+        Role::ALL.into_iter().filter(|r| self.has(*r)).map(Role::name).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -553,7 +576,7 @@ impl Config {
         }
         let join: Vec<String> = if flags.join.is_empty() { raw.ring.join.unwrap_or_default() } else { flags.join.clone() };
         let join: Vec<String> = join.into_iter().map(|j| j.trim().to_string()).filter(|j| !j.is_empty()).collect();
-        if join.is_empty() && !target.ingester {
+        if join.is_empty() && !target.has(Role::Ingester) {
             return Err(ConfigError::Invalid {
                 key: "ring.join",
                 problem: format!(

@@ -14,7 +14,8 @@
 //! - [`auth`]: bearer tokens granting tenants, without a gateway;
 //! - [`config`], [`limits`], [`validation`], [`tenant`], [`ring`],
 //!   [`metrics`];
-//! - [`modules`]: the composition root that wires a role (`--target`);
+//! - [`modules`]: the composition root: what each role of `--target` needs
+//!   (a table), one file per role, the servers with those roles' routes;
 //! - [`cli`]: the `logcli`-like client (`balsa query`, `labels`, …) and
 //!   the loki-canary-like checker (`balsa canary`).
 //!

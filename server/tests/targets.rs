@@ -61,6 +61,17 @@ fn write_read_and_backend_processes_form_one_loki() {
         flushed.iter().any(|f| !now.contains(f))
     });
     assert_eq!(lines(&read), ["keep"]);
+
+    // Each process serves the routes of its roles, and the admin routes.
+    let query = [("query", r#"{job="ssd"}"#)];
+    for (process, pushes, queries) in [(&write, true, false), (&read, false, true), (&backend, false, false)] {
+        let pushed = process.push_json(None, &body).0;
+        assert_eq!(pushed != 404, pushes, "push answered {pushed}");
+        let queried = process.get("/loki/api/v1/query_range", &query, &[]).0;
+        assert_eq!(queried != 404, queries, "query answered {queried}");
+        assert_eq!(process.get("/ready", &[], &[]).0, 200);
+        assert_eq!(process.get("/ring", &[], &[]).0, 200);
+    }
 }
 
 /// Transparent huge pages are off for the server process (`main.rs`): with

@@ -24,8 +24,9 @@ pub async fn create(State(api): State<AppState>, headers: HeaderMap, RawQuery(q)
         Some(s) => parse_timestamp(s).map_err(|e| ApiError::bad_request(format!("invalid end time: {e}")))?,
         None => now,
     };
-    let req = api.deletes.add(&tenant, query, start, end, now).await.map_err(ApiError::from)?;
-    api.frontend.invalidate();
+    let read = api.read()?;
+    let req = read.deletes.add(&tenant, query, start, end, now).await.map_err(ApiError::from)?;
+    read.frontend.invalidate();
     tracing::info!(tenant, request_id = %req.request_id, query, "delete request received");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -35,8 +36,8 @@ pub async fn list(State(api): State<AppState>, headers: HeaderMap) -> Result<Res
     let tenant = api.tenant(&headers)?;
     let now = now_ns();
     let secs = |ns: i64| ns as f64 / 1e9;
-    let out: Vec<_> = api
-        .deletes
+    let deletes = &api.read()?.deletes;
+    let out: Vec<_> = deletes
         .list(&tenant)
         .await
         .map_err(ApiError::from)?
@@ -47,7 +48,7 @@ pub async fn list(State(api): State<AppState>, headers: HeaderMap) -> Result<Res
                 "start_time": secs(r.start),
                 "end_time": secs(r.end),
                 "query": r.query,
-                "status": api.deletes.status(r, now),
+                "status": deletes.status(r, now),
                 "created_at": secs(r.created_at),
             })
         })
@@ -60,7 +61,8 @@ pub async fn cancel(State(api): State<AppState>, headers: HeaderMap, RawQuery(q)
     let tenant = api.tenant(&headers)?;
     let p = Params::parse(q.as_deref(), None);
     let id = p.get("request_id").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("request_id not set"))?;
-    api.deletes.cancel(&tenant, id, now_ns()).await.map_err(ApiError::from)?;
-    api.frontend.invalidate();
+    let read = api.read()?;
+    read.deletes.cancel(&tenant, id, now_ns()).await.map_err(ApiError::from)?;
+    read.frontend.invalidate();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -34,8 +34,9 @@ async fn scan<T: Send>(
 ) -> Result<(Vec<T>, crate::querier::ScanStats), ApiError> {
     let limits = api.query_limits(&req.tenants);
     limits.check_length(start, end)?;
-    let _slot = api.frontend.admit(&req.tenants)?;
-    limits.within_timeout(async { Ok(api.querier.map_matching(&req.tenants, matchers, start, end, f).await?) }).await
+    let read = api.read()?;
+    let _slot = read.frontend.admit(&req.tenants)?;
+    limits.within_timeout(async { Ok(read.querier.map_matching(&req.tenants, matchers, start, end, f).await?) }).await
 }
 
 /// `{"streams":…, "chunks":…, "entries":…, "bytes":…}` of a selector.
@@ -134,7 +135,7 @@ pub async fn volume_range(State(api): State<AppState>, req: ReadRequest) -> Resu
 pub async fn detected_labels(State(api): State<AppState>, req: ReadRequest) -> Result<Response, ApiError> {
     let matchers = selector(&req)?;
     let (start, end) = req.params.bounds(now_ns())?;
-    let series = api.querier.series(&req.tenants, &[matchers], start, end).await?;
+    let series = api.read()?.querier.series(&req.tenants, &[matchers], start, end).await?;
     let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in &series {
         for (k, v) in s.iter() {

@@ -49,12 +49,12 @@ pub struct Api {
     pub max_recv_msg_size: usize,
     pub max_decompressed_size: usize,
     pub overrides: Arc<Overrides>,
-    pub deletes: Arc<crate::deletes::Deletes>,
     /// The configuration in force, rendered once for `GET /config`.
     pub config_yaml: String,
-    pub distributor: Arc<Distributor>,
-    pub querier: Arc<Querier>,
-    pub frontend: Arc<crate::frontend::Frontend>,
+    /// The write path, when this process runs the distributor role.
+    pub distributor: Option<Arc<Distributor>>,
+    /// The read path, when it runs the querier or query-frontend role.
+    pub read: Option<ReadPath>,
     /// This process's replicas, when it runs the ingester role.
     pub ingester: Option<Arc<Ingester>>,
     /// The router to every partition's leader; its ring feeds `/ring`.
@@ -67,9 +67,26 @@ pub struct Api {
     pub tails: tail::Tails,
 }
 
+/// What answers queries and delete requests.
+pub struct ReadPath {
+    pub querier: Arc<Querier>,
+    pub frontend: Arc<crate::frontend::Frontend>,
+    pub deletes: Arc<crate::deletes::Deletes>,
+}
+
 type AppState = Arc<Api>;
 
 impl Api {
+    /// The distributor ([`router`] serves the write routes only with one).
+    fn distributor(&self) -> Result<&Distributor, ApiError> {
+        self.distributor.as_deref().ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this process runs no distributor"))
+    }
+
+    /// The read path ([`router`] serves the read routes only with one).
+    fn read(&self) -> Result<&ReadPath, ApiError> {
+        self.read.as_ref().ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this process runs no querier"))
+    }
+
     /// The tenant of a write, or Loki's 401/400.
     fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let h = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
@@ -155,36 +172,14 @@ impl QueryLimits {
 }
 
 /// The router of the HTTP server.
+/// The HTTP routes of the roles this process runs: the write routes with
+/// a distributor, the read routes (queries, tails, deletes) with a read
+/// path, and the admin routes (`/ready`, `/ring`, `/metrics`, `/config`,
+/// limits, the ingester's `/flush` and drain) always. A route of a role
+/// not run here is Loki's 404.
 pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
-        .route("/loki/api/v1/push", post(push::push))
-        .route("/api/prom/push", post(push::push))
-        .route("/otlp/v1/logs", post(push::otlp_push))
-        .route("/loki/api/v1/query_range", get(query::query_range).post(query::query_range))
-        .route("/loki/api/v1/query", get(query::instant_query).post(query::instant_query))
-        .route("/loki/api/v1/labels", get(query::labels).post(query::labels))
-        .route("/loki/api/v1/label", get(query::labels).post(query::labels))
-        .route("/loki/api/v1/label/{name}/values", get(query::label_values).post(query::label_values))
-        .route("/loki/api/v1/series", get(query::series).post(query::series))
-        .route("/loki/api/v1/tail", get(tail::tail))
-        .route("/loki/api/v1/format_query", get(query::format_query).post(query::format_query))
-        .route("/loki/api/v1/index/stats", get(index::stats).post(index::stats))
-        .route("/loki/api/v1/index/volume", get(index::volume).post(index::volume))
-        .route("/loki/api/v1/index/volume_range", get(index::volume_range).post(index::volume_range))
-        .route("/loki/api/v1/detected_labels", get(index::detected_labels))
-        .route("/loki/api/v1/patterns", get(index::patterns))
-        .route("/loki/api/v1/detected_fields", get(index::detected_fields))
-        .route("/loki/api/v1/detected_field/{name}/values", get(index::detected_field_values))
-        .route("/api/prom/query", get(legacy::query).post(legacy::query))
-        .route("/api/prom/label", get(legacy::labels).post(legacy::labels))
-        .route("/api/prom/label/{name}/values", get(legacy::label_values).post(legacy::label_values))
-        .route("/api/prom/series", get(query::series).post(query::series))
-        .route("/api/prom/tail", get(legacy::tail))
+    let mut router = Router::new()
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
-        .route(
-            "/loki/api/v1/delete",
-            post(delete::create).put(delete::create).get(delete::list).delete(delete::cancel),
-        )
         .route("/ready", get(ready))
         .route("/ring", get(ring::ring))
         .route("/flush", post(flush))
@@ -193,7 +188,41 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/config/tenant/v1/limits", get(tenant_limits))
         .route("/loki/api/v1/drilldown-limits", get(drilldown_limits))
         .route("/config", get(config))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    if api.distributor.is_some() {
+        router = router
+            .route("/loki/api/v1/push", post(push::push))
+            .route("/api/prom/push", post(push::push))
+            .route("/otlp/v1/logs", post(push::otlp_push));
+    }
+    if api.read.is_some() {
+        router = router
+            .route("/loki/api/v1/query_range", get(query::query_range).post(query::query_range))
+            .route("/loki/api/v1/query", get(query::instant_query).post(query::instant_query))
+            .route("/loki/api/v1/labels", get(query::labels).post(query::labels))
+            .route("/loki/api/v1/label", get(query::labels).post(query::labels))
+            .route("/loki/api/v1/label/{name}/values", get(query::label_values).post(query::label_values))
+            .route("/loki/api/v1/series", get(query::series).post(query::series))
+            .route("/loki/api/v1/tail", get(tail::tail))
+            .route("/loki/api/v1/format_query", get(query::format_query).post(query::format_query))
+            .route("/loki/api/v1/index/stats", get(index::stats).post(index::stats))
+            .route("/loki/api/v1/index/volume", get(index::volume).post(index::volume))
+            .route("/loki/api/v1/index/volume_range", get(index::volume_range).post(index::volume_range))
+            .route("/loki/api/v1/detected_labels", get(index::detected_labels))
+            .route("/loki/api/v1/patterns", get(index::patterns))
+            .route("/loki/api/v1/detected_fields", get(index::detected_fields))
+            .route("/loki/api/v1/detected_field/{name}/values", get(index::detected_field_values))
+            .route("/api/prom/query", get(legacy::query).post(legacy::query))
+            .route("/api/prom/label", get(legacy::labels).post(legacy::labels))
+            .route("/api/prom/label/{name}/values", get(legacy::label_values).post(legacy::label_values))
+            .route("/api/prom/series", get(query::series).post(query::series))
+            .route("/api/prom/tail", get(legacy::tail))
+            .route(
+                "/loki/api/v1/delete",
+                post(delete::create).put(delete::create).get(delete::list).delete(delete::cancel),
+            );
+    }
+    router
         .layer(axum::middleware::from_fn_with_state(api.clone(), authenticate))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
         .with_state(api)

@@ -22,7 +22,7 @@ pub async fn push(State(api): State<AppState>, headers: HeaderMap, body: Body) -
     let r = received(&api, &headers, body).await?;
     let streams = decode_body(r.content_type, r.content_encoding, &r.bytes, r.limits)?;
     let tenant = r.tenant;
-    api.distributor.push(&tenant, streams).await?;
+    api.distributor()?.push(&tenant, streams).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -45,7 +45,7 @@ pub async fn otlp_push(State(api): State<AppState>, headers: HeaderMap, body: Bo
 
 async fn otlp_export(api: AppState, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let r = received(&api, &headers, body).await?;
-    let config = &api.distributor.limits(&r.tenant).otlp_config;
+    let config = &api.distributor()?.limits(&r.tenant).otlp_config;
     let streams = decode_otlp(r.content_type, r.content_encoding, &r.bytes, r.limits, config, balsa_logql::time::now_ns())?;
     let tenant = r.tenant;
     if streams.iter().all(|s| s.entries.is_empty()) {
@@ -53,7 +53,7 @@ async fn otlp_export(api: AppState, headers: HeaderMap, body: Body) -> Result<Re
         // answers an empty push so); Loki's push path would say 422.
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    api.distributor.push(&tenant, streams).await?;
+    api.distributor()?.push(&tenant, streams).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -76,8 +76,9 @@ pub async fn query_range(
         metric => {
             let step = p.step(start, end)?;
             let steps = Steps { start, end, step };
-            let _slot = api.frontend.admit(&tenants)?;
-            let run = async { Ok(api.frontend.metric_range(&tenants, query, &metric, steps, limits.plan).await?) };
+            let read = api.read()?;
+            let _slot = read.frontend.admit(&tenants)?;
+            let run = async { Ok(read.frontend.metric_range(&tenants, query, &metric, steps, limits.plan).await?) };
             let (value, stats) = limits.within_timeout(run).await?;
             return Ok(axum::Json(metric_response(value, steps, false, true, stats)).into_response());
         }
@@ -101,8 +102,9 @@ pub async fn log_range(
     let limit = p.limit()?;
     limits.check_entries(limit)?;
     let req = LogRequest { query, start, end, limit, direction: p.direction()?, categorize, interval: p.interval()? };
-    let _slot = api.frontend.admit(tenants)?;
-    let run = async { Ok(api.frontend.log_range(tenants, &req, limits.plan.split).await?) };
+    let read = api.read()?;
+    let _slot = read.frontend.admit(tenants)?;
+    let run = async { Ok(read.frontend.log_range(tenants, &req, limits.plan.split).await?) };
     limits.within_timeout(run).await
 }
 
@@ -200,8 +202,9 @@ pub async fn instant_query(
     let t = p.time(now_ns())?;
     let steps = Steps::instant(t);
     let limits = api.query_limits(&tenants);
-    let _slot = api.frontend.admit(&tenants)?;
-    let run = async { Ok(api.querier.eval_metric(&tenants, &expr, steps, limits.max_series).await?) };
+    let read = api.read()?;
+    let _slot = read.frontend.admit(&tenants)?;
+    let run = async { Ok(read.querier.eval_metric(&tenants, &expr, steps, limits.max_series).await?) };
     let (value, stats) = limits.within_timeout(run).await?;
     Ok(axum::Json(metric_response(value, steps, true, !sorts_by_value(&expr), stats)).into_response())
 }
@@ -340,8 +343,8 @@ pub async fn label_names(api: &AppState, req: &ReadRequest, name: Option<&str>) 
     let (start, end) = req.params.bounds(now_ns())?;
     let selector = query_selector(&req.params)?;
     Ok(match name {
-        None => api.querier.label_names(&req.tenants, selector, start, end).await?,
-        Some(n) => api.querier.label_values(&req.tenants, n, selector, start, end).await?,
+        None => api.read()?.querier.label_names(&req.tenants, selector, start, end).await?,
+        Some(n) => api.read()?.querier.label_values(&req.tenants, n, selector, start, end).await?,
     })
 }
 
@@ -385,7 +388,7 @@ pub async fn series(
         selectors.push(parse_selector(s).map_err(|e| ApiError::bad_request(e.to_string()))?);
     }
     let limits = api.query_limits(&tenants);
-    let found = limits.within_timeout(async { Ok(api.querier.series(&tenants, &selectors, start, end).await?) }).await?;
+    let found = limits.within_timeout(async { Ok(api.read()?.querier.series(&tenants, &selectors, start, end).await?) }).await?;
     if found.len() > limits.max_series {
         return Err(ApiError::bad_request(format!(
             "the query hit the max number of series limit (limit: {} series)",

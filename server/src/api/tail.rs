@@ -22,7 +22,7 @@ use super::query::{streams_json, wants_categorized_labels, ReadRequest};
 use super::{ApiError, AppState};
 use balsa_logql::{parse_expr, Expr, LogExpr};
 use crate::places::{Place, Places};
-use crate::querier::{LogRequest, StreamResult};
+use crate::querier::{LogRequest, Querier, StreamResult};
 use balsa_logql::time::now_ns;
 
 const MAX_DELAY_FOR_SECS: i64 = 5;
@@ -89,10 +89,11 @@ pub async fn open(State(api): State<AppState>, ws: WebSocketUpgrade, req: ReadRe
     let shape = if legacy { Shape::Legacy } else { Shape::V1 { categorize } };
     let slot = api.tails.admit(&tenants, |t| api.overrides.get(t).max_concurrent_tail_requests)?;
     let until = tokio::time::Instant::now() + api.tails.max_duration;
+    let querier = api.read()?.querier.clone();
     Ok(ws
         .on_upgrade(move |socket| async move {
             let _slot = slot;
-            follow(api, tenants, query, start, delay, limit, shape, until, socket).await;
+            follow(&querier, tenants, query, start, delay, limit, shape, until, socket).await;
         })
         .into_response())
 }
@@ -106,7 +107,7 @@ enum Shape {
 
 #[allow(clippy::too_many_arguments)]
 async fn follow(
-    api: AppState,
+    querier: &Querier,
     tenants: Vec<String>,
     query: LogExpr,
     start: i64,
@@ -131,7 +132,7 @@ async fn follow(
             let scan_from = from.max(polled_until.saturating_sub(LATE_NS));
             polled_until = end;
             let req = LogRequest { query: query.clone(), start: scan_from, end, limit: lim, direction, categorize, interval: 0 };
-            let streams = match api.querier.select_logs(&tenants, &req).await {
+            let streams = match querier.select_logs(&tenants, &req).await {
                 Ok((s, _)) => s,
                 Err(e) => {
                     let _ = socket.send(Message::Close(None)).await;
