@@ -153,7 +153,9 @@ async fn measure(common: &Common, args: &Args, report: &mut Report) -> Result<()
     // What one encode of the state costs: before images, applies waited
     // for all of it (the encode held the partition's lock).
     let t = Instant::now();
-    let encoded = bincode::serde::encode_to_vec(shared.read().state.image(), bincode::config::standard())?.len();
+    let image = shared.read().state.image();
+    let encoded = PartitionState::encode_image(&image)?.len();
+    drop(image);
     let encode_secs = t.elapsed().as_secs_f64();
 
     // 3. The same pushes while a snapshot is built.

@@ -35,7 +35,7 @@ pub mod state_machine;
 
 pub use log_store::{GroupLog, Identity, LogDb, LogDbError, LogDbStats};
 pub use network::{Groups, Peers};
-pub use state_machine::{Replicated, Shared, StateMachine};
+pub use state_machine::{ImageError, Replicated, Shared, StateMachine};
 
 use std::io::Cursor;
 

@@ -5,9 +5,13 @@
 //! fsynced with group commit ([`crate::GroupLog`]) → committed →
 //! [`Replicated::apply`] on every replica, whose answer goes to the proposer.
 //!
-//! Snapshot file: an [`envelope`] of the machine's kind around
-//! bincode(meta, image). It is written to a temporary name, fsynced and
-//! renamed, so a crash leaves the old or the new one, whole.
+//! Snapshot file: an [`envelope`] of the machine's kind and image format
+//! version ([`Replicated::IMAGE_VERSION`]) around bincode(openraft's
+//! `SnapshotMeta`) ‖ the image as [`Replicated::encode_image`] writes it.
+//! It is written to a temporary name, fsynced and renamed, so a crash
+//! leaves the old or the new one, whole. A snapshot travels to a lagging
+//! replica as these same bytes, so a replica reads every image version its
+//! build knows, whichever version wrote it.
 //!
 //! When a snapshot is taken ([`SnapshotDue`]): once the log since the last
 //! one holds as many bytes as that snapshot had, and at least
@@ -36,7 +40,7 @@ use openraft::{
 };
 use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{NodeId, TypeConfig};
 
@@ -46,15 +50,23 @@ pub trait Replicated: Default + Send + Sync + 'static {
     /// Names the snapshot format (the envelope's kind).
     const SNAPSHOT_KIND: [u8; 4];
 
+    /// The image format [`Replicated::encode_image`] writes.
+    const IMAGE_VERSION: u16;
+
     /// What a snapshot holds: the state without what can be rebuilt from it.
-    type Image: Serialize + DeserializeOwned + Send + 'static;
+    type Image: Send + 'static;
 
     /// The state's image. Taken under the group's read lock, so it must be
     /// cheap: share large parts (`Arc`) rather than copy them.
     fn image(&self) -> Self::Image;
 
-    /// The state an image describes (indexes rebuilt).
-    fn from_image(image: Self::Image) -> Self;
+    /// Encodes an image in format [`Replicated::IMAGE_VERSION`] (outside
+    /// the lock).
+    fn encode_image(image: &Self::Image) -> Result<Vec<u8>, ImageError>;
+
+    /// The state an image of format `version` describes (indexes rebuilt);
+    /// reads every version this build still supports.
+    fn decode_image(version: u16, bytes: &[u8]) -> Result<Self, ImageError>;
 
     /// Why a command could not be applied (a record that cannot be
     /// decoded).
@@ -74,12 +86,32 @@ pub struct Shared<S> {
     pub membership: StoredMembership<NodeId, BasicNode>,
 }
 
-/// What a snapshot file holds.
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "I: Serialize + DeserializeOwned")]
-struct SnapshotFile<I> {
-    meta: SnapshotMeta<NodeId, BasicNode>,
-    image: I,
+/// Why an image could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image format version {found} is unknown to this build (it reads versions up to {newest})")]
+    UnknownVersion { found: u16, newest: u16 },
+    #[error("cannot encode the image: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    #[error("cannot decode the image: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("{0} bytes after the image")]
+    Trailing(usize),
+}
+
+/// `value` in bincode's standard configuration: how images are written
+/// (their types, not the live state's, fix the layout).
+pub fn bincode_encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ImageError> {
+    Ok(bincode::serde::encode_to_vec(value, bincode::config::standard())?)
+}
+
+/// Reads what [`bincode_encode`] wrote; every byte must belong to it.
+pub fn bincode_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ImageError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())?;
+    match bytes.len() - used {
+        0 => Ok(value),
+        n => Err(ImageError::Trailing(n)),
+    }
 }
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
@@ -221,14 +253,27 @@ pub fn remove_snapshot(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads a snapshot file's meta; with `Some(version)`, the image's bytes
+/// and format version follow.
+fn decode_meta<'a>(
+    bytes: &'a [u8],
+    kind: [u8; 4],
+    path: &Path,
+) -> SResult<(SnapshotMeta<NodeId, BasicNode>, u16, &'a [u8])> {
+    let opened = envelope::open(kind, bytes).map_err(|e| corrupt(path, &e))?;
+    let (meta, used) = bincode::serde::decode_from_slice(opened.payload, bincode::config::standard())
+        .map_err(|e| corrupt(path, &e))?;
+    Ok((meta, opened.version, &opened.payload[used..]))
+}
+
 fn decode_snapshot<S: Replicated>(bytes: &[u8], path: &Path) -> SResult<(SnapshotMeta<NodeId, BasicNode>, S)> {
-    let corrupt = |what: String| -> StorageError<NodeId> {
-        StorageIOError::read_snapshot(None, AnyError::error(format!("snapshot {}: {what}", path.display()))).into()
-    };
-    let payload = envelope::open(S::SNAPSHOT_KIND, bytes).map_err(|e| corrupt(e.to_string()))?;
-    let (file, _): (SnapshotFile<S::Image>, _) =
-        bincode::serde::decode_from_slice(payload, bincode::config::standard()).map_err(|e| corrupt(e.to_string()))?;
-    Ok((file.meta, S::from_image(file.image)))
+    let (meta, version, image) = decode_meta(bytes, S::SNAPSHOT_KIND, path)?;
+    let state = S::decode_image(version, image).map_err(|e| corrupt(path, &e))?;
+    Ok((meta, state))
+}
+
+fn corrupt(path: &Path, what: &dyn std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::read_snapshot(None, AnyError::error(format!("snapshot {}: {what}", path.display()))).into()
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the
@@ -270,9 +315,11 @@ impl<S: Replicated> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
                 due.reset();
                 (meta, s.state.image())
             };
-            let payload = bincode::serde::encode_to_vec(SnapshotFile { meta: meta.clone(), image }, bincode::config::standard())
-                .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
-            let bytes = envelope::seal(S::SNAPSHOT_KIND, &payload);
+            let write_err = |e: ImageError| StorageIOError::write_snapshot(None, AnyError::new(&e));
+            let mut payload = bincode_encode(&meta).map_err(write_err)?;
+            payload.extend_from_slice(&S::encode_image(&image).map_err(write_err)?);
+            drop(image);
+            let bytes = envelope::seal(S::SNAPSHOT_KIND, S::IMAGE_VERSION, &payload);
             drop(payload);
             file.write(&bytes, meta.last_log_id)
                 .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
@@ -348,7 +395,8 @@ impl<S: Replicated> RaftStateMachine<TypeConfig> for StateMachine<S> {
     async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {
         let _serialized = self.file.written.lock();
         let Some(bytes) = read_if_exists(&self.file.path)? else { return Ok(None) };
-        let (meta, _) = decode_snapshot::<S>(&bytes, &self.file.path)?;
+        // The meta alone: the image is decoded where the bytes are installed.
+        let (meta, _, _) = decode_meta(&bytes, S::SNAPSHOT_KIND, &self.file.path)?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }

@@ -3,7 +3,8 @@
 //! from log and state machine, snapshots) run against Balsa's Raft log
 //! store (a group's keys in the node's shared RocksDB) and state machine.
 
-use balsa_raft::{GroupLog, LogDb, NodeId, Replicated, StateMachine, TypeConfig};
+use balsa_raft::state_machine::{bincode_decode, bincode_encode};
+use balsa_raft::{GroupLog, ImageError, LogDb, NodeId, Replicated, StateMachine, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 
@@ -13,6 +14,7 @@ struct Counter(u64);
 
 impl Replicated for Counter {
     const SNAPSHOT_KIND: [u8; 4] = *b"TCNT";
+    const IMAGE_VERSION: u16 = 1;
     type Image = u64;
     type ApplyError = std::convert::Infallible;
 
@@ -20,8 +22,12 @@ impl Replicated for Counter {
         self.0
     }
 
-    fn from_image(image: u64) -> Self {
-        Counter(image)
+    fn encode_image(image: &u64) -> Result<Vec<u8>, ImageError> {
+        bincode_encode(image)
+    }
+
+    fn decode_image(_version: u16, bytes: &[u8]) -> Result<Self, ImageError> {
+        Ok(Counter(bincode_decode(bytes)?))
     }
 
     fn apply(&mut self, _command: &[u8]) -> Result<Vec<u8>, Self::ApplyError> {

@@ -20,7 +20,7 @@ pub enum Direction {
 
 /// Entries of one stream ordered by timestamp; entries with equal timestamps
 /// keep their arrival order.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub struct HeadBlock {
     by_ts: BTreeMap<i64, Vec<Entry>>,
     len: usize,
@@ -29,7 +29,6 @@ pub struct HeadBlock {
     /// and metadata, so the duplicate check stays linear in the entries
     /// pushed (a push of a million lines at one timestamp would otherwise
     /// compare each with every earlier one). Rebuilt on demand.
-    #[serde(skip)]
     index: HashMap<i64, HashMap<u64, Vec<usize>>>,
 }
 
@@ -77,6 +76,19 @@ impl HeadBlock {
         self.bytes = 0;
         self.index.clear();
         std::mem::take(&mut self.by_ts).into_values().flatten().collect()
+    }
+
+    /// The entries by timestamp, in arrival order within one: what a
+    /// snapshot keeps of a head.
+    pub fn by_ts(&self) -> &BTreeMap<i64, Vec<Entry>> {
+        &self.by_ts
+    }
+
+    /// The head holding `by_ts` (read back from a snapshot), its counts
+    /// recomputed.
+    pub fn from_by_ts(by_ts: BTreeMap<i64, Vec<Entry>>) -> Self {
+        let (len, bytes) = by_ts.values().flatten().fold((0, 0), |(n, b), e| (n + 1, b + e.size()));
+        HeadBlock { by_ts, len, bytes, index: HashMap::new() }
     }
 
     /// Timestamp of the newest entry.

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::{self, CorruptionError};
 
 const KIND: [u8; 4] = *b"BIDX";
+/// The segment format version (the envelope's payload version): bincode of
+/// the sorted refs.
+const SEGMENT_VERSION: u16 = 1;
 
 /// A flushed chunk.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,13 +48,16 @@ pub fn encode_segment(refs: &[ChunkRef]) -> Result<Vec<u8>, SegmentError> {
     sorted.dedup();
     let payload = bincode::serde::encode_to_vec(&sorted, bincode::config::standard())
         .map_err(|e| SegmentError::Encode(e.to_string()))?;
-    Ok(envelope::seal(KIND, &payload))
+    Ok(envelope::seal(KIND, SEGMENT_VERSION, &payload))
 }
 
 /// Decodes and checks a segment.
 pub fn decode_segment(bytes: &[u8]) -> Result<Vec<ChunkRef>, SegmentError> {
-    let payload = envelope::open(KIND, bytes)?;
-    bincode::serde::decode_from_slice(payload, bincode::config::standard())
+    let opened = envelope::open(KIND, bytes)?;
+    if opened.version != SEGMENT_VERSION {
+        return Err(SegmentError::Decode(format!("unknown segment format version {}", opened.version)));
+    }
+    bincode::serde::decode_from_slice(opened.payload, bincode::config::standard())
         .map(|(v, _)| v)
         .map_err(|e| SegmentError::Decode(e.to_string()))
 }

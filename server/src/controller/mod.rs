@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use balsa_proto::cluster as pb;
 use balsa_raft::codec::CodecError;
-use balsa_raft::{GroupId, Groups, LogDb, NodeId, Peers, Raft, Replicated, Shared};
+use balsa_raft::state_machine::{bincode_decode, bincode_encode};
+use balsa_raft::{GroupId, Groups, ImageError, LogDb, NodeId, Peers, Raft, Replicated, Shared};
 use balsa_raft::network::Dialer;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
@@ -89,6 +90,10 @@ pub fn join_refusal(ring: &RingState, node: &NodeInfo) -> Option<String> {
 impl Replicated for RingState {
     type ApplyError = CodecError;
     const SNAPSHOT_KIND: [u8; 4] = *b"BRNG";
+    /// Version 1: bincode of [`RingState`], a plain record (no caches, no
+    /// shared pointers) whose parts (`NodeInfo`, `Assignment`) the
+    /// controller's commands carry too.
+    const IMAGE_VERSION: u16 = 1;
     /// The ring is small: its image is a copy.
     type Image = RingState;
 
@@ -96,8 +101,15 @@ impl Replicated for RingState {
         self.clone()
     }
 
-    fn from_image(image: RingState) -> Self {
-        image
+    fn encode_image(image: &RingState) -> Result<Vec<u8>, ImageError> {
+        bincode_encode(image)
+    }
+
+    fn decode_image(version: u16, bytes: &[u8]) -> Result<Self, ImageError> {
+        match version {
+            1 => bincode_decode(bytes),
+            found => Err(ImageError::UnknownVersion { found, newest: Self::IMAGE_VERSION }),
+        }
     }
 
     /// Answers `Result<epoch, refusal>`.
