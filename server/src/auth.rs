@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error_code::{Coded, ErrorCode};
+use crate::metrics::Metrics;
 use crate::tenant::{self, TenantError};
 
 /// What a request does, which decides the grant it needs.
@@ -326,18 +327,47 @@ pub struct Auth {
     file: PathBuf,
     grants: RwLock<Arc<Vec<Grant>>>,
     last_ok: AtomicBool,
+    /// Requests refused, by reason (registered by [`Auth::report`]).
+    refusals: std::sync::OnceLock<prometheus::IntCounterVec>,
 }
 
 impl Auth {
     /// Loads `file`; a file that cannot be used is an error at start.
     pub fn new(file: PathBuf) -> Result<Self, AuthFileError> {
-        let auth = Self { file, grants: RwLock::new(Arc::new(Vec::new())), last_ok: AtomicBool::new(true) };
+        let auth = Self {
+            file,
+            grants: RwLock::new(Arc::new(Vec::new())),
+            last_ok: AtomicBool::new(true),
+            refusals: std::sync::OnceLock::new(),
+        };
         auth.reload()?;
         Ok(auth)
     }
 
     pub fn last_reload_ok(&self) -> bool {
         self.last_ok.load(Ordering::Relaxed)
+    }
+
+    /// Registers the refusals counter and the gauge of whether the last
+    /// reload succeeded (set at each scrape).
+    pub fn report(self: &Arc<Self>, metrics: &Metrics) {
+        let refusals =
+            metrics.counter_vec("balsa_auth_refusals_total", "Requests refused for their credentials, by reason.", &["reason"]);
+        let _ = self.refusals.set(refusals);
+        let ok = metrics.gauge("balsa_auth_file_last_reload_successful", "Whether the last reload of the auth file succeeded.");
+        let me = Arc::downgrade(self);
+        metrics.on_scrape(move || {
+            if let Some(a) = me.upgrade() {
+                ok.set(i64::from(a.last_reload_ok()));
+            }
+        });
+    }
+
+    /// Counts a refused request under its reason.
+    pub fn count_refusal(&self, e: &AuthError) {
+        if let Some(c) = self.refusals.get() {
+            c.with_label_values(&[e.reason()]).inc();
+        }
     }
 
     /// Re-reads the file; on any problem the grants in force stay.

@@ -16,10 +16,6 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// Shared by every reader of the bucket (querier, compactor).
     pub corrupt_objects: IntCounter,
-    /// Requests refused by `auth.file`'s tokens, by reason.
-    pub auth_refusals: IntCounterVec,
-    /// Whether the last reload of the auth file succeeded.
-    pub auth_file_ok: IntGauge,
     /// What components set when Prometheus scrapes (see [`Metrics::on_scrape`]).
     scrapers: std::sync::Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
@@ -34,9 +30,6 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> 
 impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            reg(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
-        };
         Self {
             request_duration: reg(
                 &r,
@@ -50,12 +43,6 @@ impl Metrics {
             corrupt_objects: reg(
                 &r,
                 IntCounter::new("balsa_corrupt_objects_total", "Chunks or index segments that failed their checksum.").expect("valid metric"),
-            ),
-            auth_refusals: counter("balsa_auth_refusals_total", "Requests refused for their credentials, by reason.", &["reason"]),
-            auth_file_ok: reg(
-                &r,
-                IntGauge::new("balsa_auth_file_last_reload_successful", "Whether the last reload of the auth file succeeded.")
-                    .expect("valid metric"),
             ),
             scrapers: Default::default(),
             registry: r,

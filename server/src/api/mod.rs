@@ -250,7 +250,7 @@ async fn authenticate(State(api): State<AppState>, mut req: Request, next: Next)
             Err(_) => ApiError::bad_request("invalid X-Scope-OrgID").into_response(),
         },
         Err(e) => {
-            api.metrics.auth_refusals.with_label_values(&[e.reason()]).inc();
+            auth.count_refusal(&e);
             let from = peer.as_ref().map(|p| p.addr);
             tracing::info!(reason = e.reason(), error = %e, peer = ?from, "request refused");
             discard_body(req).await;
@@ -396,9 +396,6 @@ async fn drain(State(api): State<AppState>) -> Response {
 }
 
 async fn metrics(State(api): State<AppState>) -> Response {
-    if let Some(auth) = &api.auth {
-        api.metrics.auth_file_ok.set(i64::from(auth.last_reload_ok()));
-    }
     let body = api.metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

@@ -110,6 +110,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let want = |part| needs(cfg.target, part);
     let role = if want(Part::Replicas) { Some(IngesterRole::start(&cfg, store.clone(), &metrics).await?) } else { None };
     overrides.report(&metrics);
+    if let Some(a) = &auth {
+        a.report(&metrics);
+    }
     let ring = match &role {
         Some(r) => r.controller.watch(),
         None => watch_remote(cfg.join.clone(), cfg.dialer()),
